@@ -1,0 +1,113 @@
+//! The command line (clap) and what each command runs.
+
+use crate::error::Result;
+use crate::load::{self, Options};
+use crate::{select, show};
+use clap::{Parser, Subcommand, ValueEnum};
+use std::io::Write;
+use std::path::PathBuf;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "strata",
+    version,
+    about = "Build whole sets of container images from a tree of Jinja-templated Dockerfiles",
+    long_about = "strata renders every Dockerfile.j2 of a tree, learns from the rendered FROM lines which image is \
+built on which, builds the images in parallel in dependency order and rebuilds exactly what changed.\n\n\
+Selectors: NAME, a glob (`nova-*`), `re:REGEX`, `NAME+` (NAME and every image built on it), \
+`+NAME` (NAME and its ancestors), `@PROFILE` (a list under `profiles:` in strata.yaml). No selector = every image.\n\n\
+Exit codes: 0 all good; 1 an image failed; 2 invalid input, nothing built; 3 engine or registry unreachable; 130 interrupted."
+)]
+pub struct Cli {
+    /// Run as if started in DIR (the tree root); other paths are relative to it.
+    #[arg(short = 'C', value_name = "DIR", global = true, default_value = ".")]
+    pub dir: PathBuf,
+    /// The tree's configuration file [default: DIR/strata.yaml].
+    #[arg(long, value_name = "FILE", global = true)]
+    pub config: Option<PathBuf>,
+    /// Override a strata.yaml value by dotted path, e.g. `--set tag=2026.1`, `--set vars.base_image=x`.
+    #[arg(long = "set", value_name = "KEY=VALUE", global = true)]
+    pub sets: Vec<String>,
+    /// A template whose blocks replace those of every image (repeatable, applied in order);
+    /// it may start with `{% extends parent_template %}`.
+    #[arg(long = "override", value_name = "FILE", global = true)]
+    pub overrides: Vec<PathBuf>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// List images, their references, parents and bases.
+    List {
+        selectors: Vec<String>,
+        /// JSON: [{name, ref, path, parents, bases}].
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show the dependency graph.
+    Graph {
+        selectors: Vec<String>,
+        #[arg(long, value_enum, default_value_t = GraphFormat::Tree)]
+        format: GraphFormat,
+    },
+    /// Print rendered Dockerfiles, or write them to DIR/<image>/Dockerfile.
+    Render {
+        selectors: Vec<String>,
+        #[arg(long, value_name = "DIR")]
+        out: Option<PathBuf>,
+    },
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GraphFormat {
+    Tree,
+    Dot,
+    Mermaid,
+    Json,
+}
+
+impl Cli {
+    fn options(&self) -> Options {
+        Options {
+            dir: self.dir.clone(),
+            config: self.config.clone(),
+            sets: self.sets.clone(),
+            overrides: self.overrides.clone(),
+        }
+    }
+}
+
+/// Run the parsed command line; returns the exit code.
+pub fn run(cli: Cli) -> Result<i32> {
+    let opts = cli.options();
+    let out = match &cli.command {
+        Command::List { selectors, json } => {
+            let loaded = load::load(&opts)?;
+            let sel = select::select(&loaded.graph, &loaded.tree.config, selectors)?;
+            show::list(&loaded.graph, &sel, *json)
+        }
+        Command::Graph { selectors, format } => {
+            let loaded = load::load(&opts)?;
+            let sel = select::select(&loaded.graph, &loaded.tree.config, selectors)?;
+            let format = format
+                .to_possible_value()
+                .expect("named")
+                .get_name()
+                .to_string();
+            show::graph(&loaded.graph, &sel, &format)
+        }
+        Command::Render { selectors, out } => {
+            let loaded = load::load(&opts)?;
+            let sel = select::select(&loaded.graph, &loaded.tree.config, selectors)?;
+            let out = out.as_ref().map(|o| loaded.tree.root.join(o));
+            show::render(&loaded.rendered, &sel, out.as_deref())?
+        }
+    };
+    let mut stdout = std::io::stdout().lock();
+    // A closed pipe (`strata list | head`) is not an error.
+    let _ = stdout
+        .write_all(out.as_bytes())
+        .and_then(|_| stdout.flush());
+    Ok(0)
+}

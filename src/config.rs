@@ -1,0 +1,316 @@
+//! Loads `strata.yaml` and applies `--set KEY=VALUE` overrides.
+//! Owns the shape of the tree's configuration; knows nothing of images.
+
+use crate::error::{Error, Result};
+use serde::{de::DeserializeOwned, Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+pub const CONFIG_FILE: &str = "strata.yaml";
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Folders searched for image folders.
+    pub images: Vec<String>,
+    /// Folders for `{% include %}`, `{% import %}`, `{% extends %}`.
+    pub templates: Vec<String>,
+    pub registry: String,
+    pub namespace: String,
+    pub prefix: String,
+    pub tag: String,
+    /// Template variables.
+    pub vars: BTreeMap<String, serde_json::Value>,
+    /// Named lists of selectors, used as `@NAME`.
+    pub profiles: BTreeMap<String, Vec<String>>,
+    pub build: BuildConfig,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct BuildConfig {
+    /// Builds at once; default the number of CPUs.
+    pub jobs: Option<usize>,
+    pub args: BTreeMap<String, String>,
+    pub labels: BTreeMap<String, String>,
+    pub retries: u32,
+    pub pull: bool,
+    /// Build with BuildKit instead of the classic builder.
+    pub buildkit: bool,
+    /// Pushes at once.
+    pub push_jobs: usize,
+    /// Platform passed to the engine (e.g. `linux/amd64`); empty = engine default.
+    pub platform: String,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            images: vec!["images".into()],
+            templates: vec!["templates".into()],
+            registry: String::new(),
+            namespace: "strata".into(),
+            prefix: String::new(),
+            tag: "latest".into(),
+            vars: BTreeMap::new(),
+            profiles: BTreeMap::new(),
+            build: BuildConfig::default(),
+        }
+    }
+}
+
+impl Default for BuildConfig {
+    fn default() -> Self {
+        BuildConfig {
+            jobs: None,
+            args: BTreeMap::new(),
+            labels: BTreeMap::new(),
+            retries: 0,
+            pull: false,
+            buildkit: false,
+            push_jobs: 2,
+            platform: String::new(),
+        }
+    }
+}
+
+/// The loaded configuration and where it came from.
+#[derive(Debug, Clone)]
+pub struct Tree {
+    /// The tree's root folder (where `strata.yaml` is).
+    pub root: PathBuf,
+    pub config: Config,
+}
+
+impl Config {
+    /// The reference an image named `name` is built and pushed as.
+    pub fn reference(&self, name: &str) -> String {
+        format!("{}:{}", self.repository(name), self.tag)
+    }
+
+    /// The reference without its tag.
+    pub fn repository(&self, name: &str) -> String {
+        let mut r = String::new();
+        if !self.registry.is_empty() {
+            r.push_str(self.registry.trim_end_matches('/'));
+            r.push('/');
+        }
+        if !self.namespace.is_empty() {
+            r.push_str(self.namespace.trim_matches('/'));
+            r.push('/');
+        }
+        r.push_str(&self.prefix);
+        r.push_str(name);
+        r
+    }
+}
+
+/// Load the tree at `root`: `config_file` (default `strata.yaml` in `root`), then `sets`.
+pub fn load(root: &Path, config_file: Option<&Path>, sets: &[String]) -> Result<Tree> {
+    let path = match config_file {
+        Some(p) => root.join(p),
+        None => root.join(CONFIG_FILE),
+    };
+    let text = std::fs::read_to_string(&path).map_err(|e| {
+        if e.kind() == std::io::ErrorKind::NotFound {
+            Error::input(format!("no `{}` in `{}`", display_name(&path, root), root.display()))
+                .help("run strata inside an image tree, point at one with `-C DIR`, or name the file with `--config FILE` (an empty strata.yaml is a valid tree)")
+        } else {
+            Error::io(&path, e)
+        }
+    })?;
+    let mut config: Config = if text.trim().is_empty() {
+        Config::default()
+    } else {
+        parse_yaml(&display_name(&path, root), &text)?
+    };
+    for set in sets {
+        config = apply_set(config, set)?;
+    }
+    Ok(Tree {
+        root: root.to_path_buf(),
+        config,
+    })
+}
+
+/// `path` relative to `root` where it is inside, for messages.
+pub fn display_name(path: &Path, root: &Path) -> String {
+    path.strip_prefix(root)
+        .unwrap_or(path)
+        .display()
+        .to_string()
+}
+
+/// Deserialize YAML `text` from the file `name`, mapping errors to a located message.
+pub fn parse_yaml<T: DeserializeOwned>(name: &str, text: &str) -> Result<T> {
+    serde_saphyr::from_str(text).map_err(|e| {
+        let message = e.without_snippet().to_string();
+        let message = message
+            .lines()
+            .next()
+            .unwrap_or("invalid YAML")
+            .trim()
+            .to_string();
+        let (message, help) = explain_yaml_error(&message);
+        let err = Error::input(format!("{name}: {message}")).help(help);
+        match e.location() {
+            Some(loc) if loc.line() > 0 => {
+                let offset = char_offset(text, loc.line() as usize, loc.column() as usize);
+                let end = token_end(text, offset);
+                err.at(name, text, offset..end, "here")
+            }
+            _ => err,
+        }
+    })
+}
+
+fn explain_yaml_error(message: &str) -> (String, String) {
+    if message.contains("unknown field") {
+        let keys = message.split("expected").nth(1).unwrap_or("").trim();
+        let valid = if keys.is_empty() {
+            String::new()
+        } else {
+            format!("; expected {keys}")
+        };
+        let first = message.split(", expected").next().unwrap_or(message);
+        let first = first.replace("unknown field", "unknown key");
+        (first, format!("remove or rename the key{valid}"))
+    } else {
+        (
+            message.to_string(),
+            "fix the YAML at the marked place".to_string(),
+        )
+    }
+}
+
+/// Byte offset of the 1-based (line, column) of `text`, columns counted in chars.
+fn char_offset(text: &str, line: usize, column: usize) -> usize {
+    let start = crate::error::line_range(text, line).start;
+    let rest = &text[start..];
+    rest.char_indices()
+        .nth(column.saturating_sub(1))
+        .map(|(i, _)| start + i)
+        .unwrap_or(start)
+}
+
+/// End of the word starting at `offset` (a key or scalar), at least one char.
+fn token_end(text: &str, offset: usize) -> usize {
+    let rest = &text[offset..];
+    let len = rest
+        .find([':', '\n', ' ', ',', ']', '}'])
+        .unwrap_or(rest.len());
+    offset + len.max(rest.chars().next().map_or(0, char::len_utf8))
+}
+
+/// Apply one `KEY=VALUE` override, KEY a dotted path (`vars.base_image`, `build.jobs`).
+fn apply_set(config: Config, set: &str) -> Result<Config> {
+    let bad = |why: String| {
+        Error::input(format!("invalid `--set {set}`: {why}"))
+            .help("use `--set KEY=VALUE` with KEY a dotted path into strata.yaml, e.g. `--set tag=2026.1` or `--set vars.base_image=debian:bookworm-slim`")
+    };
+    let (key, value) = set
+        .split_once('=')
+        .ok_or_else(|| bad("missing `=`".into()))?;
+    let path: Vec<&str> = key.trim().split('.').collect();
+    if path.iter().any(|p| p.is_empty()) {
+        return Err(bad("empty key".into()));
+    }
+    let mut root = serde_json::to_value(&config).expect("config serializes");
+    let existed = path.iter().try_fold(&root, |v, p| v.get(p)).is_some();
+    let old = value_at(&mut root, &path)
+        .ok_or_else(|| bad(format!("`{key}` is not a key that takes a value")))?
+        .take();
+    let as_string = serde_json::Value::String(value.to_string());
+    let typed = match &old {
+        serde_json::Value::Number(_) | serde_json::Value::Bool(_) | serde_json::Value::Null
+            if existed =>
+        {
+            serde_saphyr::from_str::<serde_json::Value>(value).unwrap_or(as_string.clone())
+        }
+        _ => as_string.clone(),
+    };
+    for candidate in [typed, as_string] {
+        *value_at(&mut root, &path).expect("slot exists") = candidate;
+        if let Ok(config) = serde_json::from_value::<Config>(root.clone()) {
+            return Ok(config);
+        }
+    }
+    *value_at(&mut root, &path).expect("slot exists") =
+        serde_json::Value::String(value.to_string());
+    let err = serde_json::from_value::<Config>(root).unwrap_err();
+    Err(bad(err.to_string().replace("unknown field", "unknown key")))
+}
+
+/// The value at `path`, created in maps where missing.
+fn value_at<'a>(
+    mut v: &'a mut serde_json::Value,
+    path: &[&str],
+) -> Option<&'a mut serde_json::Value> {
+    for part in path {
+        let map = v.as_object_mut()?;
+        v = map
+            .entry(part.to_string())
+            .or_insert(serde_json::Value::Null);
+    }
+    Some(v)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reference_joins_parts() {
+        let mut c = Config::default();
+        assert_eq!(c.reference("base"), "strata/base:latest");
+        c.registry = "reg:5000".into();
+        c.prefix = "os-".into();
+        c.tag = "1".into();
+        assert_eq!(c.reference("base"), "reg:5000/strata/os-base:1");
+        c.namespace.clear();
+        assert_eq!(c.reference("base"), "reg:5000/os-base:1");
+    }
+
+    #[test]
+    fn set_overrides_scalars_by_path() {
+        let c = Config::default();
+        let c = apply_set(c, "tag=2026.1").unwrap();
+        assert_eq!(c.tag, "2026.1");
+        let c = apply_set(c, "build.jobs=8").unwrap();
+        assert_eq!(c.build.jobs, Some(8));
+        let c = apply_set(c, "vars.version=1.10").unwrap();
+        assert_eq!(c.vars["version"], serde_json::json!("1.10"));
+        let c = apply_set(c, "build.pull=true").unwrap();
+        assert!(c.build.pull);
+        let c = apply_set(c, "build.args.X=a=b").unwrap();
+        assert_eq!(c.build.args["X"], "a=b");
+    }
+
+    #[test]
+    fn set_rejects_unknown_keys_and_bad_values() {
+        let e = apply_set(Config::default(), "build.jobz=3").unwrap_err();
+        assert!(e.message.contains("jobz"), "{}", e.message);
+        let e = apply_set(Config::default(), "build.jobs=many").unwrap_err();
+        assert!(e.message.contains("build.jobs=many"), "{}", e.message);
+        assert!(apply_set(Config::default(), "tag").is_err());
+        assert!(apply_set(Config::default(), "tag.x=1").is_err());
+    }
+
+    #[test]
+    fn yaml_errors_name_file_and_line() {
+        let e = parse_yaml::<Config>("strata.yaml", "tag: x\nnamspace: y\n").unwrap_err();
+        assert!(
+            e.message.contains("unknown key `namspace`"),
+            "{}",
+            e.message
+        );
+        let s = e.snippet.unwrap();
+        assert_eq!(s.span, (7, 8));
+    }
+
+    #[test]
+    fn yaml_scalars_become_strings_for_args() {
+        let c: Config = parse_yaml("s", "build: {args: {VERSION: 1.10, ON: true}}").unwrap();
+        assert_eq!(c.build.args["VERSION"], "1.10");
+    }
+}

@@ -1,0 +1,215 @@
+//! Finds the images of a tree: every folder under the configured image folders
+//! that holds a `Dockerfile.j2` or `Dockerfile`, named after the folder, with
+//! its optional `image.yaml`. Knows nothing of templates or Dockerfile syntax.
+
+use crate::config::{display_name, parse_yaml, Tree};
+use crate::error::{Error, Result};
+use serde::Deserialize;
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+
+pub const TEMPLATE_FILE: &str = "Dockerfile.j2";
+pub const PLAIN_FILE: &str = "Dockerfile";
+pub const SPEC_FILE: &str = "image.yaml";
+
+/// Per-image settings from `image.yaml`.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ImageSpec {
+    pub enabled: bool,
+    pub args: BTreeMap<String, String>,
+    pub labels: BTreeMap<String, String>,
+    /// Extra tags the image is also tagged and pushed as.
+    pub tags: Vec<String>,
+    pub vars: BTreeMap<String, serde_json::Value>,
+    /// Build context folder, relative to the image folder.
+    pub context: Option<String>,
+    /// Dockerfile (template) name, relative to the image folder.
+    pub dockerfile: Option<String>,
+}
+
+impl Default for ImageSpec {
+    fn default() -> Self {
+        ImageSpec {
+            enabled: true,
+            args: BTreeMap::new(),
+            labels: BTreeMap::new(),
+            tags: Vec::new(),
+            vars: BTreeMap::new(),
+            context: None,
+            dockerfile: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Image {
+    pub name: String,
+    /// The image folder.
+    pub dir: PathBuf,
+    /// The image folder relative to the tree root, `/`-separated.
+    pub rel_dir: String,
+    /// The Dockerfile or template, relative to the image folder.
+    pub dockerfile: String,
+    /// Whether `dockerfile` is a Jinja template (ends in `.j2`).
+    pub templated: bool,
+    /// The build context folder.
+    pub context: PathBuf,
+    pub spec: ImageSpec,
+}
+
+impl Image {
+    /// The Dockerfile (template) path relative to the tree root, for messages.
+    pub fn dockerfile_path(&self) -> String {
+        format!("{}/{}", self.rel_dir, self.dockerfile)
+    }
+}
+
+/// The images of a tree, sorted by name, and the names of disabled ones.
+#[derive(Debug, Clone)]
+pub struct Discovered {
+    pub images: Vec<Image>,
+    pub disabled: Vec<String>,
+}
+
+pub fn discover(tree: &Tree) -> Result<Discovered> {
+    let mut images: Vec<Image> = Vec::new();
+    let mut disabled = Vec::new();
+    let mut seen: HashMap<String, String> = HashMap::new();
+    for folder in &tree.config.images {
+        let top = tree.root.join(folder);
+        if !top.is_dir() {
+            return Err(Error::input(format!(
+                "image folder `{folder}` does not exist in `{}`",
+                tree.root.display()
+            ))
+            .help(
+                "create it, or set `images:` in strata.yaml to the folders that hold your images",
+            ));
+        }
+        let mut walk = walkdir::WalkDir::new(&top)
+            .follow_links(false)
+            .sort_by_file_name()
+            .into_iter();
+        while let Some(entry) = walk.next() {
+            let entry = entry.map_err(|e| {
+                Error::input(format!(
+                    "cannot read `{}`: {e}",
+                    display_name(e.path().unwrap_or(&top), &tree.root)
+                ))
+            })?;
+            if !entry.file_type().is_dir() {
+                continue;
+            }
+            let dir = entry.path();
+            if entry.depth() > 0 && entry.file_name().to_string_lossy().starts_with('.') {
+                walk.skip_current_dir();
+                continue;
+            }
+            let Some(image) = read_image(tree, dir)? else {
+                continue;
+            };
+            // An image folder is a build context: its subfolders are not images.
+            walk.skip_current_dir();
+            if let Some(other) = seen.insert(image.name.clone(), image.rel_dir.clone()) {
+                return Err(Error::input(format!(
+                    "two images are named `{}`: `{other}` and `{}`",
+                    image.name, image.rel_dir
+                ))
+                .help("image names come from folder names and must be unique in the tree: rename one folder"));
+            }
+            if image.spec.enabled {
+                images.push(image);
+            } else {
+                disabled.push(image.name);
+            }
+        }
+    }
+    if images.is_empty() {
+        let folders: Vec<String> = tree
+            .config
+            .images
+            .iter()
+            .map(|f| format!("`{f}`"))
+            .collect();
+        return Err(
+            Error::input(format!("no images found under {}", folders.join(", ")))
+                .help("an image is a folder holding a `Dockerfile.j2` or `Dockerfile`"),
+        );
+    }
+    images.sort_by(|a, b| a.name.cmp(&b.name));
+    disabled.sort();
+    Ok(Discovered { images, disabled })
+}
+
+/// The image in `dir`, if `dir` is an image folder.
+fn read_image(tree: &Tree, dir: &Path) -> Result<Option<Image>> {
+    let spec_path = dir.join(SPEC_FILE);
+    let spec: Option<ImageSpec> = match std::fs::read_to_string(&spec_path) {
+        Ok(text) if text.trim().is_empty() => Some(ImageSpec::default()),
+        Ok(text) => Some(parse_yaml(&display_name(&spec_path, &tree.root), &text)?),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(e) => return Err(Error::io(&spec_path, e)),
+    };
+    let rel_dir = display_name(dir, &tree.root).replace('\\', "/");
+    let dockerfile = match spec.as_ref().and_then(|s| s.dockerfile.clone()) {
+        Some(d) => {
+            if !inside(&d) || !dir.join(&d).is_file() {
+                return Err(Error::input(format!("`{rel_dir}/{SPEC_FILE}` names dockerfile `{d}`, which is not a file in `{rel_dir}`"))
+                    .help("`dockerfile:` is a path inside the image folder"));
+            }
+            d
+        }
+        None if dir.join(TEMPLATE_FILE).is_file() => TEMPLATE_FILE.to_string(),
+        None if dir.join(PLAIN_FILE).is_file() => PLAIN_FILE.to_string(),
+        None if spec.is_some() => {
+            return Err(Error::input(format!("`{rel_dir}` has an `{SPEC_FILE}` but no `{TEMPLATE_FILE}` or `{PLAIN_FILE}`"))
+                .help(format!("add `{rel_dir}/{TEMPLATE_FILE}`, or remove `{rel_dir}/{SPEC_FILE}` if this folder is not an image")));
+        }
+        None => return Ok(None),
+    };
+    let spec = spec.unwrap_or_default();
+    let name = dir
+        .file_name()
+        .map(|n| n.to_string_lossy().to_string())
+        .unwrap_or_default();
+    let context = match &spec.context {
+        Some(c) => {
+            let path = dir.join(c);
+            let canonical = path.canonicalize().ok().filter(|p| p.is_dir());
+            let root = tree
+                .root
+                .canonicalize()
+                .map_err(|e| Error::io(&tree.root, e))?;
+            match canonical {
+                Some(p) if p.starts_with(&root) => path,
+                _ => {
+                    return Err(Error::input(format!("`{rel_dir}/{SPEC_FILE}` names context `{c}`, which is not a folder inside the tree"))
+                        .help("`context:` is a folder relative to the image folder, inside the tree"))
+                }
+            }
+        }
+        None => dir.to_path_buf(),
+    };
+    Ok(Some(Image {
+        templated: dockerfile.ends_with(".j2"),
+        name,
+        dir: dir.to_path_buf(),
+        rel_dir,
+        dockerfile,
+        context,
+        spec,
+    }))
+}
+
+/// Whether the relative path `p` stays inside its folder.
+pub fn inside(p: &str) -> bool {
+    let path = Path::new(p);
+    !path.is_absolute()
+        && path.components().all(|c| {
+            matches!(
+                c,
+                std::path::Component::Normal(_) | std::path::Component::CurDir
+            )
+        })
+}

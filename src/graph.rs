@@ -1,0 +1,246 @@
+//! The dependency graph of a tree: an edge parent → child for every reference
+//! a rendered Dockerfile makes to an image of the tree; every other reference
+//! is a base. Detects cycles and references that look like a tree image but
+//! are none. Knows nothing of engines, fingerprints or selection.
+
+use crate::config::Config;
+use crate::discover::Image;
+use crate::dockerfile::{normalize, Parsed};
+use crate::error::{did_you_mean, Error, Result};
+use petgraph::graph::{DiGraph, NodeIndex};
+use std::collections::{BTreeSet, HashMap};
+
+#[derive(Debug, Clone)]
+pub struct Node {
+    pub name: String,
+    pub reference: String,
+    /// Image folder relative to the tree root.
+    pub path: String,
+    /// Parents (indexes into `Graph::nodes`), sorted by name.
+    pub parents: Vec<usize>,
+    /// The parent the final stage is built on, if it is an image of the tree.
+    pub primary_parent: Option<usize>,
+    /// Bases in familiar form (`debian:bookworm-slim`), sorted.
+    pub bases: Vec<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Graph {
+    /// Sorted by name; the index is the image's id everywhere downstream.
+    pub nodes: Vec<Node>,
+    pub dag: DiGraph<usize, ()>,
+    /// Every id, parents before children, ties by name.
+    pub order: Vec<usize>,
+    /// Children of each id, sorted by name.
+    pub children: Vec<Vec<usize>>,
+}
+
+impl Graph {
+    pub fn index(&self, name: &str) -> Option<usize> {
+        self.nodes
+            .binary_search_by(|n| n.name.as_str().cmp(name))
+            .ok()
+    }
+
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.nodes.iter().map(|n| n.name.as_str())
+    }
+
+    /// `id` and every image built on it, directly or not.
+    pub fn descendants(&self, id: usize) -> BTreeSet<usize> {
+        self.walk(id, |i| &self.children[i])
+    }
+
+    /// `id` and every image it is built on, directly or not.
+    pub fn ancestors(&self, id: usize) -> BTreeSet<usize> {
+        self.walk(id, |i| &self.nodes[i].parents)
+    }
+
+    fn walk<'a>(&'a self, id: usize, next: impl Fn(usize) -> &'a Vec<usize>) -> BTreeSet<usize> {
+        let mut seen = BTreeSet::from([id]);
+        let mut todo = vec![id];
+        while let Some(i) = todo.pop() {
+            for &n in next(i) {
+                if seen.insert(n) {
+                    todo.push(n);
+                }
+            }
+        }
+        seen
+    }
+}
+
+/// Build the graph. `images`, `parsed` and `rendered` are index-aligned and sorted by name;
+/// `rendered` is used for messages; `disabled` names images with `enabled: false`.
+pub fn build(
+    config: &Config,
+    images: &[Image],
+    parsed: &[Parsed],
+    rendered: &[String],
+    disabled: &[String],
+) -> Result<Graph> {
+    let registry = config.registry.trim_end_matches('/');
+    let strip_registry = |r: String| -> String {
+        match r.strip_prefix(registry).and_then(|r| r.strip_prefix('/')) {
+            Some(rest) if !registry.is_empty() => rest.to_string(),
+            _ => r,
+        }
+    };
+    let by_ref: HashMap<String, usize> = images
+        .iter()
+        .enumerate()
+        .map(|(i, img)| (strip_registry(normalize(&config.reference(&img.name))), i))
+        .collect();
+    let tree_prefix = {
+        let ns = config.namespace.trim_matches('/');
+        if ns.is_empty() && config.prefix.is_empty() {
+            None
+        } else if ns.is_empty() {
+            Some(config.prefix.clone())
+        } else {
+            Some(format!("{ns}/{}", config.prefix))
+        }
+    };
+
+    let mut nodes = Vec::with_capacity(images.len());
+    let mut dag = DiGraph::with_capacity(images.len(), images.len());
+    let ids: Vec<NodeIndex> = (0..images.len()).map(|i| dag.add_node(i)).collect();
+    let mut edge_lines: HashMap<(usize, usize), usize> = HashMap::new();
+    for (i, (image, p)) in images.iter().zip(parsed).enumerate() {
+        let file = format!("{} (rendered)", image.dockerfile_path());
+        let mut parents = BTreeSet::new();
+        let mut bases = BTreeSet::new();
+        for r in &p.refs {
+            let familiar = normalize(&r.reference);
+            let local = strip_registry(familiar.clone());
+            if let Some(&parent) = by_ref.get(&local) {
+                parents.insert(parent);
+                edge_lines.entry((parent, i)).or_insert(r.line);
+                continue;
+            }
+            if let Some(prefix) = &tree_prefix {
+                if let Some(rest) = local.strip_prefix(prefix.as_str()) {
+                    let name = rest.split([':', '@']).next().unwrap_or(rest);
+                    let err = |message: String, help: String| {
+                        Error::input(message).help(help).at_line(
+                            &file,
+                            &rendered[i],
+                            r.line,
+                            "here",
+                        )
+                    };
+                    if let Ok(j) = images.binary_search_by(|x| x.name.as_str().cmp(name)) {
+                        return Err(err(
+                            format!("image `{}` uses `{}`, image `{name}` of this tree at another tag or registry", image.name, r.reference),
+                            format!("the tree builds `{}`; use `{{{{ image_ref(\"{name}\") }}}}` to refer to it", config.reference(&images[j].name)),
+                        ));
+                    }
+                    if disabled.iter().any(|d| d == name) {
+                        return Err(err(
+                            format!("image `{}` is built on `{name}`, which is disabled", image.name),
+                            format!("enable `{name}` (remove `enabled: false` from its image.yaml) or disable `{}` too", image.name),
+                        ));
+                    }
+                    let hint = did_you_mean(name, images.iter().map(|x| x.name.as_str()))
+                        .unwrap_or_else(|| {
+                            "check the image name, or move this base out of the tree's namespace"
+                                .into()
+                        });
+                    return Err(err(
+                        format!("image `{}` uses `{}`: it is in this tree's namespace (`{prefix}`), but no image is named `{name}`", image.name, r.reference),
+                        hint,
+                    ));
+                }
+            }
+            bases.insert(familiar);
+        }
+        for &parent in &parents {
+            dag.add_edge(ids[parent], ids[i], ());
+        }
+        let primary_parent = p
+            .final_base()
+            .and_then(|b| by_ref.get(&strip_registry(normalize(b))).copied());
+        nodes.push(Node {
+            name: image.name.clone(),
+            reference: config.reference(&image.name),
+            path: image.rel_dir.clone(),
+            parents: parents.into_iter().collect(),
+            primary_parent,
+            bases: bases.into_iter().collect(),
+        });
+    }
+    let mut children = vec![Vec::new(); nodes.len()];
+    for (i, n) in nodes.iter().enumerate() {
+        for &p in &n.parents {
+            children[p].push(i);
+        }
+    }
+    let order = topological_order(&nodes, &children).map_err(|cycle| {
+        let path: Vec<&str> = cycle.iter().map(|&i| nodes[i].name.as_str()).collect();
+        let wheres: Vec<String> = cycle
+            .windows(2)
+            .map(|w| format!("`{}` uses `{}` at {}:{}", nodes[w[1]].name, nodes[w[0]].name, images[w[1]].dockerfile_path(), edge_lines[&(w[0], w[1])]))
+            .collect();
+        Error::input(format!("the images form a cycle: {}", path.join(" → "))).help(format!(
+            "an image cannot be built on itself, directly or through others; remove one of these uses:\n{}",
+            wheres.join("\n")
+        ))
+    })?;
+    Ok(Graph {
+        nodes,
+        dag,
+        order,
+        children,
+    })
+}
+
+/// Kahn's algorithm, ready images taken by name; on a cycle, the cycle as a
+/// path that starts and ends at the same id.
+fn topological_order(
+    nodes: &[Node],
+    children: &[Vec<usize>],
+) -> std::result::Result<Vec<usize>, Vec<usize>> {
+    let mut missing: Vec<usize> = nodes.iter().map(|n| n.parents.len()).collect();
+    let mut ready: BTreeSet<usize> = (0..nodes.len()).filter(|&i| missing[i] == 0).collect();
+    let mut order = Vec::with_capacity(nodes.len());
+    while let Some(i) = ready.pop_first() {
+        order.push(i);
+        for &c in &children[i] {
+            missing[c] -= 1;
+            if missing[c] == 0 {
+                ready.insert(c);
+            }
+        }
+    }
+    if order.len() == nodes.len() {
+        return Ok(order);
+    }
+    // Every node left has a parent left: walk parents until one repeats.
+    let start = (0..nodes.len())
+        .find(|&i| missing[i] > 0)
+        .expect("a node is left");
+    let mut path = vec![start];
+    let mut at = start;
+    loop {
+        at = *nodes[at]
+            .parents
+            .iter()
+            .find(|&&p| missing[p] > 0)
+            .expect("a parent is left");
+        if let Some(pos) = path.iter().position(|&p| p == at) {
+            let mut cycle: Vec<usize> = path[pos..].to_vec();
+            cycle.reverse();
+            // Start at the smallest name for a stable message.
+            let min = cycle
+                .iter()
+                .enumerate()
+                .min_by_key(|(_, &i)| i)
+                .map(|(k, _)| k)
+                .unwrap_or(0);
+            cycle.rotate_left(min);
+            cycle.push(cycle[0]);
+            return Err(cycle);
+        }
+        path.push(at);
+    }
+}

@@ -1,0 +1,86 @@
+//! Runs the stages that need no engine, in order:
+//! config → discover → render → parse → graph. Every later command starts here.
+
+use crate::config::{self, Tree};
+use crate::discover::{self, Image};
+use crate::dockerfile::{self, Parsed};
+use crate::error::Result;
+use crate::graph::{self, Graph};
+use crate::render::{Rendered, Renderer};
+use rayon::prelude::*;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+/// What the user pointed strata at.
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    pub dir: PathBuf,
+    pub config: Option<PathBuf>,
+    pub sets: Vec<String>,
+    pub overrides: Vec<PathBuf>,
+}
+
+/// A tree, rendered and understood. Vectors are index-aligned with `graph.nodes`.
+pub struct Loaded {
+    pub tree: Tree,
+    pub images: Vec<Image>,
+    pub rendered: Vec<Rendered>,
+    pub parsed: Vec<Parsed>,
+    pub graph: Graph,
+    pub renderer: Renderer,
+}
+
+impl Loaded {
+    /// Build args of image `id`: the tree's, then the image's own.
+    pub fn build_args(&self, id: usize) -> BTreeMap<String, String> {
+        build_args(&self.tree, &self.images[id])
+    }
+}
+
+fn build_args(tree: &Tree, image: &Image) -> BTreeMap<String, String> {
+    let mut args = tree.config.build.args.clone();
+    args.extend(image.spec.args.clone());
+    args
+}
+
+pub fn load(opts: &Options) -> Result<Loaded> {
+    let dir: &Path = if opts.dir.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        &opts.dir
+    };
+    let tree = config::load(dir, opts.config.as_deref(), &opts.sets)?;
+    let found = discover::discover(&tree)?;
+    let overrides: Vec<PathBuf> = opts.overrides.iter().map(|o| tree.root.join(o)).collect();
+    let renderer = Renderer::new(&tree, &found.images, &overrides)?;
+    let rendered = renderer.render_all(&found.images)?;
+    let parsed: Vec<Result<Parsed>> = found
+        .images
+        .par_iter()
+        .zip(&rendered)
+        .map(|(image, r)| {
+            dockerfile::parse(
+                &format!("{} (rendered)", image.dockerfile_path()),
+                &r.text,
+                &build_args(&tree, image),
+            )
+        })
+        .collect();
+    let parsed = parsed.into_iter().collect::<Result<Vec<_>>>()?;
+    let texts: Vec<String> = rendered.iter().map(|r| r.text.clone()).collect();
+    let graph = graph::build(
+        &tree.config,
+        &found.images,
+        &parsed,
+        &texts,
+        &found.disabled,
+    )?;
+    Ok(Loaded {
+        tree,
+        images: found.images,
+        rendered,
+        parsed,
+        graph,
+        renderer,
+    })
+}

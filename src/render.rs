@@ -1,0 +1,410 @@
+//! Renders every image's `Dockerfile.j2` with one minijinja environment.
+//!
+//! Templates are compiled once and shared; rendering runs in parallel (rayon).
+//! The loader sees the tree's template folders and the rendering image's own
+//! folder, nothing else. Knows nothing of Dockerfile syntax or the graph.
+//! See "Templates" in docs/templates.md for the choices made here.
+
+use crate::config::{display_name, Tree};
+use crate::discover::{inside, Image};
+use crate::error::{did_you_mean, Error, Result};
+use minijinja::{Environment, ErrorKind, UndefinedBehavior, Value};
+use rayon::prelude::*;
+use std::borrow::Cow;
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// One image's rendered Dockerfile.
+#[derive(Debug, Clone)]
+pub struct Rendered {
+    pub name: String,
+    pub text: String,
+    /// Every template file this rendering read, relative to the tree root.
+    pub templates: Vec<String>,
+}
+
+const IMAGE_PREFIX: &str = "image:";
+const OVERRIDE_PREFIX: &str = "override:";
+
+/// Where each template name comes from.
+struct Sources {
+    root: PathBuf,
+    /// Template folders, in search order, canonical.
+    template_dirs: Vec<PathBuf>,
+    template_dir_names: Vec<String>,
+    /// image name -> image folder (canonical).
+    image_dirs: HashMap<String, PathBuf>,
+    overrides: Vec<PathBuf>,
+}
+
+impl Sources {
+    /// The file behind a template name, if it is allowed and exists.
+    fn file(&self, name: &str) -> std::result::Result<Option<PathBuf>, String> {
+        if let Some(rest) = name.strip_prefix(IMAGE_PREFIX) {
+            let (image, rel) = rest.split_once('/').unwrap_or((rest, ""));
+            let Some(dir) = self.image_dirs.get(image) else {
+                return Ok(None);
+            };
+            return Ok(confined(dir, rel));
+        }
+        if let Some(index) = name.strip_prefix(OVERRIDE_PREFIX) {
+            return Ok(index
+                .parse::<usize>()
+                .ok()
+                .and_then(|i| self.overrides.get(i))
+                .cloned());
+        }
+        if !inside(name) {
+            return Err(format!(
+                "refused to load `{name}`: templates are loaded only from the template folders ({}) and the image's own folder",
+                self.template_dir_names.join(", ")
+            ));
+        }
+        Ok(self
+            .template_dirs
+            .iter()
+            .find_map(|dir| confined(dir, name)))
+    }
+
+    /// Resolve `name` as referenced from the template `parent`: a file in the
+    /// including image's own folder wins, else the name is looked up in the
+    /// template folders.
+    fn join(&self, name: &str, parent: &str) -> String {
+        if let Some(rest) = parent.strip_prefix(IMAGE_PREFIX) {
+            let image = rest.split('/').next().unwrap_or_default();
+            if let Some(dir) = self.image_dirs.get(image) {
+                if !name.starts_with(IMAGE_PREFIX) && confined(dir, name).is_some() {
+                    return format!("{IMAGE_PREFIX}{image}/{name}");
+                }
+            }
+        }
+        name.to_string()
+    }
+
+    /// A template name as a path for people: relative to the tree root.
+    fn display(&self, name: &str) -> String {
+        match self.file(name) {
+            Ok(Some(path)) => {
+                let root = self
+                    .root
+                    .canonicalize()
+                    .unwrap_or_else(|_| self.root.clone());
+                display_name(&path, &root)
+            }
+            _ => name.to_string(),
+        }
+    }
+}
+
+/// `dir/rel` if it is a file that stays inside `dir` (symlinks resolved).
+fn confined(dir: &Path, rel: &str) -> Option<PathBuf> {
+    if !inside(rel) {
+        return None;
+    }
+    let path = dir.join(rel).canonicalize().ok()?;
+    (path.starts_with(dir) && path.is_file()).then_some(path)
+}
+
+/// Renders the images of one tree.
+pub struct Renderer {
+    env: Environment<'static>,
+    sources: Arc<Sources>,
+    globals: BTreeMap<String, Value>,
+    tree_vars: BTreeMap<String, serde_json::Value>,
+}
+
+impl Renderer {
+    pub fn new(tree: &Tree, images: &[Image], overrides: &[PathBuf]) -> Result<Renderer> {
+        let canon = |p: &Path| p.canonicalize().map_err(|e| Error::io(p, e));
+        let mut template_dirs = Vec::new();
+        let mut template_dir_names = Vec::new();
+        for folder in &tree.config.templates {
+            let dir = tree.root.join(folder);
+            template_dir_names.push(format!("`{folder}`"));
+            if dir.is_dir() {
+                template_dirs.push(canon(&dir)?);
+            }
+        }
+        let mut override_files = Vec::new();
+        for o in overrides {
+            if !o.is_file() {
+                return Err(Error::input(format!("override template `{}` does not exist", o.display()))
+                    .help("`--override FILE` names a template file whose blocks replace those of every image"));
+            }
+            override_files.push(canon(o)?);
+        }
+        let image_dirs = images
+            .iter()
+            .map(|i| Ok((i.name.clone(), canon(&i.dir)?)))
+            .collect::<Result<_>>()?;
+        let sources = Arc::new(Sources {
+            root: tree.root.clone(),
+            template_dirs,
+            template_dir_names,
+            image_dirs,
+            overrides: override_files,
+        });
+
+        let mut env = Environment::new();
+        env.set_undefined_behavior(UndefinedBehavior::Strict);
+        env.set_auto_escape_callback(|_| minijinja::AutoEscape::None);
+        env.set_syntax(
+            minijinja::syntax::SyntaxConfig::builder()
+                .trim_blocks(true)
+                .lstrip_blocks(true)
+                .keep_trailing_newline(true)
+                .build()
+                .expect("valid syntax config"),
+        );
+        env.set_debug(true);
+        let loader_sources = sources.clone();
+        env.set_loader(move |name| {
+            let path = loader_sources
+                .file(name)
+                .map_err(|why| minijinja::Error::new(ErrorKind::InvalidOperation, why))?;
+            let Some(path) = path else { return Ok(None) };
+            let text = std::fs::read_to_string(&path).map_err(|e| {
+                minijinja::Error::new(
+                    ErrorKind::InvalidOperation,
+                    format!("cannot read `{}`: {e}", path.display()),
+                )
+            })?;
+            Ok(Some(
+                match name
+                    .strip_prefix(OVERRIDE_PREFIX)
+                    .and_then(|i| i.parse::<usize>().ok())
+                {
+                    Some(index) => chain_override(&text, index),
+                    None => text,
+                },
+            ))
+        });
+        let join_sources = sources.clone();
+        env.set_path_join_callback(move |name, parent| Cow::Owned(join_sources.join(name, parent)));
+
+        let refs: Arc<BTreeMap<String, String>> = Arc::new(
+            images
+                .iter()
+                .map(|i| (i.name.clone(), tree.config.reference(&i.name)))
+                .collect(),
+        );
+        env.add_function(
+            "image_ref",
+            move |name: String| -> std::result::Result<String, minijinja::Error> {
+                refs.get(&name).cloned().ok_or_else(|| {
+                    let hint = did_you_mean(&name, refs.keys().map(String::as_str))
+                        .map(|h| format!("; {h}"))
+                        .unwrap_or_default();
+                    minijinja::Error::new(
+                        ErrorKind::InvalidOperation,
+                        format!("image_ref(`{name}`): no image named `{name}` in the tree{hint}"),
+                    )
+                })
+            },
+        );
+
+        let c = &tree.config;
+        let globals = BTreeMap::from([
+            ("namespace".to_string(), Value::from(c.namespace.clone())),
+            ("registry".to_string(), Value::from(c.registry.clone())),
+            ("prefix".to_string(), Value::from(c.prefix.clone())),
+            ("tag".to_string(), Value::from(c.tag.clone())),
+        ]);
+        Ok(Renderer {
+            env,
+            sources,
+            globals,
+            tree_vars: c.vars.clone(),
+        })
+    }
+
+    /// Render every image (in parallel); the first error in image order wins.
+    pub fn render_all(&self, images: &[Image]) -> Result<Vec<Rendered>> {
+        let results: Vec<Result<Rendered>> =
+            images.par_iter().map(|image| self.render(image)).collect();
+        results.into_iter().collect()
+    }
+
+    pub fn render(&self, image: &Image) -> Result<Rendered> {
+        if !image.templated {
+            let path = image.dir.join(&image.dockerfile);
+            let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
+            return Ok(Rendered {
+                name: image.name.clone(),
+                text,
+                templates: vec![image.dockerfile_path()],
+            });
+        }
+        let own = format!("{IMAGE_PREFIX}{}/{}", image.name, image.dockerfile);
+        let entry = match self.sources.overrides.len() {
+            0 => own.clone(),
+            n => format!("{OVERRIDE_PREFIX}{}", n - 1),
+        };
+        let mut ctx = self.globals.clone();
+        for (k, v) in self.tree_vars.iter().chain(image.spec.vars.iter()) {
+            ctx.insert(k.clone(), Value::from(minijinja::value::Serde(v)));
+        }
+        ctx.insert("image_name".into(), Value::from(image.name.clone()));
+        ctx.insert("parent_template".into(), Value::from(own));
+        let result = self
+            .env
+            .get_template(&entry)
+            .and_then(|t| t.render(Value::from(ctx)));
+        let text = result.map_err(|e| self.error(image, e))?;
+        Ok(Rendered {
+            name: image.name.clone(),
+            text,
+            templates: Vec::new(),
+        })
+    }
+
+    /// Every template file (relative to the root) that `image`'s template can reach,
+    /// by following `include`, `import`, `from` and `extends` with literal names.
+    pub fn template_files(&self, image: &Image) -> Vec<String> {
+        let mut seen = std::collections::BTreeSet::new();
+        let mut todo = vec![format!("{IMAGE_PREFIX}{}/{}", image.name, image.dockerfile)];
+        todo.extend((0..self.sources.overrides.len()).map(|i| format!("{OVERRIDE_PREFIX}{i}")));
+        while let Some(name) = todo.pop() {
+            if !seen.insert(name.clone()) {
+                continue;
+            }
+            let Ok(t) = self.env.get_template(&name) else {
+                continue;
+            };
+            for dep in referenced_templates(t.source()) {
+                todo.push(self.sources.join(&dep, &name));
+            }
+        }
+        let mut files: Vec<String> = seen
+            .iter()
+            .filter_map(|n| {
+                self.sources
+                    .file(n)
+                    .ok()
+                    .flatten()
+                    .map(|_| self.sources.display(n))
+            })
+            .collect();
+        files.sort();
+        files.dedup();
+        files
+    }
+
+    /// A minijinja error as a located message.
+    fn error(&self, image: &Image, e: minijinja::Error) -> Error {
+        let name = e.name().unwrap_or_default().to_string();
+        let file = self.sources.display(&name);
+        let source = e.template_source().map(str::to_string);
+        let detail = e.detail().unwrap_or_default().to_string();
+        let snippet_text = |r: &std::ops::Range<usize>| {
+            source
+                .as_deref()
+                .and_then(|s| s.get(r.clone()))
+                .map(str::to_string)
+        };
+        let range = e.range();
+        let (message, label, help) = match e.kind() {
+            ErrorKind::SyntaxError => (
+                format!("template syntax error: {detail}"),
+                "here".to_string(),
+                "fix the template syntax at the marked place".to_string(),
+            ),
+            ErrorKind::UndefinedError => {
+                let what = range
+                    .as_ref()
+                    .and_then(snippet_text)
+                    .map(|s| format!(" `{}`", s.trim()))
+                    .unwrap_or_default();
+                (
+                    format!("undefined variable{what}"),
+                    "not defined".to_string(),
+                    "define it under `vars:` in strata.yaml or the image's image.yaml, pass `--set vars.NAME=VALUE`, or guard it with `{% if NAME is defined %}`".to_string(),
+                )
+            }
+            ErrorKind::TemplateNotFound => (
+                format!("template not found: {detail}"),
+                "included here".to_string(),
+                format!(
+                    "templates are looked up in the image's own folder and in {}",
+                    self.sources.template_dir_names.join(", ")
+                ),
+            ),
+            _ => {
+                let help = if detail.starts_with("refused") {
+                    "include shared templates by their path inside a template folder".to_string()
+                } else {
+                    "fix the template at the marked place".to_string()
+                };
+                (
+                    if detail.is_empty() {
+                        e.kind().to_string()
+                    } else {
+                        detail.clone()
+                    },
+                    "here".to_string(),
+                    help,
+                )
+            }
+        };
+        let location = if name.is_empty() {
+            String::new()
+        } else {
+            format!(" in `{file}`")
+        };
+        let err = Error::input(format!(
+            "cannot render image `{}`: {message}{location}",
+            image.name
+        ))
+        .help(help);
+        match (source, range, e.line()) {
+            (Some(src), Some(r), _) => err.at(&file, &src, r, label),
+            (Some(src), None, Some(line)) => err.at_line(&file, &src, line, label),
+            _ => err,
+        }
+    }
+}
+
+/// Override `index` extends the previous override, the first one the image's
+/// own template (`parent_template`). An override without `extends` gets one.
+fn chain_override(text: &str, index: usize) -> String {
+    let parent = if index == 0 {
+        "parent_template".to_string()
+    } else {
+        format!("\"{OVERRIDE_PREFIX}{}\"", index - 1)
+    };
+    let first = text
+        .lines()
+        .find(|l| !l.trim().is_empty())
+        .unwrap_or_default();
+    if first.contains("extends") {
+        if index == 0 {
+            text.to_string()
+        } else {
+            text.replacen("parent_template", &parent, 1)
+        }
+    } else {
+        format!("{{% extends {parent} %}}{text}")
+    }
+}
+
+/// Literal template names in `include`, `import`, `from` and `extends` tags.
+fn referenced_templates(source: &str) -> Vec<String> {
+    static RE: std::sync::OnceLock<regex::Regex> = std::sync::OnceLock::new();
+    let re = RE.get_or_init(|| {
+        regex::Regex::new(
+            r#"\{%-?\s*(?:include|import|from|extends)\s+(?:\[([^\]]*)\]|["']([^"']+)["'])"#,
+        )
+        .expect("valid regex")
+    });
+    let lit = regex::Regex::new(r#"["']([^"']+)["']"#).expect("valid regex");
+    let mut out = Vec::new();
+    for c in re.captures_iter(source) {
+        if let Some(list) = c.get(1) {
+            out.extend(lit.captures_iter(list.as_str()).map(|m| m[1].to_string()));
+        } else if let Some(m) = c.get(2) {
+            out.push(m.as_str().to_string());
+        }
+    }
+    out
+}

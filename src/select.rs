@@ -1,0 +1,138 @@
+//! Turns selectors into a set of images: `NAME`, a glob `keystone-*`,
+//! `re:REGEX`, `NAME+` (with descendants), `+NAME` (with ancestors),
+//! `@PROFILE`. No selector selects every image. Knows nothing of builds.
+
+use crate::config::Config;
+use crate::error::{did_you_mean, Error, Result};
+use crate::graph::Graph;
+use std::collections::BTreeSet;
+
+/// The selected image ids, in build order (parents first).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Selection {
+    pub ids: Vec<usize>,
+}
+
+impl Selection {
+    pub fn contains(&self, id: usize) -> bool {
+        self.ids.contains(&id)
+    }
+}
+
+pub fn select(graph: &Graph, config: &Config, selectors: &[String]) -> Result<Selection> {
+    if selectors.is_empty() {
+        return Ok(Selection {
+            ids: graph.order.clone(),
+        });
+    }
+    let mut chosen = BTreeSet::new();
+    for s in selectors {
+        chosen.extend(matches(graph, config, s, &mut Vec::new())?);
+    }
+    Ok(Selection {
+        ids: graph
+            .order
+            .iter()
+            .copied()
+            .filter(|i| chosen.contains(i))
+            .collect(),
+    })
+}
+
+fn matches(
+    graph: &Graph,
+    config: &Config,
+    selector: &str,
+    profiles_seen: &mut Vec<String>,
+) -> Result<BTreeSet<usize>> {
+    let names = || graph.names();
+    let none = |what: String, hint: Option<String>| {
+        let err = Error::input(format!("selector `{selector}` matches no image{what}"));
+        match hint {
+            Some(h) => err.help(h),
+            None => err.help("`strata list` shows every image; selectors are NAME, a glob, re:REGEX, NAME+, +NAME or @PROFILE"),
+        }
+    };
+    if let Some(profile) = selector.strip_prefix('@') {
+        let Some(list) = config.profiles.get(profile) else {
+            let hint =
+                did_you_mean(profile, config.profiles.keys().map(String::as_str)).or_else(|| {
+                    Some(format!(
+                        "profiles are defined under `profiles:` in strata.yaml{}",
+                        known(config.profiles.keys())
+                    ))
+                });
+            return Err(Error::input(format!("no profile named `{profile}`"))
+                .help(hint.unwrap_or_default()));
+        };
+        if profiles_seen.iter().any(|p| p == profile) {
+            return Err(Error::input(format!("profile `{profile}` includes itself"))
+                .help("remove the `@` entry that refers back to it"));
+        }
+        profiles_seen.push(profile.to_string());
+        let mut out = BTreeSet::new();
+        for s in list {
+            out.extend(matches(graph, config, s, profiles_seen)?);
+        }
+        profiles_seen.pop();
+        return Ok(out);
+    }
+    if let Some(pattern) = selector.strip_prefix("re:") {
+        let re = regex::Regex::new(&format!("^(?:{pattern})$")).map_err(|e| {
+            Error::input(format!(
+                "invalid regular expression in selector `{selector}`: {e}"
+            ))
+        })?;
+        let out: BTreeSet<usize> = names()
+            .enumerate()
+            .filter(|(_, n)| re.is_match(n))
+            .map(|(i, _)| i)
+            .collect();
+        return if out.is_empty() {
+            Err(none(String::new(), None))
+        } else {
+            Ok(out)
+        };
+    }
+    if let Some(name) = selector.strip_suffix('+') {
+        let id = exact(graph, selector, name)?;
+        return Ok(graph.descendants(id));
+    }
+    if let Some(name) = selector.strip_prefix('+') {
+        let id = exact(graph, selector, name)?;
+        return Ok(graph.ancestors(id));
+    }
+    if selector.contains(['*', '?', '[']) {
+        let glob = globset::Glob::new(selector)
+            .map_err(|e| Error::input(format!("invalid glob in selector `{selector}`: {e}")))?
+            .compile_matcher();
+        let out: BTreeSet<usize> = names()
+            .enumerate()
+            .filter(|(_, n)| glob.is_match(n))
+            .map(|(i, _)| i)
+            .collect();
+        return if out.is_empty() {
+            Err(none(String::new(), None))
+        } else {
+            Ok(out)
+        };
+    }
+    Ok(BTreeSet::from([exact(graph, selector, selector)?]))
+}
+
+fn exact(graph: &Graph, selector: &str, name: &str) -> Result<usize> {
+    graph.index(name).ok_or_else(|| {
+        let hint = did_you_mean(name, graph.names())
+            .unwrap_or_else(|| "`strata list` shows every image; selectors are NAME, a glob, re:REGEX, NAME+, +NAME or @PROFILE".into());
+        Error::input(format!("selector `{selector}` matches no image: no image is named `{name}`")).help(hint)
+    })
+}
+
+fn known<'a>(names: impl Iterator<Item = &'a String>) -> String {
+    let list: Vec<String> = names.map(|n| format!("`@{n}`")).collect();
+    if list.is_empty() {
+        " (this tree defines none)".into()
+    } else {
+        format!("; this tree has {}", list.join(", "))
+    }
+}
