@@ -145,13 +145,12 @@ pub fn display_name(path: &Path, root: &Path) -> String {
 pub fn parse_yaml<T: DeserializeOwned>(name: &str, text: &str) -> Result<T> {
     serde_saphyr::from_str(text).map_err(|e| {
         let message = e.without_snippet().to_string();
-        let message = message
-            .lines()
-            .next()
-            .unwrap_or("invalid YAML")
-            .trim()
-            .to_string();
-        let (message, help) = explain_yaml_error(&message);
+        let message = message.lines().next().unwrap_or("invalid YAML").trim();
+        let message = match message.rfind(" at line ") {
+            Some(i) => &message[..i],
+            None => message,
+        };
+        let (message, help) = explain_yaml_error(message);
         let err = Error::input(format!("{name}: {message}")).help(help);
         match e.location() {
             Some(loc) if loc.line() > 0 => {

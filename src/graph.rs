@@ -76,7 +76,7 @@ pub fn build(
     config: &Config,
     images: &[Image],
     parsed: &[Parsed],
-    rendered: &[String],
+    rendered: &[&str],
     disabled: &[String],
 ) -> Result<Graph> {
     let registry = config.registry.trim_end_matches('/');

@@ -67,7 +67,7 @@ pub fn load(opts: &Options) -> Result<Loaded> {
         })
         .collect();
     let parsed = parsed.into_iter().collect::<Result<Vec<_>>>()?;
-    let texts: Vec<String> = rendered.iter().map(|r| r.text.clone()).collect();
+    let texts: Vec<&str> = rendered.iter().map(|r| r.text.as_str()).collect();
     let graph = graph::build(
         &tree.config,
         &found.images,

@@ -291,19 +291,32 @@ impl Renderer {
         files
     }
 
-    /// A minijinja error as a located message.
-    fn error(&self, image: &Image, e: minijinja::Error) -> Error {
+    /// A minijinja error as a located message. Errors in included templates
+    /// come wrapped; the innermost one is where the mistake is.
+    fn error(&self, image: &Image, outer: minijinja::Error) -> Error {
+        let mut chain = vec![&outer];
+        while let Some(inner) = std::error::Error::source(*chain.last().expect("non-empty"))
+            .and_then(|s| s.downcast_ref::<minijinja::Error>())
+        {
+            chain.push(inner);
+        }
+        let e = *chain.last().expect("non-empty");
+        let included_from: Vec<String> = chain[..chain.len() - 1]
+            .iter()
+            .rev()
+            .filter_map(|w| Some(format!("{}:{}", self.sources.display(w.name()?), w.line()?)))
+            .collect();
         let name = e.name().unwrap_or_default().to_string();
         let file = self.sources.display(&name);
         let source = e.template_source().map(str::to_string);
         let detail = e.detail().unwrap_or_default().to_string();
+        let range = e.range();
         let snippet_text = |r: &std::ops::Range<usize>| {
             source
                 .as_deref()
                 .and_then(|s| s.get(r.clone()))
                 .map(str::to_string)
         };
-        let range = e.range();
         let (message, label, help) = match e.kind() {
             ErrorKind::SyntaxError => (
                 format!("template syntax error: {detail}"),
@@ -319,7 +332,7 @@ impl Renderer {
                 (
                     format!("undefined variable{what}"),
                     "not defined".to_string(),
-                    "define it under `vars:` in strata.yaml or the image's image.yaml, pass `--set vars.NAME=VALUE`, or guard it with `{% if NAME is defined %}`".to_string(),
+                    "define it under `vars:` in strata.yaml or in the image's image.yaml, pass `--set vars.NAME=VALUE`, or guard it with `{% if NAME is defined %}`".to_string(),
                 )
             }
             ErrorKind::TemplateNotFound => (
@@ -336,24 +349,24 @@ impl Renderer {
                 } else {
                     "fix the template at the marked place".to_string()
                 };
-                (
-                    if detail.is_empty() {
-                        e.kind().to_string()
-                    } else {
-                        detail.clone()
-                    },
-                    "here".to_string(),
-                    help,
-                )
+                let message = if detail.is_empty() {
+                    e.kind().to_string()
+                } else {
+                    detail.clone()
+                };
+                (message, "here".to_string(), help)
             }
         };
-        let location = if name.is_empty() {
-            String::new()
-        } else {
-            format!(" in `{file}`")
+        let location = match (name.is_empty(), included_from.is_empty()) {
+            (true, _) => String::new(),
+            (false, true) => format!(" (`{file}`)"),
+            (false, false) => format!(
+                " (`{file}`, included from `{}`)",
+                included_from.join("`, `")
+            ),
         };
         let err = Error::input(format!(
-            "cannot render image `{}`: {message}{location}",
+            "cannot render image `{}`{location}: {message}",
             image.name
         ))
         .help(help);

@@ -1,1 +1,8 @@
+//! Integration tests: one binary, one file per feature; each runs the real
+//! `strata` binary on a tree written into a temp folder.
 
+mod common;
+
+mod errors;
+mod graph_property;
+mod output;

@@ -1,0 +1,108 @@
+//! Generates Kolla-shaped trees for benchmarks: one root, ~30 children,
+//! 4 levels, macros imported in every template, ~40 lines per template.
+
+#![allow(dead_code)]
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+/// Parent index of image `i` in a tree of `n`: 0 is the root, 1..=30 its
+/// children, then a third level under those, the rest a fourth level.
+pub fn parent_of(i: usize, n: usize) -> Option<usize> {
+    let level2 = 30.min(n.saturating_sub(1));
+    let level3 = ((n.saturating_sub(1 + level2)) * 2 / 5).max(1);
+    match i {
+        0 => None,
+        i if i <= level2 => Some(0),
+        i if i <= level2 + level3 => Some(1 + (i - level2 - 1) % level2),
+        i => Some(level2 + 1 + (i - level2 - level3 - 1) % level3),
+    }
+}
+
+pub fn name(i: usize) -> String {
+    if i == 0 {
+        "base".into()
+    } else {
+        format!("svc{i:05}")
+    }
+}
+
+/// Write a tree of `n` images into `dir`; `run_step` is an extra RUN line per image.
+pub fn write_tree(dir: &Path, n: usize, run_step: &dyn Fn(usize) -> String) {
+    let w = |rel: String, text: String| {
+        let p = dir.join(rel);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, text).unwrap();
+    };
+    w(
+        "strata.yaml".into(),
+        "namespace: bench\nvars:\n  base_image: strata-ci/busybox:latest\n  release: '2026.1'\n  debug: false\n".into(),
+    );
+    w(
+        "templates/macros.j2".into(),
+        r#"{% macro add_user(name, uid) %}
+RUN echo "{{ name }}:x:{{ uid }}:{{ uid }}::/var/lib/{{ name }}:/bin/sh" >> /etc/passwd \
+    && mkdir -p /var/lib/{{ name }}
+{% endmacro %}
+{% macro configure(service, options) %}
+RUN mkdir -p /etc/{{ service }} \
+{% for key, value in options|items %}
+    && echo "{{ key }} = {{ value }}" >> /etc/{{ service }}/{{ service }}.conf \
+{% endfor %}
+    && true
+{% endmacro %}
+"#
+        .into(),
+    );
+    w(
+        "templates/header.j2".into(),
+        "LABEL name=\"{{ image_name }}\" release=\"{{ release }}\"\n".into(),
+    );
+    w(
+        "templates/footer.j2".into(),
+        "RUN echo \"{{ image_name }}\" >> /etc/strata-images\n".into(),
+    );
+    for i in 0..n {
+        let from = match parent_of(i, n) {
+            None => "{{ base_image }}".to_string(),
+            Some(p) => format!("{{{{ image_ref(\"{}\") }}}}", name(p)),
+        };
+        let group = if i == 0 {
+            String::new()
+        } else {
+            format!("group{}/", i % 17)
+        };
+        let me = name(i);
+        let mut t = format!(
+            "FROM {from}\n{{% include \"header.j2\" %}}\n{{% import \"macros.j2\" as m with context %}}\n\n\
+             ARG SERVICE_VERSION=1.0\n{{{{ m.add_user(\"{me}\", {uid}) }}}}\n\
+             {{{{ m.configure(\"{me}\", {{\"debug\": debug, \"release\": release, \"workers\": 4}}) }}}}\n",
+            uid = 40000 + i
+        );
+        t.push_str(&run_step(i));
+        t.push('\n');
+        t.push_str(&format!("{{% block {}_header %}}{{% endblock %}}\n", me));
+        for k in 0..8 {
+            t.push_str(&format!(
+                "{{% if debug %}}\nRUN echo debug-{k}\n{{% else %}}\nENV STEP_{k}=\"{{{{ image_name }}}}-{k}\"\n{{% endif %}}\n"
+            ));
+        }
+        t.push_str(&format!(
+            "{{% block {}_footer %}}{{% endblock %}}\n{{% include \"footer.j2\" %}}\n",
+            me
+        ));
+        w(format!("images/{group}{me}/Dockerfile.j2"), t);
+    }
+}
+
+/// Median of the durations.
+pub fn median(mut v: Vec<Duration>) -> Duration {
+    v.sort();
+    v[v.len() / 2]
+}
+
+pub fn time<T>(f: impl FnOnce() -> T) -> (T, Duration) {
+    let start = Instant::now();
+    let out = f();
+    (out, start.elapsed())
+}

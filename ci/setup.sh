@@ -1,0 +1,81 @@
+#!/usr/bin/env bash
+# Prepares what the tests need, idempotently; safe to run again and again:
+#   1. a Docker engine that answers (installs Debian's docker.io and starts dockerd if none does),
+#   2. the base image `strata-ci/busybox:latest`, imported from Debian's busybox-static,
+#   3. Debian's docker-registry on 127.0.0.1:$STRATA_TEST_REGISTRY_PORT with htpasswd auth.
+# Writes the registry's address and credentials to target/ci/registry.env for the tests.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+STATE=target/ci
+PORT=${STRATA_TEST_REGISTRY_PORT:-5055}
+USER_NAME=strata
+PASSWORD=${STRATA_TEST_REGISTRY_PASSWORD:-strata-test-password}
+BASE=strata-ci/busybox:latest
+mkdir -p "$STATE"
+
+log() { echo "ci/setup: $*"; }
+
+apt_updated=
+need() { # need COMMAND PACKAGE...
+  command -v "$1" >/dev/null 2>&1 && return 0
+  if [ -z "$apt_updated" ]; then
+    log "apt-get update"; apt-get update -qq; apt_updated=1
+  fi
+  shift; log "installing $*"
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
+}
+
+# 1. The engine.
+if ! docker info >/dev/null 2>&1; then
+  need dockerd docker.io
+  log "no engine answers: starting dockerd"
+  nohup dockerd >"$STATE/dockerd.log" 2>&1 &
+  for _ in $(seq 1 60); do docker info >/dev/null 2>&1 && break; sleep 1; done
+  docker info >/dev/null 2>&1 || { log "dockerd did not start; see $STATE/dockerd.log"; exit 1; }
+fi
+log "engine: $(docker version --format '{{.Server.Version}} (API {{.Server.APIVersion}})')"
+
+# 2. The busybox base image.
+if ! docker image inspect "$BASE" >/dev/null 2>&1; then
+  [ -x /bin/busybox ] && /bin/busybox --list >/dev/null 2>&1 || need busybox busybox-static
+  [ -x /bin/busybox ] || DEBIAN_FRONTEND=noninteractive apt-get install -y -qq busybox-static >/dev/null
+  root=$(mktemp -d)
+  mkdir -p "$root"/{bin,etc,tmp,root,var,usr/bin,usr/local/bin}
+  cp /bin/busybox "$root/bin/busybox"
+  for applet in $("$root/bin/busybox" --list); do
+    [ -e "$root/bin/$applet" ] || ln -s busybox "$root/bin/$applet"
+  done
+  chmod 1777 "$root/tmp"
+  tar -C "$root" -c . | docker import -c 'ENV PATH=/usr/local/bin:/usr/bin:/bin' - "$BASE" >/dev/null
+  rm -rf "$root"
+  log "imported $BASE"
+fi
+
+# 3. The registry, with htpasswd auth, on loopback.
+need curl curl
+need docker-registry docker-registry
+need htpasswd apache2-utils
+if ! curl -s -o /dev/null "http://127.0.0.1:$PORT/v2/"; then
+  mkdir -p "$STATE/registry/data"
+  htpasswd -Bbn "$USER_NAME" "$PASSWORD" >"$STATE/registry/htpasswd"
+  cat >"$STATE/registry/config.yml" <<YAML
+version: 0.1
+log: {level: warn}
+storage:
+  filesystem: {rootdirectory: $PWD/$STATE/registry/data}
+  delete: {enabled: true}
+http: {addr: "127.0.0.1:$PORT"}
+auth:
+  htpasswd: {realm: strata-test, path: $PWD/$STATE/registry/htpasswd}
+YAML
+  nohup docker-registry serve "$STATE/registry/config.yml" >"$STATE/registry/log" 2>&1 &
+  for _ in $(seq 1 30); do curl -s -o /dev/null "http://127.0.0.1:$PORT/v2/" && break; sleep 0.5; done
+  curl -s -o /dev/null "http://127.0.0.1:$PORT/v2/" || { log "registry did not start; see $STATE/registry/log"; exit 1; }
+  log "registry on 127.0.0.1:$PORT"
+fi
+cat >"$STATE/registry.env" <<ENV
+STRATA_TEST_REGISTRY=127.0.0.1:$PORT
+STRATA_TEST_REGISTRY_USER=$USER_NAME
+STRATA_TEST_REGISTRY_PASSWORD=$PASSWORD
+ENV

@@ -1,0 +1,135 @@
+//! A tree in a temp folder and the real `strata` binary to run on it.
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+pub struct TestTree {
+    dir: tempfile::TempDir,
+}
+
+impl TestTree {
+    /// An empty folder.
+    pub fn new() -> Self {
+        let dir = tempfile::Builder::new()
+            .prefix("strata-test-")
+            .tempdir()
+            .expect("temp dir");
+        TestTree { dir }
+    }
+
+    /// A copy of the repository's sample set (strata.yaml, images/, templates/).
+    pub fn sample() -> Self {
+        let t = TestTree::new();
+        let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
+        for top in ["strata.yaml", "images", "templates"] {
+            for entry in walkdir::WalkDir::new(repo.join(top)) {
+                let entry = entry.expect("walk");
+                let rel = entry.path().strip_prefix(repo).expect("inside");
+                let dest = t.path().join(rel);
+                if entry.file_type().is_dir() {
+                    std::fs::create_dir_all(&dest).expect("mkdir");
+                } else {
+                    std::fs::copy(entry.path(), &dest).expect("copy");
+                }
+            }
+        }
+        t
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Write `text` to `rel` (folders created).
+    pub fn write(&self, rel: &str, text: &str) -> &Self {
+        let p = self.path().join(rel);
+        std::fs::create_dir_all(p.parent().expect("parent")).expect("mkdir");
+        std::fs::write(&p, text).expect("write");
+        self
+    }
+
+    pub fn remove(&self, rel: &str) -> &Self {
+        let p = self.path().join(rel);
+        if p.is_dir() {
+            std::fs::remove_dir_all(p).expect("rm -r");
+        } else {
+            std::fs::remove_file(p).expect("rm");
+        }
+        self
+    }
+
+    pub fn read(&self, rel: &str) -> String {
+        std::fs::read_to_string(self.path().join(rel)).expect("read")
+    }
+
+    /// `strata -C <tree> ARGS`.
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_strata"));
+        cmd.arg("-C")
+            .arg(self.path())
+            .args(args)
+            .env("NO_COLOR", "1")
+            .env_remove("CLICOLOR_FORCE");
+        cmd
+    }
+
+    pub fn run(&self, args: &[&str]) -> Run {
+        let out = self.command(args).output().expect("run strata");
+        Run::new(out, self.path())
+    }
+
+    /// Keep the folder after the test, for debugging.
+    pub fn eject(self) -> PathBuf {
+        self.dir.keep()
+    }
+}
+
+/// The result of one run, with the temp folder's path replaced by `[TREE]`.
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Run {
+    pub fn new(out: Output, root: &Path) -> Self {
+        let root = root.display().to_string();
+        let clean = |b: &[u8]| String::from_utf8_lossy(b).replace(&root, "[TREE]");
+        Run {
+            code: out.status.code().unwrap_or(-1),
+            stdout: clean(&out.stdout),
+            stderr: clean(&out.stderr),
+        }
+    }
+
+    /// Assert the exit code, showing the output when it differs.
+    pub fn expect(self, code: i32) -> Self {
+        assert_eq!(
+            self.code, code,
+            "exit code\n--- stdout\n{}\n--- stderr\n{}",
+            self.stdout, self.stderr
+        );
+        self
+    }
+}
+
+/// A small valid tree: `base` on a base image, `app` on `base`.
+pub fn small_tree() -> TestTree {
+    let t = TestTree::new();
+    t.write(
+        "strata.yaml",
+        "namespace: strata\nvars: {base_image: 'debian:bookworm-slim'}\n",
+    )
+    .write(
+        "images/base/Dockerfile.j2",
+        "FROM {{ base_image }}\nRUN true\n",
+    )
+    .write(
+        "images/app/Dockerfile.j2",
+        "FROM {{ image_ref('base') }}\n{% include 'common.j2' %}\n",
+    )
+    .write("templates/common.j2", "RUN echo {{ image_name }}\n");
+    t
+}
