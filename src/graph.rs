@@ -124,7 +124,7 @@ pub fn build(
                     let err = |message: String, help: String| {
                         Error::input(message).help(help).at_line(
                             &file,
-                            &rendered[i],
+                            rendered[i],
                             r.line,
                             "here",
                         )
