@@ -2,7 +2,7 @@
 
 use crate::error::Result;
 use crate::load::{self, Options};
-use crate::{select, show};
+use crate::{build, progress, select, show};
 use clap::{Parser, Subcommand, ValueEnum};
 use std::io::Write;
 use std::path::PathBuf;
@@ -57,6 +57,48 @@ pub enum Command {
         #[arg(long, value_name = "DIR")]
         out: Option<PathBuf>,
     },
+    /// Build images in dependency order, in parallel, on the Docker engine.
+    Build(BuildCommand),
+}
+
+#[derive(clap::Args, Debug)]
+pub struct BuildCommand {
+    selectors: Vec<String>,
+    /// Builds at once [default: build.jobs, else the number of CPUs].
+    #[arg(short = 'j', long = "jobs", value_name = "N")]
+    jobs: Option<usize>,
+    /// Push every built reference and its extra tags (credentials from the Docker config).
+    #[arg(long)]
+    push: bool,
+    /// Rebuild the selection even when it is up to date.
+    #[arg(long)]
+    force: bool,
+    /// Build only the selection, on whatever parent images exist.
+    #[arg(long)]
+    no_deps: bool,
+    /// Stop starting builds at the first failure and cancel running ones.
+    #[arg(long)]
+    fail_fast: bool,
+    /// Retry a failed build N times [default: build.retries].
+    #[arg(long, value_name = "N")]
+    retries: Option<u32>,
+    /// Ask the engine to refresh base images first.
+    #[arg(long)]
+    pull: bool,
+    #[arg(long, value_enum, default_value_t = progress::Mode::Auto)]
+    progress: progress::Mode,
+    /// Write DIR/<image>.log with the whole output of each image.
+    #[arg(long, value_name = "DIR")]
+    logs_dir: Option<PathBuf>,
+    /// Write the summary JSON to FILE.
+    #[arg(long, value_name = "FILE")]
+    summary: Option<PathBuf>,
+    /// Write JUnit XML (one test case per image) to FILE.
+    #[arg(long, value_name = "FILE")]
+    junit: Option<PathBuf>,
+    /// The engine: `docker` (DOCKER_HOST or the default socket) or `sim:SCRIPT.yaml` (simulated).
+    #[arg(long, value_name = "ENGINE", default_value = "docker", hide = true)]
+    engine: String,
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -82,6 +124,24 @@ impl Cli {
 pub fn run(cli: Cli) -> Result<i32> {
     let opts = cli.options();
     let out = match &cli.command {
+        Command::Build(b) => {
+            let args = build::BuildArgs {
+                selectors: b.selectors.clone(),
+                jobs: b.jobs,
+                push: b.push,
+                force: b.force,
+                no_deps: b.no_deps,
+                fail_fast: b.fail_fast,
+                retries: b.retries,
+                pull: b.pull,
+                progress: b.progress,
+                logs_dir: b.logs_dir.clone(),
+                summary: b.summary.clone(),
+                junit: b.junit.clone(),
+                engine: b.engine.clone(),
+            };
+            return build::run(&opts, &args);
+        }
         Command::List { selectors, json } => {
             let loaded = load::load(&opts)?;
             let sel = select::select(&loaded.graph, &loaded.tree.config, selectors)?;

@@ -122,12 +122,9 @@ pub fn build(
                 if let Some(rest) = local.strip_prefix(prefix.as_str()) {
                     let name = rest.split([':', '@']).next().unwrap_or(rest);
                     let err = |message: String, help: String| {
-                        Error::input(message).help(help).at_line(
-                            &file,
-                            rendered[i],
-                            r.line,
-                            "here",
-                        )
+                        Error::input(message)
+                            .help(help)
+                            .at_line(&file, rendered[i], r.line, "here")
                     };
                     if let Ok(j) = images.binary_search_by(|x| x.name.as_str().cmp(name)) {
                         return Err(err(

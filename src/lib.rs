@@ -2,14 +2,21 @@
 //! Dockerfiles. The pipeline of DESIGN.md, one module per stage:
 //! config → discover → render → dockerfile (parse) → graph → select → …
 
+pub mod build;
 pub mod cli;
 pub mod config;
+pub mod context;
 pub mod discover;
 pub mod dockerfile;
+pub mod dockerignore;
+pub mod engine;
 pub mod error;
+pub mod execute;
 pub mod graph;
 pub mod load;
+pub mod progress;
 pub mod render;
+pub mod report;
 pub mod select;
 pub mod show;
 

@@ -1,0 +1,314 @@
+//! The Docker engine through bollard (the Engine API over the socket or
+//! `DOCKER_HOST`, version negotiated; 1.41 and newer). Classic builder.
+//! Knows nothing of the graph: it builds, tags, pushes and lists images.
+
+use super::{split_tag, BuildRequest, Engine, EngineError, ImageInfo, Log};
+use crate::context;
+use bollard::query_parameters::{
+    BuildImageOptions, ListImagesOptions, PushImageOptions, TagImageOptions,
+};
+use bollard::Docker;
+use futures_util::future::BoxFuture;
+use futures_util::{FutureExt, StreamExt};
+use std::collections::HashMap;
+
+pub struct DockerEngine {
+    docker: Docker,
+    host: String,
+}
+
+impl DockerEngine {
+    /// Connect as the docker CLI does: `DOCKER_HOST`, else the default socket.
+    pub async fn connect() -> Result<DockerEngine, EngineError> {
+        let host =
+            std::env::var("DOCKER_HOST").unwrap_or_else(|_| "unix:///var/run/docker.sock".into());
+        let docker = Docker::connect_with_defaults().map_err(|e| unreachable(&host, &e))?;
+        let docker = docker
+            .negotiate_version()
+            .await
+            .map_err(|e| unreachable(&host, &e))?;
+        Ok(DockerEngine { docker, host })
+    }
+}
+
+fn unreachable(host: &str, e: &dyn std::fmt::Display) -> EngineError {
+    EngineError::Unreachable(format!("cannot reach the Docker engine at `{host}`: {e}"))
+}
+
+fn failed(e: bollard::errors::Error) -> EngineError {
+    use bollard::errors::Error as E;
+    match e {
+        E::DockerResponseServerError { message, .. } => EngineError::Failed(message),
+        E::DockerStreamError { error } => EngineError::Failed(error),
+        other => EngineError::Failed(other.to_string()),
+    }
+}
+
+/// Splits streamed text into whole lines.
+#[derive(Default)]
+struct Lines(String);
+
+impl Lines {
+    fn push(&mut self, text: &str, log: &Log) {
+        self.0.push_str(text);
+        while let Some(i) = self.0.find('\n') {
+            let line: String = self.0.drain(..=i).collect();
+            let line = line.trim_end_matches(['\n', '\r']);
+            log(line);
+        }
+    }
+
+    fn finish(&mut self, log: &Log) {
+        if !self.0.is_empty() {
+            log(&std::mem::take(&mut self.0));
+        }
+    }
+}
+
+impl Engine for DockerEngine {
+    fn describe(&self) -> String {
+        self.host.clone()
+    }
+
+    fn ping(&self) -> BoxFuture<'_, Result<(), EngineError>> {
+        async move {
+            self.docker
+                .ping()
+                .await
+                .map(|_| ())
+                .map_err(|e| unreachable(&self.host, &e))
+        }
+        .boxed()
+    }
+
+    fn build(&self, req: BuildRequest, log: Log) -> BoxFuture<'_, Result<String, EngineError>> {
+        async move {
+            let entries = context::entries(&req.context).map_err(EngineError::Failed)?;
+            let (tx, rx) = tokio::sync::mpsc::channel(8);
+            // One LABEL step instead of the builder's one step per label option.
+            let dockerfile = with_labels(&req.dockerfile, &req.labels);
+            let writer = tokio::task::spawn_blocking(move || {
+                let mut w = context::ChunkWriter::new(tx);
+                context::write_tar(&entries, &dockerfile, &mut w)
+            });
+            let body = futures_util::stream::unfold(rx, |mut rx| async move {
+                rx.recv().await.map(|c| (c, rx))
+            });
+            let options = BuildImageOptions {
+                dockerfile: context::DOCKERFILE_NAME.to_string(),
+                buildargs: Some(req.args.clone().into_iter().collect()),
+                platform: req.platform.clone(),
+                pull: req.pull.then(|| "1".to_string()),
+                rm: true,
+                forcerm: true,
+                ..Default::default()
+            };
+            let mut stream =
+                self.docker
+                    .build_image(options, None, Some(bollard::body_try_stream(body)));
+            let mut lines = Lines::default();
+            let mut id = None;
+            let mut error = None;
+            while let Some(item) = stream.next().await {
+                match item {
+                    Ok(info) => {
+                        if let Some(text) = &info.stream {
+                            lines.push(text, &log);
+                        }
+                        if let Some(status) = &info.status {
+                            lines.push(&format!("{status}\n"), &log);
+                        }
+                        if let Some(detail) = info.error_detail {
+                            error =
+                                Some(detail.message.unwrap_or_else(|| "the build failed".into()));
+                        }
+                        if let Some(aux) = info.aux {
+                            id = aux.id.or(id);
+                        }
+                    }
+                    Err(e) => {
+                        error = Some(failed(e).to_string());
+                        break;
+                    }
+                }
+            }
+            lines.finish(&log);
+            let written = writer
+                .await
+                .map_err(|e| EngineError::Failed(e.to_string()))?;
+            if let Some(e) = error {
+                log(&format!("error: {e}"));
+                return Err(EngineError::Failed(e));
+            }
+            if let Err(e) = written {
+                return Err(EngineError::Failed(format!(
+                    "cannot send the build context: {e}"
+                )));
+            }
+            id.ok_or_else(|| EngineError::Failed("the engine reported no image ID".into()))
+        }
+        .boxed()
+    }
+
+    fn tag<'a>(
+        &'a self,
+        image_id: &'a str,
+        reference: &'a str,
+    ) -> BoxFuture<'a, Result<(), EngineError>> {
+        async move {
+            let (repo, tag) = split_tag(reference);
+            let options = TagImageOptions {
+                repo: Some(repo.to_string()),
+                tag: Some(tag.to_string()),
+            };
+            self.docker
+                .tag_image(image_id, Some(options))
+                .await
+                .map_err(failed)
+        }
+        .boxed()
+    }
+
+    fn push<'a>(&'a self, reference: &'a str, log: Log) -> BoxFuture<'a, Result<(), EngineError>> {
+        async move {
+            let (repo, tag) = split_tag(reference);
+            let credentials = credentials_for(reference);
+            let options = PushImageOptions {
+                tag: Some(tag.to_string()),
+                ..Default::default()
+            };
+            let mut stream = self.docker.push_image(repo, Some(options), credentials);
+            let mut last = String::new();
+            while let Some(item) = stream.next().await {
+                let info = item.map_err(failed)?;
+                if let Some(detail) = info.error_detail {
+                    let message = detail.message.unwrap_or_else(|| "the push failed".into());
+                    log(&format!("push error: {message}"));
+                    return Err(EngineError::Failed(message));
+                }
+                if let Some(status) = info.status {
+                    // Layer progress repeats; log each distinct status once.
+                    if status != last
+                        && info
+                            .progress_detail
+                            .as_ref()
+                            .is_none_or(|p| p.current.is_none())
+                    {
+                        log(&format!("push: {status}"));
+                        last = status;
+                    }
+                }
+            }
+            Ok(())
+        }
+        .boxed()
+    }
+
+    fn images_with_label<'a>(
+        &'a self,
+        key: &'a str,
+    ) -> BoxFuture<'a, Result<Vec<ImageInfo>, EngineError>> {
+        async move {
+            let filters = HashMap::from([("label".to_string(), vec![key.to_string()])]);
+            let options = ListImagesOptions {
+                filters: Some(filters),
+                ..Default::default()
+            };
+            let list = self
+                .docker
+                .list_images(Some(options))
+                .await
+                .map_err(|e| unreachable(&self.host, &e))?;
+            Ok(list
+                .into_iter()
+                .map(|s| ImageInfo {
+                    id: s.id,
+                    tags: s.repo_tags,
+                    labels: s.labels,
+                })
+                .collect())
+        }
+        .boxed()
+    }
+
+    fn inspect<'a>(
+        &'a self,
+        reference: &'a str,
+    ) -> BoxFuture<'a, Result<Option<ImageInfo>, EngineError>> {
+        async move {
+            match self.docker.inspect_image(reference).await {
+                Ok(i) => Ok(Some(ImageInfo {
+                    id: i.id.unwrap_or_default(),
+                    tags: i.repo_tags.unwrap_or_default(),
+                    labels: i.config.and_then(|c| c.labels).unwrap_or_default(),
+                })),
+                Err(bollard::errors::Error::DockerResponseServerError {
+                    status_code: 404, ..
+                }) => Ok(None),
+                Err(e) => Err(unreachable(&self.host, &e)),
+            }
+        }
+        .boxed()
+    }
+}
+
+/// `dockerfile` with one `LABEL` instruction for `labels` appended (final stage).
+fn with_labels(dockerfile: &str, labels: &std::collections::BTreeMap<String, String>) -> String {
+    let mut out = dockerfile.trim_end().to_string();
+    if labels.is_empty() {
+        return out + "\n";
+    }
+    let quote = |s: &str| {
+        format!(
+            "\"{}\"",
+            s.replace('\\', "\\\\")
+                .replace('"', "\\\"")
+                .replace('\n', "\\n")
+        )
+    };
+    out.push_str("\nLABEL");
+    for (k, v) in labels {
+        out.push_str(&format!(" \\\n      {}={}", quote(k), quote(v)));
+    }
+    out.push('\n');
+    out
+}
+
+/// Registry credentials from the Docker config (`DOCKER_CONFIG`, `auths`,
+/// `credsStore`, `credHelpers`); None when there are none. Never logged.
+fn credentials_for(reference: &str) -> Option<bollard::auth::DockerCredentials> {
+    let server = super::registry_of(reference).unwrap_or("https://index.docker.io/v1/");
+    match docker_credential::get_credential(server).ok()? {
+        docker_credential::DockerCredential::UsernamePassword(user, password) => {
+            Some(bollard::auth::DockerCredentials {
+                username: Some(user),
+                password: Some(password),
+                serveraddress: Some(server.to_string()),
+                ..Default::default()
+            })
+        }
+        docker_credential::DockerCredential::IdentityToken(token) => {
+            Some(bollard::auth::DockerCredentials {
+                identitytoken: Some(token),
+                serveraddress: Some(server.to_string()),
+                ..Default::default()
+            })
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn labels_are_one_quoted_instruction() {
+        let labels = [
+            ("a.b".to_string(), "say \"hi\"".to_string()),
+            ("c".to_string(), "x\\y".to_string()),
+        ]
+        .into();
+        assert_eq!(
+            super::with_labels("FROM x\n\n", &labels),
+            "FROM x\nLABEL \\\n      \"a.b\"=\"say \\\"hi\\\"\" \\\n      \"c\"=\"x\\\\y\"\n"
+        );
+    }
+}

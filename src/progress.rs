@@ -1,0 +1,262 @@
+//! Live progress of a build, drawn by the scheduler's one loop.
+//! `Plain`: one line per event, prefixed with the image name, never
+//! interleaved mid-line (CI logs, pipes). `Fancy`: indicatif, one line per
+//! running image under an overall bar; finished images are printed above it.
+//! `Quiet`: nothing. Knows nothing of engines or the graph.
+
+use crate::execute::{Event, Job, Outcome, Status};
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+use std::collections::{HashMap, VecDeque};
+use std::io::Write;
+use std::time::Duration;
+
+/// Lines of a failed image's log shown under its name.
+pub const TAIL_LINES: usize = 30;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Mode {
+    Auto,
+    Tty,
+    Plain,
+    Quiet,
+}
+
+pub trait Progress {
+    fn started(&mut self, job: &Job);
+    fn line(&mut self, job: &Job, line: &str);
+    fn pushing(&mut self, job: &Job);
+    fn finished(&mut self, job: &Job, outcome: &Outcome, tail: &VecDeque<String>);
+    /// Print a line that is not about one image.
+    fn note(&mut self, text: &str);
+    fn done(&mut self);
+}
+
+pub fn choose(mode: Mode, total: usize) -> Box<dyn Progress> {
+    let tty = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    match mode {
+        Mode::Quiet => Box::new(Quiet),
+        Mode::Plain => Box::new(Plain),
+        Mode::Tty => Box::new(Fancy::new(total)),
+        Mode::Auto if tty && std::env::var_os("CI").is_none() => Box::new(Fancy::new(total)),
+        Mode::Auto => Box::new(Plain),
+    }
+}
+
+pub fn describe(outcome: &Outcome) -> String {
+    let secs = outcome.duration.as_secs_f64();
+    match outcome.status {
+        Status::Built => {
+            let id = outcome.image_id.as_deref().unwrap_or_default();
+            let short = id.strip_prefix("sha256:").unwrap_or(id);
+            let retried = if outcome.attempts > 1 {
+                format!(" after {} attempts", outcome.attempts)
+            } else {
+                String::new()
+            };
+            format!(
+                "built in {secs:.1}s{retried} ({})",
+                &short[..short.len().min(12)]
+            )
+        }
+        Status::UpToDate => "up to date".into(),
+        Status::Failed => format!(
+            "FAILED after {secs:.1}s: {}",
+            outcome.error.as_deref().unwrap_or("unknown error")
+        ),
+        Status::ParentFailed => format!(
+            "not built: parent `{}` failed",
+            outcome.failed_parent.as_deref().unwrap_or("?")
+        ),
+        Status::Cancelled => "cancelled".into(),
+    }
+}
+
+struct Quiet;
+
+impl Progress for Quiet {
+    fn started(&mut self, _: &Job) {}
+    fn line(&mut self, _: &Job, _: &str) {}
+    fn pushing(&mut self, _: &Job) {}
+    fn finished(&mut self, _: &Job, _: &Outcome, _: &VecDeque<String>) {}
+    fn note(&mut self, _: &str) {}
+    fn done(&mut self) {}
+}
+
+/// `name | text` lines on stderr, each written whole.
+struct Plain;
+
+fn say(name: &str, text: &str) {
+    let mut err = std::io::stderr().lock();
+    let _ = writeln!(err, "{name} | {text}");
+}
+
+impl Progress for Plain {
+    fn started(&mut self, job: &Job) {
+        say(&job.name, &format!("building {}", job.reference));
+    }
+    fn line(&mut self, job: &Job, line: &str) {
+        say(&job.name, line);
+    }
+    fn pushing(&mut self, job: &Job) {
+        say(&job.name, &format!("pushing {}", job.reference));
+    }
+    fn finished(&mut self, job: &Job, outcome: &Outcome, tail: &VecDeque<String>) {
+        say(&job.name, &describe(outcome));
+        if outcome.status == Status::Failed {
+            print_tail(&job.name, tail, &mut |l| say(&job.name, l));
+        }
+    }
+    fn note(&mut self, text: &str) {
+        eprintln!("{text}");
+    }
+    fn done(&mut self) {}
+}
+
+fn print_tail(name: &str, tail: &VecDeque<String>, out: &mut dyn FnMut(&str)) {
+    if tail.is_empty() {
+        return;
+    }
+    out(&format!(
+        "last {} lines of the log of `{name}`:",
+        tail.len()
+    ));
+    for l in tail {
+        out(&format!("  {l}"));
+    }
+}
+
+/// indicatif bars: an overall bar and one line per running image.
+struct Fancy {
+    multi: MultiProgress,
+    overall: ProgressBar,
+    bars: HashMap<String, ProgressBar>,
+    done: u64,
+    failed: u64,
+}
+
+impl Fancy {
+    fn new(total: usize) -> Fancy {
+        let multi = MultiProgress::with_draw_target(ProgressDrawTarget::stderr_with_hz(10));
+        let overall = multi.add(ProgressBar::new(total as u64));
+        overall.set_style(
+            ProgressStyle::with_template(
+                "{bar:30.cyan/blue} {pos}/{len} images  {elapsed_precise}  {msg}",
+            )
+            .expect("valid template")
+            .progress_chars("=> "),
+        );
+        overall.enable_steady_tick(Duration::from_millis(200));
+        Fancy {
+            multi,
+            overall,
+            bars: HashMap::new(),
+            done: 0,
+            failed: 0,
+        }
+    }
+}
+
+impl Progress for Fancy {
+    fn started(&mut self, job: &Job) {
+        let bar = self
+            .multi
+            .insert_before(&self.overall, ProgressBar::new_spinner());
+        bar.set_style(
+            ProgressStyle::with_template("  {spinner} {prefix:.bold} {elapsed:>4} {wide_msg}")
+                .expect("valid template"),
+        );
+        bar.set_prefix(job.name.clone());
+        bar.set_message("starting");
+        bar.enable_steady_tick(Duration::from_millis(120));
+        self.bars.insert(job.name.clone(), bar);
+    }
+    fn line(&mut self, job: &Job, line: &str) {
+        if let Some(bar) = self.bars.get(&job.name) {
+            if line.starts_with("Step ") || line.starts_with("push") || line.starts_with("strata:")
+            {
+                bar.set_message(line.to_string());
+            }
+        }
+    }
+    fn pushing(&mut self, job: &Job) {
+        if let Some(bar) = self.bars.get(&job.name) {
+            bar.set_message(format!("pushing {}", job.reference));
+        }
+    }
+    fn finished(&mut self, job: &Job, outcome: &Outcome, tail: &VecDeque<String>) {
+        if let Some(bar) = self.bars.remove(&job.name) {
+            bar.finish_and_clear();
+            self.multi.remove(&bar);
+        }
+        let mark = match outcome.status {
+            Status::Built | Status::UpToDate => "✓",
+            Status::Cancelled => "-",
+            _ => "✗",
+        };
+        let _ = self
+            .multi
+            .println(format!("{mark} {} {}", job.name, describe(outcome)));
+        if outcome.status == Status::Failed {
+            let multi = self.multi.clone();
+            print_tail(&job.name, tail, &mut |l| {
+                let _ = multi.println(format!("    {l}"));
+            });
+        }
+        self.done += 1;
+        if matches!(outcome.status, Status::Failed | Status::ParentFailed) {
+            self.failed += 1;
+            self.overall.set_message(format!("{} failed", self.failed));
+        }
+        self.overall.set_position(self.done);
+    }
+    fn note(&mut self, text: &str) {
+        let _ = self.multi.println(text);
+    }
+    fn done(&mut self) {
+        self.overall.finish_and_clear();
+        let _ = self.multi.clear();
+    }
+}
+
+/// Routes scheduler events to a progress display and keeps the log tail of
+/// each job; also feeds the per-image log files.
+pub struct Display<'a> {
+    pub progress: Box<dyn Progress>,
+    pub tails: Vec<VecDeque<String>>,
+    pub logs: Option<&'a mut crate::report::LogFiles>,
+}
+
+impl crate::execute::Observer for Display<'_> {
+    fn event(&mut self, jobs: &[Job], event: Event) {
+        match event {
+            Event::Started { job } => {
+                self.progress.started(&jobs[job]);
+                if let Some(l) = self.logs.as_deref_mut() {
+                    l.line(
+                        &jobs[job].name,
+                        &format!("strata: building {}", jobs[job].reference),
+                    );
+                }
+            }
+            Event::Line { job, line } => {
+                let tail = &mut self.tails[job];
+                if tail.len() == TAIL_LINES {
+                    tail.pop_front();
+                }
+                tail.push_back(line.to_string());
+                if let Some(l) = self.logs.as_deref_mut() {
+                    l.line(&jobs[job].name, line);
+                }
+                self.progress.line(&jobs[job], line);
+            }
+            Event::Pushing { job } => self.progress.pushing(&jobs[job]),
+            Event::Finished { job, outcome } => {
+                if let Some(l) = self.logs.as_deref_mut() {
+                    l.line(&jobs[job].name, &format!("strata: {}", describe(outcome)));
+                }
+                self.progress
+                    .finished(&jobs[job], outcome, &self.tails[job]);
+            }
+        }
+    }
+}

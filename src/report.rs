@@ -1,0 +1,236 @@
+//! What a build leaves behind: per-image log files, the summary JSON of
+//! DESIGN.md, JUnit XML for CI, and the final table on the terminal.
+//! Knows nothing of engines or scheduling.
+
+use crate::error::{Error, Result};
+use crate::execute::Status;
+use serde::Serialize;
+use std::collections::{HashMap, VecDeque};
+use std::fmt::Write as _;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// One line of the report: what happened to one image.
+#[derive(Debug, Clone, Serialize)]
+pub struct ImageReport {
+    pub name: String,
+    #[serde(rename = "ref")]
+    pub reference: String,
+    pub status: Status,
+    pub fingerprint: Option<String>,
+    pub image_id: Option<String>,
+    pub duration_s: f64,
+    pub error: Option<String>,
+    /// Why it was built or skipped (the plan's reasons).
+    pub reasons: Vec<String>,
+    #[serde(skip)]
+    pub failed_parent: Option<String>,
+    #[serde(skip)]
+    pub tail: VecDeque<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Summary {
+    pub images: Vec<ImageReport>,
+    pub duration_s: f64,
+}
+
+/// `DIR/<image>.log`, opened on first line, appended line by line.
+pub struct LogFiles {
+    dir: PathBuf,
+    files: HashMap<String, std::io::BufWriter<std::fs::File>>,
+}
+
+impl LogFiles {
+    pub fn new(dir: &Path) -> Result<LogFiles> {
+        std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+        Ok(LogFiles {
+            dir: dir.to_path_buf(),
+            files: HashMap::new(),
+        })
+    }
+
+    pub fn line(&mut self, name: &str, line: &str) {
+        if !self.files.contains_key(name) {
+            let path = self.dir.join(format!("{name}.log"));
+            match std::fs::File::create(&path) {
+                Ok(f) => {
+                    self.files
+                        .insert(name.to_string(), std::io::BufWriter::new(f));
+                }
+                Err(e) => {
+                    eprintln!("strata: cannot write `{}`: {e}", path.display());
+                    return;
+                }
+            }
+        }
+        if let Some(f) = self.files.get_mut(name) {
+            let _ = writeln!(f, "{line}");
+        }
+    }
+
+    pub fn flush(&mut self) {
+        for f in self.files.values_mut() {
+            let _ = f.flush();
+        }
+    }
+}
+
+pub fn write_summary(path: &Path, summary: &Summary) -> Result<()> {
+    let text = serde_json::to_string_pretty(summary).expect("serializes") + "\n";
+    write_file(path, &text)
+}
+
+fn write_file(path: &Path, text: &str) -> Result<()> {
+    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent).map_err(|e| Error::io(parent, e))?;
+    }
+    std::fs::write(path, text).map_err(|e| Error::io(path, e))
+}
+
+fn xml(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&apos;"),
+            c if (c as u32) < 0x20 && !matches!(c, '\n' | '\t' | '\r') => {}
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// JUnit XML: one test case per image; failures carry the error and log tail;
+/// `parent-failed` and `cancelled` are skipped, naming why.
+pub fn write_junit(path: &Path, summary: &Summary) -> Result<()> {
+    let count = |s: Status| summary.images.iter().filter(|i| i.status == s).count();
+    let failures = count(Status::Failed);
+    let skipped = count(Status::ParentFailed) + count(Status::Cancelled);
+    let mut x = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
+    let head = format!(
+        "tests=\"{}\" failures=\"{failures}\" errors=\"0\" skipped=\"{skipped}\" time=\"{:.3}\"",
+        summary.images.len(),
+        summary.duration_s
+    );
+    let _ = writeln!(x, "<testsuites name=\"strata\" {head}>");
+    let _ = writeln!(x, "  <testsuite name=\"strata build\" {head}>");
+    for i in &summary.images {
+        let _ = write!(
+            x,
+            "    <testcase classname=\"strata\" name=\"{}\" time=\"{:.3}\"",
+            xml(&i.name),
+            i.duration_s
+        );
+        match i.status {
+            Status::Built | Status::UpToDate => {
+                let _ = writeln!(
+                    x,
+                    ">\n      <system-out>{} {}</system-out>\n    </testcase>",
+                    xml(&i.reference),
+                    i.status.as_str()
+                );
+            }
+            Status::Failed => {
+                let error = i.error.as_deref().unwrap_or("failed");
+                let tail: Vec<&str> = i.tail.iter().map(String::as_str).collect();
+                let _ = writeln!(
+                    x,
+                    ">\n      <failure message=\"{}\" type=\"build\">{}</failure>\n    </testcase>",
+                    xml(error),
+                    xml(&tail.join("\n"))
+                );
+            }
+            Status::ParentFailed => {
+                let parent = i.failed_parent.as_deref().unwrap_or("?");
+                let _ = writeln!(
+                    x,
+                    ">\n      <skipped message=\"parent `{}` failed\"/>\n    </testcase>",
+                    xml(parent)
+                );
+            }
+            Status::Cancelled => {
+                let _ = writeln!(
+                    x,
+                    ">\n      <skipped message=\"cancelled\"/>\n    </testcase>"
+                );
+            }
+        }
+    }
+    x.push_str("  </testsuite>\n</testsuites>\n");
+    write_file(path, &x)
+}
+
+/// The closing table: counts per status and the slowest builds.
+pub fn table(summary: &Summary) -> String {
+    let mut out = String::new();
+    let statuses = [
+        Status::Built,
+        Status::UpToDate,
+        Status::Failed,
+        Status::ParentFailed,
+        Status::Cancelled,
+    ];
+    let counts: Vec<String> = statuses
+        .iter()
+        .map(|&s| (s, summary.images.iter().filter(|i| i.status == s).count()))
+        .filter(|(_, n)| *n > 0)
+        .map(|(s, n)| format!("{n} {}", s.as_str()))
+        .collect();
+    let _ = writeln!(
+        out,
+        "{} images: {} in {}",
+        summary.images.len(),
+        if counts.is_empty() {
+            "nothing to do".into()
+        } else {
+            counts.join(", ")
+        },
+        human(Duration::from_secs_f64(summary.duration_s))
+    );
+    let mut built: Vec<&ImageReport> = summary
+        .images
+        .iter()
+        .filter(|i| i.status == Status::Built)
+        .collect();
+    built.sort_by(|a, b| b.duration_s.total_cmp(&a.duration_s));
+    if !built.is_empty() {
+        let w = built
+            .iter()
+            .take(5)
+            .map(|i| i.name.len())
+            .max()
+            .unwrap_or(0);
+        let _ = writeln!(out, "slowest:");
+        for i in built.iter().take(5) {
+            let _ = writeln!(
+                out,
+                "  {:w$}  {}",
+                i.name,
+                human(Duration::from_secs_f64(i.duration_s))
+            );
+        }
+    }
+    for i in summary.images.iter().filter(|i| i.status == Status::Failed) {
+        let _ = writeln!(
+            out,
+            "failed: {}: {}",
+            i.name,
+            i.error.as_deref().unwrap_or_default()
+        );
+    }
+    out
+}
+
+fn human(d: Duration) -> String {
+    let s = d.as_secs_f64();
+    if s < 60.0 {
+        format!("{s:.1}s")
+    } else {
+        format!("{}m{:02}s", (s / 60.0) as u64, (s % 60.0) as u64)
+    }
+}
