@@ -41,7 +41,11 @@ pub fn run(opts: &Options, args: &BuildArgs) -> Result<i32> {
         .enable_all()
         .build()
         .map_err(|e| Error::new(Kind::Engine, format!("cannot start the async runtime: {e}")))?;
-    runtime.block_on(build(&loaded, sel.ids, args))
+    let code = runtime.block_on(build(&loaded, sel.ids, args));
+    // Everything that matters is written; a tar writer still blocked on an
+    // engine that stopped reading must not keep the process alive.
+    runtime.shutdown_timeout(std::time::Duration::from_millis(500));
+    code
 }
 
 async fn connect(spec: &str, root: &std::path::Path) -> Result<Arc<dyn Engine>> {

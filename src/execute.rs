@@ -8,9 +8,10 @@
 use crate::engine::{BuildRequest, Engine, EngineError, Log};
 use std::collections::{BinaryHeap, VecDeque};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
+use tokio::time::Instant;
 
 /// One image to build.
 #[derive(Debug, Clone)]
@@ -457,4 +458,276 @@ async fn tag_all(engine: &dyn Engine, id: &str, job: &Job) -> Result<(), EngineE
         engine.tag(id, r).await?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::sim::{Script, SimEngine, Step};
+
+    struct Record(Vec<(String, &'static str)>);
+
+    impl Observer for Record {
+        fn event(&mut self, jobs: &[Job], event: Event) {
+            match event {
+                Event::Started { job } => self.0.push((jobs[job].name.clone(), "started")),
+                Event::Finished { job, outcome } => self
+                    .0
+                    .push((jobs[job].name.clone(), outcome.status.as_str())),
+                _ => {}
+            }
+        }
+    }
+
+    fn job(name: &str, parents: &[usize]) -> Job {
+        Job {
+            name: name.into(),
+            reference: format!("t/{name}:latest"),
+            extra_tags: Vec::new(),
+            request: BuildRequest {
+                name: name.into(),
+                ..Default::default()
+            },
+            parents: parents.to_vec(),
+        }
+    }
+
+    fn opts(jobs: usize) -> Options {
+        Options {
+            jobs,
+            retries: 0,
+            fail_fast: false,
+            push: false,
+            push_jobs: 1,
+            order: Order::CriticalPath,
+            weights: None,
+        }
+    }
+
+    fn script(steps: &[(&str, Step)]) -> Script {
+        Script {
+            default_ms: 10,
+            images: steps
+                .iter()
+                .map(|(n, s)| (n.to_string(), s.clone()))
+                .collect(),
+        }
+    }
+
+    async fn run(
+        jobs: &[Job],
+        engine: Arc<SimEngine>,
+        o: &Options,
+    ) -> (Run, Vec<(String, &'static str)>) {
+        let mut rec = Record(Vec::new());
+        let r = execute(jobs, engine, o, &mut rec, std::future::pending()).await;
+        (r, rec.0)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn failure_marks_descendants_and_spares_the_rest() {
+        let jobs = [
+            job("base", &[]),
+            job("bad", &[0]),
+            job("child", &[1]),
+            job("grand", &[2]),
+            job("other", &[0]),
+        ];
+        let fail = Step {
+            fail: true,
+            ..Default::default()
+        };
+        let engine = Arc::new(SimEngine::new(script(&[("bad", fail)])));
+        let (r, events) = run(&jobs, engine.clone(), &opts(2)).await;
+        let st: Vec<Status> = r.outcomes.iter().map(|o| o.status).collect();
+        assert_eq!(
+            st,
+            [
+                Status::Built,
+                Status::Failed,
+                Status::ParentFailed,
+                Status::ParentFailed,
+                Status::Built
+            ]
+        );
+        assert_eq!(r.outcomes[3].failed_parent.as_deref(), Some("bad"));
+        assert_eq!(
+            engine.builds(),
+            ["base", "bad", "other"],
+            "descendants never start"
+        );
+        assert!(!events.contains(&("child".into(), "started")));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn fail_fast_cancels_the_rest() {
+        let jobs = [
+            job("slow", &[]),
+            job("bad", &[]),
+            job("after", &[0]),
+            job("queued", &[]),
+        ];
+        let engine = Arc::new(SimEngine::new(script(&[
+            (
+                "slow",
+                Step {
+                    ms: Some(10_000),
+                    ..Default::default()
+                },
+            ),
+            (
+                "bad",
+                Step {
+                    ms: Some(5),
+                    fail: true,
+                    ..Default::default()
+                },
+            ),
+        ])));
+        let mut o = opts(2);
+        o.fail_fast = true;
+        let (r, _) = run(&jobs, engine.clone(), &o).await;
+        let st: Vec<Status> = r.outcomes.iter().map(|o| o.status).collect();
+        assert_eq!(
+            st,
+            [
+                Status::Cancelled,
+                Status::Failed,
+                Status::Cancelled,
+                Status::Cancelled
+            ]
+        );
+        assert!(!engine.builds().contains(&"queued".to_string()));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn retries_recover_a_flaky_build() {
+        let jobs = [job("flaky", &[])];
+        let engine = Arc::new(SimEngine::new(script(&[(
+            "flaky",
+            Step {
+                fail_times: 2,
+                ..Default::default()
+            },
+        )])));
+        let mut o = opts(1);
+        o.retries = 1;
+        let (r, _) = run(&jobs, engine.clone(), &o).await;
+        assert_eq!(
+            r.outcomes[0].status,
+            Status::Failed,
+            "two failures, one retry"
+        );
+        let engine = Arc::new(SimEngine::new(script(&[(
+            "flaky",
+            Step {
+                fail_times: 2,
+                ..Default::default()
+            },
+        )])));
+        o.retries = 2;
+        let (r, _) = run(&jobs, engine.clone(), &o).await;
+        assert_eq!(r.outcomes[0].status, Status::Built);
+        assert_eq!(r.outcomes[0].attempts, 3);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn never_more_than_j_at_once_and_parents_first() {
+        let mut jobs = vec![job("root", &[])];
+        for i in 0..20 {
+            jobs.push(job(&format!("c{i}"), &[0]));
+        }
+        let engine = Arc::new(SimEngine::new(script(&[])));
+        let (r, events) = run(&jobs, engine, &opts(3)).await;
+        assert!(r.outcomes.iter().all(|o| o.status == Status::Built));
+        let mut running = 0i32;
+        let mut max = 0;
+        for (name, what) in &events {
+            match *what {
+                "started" => running += 1,
+                _ => running -= 1,
+            }
+            max = max.max(running);
+            if name != "root" && *what == "started" {
+                assert!(
+                    events.iter().position(|e| e == &("root".into(), "built"))
+                        < events.iter().position(|e| e == &(name.clone(), "started"))
+                );
+            }
+        }
+        assert_eq!(max, 3);
+        // 1 root + 20 children of 10 ms at -j 3: 10 + ceil(20/3)*10 ms.
+        assert_eq!(r.wall.as_millis(), 80);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn critical_path_first() {
+        // a → a1 → a2 (long chain), b, c, d leaves: with -j 1 the chain's root goes first.
+        let jobs = [
+            job("b", &[]),
+            job("c", &[]),
+            job("a", &[]),
+            job("a1", &[2]),
+            job("a2", &[3]),
+        ];
+        let engine = Arc::new(SimEngine::new(script(&[])));
+        let (_, events) = run(&jobs, engine.clone(), &opts(1)).await;
+        assert_eq!(engine.builds()[0], "a");
+        drop(events);
+        let engine = Arc::new(SimEngine::new(script(&[])));
+        let mut o = opts(1);
+        o.order = Order::Fifo;
+        run(&jobs, engine.clone(), &o).await;
+        assert_eq!(engine.builds()[0], "b");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn push_failure_fails_the_image_but_children_build() {
+        let mut parent = job("parent", &[]);
+        parent.extra_tags = vec!["t/parent:extra".into()];
+        let jobs = [parent, job("child", &[0])];
+        let engine = Arc::new(SimEngine::new(script(&[(
+            "child",
+            Step {
+                push_fail: true,
+                ..Default::default()
+            },
+        )])));
+        let mut o = opts(2);
+        o.push = true;
+        let (r, _) = run(&jobs, engine.clone(), &o).await;
+        assert_eq!(r.outcomes[0].status, Status::Built);
+        assert_eq!(r.outcomes[1].status, Status::Failed);
+        assert!(r.outcomes[1]
+            .error
+            .as_deref()
+            .unwrap()
+            .contains("push of `t/child:latest` failed"));
+        assert_eq!(
+            engine.pushes(),
+            ["t/parent:latest", "t/parent:extra", "t/child:latest"]
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn interrupt_cancels_everything_running() {
+        let jobs = [job("a", &[]), job("b", &[0])];
+        let engine = Arc::new(SimEngine::new(script(&[(
+            "a",
+            Step {
+                ms: Some(60_000),
+                ..Default::default()
+            },
+        )])));
+        let mut rec = Record(Vec::new());
+        let stop = tokio::time::sleep(Duration::from_millis(100));
+        let r = execute(&jobs, engine.clone(), &opts(2), &mut rec, stop).await;
+        assert!(r.interrupted);
+        assert_eq!(r.outcomes[0].status, Status::Cancelled);
+        assert_eq!(r.outcomes[1].status, Status::Cancelled);
+        assert!(
+            engine.inspect("t/a:latest").await.unwrap().is_none(),
+            "nothing tagged"
+        );
+    }
 }

@@ -3,6 +3,7 @@
 
 mod common;
 
+mod build;
 mod errors;
 mod graph_property;
 mod output;

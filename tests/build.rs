@@ -1,0 +1,319 @@
+//! `strata build` on the real Docker engine.
+
+use crate::common::engine::{self, Namespace, BASE_IMAGE};
+use crate::common::TestTree;
+use std::collections::BTreeMap;
+
+fn summary(t: &TestTree, file: &str) -> BTreeMap<String, serde_json::Value> {
+    let v: serde_json::Value = serde_json::from_str(&t.read(file)).expect("summary json");
+    v["images"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| (i["name"].as_str().unwrap().to_string(), i.clone()))
+        .collect()
+}
+
+fn statuses(t: &TestTree, file: &str) -> BTreeMap<String, String> {
+    summary(t, file)
+        .into_iter()
+        .map(|(k, v)| (k, v["status"].as_str().unwrap().to_string()))
+        .collect()
+}
+
+/// base on busybox, then whatever `images` add (name, Dockerfile body after FROM base).
+fn busybox_tree(images: &[(&str, &str)]) -> TestTree {
+    let t = TestTree::new();
+    t.write(
+        "strata.yaml",
+        &format!("vars: {{base_image: '{BASE_IMAGE}'}}\n"),
+    );
+    t.write(
+        "images/base/Dockerfile.j2",
+        "FROM {{ base_image }}\nRUN echo base > /etc/layers\n",
+    );
+    for (name, body) in images {
+        t.write(&format!("images/{name}/Dockerfile.j2"), body);
+    }
+    t
+}
+
+#[test]
+fn sample_set_builds_with_labels_and_layers() {
+    if !engine::available("sample_set_builds") {
+        return;
+    }
+    let ns = Namespace::new("sample");
+    let t = TestTree::sample();
+    let run = t.run(&[
+        "--set",
+        &ns.set(),
+        "build",
+        "--progress",
+        "plain",
+        "--summary",
+        "out/summary.json",
+        "--junit",
+        "out/junit.xml",
+        "--logs-dir",
+        "out/logs",
+    ]);
+    let run = run.expect(0);
+    let s = statuses(&t, "out/summary.json");
+    assert_eq!(s.len(), 13);
+    assert!(s.values().all(|v| v == "built"), "{s:?}");
+    for name in s.keys() {
+        let (id, labels) =
+            engine::inspect(&ns.reference(name)).unwrap_or_else(|| panic!("{name} exists"));
+        assert_eq!(
+            summary(&t, "out/summary.json")[name]["image_id"],
+            id.as_str()
+        );
+        assert_eq!(labels["io.strata.image"], name.as_str());
+        assert_eq!(labels["org.opencontainers.image.title"], name.as_str());
+        assert_eq!(labels["org.opencontainers.image.vendor"], "strata sample");
+        assert!(labels["org.opencontainers.image.created"]
+            .as_str()
+            .unwrap()
+            .ends_with('Z'));
+        assert!(t
+            .read(&format!("out/logs/{name}.log"))
+            .contains("Successfully built"));
+    }
+    // A child's filesystem holds what each ancestor added.
+    let layers = engine::run_in(&ns.reference("keystone"), &["cat", "/etc/strata/images"]);
+    assert_eq!(layers, "base\nopenstack-base\nkeystone-base\nkeystone\n");
+    // Build args from strata.yaml and image.yaml, extra tags, image labels.
+    let conf = engine::run_in(
+        &ns.reference("horizon"),
+        &[
+            "cat",
+            "/etc/strata/horizon.conf",
+            "/etc/strata/openstack-release",
+        ],
+    );
+    assert_eq!(conf, "theme=material port=8080\nopenstack 2026.1\n");
+    let (horizon, labels) = engine::inspect(&ns.reference("horizon")).unwrap();
+    assert_eq!(
+        engine::inspect(&format!("{}/horizon:dashboard", ns.0))
+            .unwrap()
+            .0,
+        horizon
+    );
+    assert_eq!(labels["org.opencontainers.image.description"], "dashboard");
+    // The multi-stage image copied from another image of the tree.
+    let copied = engine::run_in(
+        &ns.reference("tools"),
+        &["cat", "/usr/share/strata/keystone.conf"],
+    );
+    assert!(copied.contains("# rendered for keystone-base"), "{copied}");
+    // .dockerignore kept docs and scratch files out of base.
+    let files = engine::run_in(&ns.reference("base"), &["find", "/usr/local/share/strata"]);
+    assert!(
+        files.contains("kolla_start") && !files.contains("README.md") && !files.contains("tmp"),
+        "{files}"
+    );
+    let junit = t.read("out/junit.xml");
+    assert_eq!(junit.matches("<testcase ").count(), 13);
+    assert!(junit.contains("failures=\"0\""));
+    assert!(run.stderr.contains("13 images: 13 built"), "{}", run.stderr);
+}
+
+#[test]
+fn a_failure_stops_its_descendants_and_nothing_else() {
+    if !engine::available("failure") {
+        return;
+    }
+    let ns = Namespace::new("failure");
+    let t = busybox_tree(&[
+        (
+            "broken",
+            "FROM {{ image_ref('base') }}\nRUN echo about to fail && exit 3\n",
+        ),
+        ("child", "FROM {{ image_ref('broken') }}\nRUN true\n"),
+        ("grandchild", "FROM {{ image_ref('child') }}\nRUN true\n"),
+        (
+            "sibling",
+            "FROM {{ image_ref('base') }}\nRUN echo fine > /fine\n",
+        ),
+    ]);
+    let run = t.run(&[
+        "--set",
+        &ns.set(),
+        "build",
+        "--progress",
+        "plain",
+        "--summary",
+        "s.json",
+        "--junit",
+        "j.xml",
+        "--logs-dir",
+        "logs",
+    ]);
+    let run = run.expect(1);
+    let s = statuses(&t, "s.json");
+    assert_eq!(s["base"], "built");
+    assert_eq!(s["sibling"], "built");
+    assert_eq!(s["broken"], "failed");
+    assert_eq!(s["child"], "parent-failed");
+    assert_eq!(s["grandchild"], "parent-failed");
+    let log = t.read("logs/broken.log");
+    assert!(
+        log.contains("RUN echo about to fail && exit 3") && log.contains("about to fail"),
+        "{log}"
+    );
+    assert!(summary(&t, "s.json")["broken"]["error"]
+        .as_str()
+        .unwrap()
+        .contains("returned a non-zero code: 3"));
+    assert!(
+        !run.stderr.contains("child | building"),
+        "a child of a failed image never starts:\n{}",
+        run.stderr
+    );
+    assert!(
+        run.stderr.contains("broken |   RUN") || run.stderr.contains("about to fail"),
+        "log tail printed:\n{}",
+        run.stderr
+    );
+    assert!(
+        engine::inspect(&ns.reference("broken")).is_none(),
+        "nothing tagged for a failed build"
+    );
+    assert!(engine::inspect(&ns.reference("child")).is_none());
+    let junit = t.read("j.xml");
+    assert!(
+        junit.contains("<skipped message=\"parent `broken` failed\"/>"),
+        "{junit}"
+    );
+    assert!(junit.contains("<failure message="), "{junit}");
+}
+
+#[test]
+fn fail_fast_cancels_running_builds() {
+    if !engine::available("fail_fast") {
+        return;
+    }
+    let ns = Namespace::new("failfast");
+    let t = busybox_tree(&[
+        ("slow", "FROM {{ image_ref('base') }}\nRUN sleep 60\n"),
+        (
+            "broken",
+            "FROM {{ image_ref('base') }}\nRUN sleep 2 && false\n",
+        ),
+        ("later", "FROM {{ image_ref('slow') }}\nRUN true\n"),
+    ]);
+    let started = std::time::Instant::now();
+    t.run(&[
+        "--set",
+        &ns.set(),
+        "build",
+        "-j",
+        "2",
+        "--fail-fast",
+        "--progress",
+        "plain",
+        "--summary",
+        "s.json",
+    ])
+    .expect(1);
+    let s = statuses(&t, "s.json");
+    assert_eq!(s["broken"], "failed");
+    assert_eq!(s["slow"], "cancelled");
+    assert_eq!(s["later"], "cancelled");
+    assert!(
+        started.elapsed().as_secs() < 55,
+        "the 60 s build was not waited for"
+    );
+    assert!(engine::inspect(&ns.reference("slow")).is_none());
+}
+
+#[test]
+fn interrupt_leaves_the_previous_tag() {
+    if !engine::available("interrupt") {
+        return;
+    }
+    let ns = Namespace::new("interrupt");
+    let t = busybox_tree(&[("sleepy", "FROM {{ image_ref('base') }}\nRUN echo v1 > /v\n")]);
+    t.run(&["--set", &ns.set(), "build", "--progress", "plain"])
+        .expect(0);
+    let (before, _) = engine::inspect(&ns.reference("sleepy")).unwrap();
+    t.write(
+        "images/sleepy/Dockerfile.j2",
+        "FROM {{ image_ref('base') }}\nRUN echo started-sleeping && sleep 60\n",
+    );
+    let mut child = t
+        .command(&[
+            "--set",
+            &ns.set(),
+            "build",
+            "--progress",
+            "plain",
+            "--summary",
+            "s.json",
+            "sleepy",
+        ])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Read stderr on a thread so that a silent child cannot block the test.
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufRead::lines(std::io::BufReader::new(stderr)).map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let mut seen = String::new();
+    while !seen.contains("started-sleeping") {
+        match rx.recv_timeout(std::time::Duration::from_secs(60)) {
+            Ok(line) => seen.push_str(&(line + "\n")),
+            Err(_) => break,
+        }
+    }
+    assert!(seen.contains("started-sleeping"), "{seen}");
+    let pid = child.id().to_string();
+    std::process::Command::new("kill")
+        .args(["-INT", &pid])
+        .status()
+        .unwrap();
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(130));
+    assert_eq!(statuses(&t, "s.json")["sleepy"], "cancelled");
+    let (after, _) = engine::inspect(&ns.reference("sleepy")).unwrap();
+    assert_eq!(before, after, "the tag still points at the previous image");
+}
+
+#[test]
+fn engine_unreachable_is_exit_3() {
+    let t = busybox_tree(&[]);
+    let run = t
+        .command(&["build"])
+        .env("DOCKER_HOST", "unix:///nonexistent/docker.sock")
+        .output()
+        .unwrap();
+    assert_eq!(run.status.code(), Some(3));
+    let err = String::from_utf8_lossy(&run.stderr);
+    assert!(
+        err.contains("cannot reach the Docker engine at `unix:///nonexistent/docker.sock`"),
+        "{err}"
+    );
+    assert!(err.contains("DOCKER_HOST"), "{err}");
+}
+
+#[test]
+fn invalid_input_builds_nothing() {
+    let t = busybox_tree(&[("app", "FROM {{ image_ref('base') }}\nRUN {{ nope }}\n")]);
+    let run = t
+        .command(&["build"])
+        .env("DOCKER_HOST", "unix:///nonexistent/docker.sock")
+        .output()
+        .unwrap();
+    assert_eq!(
+        run.status.code(),
+        Some(2),
+        "bad input is found before the engine is asked"
+    );
+}
