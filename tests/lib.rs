@@ -4,6 +4,8 @@
 mod common;
 
 mod build;
+mod dockerignore_oracle;
 mod errors;
 mod graph_property;
 mod output;
+mod push;

@@ -1,0 +1,202 @@
+//! `strata build --push` to the loopback registry with htpasswd auth
+//! (started by ci/setup.sh; address and credentials in the environment).
+
+use crate::common::engine::{self, Namespace, BASE_IMAGE};
+use crate::common::TestTree;
+
+struct Registry {
+    host: String,
+    user: String,
+    password: String,
+}
+
+fn registry() -> Option<Registry> {
+    let get = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+    match (
+        get("STRATA_TEST_REGISTRY"),
+        get("STRATA_TEST_REGISTRY_USER"),
+        get("STRATA_TEST_REGISTRY_PASSWORD"),
+    ) {
+        (Some(host), Some(user), Some(password)) => Some(Registry {
+            host,
+            user,
+            password,
+        }),
+        _ => {
+            let msg = "push tests need STRATA_TEST_REGISTRY* (run through ci/test.sh)";
+            if std::env::var("CI").is_ok_and(|v| v == "true") {
+                panic!("{msg}");
+            }
+            eprintln!("SKIPPED {msg}");
+            None
+        }
+    }
+}
+
+fn base64(data: &str) -> String {
+    const T: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let b = data.as_bytes();
+    let mut out = String::new();
+    for chunk in b.chunks(3) {
+        let n = chunk
+            .iter()
+            .enumerate()
+            .fold(0u32, |acc, (i, &c)| acc | (c as u32) << (16 - 8 * i));
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(T[(n >> (18 - 6 * i) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+/// A Docker config folder holding `user:password` for `host`.
+fn docker_config(host: &str, user: &str, password: &str) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let auth = base64(&format!("{user}:{password}"));
+    std::fs::write(
+        dir.path().join("config.json"),
+        format!("{{\"auths\": {{\"{host}\": {{\"auth\": \"{auth}\"}}}}}}"),
+    )
+    .unwrap();
+    dir
+}
+
+fn tree(ns: &Namespace, host: &str) -> TestTree {
+    let t = TestTree::new();
+    t.write(
+        "strata.yaml",
+        &format!(
+            "registry: '{host}'\nnamespace: {}\nvars: {{base_image: '{BASE_IMAGE}'}}\n",
+            ns.0
+        ),
+    );
+    t.write(
+        "images/base/Dockerfile.j2",
+        "FROM {{ base_image }}\nRUN echo base > /base\n",
+    );
+    t.write(
+        "images/app/Dockerfile.j2",
+        "FROM {{ image_ref('base') }}\nRUN echo app > /app\n",
+    );
+    t.write("images/app/image.yaml", "tags: [extra]\n");
+    t
+}
+
+fn manifest_status(r: &Registry, path: &str, password: &str) -> String {
+    let out = std::process::Command::new("curl")
+        .args([
+            "-s",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            "-u",
+            &format!("{}:{password}", r.user),
+        ])
+        .args([
+            "-H",
+            "Accept: application/vnd.docker.distribution.manifest.v2+json",
+        ])
+        .arg(format!("http://{}/v2/{path}", r.host))
+        .output()
+        .expect("curl");
+    String::from_utf8_lossy(&out.stdout).to_string()
+}
+
+#[test]
+fn push_with_the_right_password_reaches_the_registry() {
+    let Some(r) = registry() else { return };
+    if !engine::available("push") {
+        return;
+    }
+    let ns = Namespace::new("push-ok");
+    let t = tree(&ns, &r.host);
+    let config = docker_config(&r.host, &r.user, &r.password);
+    let out = t
+        .command(&[
+            "build",
+            "--push",
+            "--progress",
+            "plain",
+            "--summary",
+            "s.json",
+            "--logs-dir",
+            "logs",
+        ])
+        .env("DOCKER_CONFIG", config.path())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    for path in [
+        format!("{}/base/manifests/latest", ns.0),
+        format!("{}/app/manifests/latest", ns.0),
+        format!("{}/app/manifests/extra", ns.0),
+    ] {
+        assert_eq!(manifest_status(&r, &path, &r.password), "200", "{path}");
+    }
+    assert_eq!(
+        manifest_status(&r, &format!("{}/app/manifests/latest", ns.0), "wrong"),
+        "401",
+        "the registry checks passwords"
+    );
+    assert!(!stderr.contains(&r.password));
+}
+
+#[test]
+fn push_with_a_wrong_password_fails_clearly_without_leaking_it() {
+    let Some(r) = registry() else { return };
+    if !engine::available("push") {
+        return;
+    }
+    let ns = Namespace::new("push-bad");
+    let t = tree(&ns, &r.host);
+    let wrong = "not-the-password-7f3a";
+    let config = docker_config(&r.host, &r.user, wrong);
+    let out = t
+        .command(&[
+            "build",
+            "--push",
+            "--progress",
+            "plain",
+            "--summary",
+            "s.json",
+            "--junit",
+            "j.xml",
+            "--logs-dir",
+            "logs",
+            "base",
+        ])
+        .env("DOCKER_CONFIG", config.path())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_ne!(out.status.code(), Some(0), "{stderr}");
+    assert!(
+        stderr.contains(&format!("push of `{}/{}/base:latest` failed", r.host, ns.0)),
+        "{stderr}"
+    );
+    assert!(
+        stderr.to_lowercase().contains("unauthorized")
+            || stderr.contains("authentication required"),
+        "{stderr}"
+    );
+    let mut everything = format!("{stdout}{stderr}{}{}", t.read("s.json"), t.read("j.xml"));
+    for entry in std::fs::read_dir(t.path().join("logs")).unwrap() {
+        everything.push_str(&std::fs::read_to_string(entry.unwrap().path()).unwrap());
+    }
+    assert!(
+        !everything.contains(wrong),
+        "the password appears in output or files"
+    );
+    assert!(!everything.contains(&base64(&format!("{}:{wrong}", r.user))));
+    assert_eq!(
+        manifest_status(&r, &format!("{}/base/manifests/latest", ns.0), &r.password),
+        "404"
+    );
+}
