@@ -37,6 +37,10 @@ pub struct BuildArgs {
 pub fn run(opts: &Options, args: &BuildArgs) -> Result<i32> {
     let loaded = load::load(opts)?;
     let sel = select::select(&loaded.graph, &loaded.tree.config, &args.selectors)?;
+    if loaded.tree.config.build.buildkit {
+        return Err(Error::input("`build.buildkit: true`: strata builds with the classic builder only, for now")
+            .help("remove `buildkit` from strata.yaml (or `--set build.buildkit=false`); BuildKit support is planned"));
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -244,78 +244,71 @@ pub async fn execute(
             ),
             Msg::Built(i, result, took, attempts) => {
                 running -= 1;
+                let mut o = Outcome::new(if result.is_ok() {
+                    Status::Built
+                } else {
+                    Status::Failed
+                });
+                o.duration = took;
+                o.attempts = attempts;
                 match result {
-                    Ok(id) if opts.push => {
-                        state[i] = State::Pushing;
-                        let mut o = Outcome::new(Status::Built);
-                        o.image_id = Some(id);
-                        o.duration = took;
-                        o.attempts = attempts;
-                        outcomes[i] = Some(o);
-                        observer.event(jobs, Event::Pushing { job: i });
-                        let job = jobs[i].clone();
-                        let (engine, tx, slots) = (engine.clone(), tx.clone(), push_slots.clone());
-                        tasks.spawn(async move {
-                            let _slot = slots.acquire_owned().await;
-                            let begun = Instant::now();
-                            let log = line_sink(i, &tx);
-                            let mut result = Ok(());
-                            for r in std::iter::once(&job.reference).chain(&job.extra_tags) {
-                                result = engine.push(r, log.clone()).await.map_err(|e| match e {
-                                    EngineError::Failed(m) => {
-                                        EngineError::Failed(format!("push of `{r}` failed: {m}"))
-                                    }
-                                    other => other,
-                                });
-                                if result.is_err() {
-                                    break;
-                                }
-                            }
-                            let _ = tx.send(Msg::Pushed(i, result, begun.elapsed()));
-                        });
-                        release_children(i, &children, &mut missing, &state, |c| {
-                            push_ready(c, &mut heap, &mut fifo)
-                        });
-                    }
-                    Ok(id) => {
-                        state[i] = State::Done;
-                        let mut o = Outcome::new(Status::Built);
-                        o.image_id = Some(id);
-                        o.duration = took;
-                        o.attempts = attempts;
-                        observer.event(
-                            jobs,
-                            Event::Finished {
-                                job: i,
-                                outcome: &o,
-                            },
-                        );
-                        outcomes[i] = Some(o);
-                        release_children(i, &children, &mut missing, &state, |c| {
-                            push_ready(c, &mut heap, &mut fifo)
-                        });
-                    }
-                    Err(e) => {
-                        state[i] = State::Done;
-                        let mut o = Outcome::new(Status::Failed);
-                        o.error = Some(e.to_string());
-                        o.duration = took;
-                        o.attempts = attempts;
-                        observer.event(
-                            jobs,
-                            Event::Finished {
-                                job: i,
-                                outcome: &o,
-                            },
-                        );
-                        outcomes[i] = Some(o);
-                        fail_descendants(i, jobs, &children, &mut state, &mut outcomes, observer);
-                        if opts.fail_fast {
-                            stopping = true;
-                            tasks.abort_all();
-                        }
-                    }
+                    Ok(id) => o.image_id = Some(id),
+                    Err(e) => o.error = Some(e.to_string()),
                 }
+                if o.status == Status::Failed {
+                    state[i] = State::Done;
+                    observer.event(
+                        jobs,
+                        Event::Finished {
+                            job: i,
+                            outcome: &o,
+                        },
+                    );
+                    outcomes[i] = Some(o);
+                    fail_descendants(i, jobs, &children, &mut state, &mut outcomes, observer);
+                    if opts.fail_fast {
+                        stopping = true;
+                        tasks.abort_all();
+                    }
+                    continue;
+                }
+                if opts.push {
+                    state[i] = State::Pushing;
+                    observer.event(jobs, Event::Pushing { job: i });
+                    let job = jobs[i].clone();
+                    let (engine, tx, slots) = (engine.clone(), tx.clone(), push_slots.clone());
+                    tasks.spawn(async move {
+                        let _slot = slots.acquire_owned().await;
+                        let begun = Instant::now();
+                        let log = line_sink(i, &tx);
+                        let mut result = Ok(());
+                        for r in std::iter::once(&job.reference).chain(&job.extra_tags) {
+                            result = engine.push(r, log.clone()).await.map_err(|e| match e {
+                                EngineError::Failed(m) => {
+                                    EngineError::Failed(format!("push of `{r}` failed: {m}"))
+                                }
+                                other => other,
+                            });
+                            if result.is_err() {
+                                break;
+                            }
+                        }
+                        let _ = tx.send(Msg::Pushed(i, result, begun.elapsed()));
+                    });
+                } else {
+                    state[i] = State::Done;
+                    observer.event(
+                        jobs,
+                        Event::Finished {
+                            job: i,
+                            outcome: &o,
+                        },
+                    );
+                }
+                outcomes[i] = Some(o);
+                release_children(i, &children, &mut missing, &state, |c| {
+                    push_ready(c, &mut heap, &mut fifo)
+                });
             }
             Msg::Pushed(i, result, took) => {
                 state[i] = State::Done;
