@@ -748,11 +748,20 @@ mod tests {
     /// looked must still be reaped: many short runs on real threads all end.
     #[test]
     fn runs_always_end_on_a_multithreaded_runtime() {
-        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
         rt.block_on(async {
             for round in 0..300 {
-                let jobs: Vec<Job> = (0..6).map(|i| job(&format!("j{i}"), if i > 0 { &[0] } else { &[] })).collect();
-                let engine = Arc::new(SimEngine::new(Script { default_ms: 0, images: Default::default() }));
+                let jobs: Vec<Job> = (0..6)
+                    .map(|i| job(&format!("j{i}"), if i > 0 { &[0] } else { &[] }))
+                    .collect();
+                let engine = Arc::new(SimEngine::new(Script {
+                    default_ms: 0,
+                    images: Default::default(),
+                }));
                 let o = opts(1 + round % 3);
                 let mut rec = Record(Vec::new());
                 let run = tokio::time::timeout(
@@ -766,4 +775,3 @@ mod tests {
         });
     }
 }
-
