@@ -8,4 +8,4 @@ set -a; . target/ci/registry.env; set +a
 cargo fmt --all -- --check
 cargo clippy --all-targets --quiet -- -D warnings
 # Benchmarks are compiled (and linted) above by clippy; they run with `cargo bench`.
-cargo test
+cargo test --lib --bins --tests
