@@ -30,6 +30,8 @@ pub struct BuildArgs {
     pub logs_dir: Option<PathBuf>,
     pub summary: Option<PathBuf>,
     pub junit: Option<PathBuf>,
+    /// Build with BuildKit (also `build.buildkit: true`).
+    pub buildkit: bool,
     /// `docker` (default) or `sim:SCRIPT.yaml`.
     pub engine: String,
 }
@@ -37,10 +39,6 @@ pub struct BuildArgs {
 pub fn run(opts: &Options, args: &BuildArgs) -> Result<i32> {
     let loaded = load::load(opts)?;
     let sel = select::select(&loaded.graph, &loaded.tree.config, &args.selectors)?;
-    if loaded.tree.config.build.buildkit {
-        return Err(Error::input("`build.buildkit: true`: strata builds with the classic builder only, for now")
-            .help("remove `buildkit` from strata.yaml (or `--set build.buildkit=false`); BuildKit support is planned"));
-    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -130,6 +128,7 @@ async fn build(loaded: &Loaded, selected: Vec<usize>, args: &BuildArgs) -> Resul
                     labels: l,
                     platform: config.build.platform.clone(),
                     pull: args.pull || config.build.pull,
+                    buildkit: args.buildkit || config.build.buildkit,
                 },
                 parents: node
                     .parents

@@ -85,6 +85,9 @@ pub struct BuildCommand {
     /// Ask the engine to refresh base images first.
     #[arg(long)]
     pull: bool,
+    /// Build with BuildKit instead of the classic builder (also `build.buildkit: true`).
+    #[arg(long)]
+    buildkit: bool,
     #[arg(long, value_enum, default_value_t = progress::Mode::Auto)]
     progress: progress::Mode,
     /// Write DIR/<image>.log with the whole output of each image.
@@ -134,6 +137,7 @@ pub fn run(cli: Cli) -> Result<i32> {
                 fail_fast: b.fail_fast,
                 retries: b.retries,
                 pull: b.pull,
+                buildkit: b.buildkit,
                 progress: b.progress,
                 logs_dir: b.logs_dir.clone(),
                 summary: b.summary.clone(),

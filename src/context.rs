@@ -138,9 +138,15 @@ fn leaves(rel: &str, target: &Path) -> bool {
     false
 }
 
-/// Write the context tar: the kept entries, the rendered Dockerfile and a
-/// `.dockerignore` that makes the daemon drop both from the context.
-pub fn write_tar(entries: &[Entry], dockerfile: &str, out: impl Write) -> io::Result<()> {
+/// Write the context tar: the kept entries, the rendered Dockerfile and, with
+/// `hide_dockerfile`, a `.dockerignore` that makes the classic builder drop
+/// both from the context. (BuildKit ignores it for uploaded contexts.)
+pub fn write_tar(
+    entries: &[Entry],
+    dockerfile: &str,
+    hide_dockerfile: bool,
+    out: impl Write,
+) -> io::Result<()> {
     let mut tar = tar::Builder::new(out);
     tar.mode(tar::HeaderMode::Deterministic);
     tar.follow_symlinks(false);
@@ -173,9 +179,11 @@ pub fn write_tar(entries: &[Entry], dockerfile: &str, out: impl Write) -> io::Re
     }
     let mut h = header(tar::EntryType::Regular, dockerfile.len() as u64, 0o644);
     tar.append_data(&mut h, DOCKERFILE_NAME, dockerfile.as_bytes())?;
-    let ignore = format!("{DOCKERFILE_NAME}\n.dockerignore\n");
-    let mut h = header(tar::EntryType::Regular, ignore.len() as u64, 0o644);
-    tar.append_data(&mut h, ".dockerignore", ignore.as_bytes())?;
+    if hide_dockerfile {
+        let ignore = format!("{DOCKERFILE_NAME}\n.dockerignore\n");
+        let mut h = header(tar::EntryType::Regular, ignore.len() as u64, 0o644);
+        tar.append_data(&mut h, ".dockerignore", ignore.as_bytes())?;
+    }
     tar.into_inner()?.flush()
 }
 
@@ -249,10 +257,10 @@ mod tests {
         let names: Vec<&str> = e.iter().map(|e| e.rel.as_str()).collect();
         assert_eq!(names, ["link", "sub", "sub/a.txt"]);
         let (mut one, mut two) = (Vec::new(), Vec::new());
-        write_tar(&e, "FROM x\n", &mut one).unwrap();
+        write_tar(&e, "FROM x\n", true, &mut one).unwrap();
         std::thread::sleep(std::time::Duration::from_millis(20));
         std::fs::write(dir.path().join("sub/a.txt"), "a").unwrap();
-        write_tar(&entries(dir.path()).unwrap(), "FROM x\n", &mut two).unwrap();
+        write_tar(&entries(dir.path()).unwrap(), "FROM x\n", true, &mut two).unwrap();
         assert_eq!(one, two, "same content, same tar, whatever the mtimes");
         let mut archive = tar::Archive::new(&one[..]);
         let kinds: Vec<(String, tar::EntryType)> = archive

@@ -317,3 +317,68 @@ fn invalid_input_builds_nothing() {
         "bad input is found before the engine is asked"
     );
 }
+
+#[test]
+fn buildkit_builds_the_same_tree() {
+    if !engine::available("buildkit") {
+        return;
+    }
+    let ns = Namespace::new("buildkit");
+    let t = busybox_tree(&[
+        ("app", "FROM {{ image_ref('base') }}\nCOPY files/ /files/\nRUN echo app >> /etc/layers && echo hello-from-buildkit\n"),
+        ("broken", "FROM {{ image_ref('base') }}\nRUN echo going-down && exit 7\n"),
+        ("after", "FROM {{ image_ref('broken') }}\nRUN true\n"),
+    ]);
+    t.write("images/app/files/keep.txt", "keep\n");
+    t.write("images/app/files/skip.txt", "skip\n");
+    t.write("images/app/.dockerignore", "files/skip.txt\n");
+    let run = t.run(&[
+        "--set",
+        &ns.set(),
+        "--set",
+        "build.buildkit=true",
+        "build",
+        "--progress",
+        "plain",
+        "--summary",
+        "s.json",
+        "--logs-dir",
+        "logs",
+    ]);
+    let run = run.expect(1);
+    let s = statuses(&t, "s.json");
+    assert_eq!(
+        (s["base"].as_str(), s["app"].as_str()),
+        ("built", "built"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(
+        (s["broken"].as_str(), s["after"].as_str()),
+        ("failed", "parent-failed")
+    );
+    assert_eq!(
+        engine::run_in(&ns.reference("app"), &["cat", "/etc/layers"]),
+        "base\napp\n"
+    );
+    assert_eq!(
+        engine::run_in(&ns.reference("app"), &["ls", "/files"]),
+        "keep.txt\n"
+    );
+    let (_, labels) = engine::inspect(&ns.reference("app")).unwrap();
+    assert_eq!(labels["io.strata.image"], "app");
+    assert!(
+        t.read("logs/app.log").contains("hello-from-buildkit"),
+        "BuildKit step output reaches the log"
+    );
+    assert!(t.read("logs/broken.log").contains("going-down"));
+    assert!(
+        summary(&t, "s.json")["broken"]["error"]
+            .as_str()
+            .unwrap()
+            .contains("exit code: 7"),
+        "{:?}",
+        summary(&t, "s.json")["broken"]
+    );
+    assert!(engine::inspect(&ns.reference("broken")).is_none());
+}

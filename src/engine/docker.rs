@@ -1,11 +1,13 @@
 //! The Docker engine through bollard (the Engine API over the socket or
-//! `DOCKER_HOST`, version negotiated; 1.41 and newer). Classic builder.
+//! `DOCKER_HOST`, version negotiated; 1.41 and newer). The classic builder
+//! by default, BuildKit (through bollard's gRPC session) on request.
 //! Knows nothing of the graph: it builds, tags, pushes and lists images.
 
 use super::{split_tag, BuildRequest, Engine, EngineError, ImageInfo, Log};
 use crate::context;
+use bollard::models::BuildInfoAux;
 use bollard::query_parameters::{
-    BuildImageOptions, ListImagesOptions, PushImageOptions, TagImageOptions,
+    BuildImageOptions, BuilderVersion, ListImagesOptions, PushImageOptions, TagImageOptions,
 };
 use bollard::Docker;
 use futures_util::future::BoxFuture;
@@ -87,9 +89,10 @@ impl Engine for DockerEngine {
             let (tx, rx) = tokio::sync::mpsc::channel(8);
             // One LABEL step instead of the builder's one step per label option.
             let dockerfile = with_labels(&req.dockerfile, &req.labels);
+            let classic = !req.buildkit;
             let writer = tokio::task::spawn_blocking(move || {
                 let mut w = context::ChunkWriter::new(tx);
-                context::write_tar(&entries, &dockerfile, &mut w)
+                context::write_tar(&entries, &dockerfile, classic, &mut w)
             });
             let body = futures_util::stream::unfold(rx, |mut rx| async move {
                 rx.recv().await.map(|c| (c, rx))
@@ -101,8 +104,15 @@ impl Engine for DockerEngine {
                 pull: req.pull.then(|| "1".to_string()),
                 rm: true,
                 forcerm: true,
+                version: if req.buildkit {
+                    BuilderVersion::BuilderBuildKit
+                } else {
+                    BuilderVersion::BuilderV1
+                },
+                session: req.buildkit.then(|| session_id(&req.name)),
                 ..Default::default()
             };
+            let mut vertices = BuildKitLog::default();
             let mut stream =
                 self.docker
                     .build_image(options, None, Some(bollard::body_try_stream(body)));
@@ -122,8 +132,10 @@ impl Engine for DockerEngine {
                             error =
                                 Some(detail.message.unwrap_or_else(|| "the build failed".into()));
                         }
-                        if let Some(aux) = info.aux {
-                            id = aux.id.or(id);
+                        match info.aux {
+                            Some(BuildInfoAux::Default(image)) => id = image.id.or(id),
+                            Some(BuildInfoAux::BuildKit(status)) => vertices.push(&status, &log),
+                            None => {}
                         }
                     }
                     Err(e) => {
@@ -249,6 +261,42 @@ impl Engine for DockerEngine {
             }
         }
         .boxed()
+    }
+}
+
+/// A BuildKit session id, unique per build.
+fn session_id(name: &str) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    format!("strata-{name}-{}-{nanos}", std::process::id())
+}
+
+/// BuildKit reports progress as protobuf status updates: each step (vertex)
+/// is logged once when it starts, its output as lines, and its error.
+#[derive(Default)]
+struct BuildKitLog {
+    announced: std::collections::HashSet<String>,
+    lines: Lines,
+}
+
+impl BuildKitLog {
+    fn push(&mut self, status: &bollard::moby::buildkit::v1::StatusResponse, log: &Log) {
+        for v in &status.vertexes {
+            if v.started.is_some() && self.announced.insert(v.digest.clone()) {
+                log(&if v.cached {
+                    format!("CACHED {}", v.name)
+                } else {
+                    v.name.clone()
+                });
+            }
+            if !v.error.is_empty() {
+                log(&format!("ERROR {}: {}", v.name, v.error));
+            }
+        }
+        for l in &status.logs {
+            self.lines.push(&String::from_utf8_lossy(&l.msg), log);
+        }
     }
 }
 

@@ -24,6 +24,8 @@ pub struct BuildRequest {
     pub platform: String,
     /// Ask the engine to refresh base images first.
     pub pull: bool,
+    /// Build with BuildKit instead of the classic builder.
+    pub buildkit: bool,
 }
 
 /// An image the engine has.
