@@ -8,8 +8,8 @@ use crate::execute::{self, Job, Order, Status};
 use crate::load::{self, Loaded, Options};
 use crate::progress::{self, Display};
 use crate::report::{self, ImageReport, LogFiles, Summary};
-use crate::select;
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use crate::{fingerprint, plan, select};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -73,31 +73,8 @@ async fn build(loaded: &Loaded, selected: Vec<usize>, args: &BuildArgs) -> Resul
     let graph = &loaded.graph;
     let engine = connect(&args.engine, &loaded.tree.root).await?;
 
-    // What exists already: one call for every image strata built.
-    let existing: BTreeSet<String> = engine
-        .images_with_label(IMAGE_LABEL)
-        .await
-        .map_err(engine_error)?
-        .into_iter()
-        .flat_map(|i| i.tags)
-        .collect();
-    let mut to_build: BTreeSet<usize> = selected.iter().copied().collect();
-    if !args.no_deps {
-        // A child is never built on a parent that does not exist.
-        for &id in &selected {
-            for a in graph.ancestors(id) {
-                if !existing.contains(&graph.nodes[a].reference) {
-                    to_build.insert(a);
-                }
-            }
-        }
-    }
-    let order: Vec<usize> = graph
-        .order
-        .iter()
-        .copied()
-        .filter(|i| to_build.contains(i))
-        .collect();
+    let (fps, plan) = prepare(loaded, &selected, engine.as_ref(), args.force, args.no_deps).await?;
+    let order: Vec<usize> = plan.to_build().map(|i| i.id).collect();
     let index: BTreeMap<usize, usize> = order.iter().enumerate().map(|(k, &id)| (id, k)).collect();
     let labels = oci_labels(&loaded.tree.root);
     let jobs: Vec<Job> = order
@@ -110,6 +87,7 @@ async fn build(loaded: &Loaded, selected: Vec<usize>, args: &BuildArgs) -> Resul
             l.extend(labels.clone());
             l.insert("org.opencontainers.image.title".into(), image.name.clone());
             l.insert(IMAGE_LABEL.into(), image.name.clone());
+            l.insert(fingerprint::LABEL.into(), fps[id].hash.clone());
             let (repo, _) = engine::split_tag(&node.reference);
             Job {
                 name: image.name.clone(),
@@ -172,32 +150,35 @@ async fn build(loaded: &Loaded, selected: Vec<usize>, args: &BuildArgs) -> Resul
     }
 
     let mut images = Vec::new();
-    for &id in &selected {
-        if !to_build.contains(&id) {
-            images.push(ImageReport {
-                name: graph.nodes[id].name.clone(),
-                reference: graph.nodes[id].reference.clone(),
-                status: Status::UpToDate,
-                fingerprint: None,
-                image_id: None,
-                duration_s: 0.0,
-                error: None,
-                reasons: Vec::new(),
-                failed_parent: None,
-                tail: VecDeque::new(),
-            });
-        }
+    let reasons: BTreeMap<usize, &Vec<String>> =
+        plan.items.iter().map(|i| (i.id, &i.reasons)).collect();
+    for item in plan.items.iter().filter(|i| i.action == plan::Action::Skip) {
+        images.push(ImageReport {
+            name: graph.nodes[item.id].name.clone(),
+            reference: graph.nodes[item.id].reference.clone(),
+            status: Status::UpToDate,
+            fingerprint: Some(fps[item.id].hash.clone()),
+            image_id: None,
+            duration_s: 0.0,
+            error: None,
+            reasons: item.reasons.clone(),
+            failed_parent: None,
+            tail: VecDeque::new(),
+        });
     }
-    for (k, (job, o)) in jobs.iter().zip(&run.outcomes).enumerate() {
+    for (k, ((job, o), &id)) in jobs.iter().zip(&run.outcomes).zip(&order).enumerate() {
+        if o.status == Status::Built {
+            fingerprint::remember(&fps[id]);
+        }
         images.push(ImageReport {
             name: job.name.clone(),
             reference: job.reference.clone(),
             status: o.status,
-            fingerprint: None,
+            fingerprint: Some(fps[id].hash.clone()),
             image_id: o.image_id.clone(),
             duration_s: o.duration.as_secs_f64(),
             error: o.error.clone(),
-            reasons: Vec::new(),
+            reasons: reasons[&id].clone(),
             failed_parent: o.failed_parent.clone(),
             tail: tails[k].clone(),
         });
@@ -231,6 +212,104 @@ async fn build(loaded: &Loaded, selected: Vec<usize>, args: &BuildArgs) -> Resul
         .iter()
         .any(|i| !matches!(i.status, Status::Built | Status::UpToDate));
     Ok(if bad { 1 } else { 0 })
+}
+
+/// Fingerprints and the plan: base digests (one inspect per base), what
+/// exists (one call for every image carrying a fingerprint), then the plan.
+pub async fn prepare(
+    loaded: &Loaded,
+    selected: &[usize],
+    engine: &dyn Engine,
+    force: bool,
+    no_deps: bool,
+) -> Result<(Vec<fingerprint::Fingerprint>, plan::Plan)> {
+    let mut bases = BTreeMap::new();
+    let all_bases: BTreeSet<&String> = loaded.graph.nodes.iter().flat_map(|n| &n.bases).collect();
+    for b in all_bases {
+        if let Some(info) = engine.inspect(b).await.map_err(engine_error)? {
+            bases.insert(b.clone(), info.id);
+        }
+    }
+    let fps = fingerprint::fingerprints(loaded, &bases)?;
+    let mut existing = HashMap::new();
+    for image in engine
+        .images_with_label(fingerprint::LABEL)
+        .await
+        .map_err(engine_error)?
+    {
+        let fp = image
+            .labels
+            .get(fingerprint::LABEL)
+            .cloned()
+            .unwrap_or_default();
+        for tag in image.tags {
+            existing.insert(tag, fp.clone());
+        }
+    }
+    let plan = plan::plan(&loaded.graph, selected, &fps, &existing, force, no_deps);
+    Ok((fps, plan))
+}
+
+/// The `plan` command: what `build` would do, and why.
+pub fn show_plan(
+    opts: &Options,
+    selectors: &[String],
+    json: bool,
+    force: bool,
+    no_deps: bool,
+    engine: &str,
+) -> Result<String> {
+    let loaded = load::load(opts)?;
+    let sel = select::select(&loaded.graph, &loaded.tree.config, selectors)?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Error::new(Kind::Engine, format!("cannot start the async runtime: {e}")))?;
+    let (fps, plan) = runtime.block_on(async {
+        let engine = connect(engine, &loaded.tree.root).await?;
+        prepare(&loaded, &sel.ids, engine.as_ref(), force, no_deps).await
+    })?;
+    let graph = &loaded.graph;
+    if json {
+        let items: Vec<serde_json::Value> = plan
+            .items
+            .iter()
+            .map(|i| {
+                serde_json::json!({
+                    "name": graph.nodes[i.id].name,
+                    "ref": graph.nodes[i.id].reference,
+                    "fingerprint": fps[i.id].hash,
+                    "action": i.action,
+                    "reasons": i.reasons,
+                })
+            })
+            .collect();
+        return Ok(serde_json::to_string_pretty(&items).expect("serializes") + "\n");
+    }
+    let w = plan
+        .items
+        .iter()
+        .map(|i| graph.nodes[i.id].name.len())
+        .max()
+        .unwrap_or(0);
+    let mut out = String::new();
+    for i in &plan.items {
+        let action = match i.action {
+            plan::Action::Build => "build",
+            plan::Action::Skip => "skip ",
+        };
+        out.push_str(&format!(
+            "{action}  {:w$}  {}\n",
+            graph.nodes[i.id].name,
+            i.reasons.join("; ")
+        ));
+    }
+    let n = plan.to_build().count();
+    out.push_str(&format!(
+        "{n} to build, {} up to date\n",
+        plan.items.len() - n
+    ));
+    Ok(out)
 }
 
 /// Resolves on SIGINT or SIGTERM.

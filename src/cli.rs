@@ -57,6 +57,21 @@ pub enum Command {
         #[arg(long, value_name = "DIR")]
         out: Option<PathBuf>,
     },
+    /// What `build` would build, and why (asks the engine what exists).
+    Plan {
+        selectors: Vec<String>,
+        /// JSON: [{name, ref, fingerprint, action, reasons}].
+        #[arg(long)]
+        json: bool,
+        /// Plan to rebuild the selection regardless.
+        #[arg(long)]
+        force: bool,
+        /// Leave stale parents out.
+        #[arg(long)]
+        no_deps: bool,
+        #[arg(long, value_name = "ENGINE", default_value = "docker", hide = true)]
+        engine: String,
+    },
     /// Build images in dependency order, in parallel, on the Docker engine.
     Build(BuildCommand),
 }
@@ -70,7 +85,7 @@ pub struct BuildCommand {
     /// Push every built reference and its extra tags (credentials from the Docker config).
     #[arg(long)]
     push: bool,
-    /// Rebuild the selection even when it is up to date.
+    /// Rebuild the selection even when it is up to date (stale parents are built too).
     #[arg(long)]
     force: bool,
     /// Build only the selection, on whatever parent images exist.
@@ -146,6 +161,13 @@ pub fn run(cli: Cli) -> Result<i32> {
             };
             return build::run(&opts, &args);
         }
+        Command::Plan {
+            selectors,
+            json,
+            force,
+            no_deps,
+            engine,
+        } => build::show_plan(&opts, selectors, *json, *force, *no_deps, engine)?,
         Command::List { selectors, json } => {
             let loaded = load::load(&opts)?;
             let sel = select::select(&loaded.graph, &loaded.tree.config, selectors)?;
