@@ -37,6 +37,8 @@ pub struct Stage {
 pub struct Parsed {
     pub stages: Vec<Stage>,
     pub refs: Vec<Ref>,
+    /// Every `ARG` name declared, in any stage: the build args that matter.
+    pub args: std::collections::BTreeSet<String>,
 }
 
 impl Parsed {
@@ -77,6 +79,13 @@ pub fn parse(name: &str, text: &str, build_args: &BTreeMap<String, String>) -> R
     };
     for ins in instructions(text) {
         let line = ins.line;
+        if ins.keyword == "ARG" {
+            for word in split_words(&ins.args) {
+                parsed
+                    .args
+                    .insert(word.split('=').next().unwrap_or_default().to_string());
+            }
+        }
         match ins.keyword.as_str() {
             "ARG" if parsed.stages.is_empty() => {
                 for word in split_words(&ins.args) {
@@ -507,6 +516,15 @@ mod tests {
                 .collect();
             assert_eq!(refs(text), want, "for {text:?}");
         }
+    }
+
+    #[test]
+    fn declared_args_are_collected_from_every_stage() {
+        let p = parse("D", "ARG A=1\nFROM x\nARG B\nARG C=3 D\n", &BTreeMap::new()).unwrap();
+        assert_eq!(
+            p.args.iter().map(String::as_str).collect::<Vec<_>>(),
+            ["A", "B", "C", "D"]
+        );
     }
 
     #[test]

@@ -31,9 +31,12 @@ pub struct Loaded {
 }
 
 impl Loaded {
-    /// Build args of image `id`: the tree's, then the image's own.
+    /// Build args of image `id` that its Dockerfile declares (`ARG`): the
+    /// tree's, then the image's own. Undeclared ones would change nothing.
     pub fn build_args(&self, id: usize) -> BTreeMap<String, String> {
-        build_args(&self.tree, &self.images[id])
+        let mut args = build_args(&self.tree, &self.images[id]);
+        args.retain(|k, _| self.parsed[id].args.contains(k));
+        args
     }
 }
 

@@ -7,5 +7,6 @@ mod build;
 mod dockerignore_oracle;
 mod errors;
 mod graph_property;
+mod incremental;
 mod output;
 mod push;
