@@ -34,16 +34,27 @@ pub struct BuildArgs {
     pub buildkit: bool,
     /// `docker` (default) or `sim:SCRIPT.yaml`.
     pub engine: String,
+    /// Select what changed since this git revision (and what is built on it).
+    pub since: Option<String>,
+}
+
+/// The selection: selectors, narrowed to what changed since `since` when given.
+pub fn selection(loaded: &Loaded, selectors: &[String], since: Option<&str>) -> Result<Vec<usize>> {
+    let sel = select::select(&loaded.graph, &loaded.tree.config, selectors)?;
+    let Some(rev) = since else { return Ok(sel.ids) };
+    let changed = crate::affected::changed_since(&loaded.tree.root, rev)?;
+    let hit = crate::affected::affected(loaded, &changed);
+    Ok(sel.ids.into_iter().filter(|i| hit.contains(i)).collect())
 }
 
 pub fn run(opts: &Options, args: &BuildArgs) -> Result<i32> {
     let loaded = load::load(opts)?;
-    let sel = select::select(&loaded.graph, &loaded.tree.config, &args.selectors)?;
+    let selected = selection(&loaded, &args.selectors, args.since.as_deref())?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .map_err(|e| Error::new(Kind::Engine, format!("cannot start the async runtime: {e}")))?;
-    let code = runtime.block_on(build(&loaded, sel.ids, args));
+    let code = runtime.block_on(build(&loaded, selected, args));
     // Everything that matters is written; a tar writer still blocked on an
     // engine that stopped reading must not keep the process alive.
     runtime.shutdown_timeout(std::time::Duration::from_millis(500));
@@ -251,26 +262,35 @@ pub async fn prepare(
 }
 
 /// The `plan` command: what `build` would do, and why.
-pub fn show_plan(
-    opts: &Options,
-    selectors: &[String],
-    json: bool,
-    force: bool,
-    no_deps: bool,
-    engine: &str,
-) -> Result<String> {
+pub struct PlanArgs<'a> {
+    pub selectors: &'a [String],
+    pub json: bool,
+    pub force: bool,
+    pub no_deps: bool,
+    pub engine: &'a str,
+    pub since: Option<&'a str>,
+}
+
+pub fn show_plan(opts: &Options, args: &PlanArgs) -> Result<String> {
     let loaded = load::load(opts)?;
-    let sel = select::select(&loaded.graph, &loaded.tree.config, selectors)?;
+    let selected = selection(&loaded, args.selectors, args.since)?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .map_err(|e| Error::new(Kind::Engine, format!("cannot start the async runtime: {e}")))?;
     let (fps, plan) = runtime.block_on(async {
-        let engine = connect(engine, &loaded.tree.root).await?;
-        prepare(&loaded, &sel.ids, engine.as_ref(), force, no_deps).await
+        let engine = connect(args.engine, &loaded.tree.root).await?;
+        prepare(
+            &loaded,
+            &selected,
+            engine.as_ref(),
+            args.force,
+            args.no_deps,
+        )
+        .await
     })?;
     let graph = &loaded.graph;
-    if json {
+    if args.json {
         let items: Vec<serde_json::Value> = plan
             .items
             .iter()

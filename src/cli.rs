@@ -69,8 +69,20 @@ pub enum Command {
         /// Leave stale parents out.
         #[arg(long)]
         no_deps: bool,
+        /// Only images whose inputs changed since git revision REV, and what is built on them.
+        #[arg(long, value_name = "REV")]
+        since: Option<String>,
         #[arg(long, value_name = "ENGINE", default_value = "docker", hide = true)]
         engine: String,
+    },
+    /// The images (and everything built on them) that a change to PATHs would rebuild.
+    Affected {
+        /// Paths relative to the tree root (files or folders).
+        #[arg(required = true)]
+        paths: Vec<String>,
+        /// JSON: a list of image names.
+        #[arg(long)]
+        json: bool,
     },
     /// Build images in dependency order, in parallel, on the Docker engine.
     Build(BuildCommand),
@@ -100,6 +112,9 @@ pub struct BuildCommand {
     /// Ask the engine to refresh base images first.
     #[arg(long)]
     pull: bool,
+    /// Only images whose inputs changed since git revision REV, and what is built on them.
+    #[arg(long, value_name = "REV")]
+    since: Option<String>,
     /// Build with BuildKit instead of the classic builder (also `build.buildkit: true`).
     #[arg(long)]
     buildkit: bool,
@@ -158,6 +173,7 @@ pub fn run(cli: Cli) -> Result<i32> {
                 summary: b.summary.clone(),
                 junit: b.junit.clone(),
                 engine: b.engine.clone(),
+                since: b.since.clone(),
             };
             return build::run(&opts, &args);
         }
@@ -166,8 +182,35 @@ pub fn run(cli: Cli) -> Result<i32> {
             json,
             force,
             no_deps,
+            since,
             engine,
-        } => build::show_plan(&opts, selectors, *json, *force, *no_deps, engine)?,
+        } => {
+            let args = build::PlanArgs {
+                selectors,
+                json: *json,
+                force: *force,
+                no_deps: *no_deps,
+                engine,
+                since: since.as_deref(),
+            };
+            build::show_plan(&opts, &args)?
+        }
+        Command::Affected { paths, json } => {
+            let loaded = load::load(&opts)?;
+            let hit = crate::affected::affected(&loaded, paths);
+            let names: Vec<&str> = loaded
+                .graph
+                .order
+                .iter()
+                .filter(|i| hit.contains(i))
+                .map(|&i| loaded.graph.nodes[i].name.as_str())
+                .collect();
+            if *json {
+                serde_json::to_string_pretty(&names).expect("serializes") + "\n"
+            } else {
+                names.iter().map(|n| format!("{n}\n")).collect()
+            }
+        }
         Command::List { selectors, json } => {
             let loaded = load::load(&opts)?;
             let sel = select::select(&loaded.graph, &loaded.tree.config, selectors)?;

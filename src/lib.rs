@@ -2,6 +2,7 @@
 //! Dockerfiles. The pipeline of DESIGN.md, one module per stage:
 //! config → discover → render → dockerfile (parse) → graph → select → …
 
+pub mod affected;
 pub mod build;
 pub mod cli;
 pub mod config;

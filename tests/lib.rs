@@ -3,10 +3,12 @@
 
 mod common;
 
+mod affected;
 mod build;
 mod dockerignore_oracle;
 mod errors;
 mod graph_property;
 mod incremental;
+mod incremental_property;
 mod output;
 mod push;
