@@ -84,7 +84,16 @@ async fn build(loaded: &Loaded, selected: Vec<usize>, args: &BuildArgs) -> Resul
     let graph = &loaded.graph;
     let engine = connect(&args.engine, &loaded.tree.root).await?;
 
-    let (fps, plan) = prepare(loaded, &selected, engine.as_ref(), args.force, args.no_deps).await?;
+    let pull = args.pull || config.build.pull;
+    let (fps, plan) = prepare(
+        loaded,
+        &selected,
+        engine.as_ref(),
+        args.force,
+        args.no_deps,
+        pull,
+    )
+    .await?;
     let order: Vec<usize> = plan.to_build().map(|i| i.id).collect();
     let index: BTreeMap<usize, usize> = order.iter().enumerate().map(|(k, &id)| (id, k)).collect();
     let labels = oci_labels(&loaded.tree.root);
@@ -116,7 +125,7 @@ async fn build(loaded: &Loaded, selected: Vec<usize>, args: &BuildArgs) -> Resul
                     args: loaded.build_args(id),
                     labels: l,
                     platform: config.build.platform.clone(),
-                    pull: args.pull || config.build.pull,
+                    pull: false, // bases were refreshed before planning
                     buildkit: args.buildkit || config.build.buildkit,
                 },
                 parents: node
@@ -233,9 +242,19 @@ pub async fn prepare(
     engine: &dyn Engine,
     force: bool,
     no_deps: bool,
+    pull: bool,
 ) -> Result<(Vec<fingerprint::Fingerprint>, plan::Plan)> {
     let mut bases = BTreeMap::new();
     let all_bases: BTreeSet<&String> = loaded.graph.nodes.iter().flat_map(|n| &n.bases).collect();
+    if pull {
+        // Refresh bases first, so that a new upstream base changes the fingerprints.
+        for b in &all_bases {
+            engine.pull(b).await.map_err(|e| {
+                Error::engine(format!("cannot refresh base `{b}`: {e}"))
+                    .help("check that the registry is reachable and the credentials in the Docker config, or build without --pull")
+            })?;
+        }
+    }
     for b in all_bases {
         if let Some(info) = engine.inspect(b).await.map_err(engine_error)? {
             bases.insert(b.clone(), info.id);
@@ -263,6 +282,7 @@ pub async fn prepare(
 
 /// The `plan` command: what `build` would do, and why.
 pub struct PlanArgs<'a> {
+    pub pull: bool,
     pub selectors: &'a [String],
     pub json: bool,
     pub force: bool,
@@ -280,12 +300,14 @@ pub fn show_plan(opts: &Options, args: &PlanArgs) -> Result<String> {
         .map_err(|e| Error::new(Kind::Engine, format!("cannot start the async runtime: {e}")))?;
     let (fps, plan) = runtime.block_on(async {
         let engine = connect(args.engine, &loaded.tree.root).await?;
+        let pull = args.pull || loaded.tree.config.build.pull;
         prepare(
             &loaded,
             &selected,
             engine.as_ref(),
             args.force,
             args.no_deps,
+            pull,
         )
         .await
     })?;

@@ -72,6 +72,9 @@ pub enum Command {
         /// Only images whose inputs changed since git revision REV, and what is built on them.
         #[arg(long, value_name = "REV")]
         since: Option<String>,
+        /// Refresh base images from their registries first (also `build.pull: true`).
+        #[arg(long)]
+        pull: bool,
         #[arg(long, value_name = "ENGINE", default_value = "docker", hide = true)]
         engine: String,
     },
@@ -109,7 +112,8 @@ pub struct BuildCommand {
     /// Retry a failed build N times [default: build.retries].
     #[arg(long, value_name = "N")]
     retries: Option<u32>,
-    /// Ask the engine to refresh base images first.
+    /// Refresh base images from their registries first (also `build.pull: true`);
+    /// a new base rebuilds every image on it.
     #[arg(long)]
     pull: bool,
     /// Only images whose inputs changed since git revision REV, and what is built on them.
@@ -183,9 +187,11 @@ pub fn run(cli: Cli) -> Result<i32> {
             force,
             no_deps,
             since,
+            pull,
             engine,
         } => {
             let args = build::PlanArgs {
+                pull: *pull,
                 selectors,
                 json: *json,
                 force: *force,

@@ -200,3 +200,113 @@ fn push_with_a_wrong_password_fails_clearly_without_leaking_it() {
         "404"
     );
 }
+
+#[test]
+fn pull_refreshes_bases_and_rebuilds_what_is_on_them() {
+    let Some(r) = registry() else { return };
+    if !engine::available("pull") {
+        return;
+    }
+    let ns = Namespace::new("pull");
+    let config = docker_config(&r.host, &r.user, &r.password);
+    let base = format!("{}/{}/busybox:latest", r.host, ns.0);
+    let docker = |args: &[&str], stdin: Option<&str>| {
+        let mut cmd = std::process::Command::new("docker");
+        cmd.args(args)
+            .env("DOCKER_CONFIG", config.path())
+            .env("DOCKER_BUILDKIT", "0");
+        if stdin.is_some() {
+            cmd.stdin(std::process::Stdio::piped());
+        }
+        cmd.stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+        let mut child = cmd.spawn().unwrap();
+        if let Some(text) = stdin {
+            use std::io::Write;
+            child
+                .stdin
+                .take()
+                .unwrap()
+                .write_all(text.as_bytes())
+                .unwrap();
+        }
+        let out = child.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "docker {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+    // The base lives in the registry.
+    docker(&["tag", BASE_IMAGE, &base], None);
+    docker(&["push", &base], None);
+    let old = engine::inspect(&base).unwrap().0;
+    let t = TestTree::new();
+    t.write(
+        "strata.yaml",
+        &format!("namespace: {}\nvars: {{base_image: '{base}'}}\n", ns.0),
+    );
+    t.write(
+        "images/root/Dockerfile.j2",
+        "FROM {{ base_image }}\nRUN echo root > /root-layer\n",
+    );
+    t.write(
+        "images/leaf/Dockerfile.j2",
+        "FROM {{ image_ref('root') }}\nRUN true\n",
+    );
+    t.write(
+        "images/other/Dockerfile",
+        "FROM scratch\nCOPY Dockerfile /\n",
+    );
+    let build = |extra: &[&str]| -> Vec<String> {
+        let mut args = vec!["build", "--progress", "plain", "--summary", "s.json"];
+        args.extend(extra);
+        let out = t
+            .command(&args)
+            .env("DOCKER_CONFIG", config.path())
+            .output()
+            .unwrap();
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let v: serde_json::Value = serde_json::from_str(&t.read("s.json")).unwrap();
+        v["images"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|i| i["status"] == "built")
+            .map(|i| i["name"].as_str().unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(build(&[]).len(), 3);
+    assert_eq!(
+        build(&["--pull"]),
+        Vec::<String>::new(),
+        "the same base pulled again changes nothing"
+    );
+    // A security update reaches the registry; this engine still has the old base.
+    let new = docker(
+        &["build", "-q", "-t", &base, "-"],
+        Some(&format!("FROM {base}\nRUN echo patched > /patch\n")),
+    );
+    docker(&["push", &base], None);
+    docker(&["tag", &old, &base], None);
+    assert_eq!(
+        build(&[]),
+        Vec::<String>::new(),
+        "without --pull the local base is used"
+    );
+    assert_eq!(
+        build(&["--pull"]),
+        ["root", "leaf"],
+        "everything on the new base, nothing else"
+    );
+    assert_eq!(engine::inspect(&base).unwrap().0, new);
+    let _ = std::process::Command::new("docker")
+        .args(["rmi", "-f", &base, &new])
+        .output();
+}

@@ -7,7 +7,8 @@ use super::{split_tag, BuildRequest, Engine, EngineError, ImageInfo, Log};
 use crate::context;
 use bollard::models::BuildInfoAux;
 use bollard::query_parameters::{
-    BuildImageOptions, BuilderVersion, ListImagesOptions, PushImageOptions, TagImageOptions,
+    BuildImageOptions, BuilderVersion, CreateImageOptions, ListImagesOptions, PushImageOptions,
+    TagImageOptions,
 };
 use bollard::Docker;
 use futures_util::future::BoxFuture;
@@ -177,6 +178,30 @@ impl Engine for DockerEngine {
                 .tag_image(image_id, Some(options))
                 .await
                 .map_err(failed)
+        }
+        .boxed()
+    }
+
+    fn pull<'a>(&'a self, reference: &'a str) -> BoxFuture<'a, Result<(), EngineError>> {
+        async move {
+            let (repo, tag) = split_tag(reference);
+            let options = CreateImageOptions {
+                from_image: Some(repo.to_string()),
+                tag: Some(tag.to_string()),
+                ..Default::default()
+            };
+            let mut stream =
+                self.docker
+                    .create_image(Some(options), None, credentials_for(reference));
+            while let Some(item) = stream.next().await {
+                let info = item.map_err(failed)?;
+                if let Some(detail) = info.error_detail {
+                    return Err(EngineError::Failed(
+                        detail.message.unwrap_or_else(|| "the pull failed".into()),
+                    ));
+                }
+            }
+            Ok(())
         }
         .boxed()
     }

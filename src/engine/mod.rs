@@ -63,6 +63,8 @@ pub trait Engine: Send + Sync {
         image_id: &'a str,
         reference: &'a str,
     ) -> BoxFuture<'a, Result<(), EngineError>>;
+    /// Fetch `reference` from its registry (refresh a base image).
+    fn pull<'a>(&'a self, reference: &'a str) -> BoxFuture<'a, Result<(), EngineError>>;
     /// Push `reference` to its registry.
     fn push<'a>(&'a self, reference: &'a str, log: Log) -> BoxFuture<'a, Result<(), EngineError>>;
     /// Every image carrying the label `key` (any value), in one call.

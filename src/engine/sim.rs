@@ -142,6 +142,15 @@ impl Engine for SimEngine {
         .boxed()
     }
 
+    fn pull<'a>(&'a self, reference: &'a str) -> BoxFuture<'a, Result<(), EngineError>> {
+        async move {
+            Err(EngineError::Failed(format!(
+                "the simulated engine cannot pull `{reference}`"
+            )))
+        }
+        .boxed()
+    }
+
     fn push<'a>(&'a self, reference: &'a str, log: Log) -> BoxFuture<'a, Result<(), EngineError>> {
         async move {
             let name = reference
