@@ -9,6 +9,7 @@ use crate::load::{self, Loaded, Options};
 use crate::progress::{self, Display};
 use crate::report::{self, ImageReport, LogFiles, Summary};
 use crate::{fingerprint, plan, select};
+use futures_util::StreamExt;
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -261,19 +262,31 @@ pub async fn prepare(
         }
     }
     let fps = fingerprint::fingerprints(loaded, &bases)?;
+    // What exists: the images in scope (the selection and its ancestors),
+    // inspected 16 at a time. Listing every image instead costs the engine
+    // time in proportion to all the images it holds (see docs/incremental.md).
+    let mut scope = BTreeSet::new();
+    for &id in selected {
+        scope.extend(loaded.graph.ancestors(id));
+    }
+    let found: Vec<(
+        usize,
+        Result<Option<engine::ImageInfo>, engine::EngineError>,
+    )> = futures_util::stream::iter(scope)
+        .map(|id| async move { (id, engine.inspect(&loaded.graph.nodes[id].reference).await) })
+        .buffer_unordered(16)
+        .collect()
+        .await;
     let mut existing = HashMap::new();
-    for image in engine
-        .images_with_label(fingerprint::LABEL)
-        .await
-        .map_err(engine_error)?
-    {
-        let fp = image
-            .labels
-            .get(fingerprint::LABEL)
-            .cloned()
-            .unwrap_or_default();
-        for tag in image.tags {
-            existing.insert(tag, fp.clone());
+    for (id, info) in found {
+        if let Some(image) = info.map_err(engine_error)? {
+            // An image without the label exists but was not built by strata: empty.
+            let fp = image
+                .labels
+                .get(fingerprint::LABEL)
+                .cloned()
+                .unwrap_or_default();
+            existing.insert(loaded.graph.nodes[id].reference.clone(), fp);
         }
     }
     let plan = plan::plan(&loaded.graph, selected, &fps, &existing, force, no_deps);

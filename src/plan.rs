@@ -36,7 +36,8 @@ impl Plan {
     }
 }
 
-/// `existing` maps each reference the engine has to the fingerprint label it carries.
+/// `existing` maps each reference the engine has to the fingerprint label it
+/// carries (empty when it has none).
 pub fn plan(
     graph: &Graph,
     selected: &[usize],
@@ -96,6 +97,9 @@ fn why(
     let Some(old) = existing.get(&graph.nodes[id].reference) else {
         return vec!["not built yet".into()];
     };
+    if old.is_empty() {
+        return vec!["the existing image has no strata fingerprint".into()];
+    }
     if let Some(manifest) = fingerprint::recall(old) {
         let reasons = fingerprint::explain(&manifest, &fps[id].manifest);
         if !reasons.is_empty() {
