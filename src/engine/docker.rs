@@ -7,13 +7,11 @@ use super::{split_tag, BuildRequest, Engine, EngineError, ImageInfo, Log};
 use crate::context;
 use bollard::models::BuildInfoAux;
 use bollard::query_parameters::{
-    BuildImageOptions, BuilderVersion, CreateImageOptions, ListImagesOptions, PushImageOptions,
-    TagImageOptions,
+    BuildImageOptions, BuilderVersion, CreateImageOptions, PushImageOptions, TagImageOptions,
 };
 use bollard::Docker;
 use futures_util::future::BoxFuture;
 use futures_util::{FutureExt, StreamExt};
-use std::collections::HashMap;
 
 pub struct DockerEngine {
     docker: Docker,
@@ -237,33 +235,6 @@ impl Engine for DockerEngine {
                 }
             }
             Ok(())
-        }
-        .boxed()
-    }
-
-    fn images_with_label<'a>(
-        &'a self,
-        key: &'a str,
-    ) -> BoxFuture<'a, Result<Vec<ImageInfo>, EngineError>> {
-        async move {
-            let filters = HashMap::from([("label".to_string(), vec![key.to_string()])]);
-            let options = ListImagesOptions {
-                filters: Some(filters),
-                ..Default::default()
-            };
-            let list = self
-                .docker
-                .list_images(Some(options))
-                .await
-                .map_err(|e| unreachable(&self.host, &e))?;
-            Ok(list
-                .into_iter()
-                .map(|s| ImageInfo {
-                    id: s.id,
-                    tags: s.repo_tags,
-                    labels: s.labels,
-                })
-                .collect())
         }
         .boxed()
     }

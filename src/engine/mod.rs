@@ -67,11 +67,6 @@ pub trait Engine: Send + Sync {
     fn pull<'a>(&'a self, reference: &'a str) -> BoxFuture<'a, Result<(), EngineError>>;
     /// Push `reference` to its registry.
     fn push<'a>(&'a self, reference: &'a str, log: Log) -> BoxFuture<'a, Result<(), EngineError>>;
-    /// Every image carrying the label `key` (any value), in one call.
-    fn images_with_label<'a>(
-        &'a self,
-        key: &'a str,
-    ) -> BoxFuture<'a, Result<Vec<ImageInfo>, EngineError>>;
     /// The image a reference points at, if the engine has it.
     fn inspect<'a>(
         &'a self,

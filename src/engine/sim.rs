@@ -177,22 +177,6 @@ impl Engine for SimEngine {
         .boxed()
     }
 
-    fn images_with_label<'a>(
-        &'a self,
-        key: &'a str,
-    ) -> BoxFuture<'a, Result<Vec<ImageInfo>, EngineError>> {
-        async move {
-            let state = self.state.lock().expect("sim state");
-            Ok(state
-                .images
-                .values()
-                .filter(|i| i.labels.contains_key(key) && !i.tags.is_empty())
-                .cloned()
-                .collect())
-        }
-        .boxed()
-    }
-
     fn inspect<'a>(
         &'a self,
         reference: &'a str,
