@@ -276,26 +276,13 @@ pub async fn execute(
                 if opts.push {
                     state[i] = State::Pushing;
                     observer.event(jobs, Event::Pushing { job: i });
-                    let job = jobs[i].clone();
-                    let (engine, tx, slots) = (engine.clone(), tx.clone(), push_slots.clone());
-                    tasks.spawn(async move {
-                        let _slot = slots.acquire_owned().await;
-                        let begun = Instant::now();
-                        let log = line_sink(i, &tx);
-                        let mut result = Ok(());
-                        for r in std::iter::once(&job.reference).chain(&job.extra_tags) {
-                            result = engine.push(r, log.clone()).await.map_err(|e| match e {
-                                EngineError::Failed(m) => {
-                                    EngineError::Failed(format!("push of `{r}` failed: {m}"))
-                                }
-                                other => other,
-                            });
-                            if result.is_err() {
-                                break;
-                            }
-                        }
-                        let _ = tx.send(Msg::Pushed(i, result, begun.elapsed()));
-                    });
+                    tasks.spawn(push_task(
+                        i,
+                        jobs[i].clone(),
+                        engine.clone(),
+                        push_slots.clone(),
+                        tx.clone(),
+                    ));
                 } else {
                     state[i] = State::Done;
                     observer.event(
@@ -464,6 +451,30 @@ async fn build_task(
         }
     };
     let _ = tx.send(Msg::Built(i, result, begun.elapsed(), attempts));
+}
+
+/// Push one built job's reference and extra tags, `slots` pushes at once.
+async fn push_task(
+    i: usize,
+    job: Job,
+    engine: Arc<dyn Engine>,
+    slots: Arc<tokio::sync::Semaphore>,
+    tx: mpsc::UnboundedSender<Msg>,
+) {
+    let _slot = slots.acquire_owned().await;
+    let begun = Instant::now();
+    let log = line_sink(i, &tx);
+    let mut result = Ok(());
+    for r in std::iter::once(&job.reference).chain(&job.extra_tags) {
+        result = engine.push(r, log.clone()).await.map_err(|e| match e {
+            EngineError::Failed(m) => EngineError::Failed(format!("push of `{r}` failed: {m}")),
+            other => other,
+        });
+        if result.is_err() {
+            break;
+        }
+    }
+    let _ = tx.send(Msg::Pushed(i, result, begun.elapsed()));
 }
 
 async fn tag_all(engine: &dyn Engine, id: &str, job: &Job) -> Result<(), EngineError> {
