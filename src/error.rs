@@ -6,17 +6,14 @@ use miette::{Diagnostic, LabeledSpan, NamedSource, SourceCode};
 use std::fmt;
 use std::path::Path;
 
-/// What kind of failure this is; decides the exit code.
+/// What kind of failure this is; decides the exit code. (Failed builds
+/// and interrupts are results, not errors: `build` returns 1 or 130.)
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
     /// Bad config, template, Dockerfile, graph or selector: exit 2, nothing built.
     Input,
     /// The engine or registry is unreachable or refused: exit 3.
     Engine,
-    /// One or more builds failed: exit 1.
-    Build,
-    /// Interrupted by a signal: exit 130.
-    Interrupted,
 }
 
 /// A place in a file to point at.
@@ -100,8 +97,6 @@ impl Error {
         match self.kind {
             Kind::Input => 2,
             Kind::Engine => 3,
-            Kind::Build => 1,
-            Kind::Interrupted => 130,
         }
     }
 }

@@ -20,8 +20,6 @@ use std::sync::Arc;
 pub struct Rendered {
     pub name: String,
     pub text: String,
-    /// Every template file this rendering read, relative to the tree root.
-    pub templates: Vec<String>,
 }
 
 const IMAGE_PREFIX: &str = "image:";
@@ -233,7 +231,6 @@ impl Renderer {
             return Ok(Rendered {
                 name: image.name.clone(),
                 text,
-                templates: vec![image.dockerfile_path()],
             });
         }
         let own = format!("{IMAGE_PREFIX}{}/{}", image.name, image.dockerfile);
@@ -255,7 +252,6 @@ impl Renderer {
         Ok(Rendered {
             name: image.name.clone(),
             text,
-            templates: Vec::new(),
         })
     }
 

@@ -11,32 +11,39 @@ use std::collections::BTreeSet;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Selection {
     pub ids: Vec<usize>,
+    /// Membership by id, for constant-time `contains`.
+    member: Vec<bool>,
 }
 
 impl Selection {
+    fn new(graph: &Graph, ids: Vec<usize>) -> Selection {
+        let mut member = vec![false; graph.nodes.len()];
+        for &i in &ids {
+            member[i] = true;
+        }
+        Selection { ids, member }
+    }
+
     pub fn contains(&self, id: usize) -> bool {
-        self.ids.contains(&id)
+        self.member.get(id).copied().unwrap_or(false)
     }
 }
 
 pub fn select(graph: &Graph, config: &Config, selectors: &[String]) -> Result<Selection> {
     if selectors.is_empty() {
-        return Ok(Selection {
-            ids: graph.order.clone(),
-        });
+        return Ok(Selection::new(graph, graph.order.clone()));
     }
     let mut chosen = BTreeSet::new();
     for s in selectors {
         chosen.extend(matches(graph, config, s, &mut Vec::new())?);
     }
-    Ok(Selection {
-        ids: graph
-            .order
-            .iter()
-            .copied()
-            .filter(|i| chosen.contains(i))
-            .collect(),
-    })
+    let ids = graph
+        .order
+        .iter()
+        .copied()
+        .filter(|i| chosen.contains(i))
+        .collect();
+    Ok(Selection::new(graph, ids))
 }
 
 fn matches(
@@ -46,12 +53,9 @@ fn matches(
     profiles_seen: &mut Vec<String>,
 ) -> Result<BTreeSet<usize>> {
     let names = || graph.names();
-    let none = |what: String, hint: Option<String>| {
-        let err = Error::input(format!("selector `{selector}` matches no image{what}"));
-        match hint {
-            Some(h) => err.help(h),
-            None => err.help("`strata list` shows every image; selectors are NAME, a glob, re:REGEX, NAME+, +NAME or @PROFILE"),
-        }
+    let none = || {
+        Error::input(format!("selector `{selector}` matches no image"))
+            .help("`strata list` shows every image; selectors are NAME, a glob, re:REGEX, NAME+, +NAME or @PROFILE")
     };
     if let Some(profile) = selector.strip_prefix('@') {
         let Some(list) = config.profiles.get(profile) else {
@@ -88,11 +92,7 @@ fn matches(
             .filter(|(_, n)| re.is_match(n))
             .map(|(i, _)| i)
             .collect();
-        return if out.is_empty() {
-            Err(none(String::new(), None))
-        } else {
-            Ok(out)
-        };
+        return if out.is_empty() { Err(none()) } else { Ok(out) };
     }
     if let Some(name) = selector.strip_suffix('+') {
         let id = exact(graph, selector, name)?;
@@ -111,11 +111,7 @@ fn matches(
             .filter(|(_, n)| glob.is_match(n))
             .map(|(i, _)| i)
             .collect();
-        return if out.is_empty() {
-            Err(none(String::new(), None))
-        } else {
-            Ok(out)
-        };
+        return if out.is_empty() { Err(none()) } else { Ok(out) };
     }
     Ok(BTreeSet::from([exact(graph, selector, selector)?]))
 }
