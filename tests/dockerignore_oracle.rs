@@ -94,7 +94,9 @@ fn dockerignore_matches_the_engine() {
     if !engine::available("dockerignore_oracle") {
         return;
     }
-    let mut checked = 0;
+    // Rule sets under which the engine left files out: the oracle must
+    // discriminate, not agree on copying everything.
+    let mut excluding = 0;
     for (k, rules) in RULES.iter().enumerate() {
         let dir = tempfile::tempdir().unwrap();
         for p in PATHS {
@@ -124,7 +126,9 @@ fn dockerignore_matches_the_engine() {
             ours, theirs,
             "rules {rules:?}: strata keeps (left), the engine copied (right)"
         );
-        checked += PATHS.len() + 1;
+        if theirs.len() < PATHS.len() + 1 {
+            excluding += 1;
+        }
     }
-    assert!(checked >= 30 * RULES.len());
+    assert_eq!(excluding, RULES.len(), "every rule set excludes something");
 }
