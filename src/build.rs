@@ -97,7 +97,12 @@ async fn build(loaded: &Loaded, selected: Vec<usize>, args: &BuildArgs) -> Resul
     .await?;
     let order: Vec<usize> = plan.to_build().map(|i| i.id).collect();
     let index: BTreeMap<usize, usize> = order.iter().enumerate().map(|(k, &id)| (id, k)).collect();
-    let labels = oci_labels(&loaded.tree.root);
+    // Two git calls; a no-op build needs no labels.
+    let labels = if order.is_empty() {
+        BTreeMap::new()
+    } else {
+        oci_labels(&loaded.tree.root)
+    };
     let jobs: Vec<Job> = order
         .iter()
         .map(|&id| {
