@@ -8,9 +8,7 @@
 //! Run: `cargo bench --bench scheduler`.
 
 use std::sync::Arc;
-use strata::engine::sim::{Script, SimEngine, Step};
-use strata::engine::BuildRequest;
-use strata::execute::{self, Event, Job, Observer, Options, Order};
+use strata::{Event, Item as Job, Observer, Order, RunOptions as Options, Script, SimEngine, Step};
 
 struct Silent;
 impl Observer for Silent {
@@ -48,16 +46,11 @@ fn dag(seed: u64, n: usize) -> (Vec<Job>, Vec<u64>) {
             }
         }
         let name = format!("img{i}");
-        jobs.push(Job {
-            name: name.clone(),
-            reference: format!("bench/{name}:latest"),
-            extra_tags: Vec::new(),
-            request: BuildRequest {
-                name,
-                ..Default::default()
-            },
-            parents,
-        });
+        jobs.push(Job::to_build(
+            &name,
+            &format!("bench/{name}:latest"),
+            &parents,
+        ));
         ms.push(1 + rng.below(120));
     }
     (jobs, ms)
@@ -106,11 +99,11 @@ fn makespan(jobs: &[Job], ms: &[u64], order: Order, weights: Option<Vec<f64>>) -
             order,
             weights,
         };
-        let run = execute::execute(jobs, engine, &opts, &mut Silent, std::future::pending()).await;
+        let run = strata::execute(jobs, engine, &opts, &mut Silent, std::future::pending()).await;
         assert!(run
             .outcomes
             .iter()
-            .all(|o| o.status == execute::Status::Built));
+            .all(|o| o.status == strata::Status::Built));
         run.wall.as_secs_f64() * 1000.0
     })
 }

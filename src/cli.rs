@@ -1,8 +1,9 @@
 //! The command line (clap) and what each command runs.
 
-use crate::error::Result;
+use crate::error::{Code, Result};
 use crate::load::{self, Options};
-use crate::{build, progress, select, show};
+use crate::plan::Ask;
+use crate::{affected, build, inputs, progress, select, show};
 use clap::{Parser, Subcommand, ValueEnum};
 use std::io::Write;
 use std::path::PathBuf;
@@ -157,8 +158,8 @@ impl Cli {
     }
 }
 
-/// Run the parsed command line; returns the exit code.
-pub fn run(cli: Cli) -> Result<i32> {
+/// Run the parsed command line; returns how it ended.
+pub fn run(cli: Cli) -> Result<Code> {
     let opts = cli.options();
     let out = match &cli.command {
         Command::Build(b) => {
@@ -166,8 +167,10 @@ pub fn run(cli: Cli) -> Result<i32> {
                 selectors: b.selectors.clone(),
                 jobs: b.jobs,
                 push: b.push,
-                force: b.force,
-                no_deps: b.no_deps,
+                ask: Ask {
+                    force: b.force,
+                    no_deps: b.no_deps,
+                },
                 fail_fast: b.fail_fast,
                 retries: b.retries,
                 pull: b.pull,
@@ -194,8 +197,10 @@ pub fn run(cli: Cli) -> Result<i32> {
                 pull: *pull,
                 selectors,
                 json: *json,
-                force: *force,
-                no_deps: *no_deps,
+                ask: Ask {
+                    force: *force,
+                    no_deps: *no_deps,
+                },
                 engine,
                 since: since.as_deref(),
             };
@@ -203,7 +208,8 @@ pub fn run(cli: Cli) -> Result<i32> {
         }
         Command::Affected { paths, json } => {
             let loaded = load::load(&opts)?;
-            let hit = crate::affected::affected(&loaded, paths);
+            let inputs = inputs::collect(&loaded)?;
+            let hit = affected::affected(&loaded.graph, &inputs, paths);
             let names: Vec<&str> = loaded
                 .graph
                 .order
@@ -212,7 +218,7 @@ pub fn run(cli: Cli) -> Result<i32> {
                 .map(|&i| loaded.graph.nodes[i].name.as_str())
                 .collect();
             if *json {
-                serde_json::to_string_pretty(&names).expect("serializes") + "\n"
+                serde_json::to_string_pretty(&names).unwrap_or_default() + "\n"
             } else {
                 names.iter().map(|n| format!("{n}\n")).collect()
             }
@@ -244,5 +250,5 @@ pub fn run(cli: Cli) -> Result<i32> {
     let _ = stdout
         .write_all(out.as_bytes())
         .and_then(|_| stdout.flush());
-    Ok(0)
+    Ok(Code::Success)
 }

@@ -79,6 +79,8 @@ impl Default for BuildConfig {
 pub struct Tree {
     /// The tree's root folder (where `strata.yaml` is).
     pub root: PathBuf,
+    /// The configuration file as read (`root/strata.yaml` unless `--config`).
+    pub config_file: PathBuf,
     pub config: Config,
 }
 
@@ -116,7 +118,7 @@ pub fn load(root: &Path, config_file: Option<&Path>, sets: &[String]) -> Result<
             Error::input(format!("no `{}` in `{}`", display_name(&path, root), root.display()))
                 .help("run strata inside an image tree, point at one with `-C DIR`, or name the file with `--config FILE` (an empty strata.yaml is a valid tree)")
         } else {
-            Error::io(&path, e)
+            Error::read(&path, e)
         }
     })?;
     let mut config: Config = if text.trim().is_empty() {
@@ -129,6 +131,7 @@ pub fn load(root: &Path, config_file: Option<&Path>, sets: &[String]) -> Result<
     }
     Ok(Tree {
         root: root.to_path_buf(),
+        config_file: path,
         config,
     })
 }

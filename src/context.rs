@@ -28,20 +28,23 @@ pub struct Entry {
     pub mode: u32,
 }
 
+/// The rules of `context/.dockerignore` (none when there is no such file).
+pub fn ignore_rules(context: &Path) -> Result<Ignore, String> {
+    match std::fs::read_to_string(context.join(".dockerignore")) {
+        Ok(text) => {
+            Ignore::parse(&text).map_err(|e| format!("{}/.dockerignore: {e}", context.display()))
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Ignore::default()),
+        Err(e) => Err(format!(
+            "cannot read {}/.dockerignore: {e}",
+            context.display()
+        )),
+    }
+}
+
 /// Every entry of `context` that its `.dockerignore` keeps, sorted by path.
 pub fn entries(context: &Path) -> Result<Vec<Entry>, String> {
-    let ignore = match std::fs::read_to_string(context.join(".dockerignore")) {
-        Ok(text) => {
-            Ignore::parse(&text).map_err(|e| format!("{}/.dockerignore: {e}", context.display()))?
-        }
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ignore::default(),
-        Err(e) => {
-            return Err(format!(
-                "cannot read {}/.dockerignore: {e}",
-                context.display()
-            ))
-        }
-    };
+    let ignore = ignore_rules(context)?;
     let mut out = Vec::new();
     let mut walk = walkdir::WalkDir::new(context)
         .follow_links(false)

@@ -149,7 +149,7 @@ fn read_image(tree: &Tree, dir: &Path) -> Result<Option<Image>> {
         Ok(text) if text.trim().is_empty() => Some(ImageSpec::default()),
         Ok(text) => Some(parse_yaml(&display_name(&spec_path, &tree.root), &text)?),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
-        Err(e) => return Err(Error::io(&spec_path, e)),
+        Err(e) => return Err(Error::read(&spec_path, e)),
     };
     let rel_dir = display_name(dir, &tree.root).replace('\\', "/");
     let dockerfile = match spec.as_ref().and_then(|s| s.dockerfile.clone()) {
@@ -180,7 +180,7 @@ fn read_image(tree: &Tree, dir: &Path) -> Result<Option<Image>> {
             let root = tree
                 .root
                 .canonicalize()
-                .map_err(|e| Error::io(&tree.root, e))?;
+                .map_err(|e| Error::read(&tree.root, e))?;
             match canonical {
                 Some(p) if p.starts_with(&root) => path,
                 _ => {

@@ -545,7 +545,7 @@ mod tests {
             let e = parse("D", text, &BTreeMap::new()).unwrap_err();
             let s = e.snippet.expect("located");
             assert_eq!(
-                crate::error::line_of(text, s.span.0),
+                text[..s.span.0].matches('\n').count() + 1,
                 line,
                 "{text:?}: {}",
                 e.message

@@ -6,14 +6,56 @@ use miette::{Diagnostic, LabeledSpan, NamedSource, SourceCode};
 use std::fmt;
 use std::path::Path;
 
-/// What kind of failure this is; decides the exit code. (Failed builds
-/// and interrupts are results, not errors: `build` returns 1 or 130.)
+/// What kind of failure this is; decides the exit code (see `Code`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
-    /// Bad config, template, Dockerfile, graph or selector: exit 2, nothing built.
+    /// Bad config, template, Dockerfile, graph, selector, or an output path
+    /// that cannot be written: exit 2, nothing built.
     Input,
-    /// The engine or registry is unreachable or refused: exit 3.
+    /// The engine or registry is unreachable or refused us before anything
+    /// was built: exit 3.
     Engine,
+}
+
+/// How a run ends: the one place exit codes are decided (DESIGN.md, "Exit codes").
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Code {
+    /// Everything selected is built (or was up to date), tested and pushed.
+    Success,
+    /// One or more images failed (a build, a test, or one image's push refused).
+    Failed,
+    /// Invalid input; nothing was built.
+    Input,
+    /// Engine or registry unreachable, or refusing the credentials, before anything was built.
+    Unreachable,
+    /// Every image built, but a report file (`--summary`, `--junit`, a log)
+    /// could not be written afterwards.
+    Report,
+    /// Interrupted (SIGINT or SIGTERM).
+    Interrupted,
+}
+
+impl Code {
+    /// The process exit status.
+    pub fn status(self) -> i32 {
+        match self {
+            Code::Success => 0,
+            Code::Failed => 1,
+            Code::Input => 2,
+            Code::Unreachable => 3,
+            Code::Report => 4,
+            Code::Interrupted => 130,
+        }
+    }
+}
+
+impl From<Kind> for Code {
+    fn from(kind: Kind) -> Code {
+        match kind {
+            Kind::Input => Code::Input,
+            Kind::Engine => Code::Unreachable,
+        }
+    }
 }
 
 /// A place in a file to point at.
@@ -88,16 +130,20 @@ impl Error {
         self
     }
 
-    /// An I/O failure on `path`: the user's input could not be read or written.
-    pub fn io(path: &Path, err: std::io::Error) -> Self {
-        Error::input(format!("cannot access `{}`: {err}", path.display()))
+    /// The user's input at `path` could not be read.
+    pub fn read(path: &Path, err: std::io::Error) -> Self {
+        Error::input(format!("cannot read `{}`: {err}", path.display()))
     }
 
-    pub fn exit_code(&self) -> i32 {
-        match self.kind {
-            Kind::Input => 2,
-            Kind::Engine => 3,
-        }
+    /// An output at `path` could not be written (checked before building,
+    /// so this is bad input: exit 2).
+    pub fn write(path: &Path, err: std::io::Error) -> Self {
+        Error::input(format!("cannot write `{}`: {err}", path.display()))
+            .help("choose a path in a folder you can write to")
+    }
+
+    pub fn code(&self) -> Code {
+        self.kind.into()
     }
 }
 
@@ -130,15 +176,6 @@ pub fn line_range(text: &str, line: usize) -> std::ops::Range<usize> {
         start += l.len();
     }
     text.len()..text.len()
-}
-
-/// 1-based line number of byte `offset` in `text`.
-pub fn line_of(text: &str, offset: usize) -> usize {
-    text.as_bytes()[..offset.min(text.len())]
-        .iter()
-        .filter(|b| **b == b'\n')
-        .count()
-        + 1
 }
 
 fn floor_char_boundary(text: &str, mut i: usize) -> usize {
@@ -174,5 +211,29 @@ pub fn did_you_mean<'a>(
     } else {
         let list: Vec<String> = close.iter().map(|c| format!("`{c}`")).collect();
         Some(format!("did you mean {}?", list.join(", ")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exit_codes_are_the_documented_ones() {
+        let table = [
+            (Code::Success, 0),
+            (Code::Failed, 1),
+            (Code::Input, 2),
+            (Code::Unreachable, 3),
+            (Code::Report, 4),
+            (Code::Interrupted, 130),
+        ];
+        for (code, status) in table {
+            assert_eq!(code.status(), status, "{code:?}");
+        }
+        assert_eq!(Error::input("x").code(), Code::Input);
+        assert_eq!(Error::engine("x").code(), Code::Unreachable);
+        let e = Error::write(Path::new("a/b"), std::io::Error::other("no"));
+        assert_eq!(e.code(), Code::Input);
     }
 }

@@ -1,11 +1,13 @@
-//! The scheduler: builds jobs on an engine, at most `jobs` at once, each as
-//! soon as its parents are built; among ready jobs, the one with the longest
-//! (weighted) chain of descendants first. One loop owns all state and all
-//! observer calls; build and push tasks only send messages.
+//! The scheduler: runs a plan on an engine. Items to skip are up to date at
+//! once; items to build start as soon as their parents are built, at most
+//! `jobs` at once, the one with the longest (weighted) chain of descendants
+//! first. One loop owns all state and all observer calls; build and push
+//! tasks only send messages. Outcomes are index-aligned with the plan's items.
 //! Knows nothing of Docker, templates or terminals. See "Build states" in
-//! docs/scheduler.md.
+//! docs/scheduler.md and the state machine in docs/architecture.md.
 
-use crate::engine::{BuildRequest, Engine, EngineError, Log};
+use crate::engine::{Engine, EngineError, Log};
+use crate::plan::{Action, Item};
 use std::collections::{BinaryHeap, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
@@ -13,23 +15,14 @@ use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
-/// One image to build.
-#[derive(Debug, Clone)]
-pub struct Job {
-    pub name: String,
-    pub reference: String,
-    /// Extra references tagged (and pushed) after the build.
-    pub extra_tags: Vec<String>,
-    pub request: BuildRequest,
-    /// Indexes of the jobs this one waits for.
-    pub parents: Vec<usize>,
-}
+/// Lines of each image's log kept for its outcome (shown under a failure).
+pub const TAIL_LINES: usize = 30;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Order {
     /// Longest chain of descendants first.
     CriticalPath,
-    /// In the order jobs became ready.
+    /// In the order items became ready.
     Fifo,
 }
 
@@ -41,7 +34,7 @@ pub struct Options {
     pub push: bool,
     pub push_jobs: usize,
     pub order: Order,
-    /// Expected relative duration of each job (for the critical path); None = 1 each.
+    /// Expected relative duration of each item (for the critical path); None = 1 each.
     pub weights: Option<Vec<f64>>,
 }
 
@@ -65,6 +58,11 @@ impl Status {
             Status::Cancelled => "cancelled",
         }
     }
+
+    /// Whether the image is there as asked (built or already up to date).
+    pub fn is_ok(self) -> bool {
+        matches!(self, Status::Built | Status::UpToDate)
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -77,6 +75,8 @@ pub struct Outcome {
     /// For `parent-failed`: the failed ancestor it waited for.
     pub failed_parent: Option<String>,
     pub attempts: u32,
+    /// The last `TAIL_LINES` lines of its log.
+    pub tail: VecDeque<String>,
 }
 
 impl Outcome {
@@ -88,23 +88,24 @@ impl Outcome {
             error: None,
             failed_parent: None,
             attempts: 0,
+            tail: VecDeque::new(),
         }
     }
 }
 
 /// What the scheduler tells its observer, always from the one loop.
 pub enum Event<'a> {
-    Started { job: usize },
-    Line { job: usize, line: &'a str },
-    Pushing { job: usize },
-    Finished { job: usize, outcome: &'a Outcome },
+    Started { item: usize },
+    Line { item: usize, line: &'a str },
+    Pushing { item: usize },
+    Finished { item: usize, outcome: &'a Outcome },
 }
 
 pub trait Observer {
-    fn event(&mut self, jobs: &[Job], event: Event);
+    fn event(&mut self, items: &[Item], event: Event);
 }
 
-/// The result of a run; `outcomes` is index-aligned with the jobs.
+/// The result of a run; `outcomes` is index-aligned with the plan's items.
 pub struct Run {
     pub outcomes: Vec<Outcome>,
     pub interrupted: bool,
@@ -117,29 +118,36 @@ enum Msg {
     Pushed(usize, Result<(), EngineError>, Duration),
 }
 
+/// The state of one item; see docs/architecture.md.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum State {
+    /// Waiting for parents (or for a slot, once ready).
     Waiting,
     Running,
     Pushing,
     Done,
 }
 
-/// Longest weighted path from each job to a leaf, the job itself included.
-pub fn priorities(jobs: &[Job], weights: Option<&[f64]>) -> Vec<f64> {
-    let mut children = vec![Vec::new(); jobs.len()];
-    for (i, j) in jobs.iter().enumerate() {
-        for &p in &j.parents {
-            children[p].push(i);
-        }
-    }
-    let mut prio = vec![0.0; jobs.len()];
-    // Jobs come parents first, so children are done when walked backwards.
-    for i in (0..jobs.len()).rev() {
+/// Longest weighted path from each item to a leaf, the item itself included.
+pub fn priorities(items: &[Item], weights: Option<&[f64]>) -> Vec<f64> {
+    let children = children(items);
+    let mut prio = vec![0.0; items.len()];
+    // Items come parents first, so children are done when walked backwards.
+    for i in (0..items.len()).rev() {
         let own = weights.map_or(1.0, |w| w[i]);
         prio[i] = own + children[i].iter().map(|&c| prio[c]).fold(0.0, f64::max);
     }
     prio
+}
+
+fn children(items: &[Item]) -> Vec<Vec<usize>> {
+    let mut children = vec![Vec::new(); items.len()];
+    for (i, item) in items.iter().enumerate() {
+        for &p in &item.parents {
+            children[p].push(i);
+        }
+    }
+    children
 }
 
 #[derive(PartialEq)]
@@ -156,262 +164,285 @@ impl Ord for Ready {
     }
 }
 
-/// Run every job. `interrupt` resolves when the user asks to stop.
+/// All state of one run, owned by the loop in `execute`.
+struct Scheduler<'a> {
+    items: &'a [Item],
+    opts: &'a Options,
+    observer: &'a mut dyn Observer,
+    engine: Arc<dyn Engine>,
+    prio: Vec<f64>,
+    children: Vec<Vec<usize>>,
+    /// Parents each item still waits for.
+    missing: Vec<usize>,
+    state: Vec<State>,
+    outcomes: Vec<Option<Outcome>>,
+    tails: Vec<VecDeque<String>>,
+    heap: BinaryHeap<Ready>,
+    fifo: VecDeque<usize>,
+    tasks: JoinSet<()>,
+    tx: mpsc::UnboundedSender<Msg>,
+    push_slots: Arc<tokio::sync::Semaphore>,
+    running: usize,
+    stopping: bool,
+}
+
+impl<'a> Scheduler<'a> {
+    fn ready(&mut self, i: usize) {
+        match self.opts.order {
+            Order::CriticalPath => self.heap.push(Ready(self.prio[i], i)),
+            Order::Fifo => self.fifo.push_back(i),
+        }
+    }
+
+    fn next_ready(&mut self) -> Option<usize> {
+        match self.opts.order {
+            Order::CriticalPath => self.heap.pop().map(|r| r.1),
+            Order::Fifo => self.fifo.pop_front(),
+        }
+    }
+
+    /// The one place an item ends: record its outcome and tell the observer.
+    fn finish(&mut self, i: usize, mut outcome: Outcome) {
+        self.state[i] = State::Done;
+        outcome.tail = std::mem::take(&mut self.tails[i]);
+        self.observer.event(
+            self.items,
+            Event::Finished {
+                item: i,
+                outcome: &outcome,
+            },
+        );
+        self.outcomes[i] = Some(outcome);
+    }
+
+    /// Items to skip are up to date before anything starts; an item to
+    /// build is ready once every parent to build is built.
+    fn skip_up_to_date(&mut self) {
+        for i in 0..self.items.len() {
+            if self.items[i].action == Action::Skip {
+                self.state[i] = State::Done;
+                self.outcomes[i] = Some(Outcome::new(Status::UpToDate));
+                for k in 0..self.children[i].len() {
+                    self.missing[self.children[i][k]] -= 1;
+                }
+            }
+        }
+        for i in 0..self.items.len() {
+            if self.state[i] == State::Waiting && self.missing[i] == 0 {
+                self.ready(i);
+            }
+        }
+    }
+
+    fn release_children(&mut self, i: usize) {
+        for k in 0..self.children[i].len() {
+            let c = self.children[i][k];
+            self.missing[c] -= 1;
+            if self.missing[c] == 0 && self.state[c] == State::Waiting {
+                self.ready(c);
+            }
+        }
+    }
+
+    fn start_ready(&mut self) {
+        while !self.stopping && self.running < self.opts.jobs.max(1) {
+            let Some(i) = self.next_ready() else { break };
+            self.state[i] = State::Running;
+            self.running += 1;
+            self.observer.event(self.items, Event::Started { item: i });
+            self.tasks.spawn(build_task(
+                i,
+                self.items[i].clone(),
+                self.engine.clone(),
+                self.opts.retries,
+                self.tx.clone(),
+            ));
+        }
+    }
+
+    fn stop(&mut self) {
+        self.stopping = true;
+        self.tasks.abort_all();
+    }
+
+    fn line(&mut self, i: usize, line: &str) {
+        let tail = &mut self.tails[i];
+        if tail.len() == TAIL_LINES {
+            tail.pop_front();
+        }
+        tail.push_back(line.to_string());
+        self.observer
+            .event(self.items, Event::Line { item: i, line });
+    }
+
+    fn built(
+        &mut self,
+        i: usize,
+        result: Result<String, EngineError>,
+        took: Duration,
+        attempts: u32,
+    ) {
+        self.running -= 1;
+        let mut o = Outcome::new(Status::Built);
+        o.duration = took;
+        o.attempts = attempts;
+        match result {
+            Ok(id) => o.image_id = Some(id),
+            Err(e) => {
+                o.status = Status::Failed;
+                o.error = Some(e.to_string());
+                self.finish(i, o);
+                self.fail_descendants(i);
+                if self.opts.fail_fast {
+                    self.stop();
+                }
+                return;
+            }
+        }
+        if self.opts.push {
+            self.state[i] = State::Pushing;
+            self.observer.event(self.items, Event::Pushing { item: i });
+            self.tasks.spawn(push_task(
+                i,
+                self.items[i].clone(),
+                self.engine.clone(),
+                self.push_slots.clone(),
+                self.tx.clone(),
+            ));
+            self.outcomes[i] = Some(o);
+        } else {
+            self.finish(i, o);
+        }
+        self.release_children(i);
+    }
+
+    fn pushed(&mut self, i: usize, result: Result<(), EngineError>, took: Duration) {
+        let Some(mut o) = self.outcomes[i].take() else {
+            return;
+        };
+        o.duration += took;
+        if let Err(e) = result {
+            o.status = Status::Failed;
+            o.error = Some(e.to_string());
+            if self.opts.fail_fast {
+                self.stop();
+            }
+        }
+        self.finish(i, o);
+    }
+
+    /// Mark every item waiting on `failed` as parent-failed; none of them starts.
+    fn fail_descendants(&mut self, failed: usize) {
+        let name = self.items[failed].name.clone();
+        let mut todo = self.children[failed].clone();
+        while let Some(c) = todo.pop() {
+            if self.state[c] != State::Waiting {
+                continue;
+            }
+            let mut o = Outcome::new(Status::ParentFailed);
+            o.failed_parent = Some(name.clone());
+            o.error = Some(format!("not built: parent `{name}` failed"));
+            self.finish(c, o);
+            todo.extend(self.children[c].clone());
+        }
+    }
+
+    /// After the loop: builds that finished while stopping keep their
+    /// outcome; whatever did not finish was cancelled.
+    fn wind_up(&mut self, rx: &mut mpsc::UnboundedReceiver<Msg>) {
+        while let Ok(msg) = rx.try_recv() {
+            if let Msg::Built(i, Ok(id), took, attempts) = msg {
+                if self.outcomes[i].is_none() {
+                    let mut o = Outcome::new(Status::Built);
+                    o.image_id = Some(id);
+                    o.duration = took;
+                    o.attempts = attempts;
+                    self.finish(i, o);
+                }
+            }
+        }
+        for i in 0..self.items.len() {
+            let pushing = self.state[i] == State::Pushing;
+            if self.outcomes[i].is_none() || pushing {
+                let mut o = self.outcomes[i]
+                    .take()
+                    .unwrap_or_else(|| Outcome::new(Status::Cancelled));
+                o.status = Status::Cancelled;
+                if pushing {
+                    o.error = Some("cancelled while pushing".into());
+                }
+                self.finish(i, o);
+            }
+        }
+    }
+}
+
+/// Run every item of a plan. `interrupt` resolves when the user asks to stop.
 pub async fn execute(
-    jobs: &[Job],
+    items: &[Item],
     engine: Arc<dyn Engine>,
     opts: &Options,
     observer: &mut dyn Observer,
     interrupt: impl std::future::Future<Output = ()>,
 ) -> Run {
     let start = Instant::now();
-    let n = jobs.len();
-    let prio = priorities(jobs, opts.weights.as_deref());
-    let mut children = vec![Vec::new(); n];
-    let mut missing: Vec<usize> = jobs.iter().map(|j| j.parents.len()).collect();
-    for (i, j) in jobs.iter().enumerate() {
-        for &p in &j.parents {
-            children[p].push(i);
-        }
-    }
-    let mut state = vec![State::Waiting; n];
-    let mut outcomes: Vec<Option<Outcome>> = vec![None; n];
-    let mut heap = BinaryHeap::new();
-    let mut fifo = VecDeque::new();
-    let push_ready =
-        |i: usize, heap: &mut BinaryHeap<Ready>, fifo: &mut VecDeque<usize>| match opts.order {
-            Order::CriticalPath => heap.push(Ready(prio[i], i)),
-            Order::Fifo => fifo.push_back(i),
-        };
-    for i in (0..n).filter(|&i| missing[i] == 0) {
-        push_ready(i, &mut heap, &mut fifo);
-    }
+    let n = items.len();
     let (tx, mut rx) = mpsc::unbounded_channel::<Msg>();
-    let mut tasks = JoinSet::new();
-    let push_slots = Arc::new(tokio::sync::Semaphore::new(opts.push_jobs.max(1)));
-    let mut running = 0usize;
-    let mut stopping = false;
+    let mut s = Scheduler {
+        items,
+        opts,
+        observer,
+        engine,
+        prio: priorities(items, opts.weights.as_deref()),
+        children: children(items),
+        missing: items.iter().map(|j| j.parents.len()).collect(),
+        state: vec![State::Waiting; n],
+        outcomes: vec![None; n],
+        tails: vec![VecDeque::new(); n],
+        heap: BinaryHeap::new(),
+        fifo: VecDeque::new(),
+        tasks: JoinSet::new(),
+        tx,
+        push_slots: Arc::new(tokio::sync::Semaphore::new(opts.push_jobs.max(1))),
+        running: 0,
+        stopping: false,
+    };
+    s.skip_up_to_date();
     let mut interrupted = false;
     tokio::pin!(interrupt);
-
     loop {
-        while !stopping && running < opts.jobs.max(1) {
-            let next = match opts.order {
-                Order::CriticalPath => heap.pop().map(|r| r.1),
-                Order::Fifo => fifo.pop_front(),
-            };
-            let Some(i) = next else { break };
-            state[i] = State::Running;
-            running += 1;
-            observer.event(jobs, Event::Started { job: i });
-            tasks.spawn(build_task(
-                i,
-                jobs[i].clone(),
-                engine.clone(),
-                opts.retries,
-                tx.clone(),
-            ));
-        }
-        while tasks.try_join_next().is_some() {}
-        if tasks.is_empty() && rx.is_empty() {
+        s.start_ready();
+        while s.tasks.try_join_next().is_some() {}
+        if s.tasks.is_empty() && rx.is_empty() {
             break;
         }
         let msg = tokio::select! {
             m = rx.recv() => m,
             _ = &mut interrupt, if !interrupted => {
                 interrupted = true;
-                stopping = true;
-                tasks.abort_all();
+                s.stop();
                 None
             }
             // Reap finished tasks, or the set never empties.
-            Some(_) = tasks.join_next() => None,
-        };
-        let Some(msg) = msg else {
-            if stopping {
-                // Aborted tasks: drain what is left.
-                while tasks.join_next().await.is_some() {}
-                break;
-            }
-            continue;
+            Some(_) = s.tasks.join_next() => None,
         };
         match msg {
-            Msg::Line(i, line) => observer.event(
-                jobs,
-                Event::Line {
-                    job: i,
-                    line: &line,
-                },
-            ),
-            Msg::Built(i, result, took, attempts) => {
-                running -= 1;
-                let mut o = Outcome::new(if result.is_ok() {
-                    Status::Built
-                } else {
-                    Status::Failed
-                });
-                o.duration = took;
-                o.attempts = attempts;
-                match result {
-                    Ok(id) => o.image_id = Some(id),
-                    Err(e) => o.error = Some(e.to_string()),
-                }
-                if o.status == Status::Failed {
-                    state[i] = State::Done;
-                    observer.event(
-                        jobs,
-                        Event::Finished {
-                            job: i,
-                            outcome: &o,
-                        },
-                    );
-                    outcomes[i] = Some(o);
-                    fail_descendants(i, jobs, &children, &mut state, &mut outcomes, observer);
-                    if opts.fail_fast {
-                        stopping = true;
-                        tasks.abort_all();
-                    }
-                    continue;
-                }
-                if opts.push {
-                    state[i] = State::Pushing;
-                    observer.event(jobs, Event::Pushing { job: i });
-                    tasks.spawn(push_task(
-                        i,
-                        jobs[i].clone(),
-                        engine.clone(),
-                        push_slots.clone(),
-                        tx.clone(),
-                    ));
-                } else {
-                    state[i] = State::Done;
-                    observer.event(
-                        jobs,
-                        Event::Finished {
-                            job: i,
-                            outcome: &o,
-                        },
-                    );
-                }
-                outcomes[i] = Some(o);
-                release_children(i, &children, &mut missing, &state, |c| {
-                    push_ready(c, &mut heap, &mut fifo)
-                });
+            Some(Msg::Line(i, line)) => s.line(i, &line),
+            Some(Msg::Built(i, result, took, attempts)) => s.built(i, result, took, attempts),
+            Some(Msg::Pushed(i, result, took)) => s.pushed(i, result, took),
+            None if s.stopping => {
+                // Aborted tasks: drain what is left.
+                while s.tasks.join_next().await.is_some() {}
+                break;
             }
-            Msg::Pushed(i, result, took) => {
-                state[i] = State::Done;
-                let mut o = outcomes[i].take().expect("built before pushed");
-                o.duration += took;
-                if let Err(e) = result {
-                    o.status = Status::Failed;
-                    o.error = Some(e.to_string());
-                    if opts.fail_fast {
-                        stopping = true;
-                        tasks.abort_all();
-                    }
-                }
-                observer.event(
-                    jobs,
-                    Event::Finished {
-                        job: i,
-                        outcome: &o,
-                    },
-                );
-                outcomes[i] = Some(o);
-            }
+            None => {}
         }
     }
-    // Builds that finished (and were tagged) while the run was stopping.
-    while let Ok(msg) = rx.try_recv() {
-        if let Msg::Built(i, Ok(id), took, attempts) = msg {
-            if outcomes[i].is_none() {
-                let mut o = Outcome::new(Status::Built);
-                o.image_id = Some(id);
-                o.duration = took;
-                o.attempts = attempts;
-                observer.event(
-                    jobs,
-                    Event::Finished {
-                        job: i,
-                        outcome: &o,
-                    },
-                );
-                outcomes[i] = Some(o);
-            }
-        }
-    }
-    // Whatever did not finish was cancelled.
-    for i in 0..n {
-        if outcomes[i].is_none() || state[i] == State::Pushing {
-            let mut o = outcomes[i]
-                .take()
-                .unwrap_or_else(|| Outcome::new(Status::Cancelled));
-            o.status = Status::Cancelled;
-            if state[i] == State::Pushing {
-                o.error = Some("cancelled while pushing".into());
-            }
-            observer.event(
-                jobs,
-                Event::Finished {
-                    job: i,
-                    outcome: &o,
-                },
-            );
-            outcomes[i] = Some(o);
-        }
-    }
+    s.wind_up(&mut rx);
     Run {
-        outcomes: outcomes
-            .into_iter()
-            .map(|o| o.expect("every job has an outcome"))
-            .collect(),
+        outcomes: s.outcomes.into_iter().flatten().collect(),
         interrupted,
         wall: start.elapsed(),
-    }
-}
-
-fn release_children(
-    i: usize,
-    children: &[Vec<usize>],
-    missing: &mut [usize],
-    state: &[State],
-    mut ready: impl FnMut(usize),
-) {
-    for &c in &children[i] {
-        missing[c] -= 1;
-        if missing[c] == 0 && state[c] == State::Waiting {
-            ready(c);
-        }
-    }
-}
-
-/// Mark every job waiting on `failed` as parent-failed; none of them starts.
-fn fail_descendants(
-    failed: usize,
-    jobs: &[Job],
-    children: &[Vec<usize>],
-    state: &mut [State],
-    outcomes: &mut [Option<Outcome>],
-    observer: &mut dyn Observer,
-) {
-    let mut todo = children[failed].clone();
-    while let Some(c) = todo.pop() {
-        if state[c] != State::Waiting {
-            continue;
-        }
-        state[c] = State::Done;
-        let mut o = Outcome::new(Status::ParentFailed);
-        o.failed_parent = Some(jobs[failed].name.clone());
-        o.error = Some(format!("not built: parent `{}` failed", jobs[failed].name));
-        observer.event(
-            jobs,
-            Event::Finished {
-                job: c,
-                outcome: &o,
-            },
-        );
-        outcomes[c] = Some(o);
-        todo.extend(&children[c]);
     }
 }
 
@@ -422,10 +453,10 @@ fn line_sink(i: usize, tx: &mpsc::UnboundedSender<Msg>) -> Log {
     })
 }
 
-/// Build one job (with retries), then tag it; nothing is tagged unless the build succeeded.
+/// Build one item (with retries), then tag it; nothing is tagged unless the build succeeded.
 async fn build_task(
     i: usize,
-    job: Job,
+    item: Item,
     engine: Arc<dyn Engine>,
     retries: u32,
     tx: mpsc::UnboundedSender<Msg>,
@@ -435,16 +466,15 @@ async fn build_task(
     let mut attempts = 0;
     let result = loop {
         attempts += 1;
-        let result = engine.build(job.request.clone(), log.clone()).await;
+        let result = engine.build(item.request.clone(), log.clone()).await;
         let result = match result {
-            Ok(id) => tag_all(&*engine, &id, &job).await.map(|_| id),
+            Ok(id) => tag_all(&*engine, &id, &item).await.map(|_| id),
             Err(e) => Err(e),
         };
         match result {
             Err(EngineError::Failed(e)) if attempts <= retries => {
                 log(&format!(
-                    "strata: attempt {attempts} failed ({e}); retrying ({} of {retries})",
-                    attempts
+                    "strata: attempt {attempts} failed ({e}); retrying ({attempts} of {retries})"
                 ));
             }
             other => break other,
@@ -453,10 +483,10 @@ async fn build_task(
     let _ = tx.send(Msg::Built(i, result, begun.elapsed(), attempts));
 }
 
-/// Push one built job's reference and extra tags, `slots` pushes at once.
+/// Push one built item's reference and extra tags, `slots` pushes at once.
 async fn push_task(
     i: usize,
-    job: Job,
+    item: Item,
     engine: Arc<dyn Engine>,
     slots: Arc<tokio::sync::Semaphore>,
     tx: mpsc::UnboundedSender<Msg>,
@@ -465,7 +495,7 @@ async fn push_task(
     let begun = Instant::now();
     let log = line_sink(i, &tx);
     let mut result = Ok(());
-    for r in std::iter::once(&job.reference).chain(&job.extra_tags) {
+    for r in std::iter::once(&item.reference).chain(&item.extra_tags) {
         result = engine.push(r, log.clone()).await.map_err(|e| match e {
             EngineError::Failed(m) => EngineError::Failed(format!("push of `{r}` failed: {m}")),
             other => other,
@@ -477,8 +507,8 @@ async fn push_task(
     let _ = tx.send(Msg::Pushed(i, result, begun.elapsed()));
 }
 
-async fn tag_all(engine: &dyn Engine, id: &str, job: &Job) -> Result<(), EngineError> {
-    for r in std::iter::once(&job.reference).chain(&job.extra_tags) {
+async fn tag_all(engine: &dyn Engine, id: &str, item: &Item) -> Result<(), EngineError> {
+    for r in std::iter::once(&item.reference).chain(&item.extra_tags) {
         engine.tag(id, r).await?;
     }
     Ok(())
@@ -488,32 +518,24 @@ async fn tag_all(engine: &dyn Engine, id: &str, job: &Job) -> Result<(), EngineE
 mod tests {
     use super::*;
     use crate::engine::sim::{Script, SimEngine, Step};
+    use crate::plan::Item;
 
     struct Record(Vec<(String, &'static str)>);
 
     impl Observer for Record {
-        fn event(&mut self, jobs: &[Job], event: Event) {
+        fn event(&mut self, items: &[Item], event: Event) {
             match event {
-                Event::Started { job } => self.0.push((jobs[job].name.clone(), "started")),
-                Event::Finished { job, outcome } => self
+                Event::Started { item } => self.0.push((items[item].name.clone(), "started")),
+                Event::Finished { item, outcome } => self
                     .0
-                    .push((jobs[job].name.clone(), outcome.status.as_str())),
+                    .push((items[item].name.clone(), outcome.status.as_str())),
                 _ => {}
             }
         }
     }
 
-    fn job(name: &str, parents: &[usize]) -> Job {
-        Job {
-            name: name.into(),
-            reference: format!("t/{name}:latest"),
-            extra_tags: Vec::new(),
-            request: BuildRequest {
-                name: name.into(),
-                ..Default::default()
-            },
-            parents: parents.to_vec(),
-        }
+    fn job(name: &str, parents: &[usize]) -> Item {
+        crate::plan::Item::to_build(name, &format!("t/{name}:latest"), parents)
     }
 
     fn opts(jobs: usize) -> Options {
@@ -539,7 +561,7 @@ mod tests {
     }
 
     async fn run(
-        jobs: &[Job],
+        jobs: &[Item],
         engine: Arc<SimEngine>,
         o: &Options,
     ) -> (Run, Vec<(String, &'static str)>) {
@@ -755,6 +777,22 @@ mod tests {
         );
     }
 
+    #[tokio::test(start_paused = true)]
+    async fn up_to_date_items_never_reach_the_engine_and_release_children() {
+        let mut base = job("base", &[]);
+        base.action = Action::Skip;
+        let jobs = [base, job("child", &[0])];
+        let engine = Arc::new(SimEngine::new(script(&[])));
+        let (r, events) = run(&jobs, engine.clone(), &opts(2)).await;
+        assert_eq!(r.outcomes[0].status, Status::UpToDate);
+        assert_eq!(r.outcomes[1].status, Status::Built);
+        assert_eq!(engine.builds(), ["child"]);
+        assert!(
+            !events.iter().any(|(n, _)| n == "base"),
+            "no event for a skip"
+        );
+    }
+
     /// A task that sent its last message but had not completed when the loop
     /// looked must still be reaped: many short runs on real threads all end.
     #[test]
@@ -766,7 +804,7 @@ mod tests {
             .unwrap();
         rt.block_on(async {
             for round in 0..300 {
-                let jobs: Vec<Job> = (0..6)
+                let jobs: Vec<Item> = (0..6)
                     .map(|i| job(&format!("j{i}"), if i > 0 { &[0] } else { &[] }))
                     .collect();
                 let engine = Arc::new(SimEngine::new(Script {

@@ -1,18 +1,18 @@
 //! Fingerprints: a content hash of everything that goes into one image's
-//! build (see "Fingerprints" in DESIGN.md). One traversal lists the inputs as
-//! a manifest of (input, hash) pairs; the fingerprint is the hash of that
-//! list, and the plan explains a change by comparing two lists.
+//! build (see "Fingerprints" in DESIGN.md). The inputs listed once by
+//! `inputs` become a manifest of (input, hash) pairs; the fingerprint is the
+//! hash of that list, and the plan explains a change by comparing two lists.
 //! Context files are hashed in parallel. Knows nothing of engines: base
 //! digests are passed in.
 
-use crate::context::{self, Kind};
+use crate::context::Kind;
 use crate::error::{Error, Result};
-use crate::load::Loaded;
+use crate::graph::Graph;
+use crate::inputs::Inputs;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::io::Read;
-use std::path::PathBuf;
 
 pub const VERSION: &str = "strata-fp-v1";
 /// The label every built image carries with its fingerprint.
@@ -46,6 +46,36 @@ impl Manifest {
         }
         h.finalize().to_hex().to_string()
     }
+
+    /// The same inputs with parent `name`'s fingerprint replaced by `hash`
+    /// (an image built on an existing parent that is not the current one).
+    pub fn with_parent(&self, name: &str, hash: &str) -> Manifest {
+        let key = format!("parent {name}");
+        let inputs = self
+            .inputs
+            .iter()
+            .map(|(k, v)| {
+                (
+                    k.clone(),
+                    if *k == key {
+                        hash.to_string()
+                    } else {
+                        v.clone()
+                    },
+                )
+            })
+            .collect();
+        Manifest { inputs }
+    }
+}
+
+impl From<Manifest> for Fingerprint {
+    fn from(manifest: Manifest) -> Fingerprint {
+        Fingerprint {
+            hash: manifest.hash(),
+            manifest,
+        }
+    }
 }
 
 fn hash_bytes(b: &[u8]) -> String {
@@ -66,9 +96,10 @@ fn hash_file(path: &std::path::Path) -> std::io::Result<String> {
     Ok(h.finalize().to_hex().to_string())
 }
 
-/// The context inputs of one folder: every kept file and link, sorted by path.
-pub fn context_inputs(dir: &std::path::Path) -> std::result::Result<Vec<(String, String)>, String> {
-    let entries = context::entries(dir)?;
+/// The context part of a manifest: every kept file and link, sorted by path.
+pub fn context_inputs(
+    entries: &[crate::context::Entry],
+) -> std::result::Result<Vec<(String, String)>, String> {
     entries
         .par_iter()
         .filter(|e| !matches!(e.kind, Kind::Dir))
@@ -82,45 +113,49 @@ pub fn context_inputs(dir: &std::path::Path) -> std::result::Result<Vec<(String,
                 ))
             }
             Kind::Symlink { target } => Ok((format!("file {}", e.rel), format!("link:{target}"))),
-            Kind::Dir => unreachable!("filtered"),
+            Kind::Dir => Err("a folder is not hashed".into()),
         })
         .collect()
 }
 
-/// Fingerprints of every image of `loaded` (index-aligned). `bases` maps a
-/// base reference (familiar form) to its digest or image ID where known.
-pub fn fingerprints(loaded: &Loaded, bases: &BTreeMap<String, String>) -> Result<Vec<Fingerprint>> {
-    let graph = &loaded.graph;
+/// Fingerprints of every image (index-aligned with `graph.nodes`):
+/// `dockerfiles` are the rendered texts, `bases` maps a base reference
+/// (familiar form) to its digest or image ID where known.
+pub fn fingerprints(
+    graph: &Graph,
+    dockerfiles: &[&str],
+    inputs: &[Inputs],
+    bases: &BTreeMap<String, String>,
+) -> Result<Vec<Fingerprint>> {
     // Contexts first, in parallel; they do not depend on each other.
-    let contexts: Vec<std::result::Result<Vec<(String, String)>, String>> = loaded
-        .images
+    let contexts: Vec<std::result::Result<Vec<(String, String)>, String>> = inputs
         .par_iter()
         .map(|i| context_inputs(&i.context))
         .collect();
     let mut out: Vec<Option<Fingerprint>> = vec![None; graph.nodes.len()];
     for &id in &graph.order {
-        let image = &loaded.images[id];
+        let input = &inputs[id];
         let mut m = Manifest::default();
-        m.push(
-            "Dockerfile",
-            hash_bytes(loaded.rendered[id].text.as_bytes()),
-        );
+        m.push("Dockerfile", hash_bytes(dockerfiles[id].as_bytes()));
         let files = contexts[id]
             .as_ref()
-            .map_err(|e| Error::input(format!("image `{}`: {e}", image.name)))?;
+            .map_err(|e| Error::input(format!("image `{}`: {e}", graph.nodes[id].name)))?;
         m.inputs.extend(files.iter().cloned());
-        for (k, v) in loaded.build_args(id) {
-            m.push(format!("build arg {k}"), v);
+        for (k, v) in &input.args {
+            m.push(format!("build arg {k}"), v.clone());
         }
-        m.push("platform", loaded.tree.config.build.platform.clone());
+        m.push("platform", input.platform.clone());
         // Configured labels only: created/revision/source change every build.
-        let mut all_labels = loaded.tree.config.build.labels.clone();
-        all_labels.extend(image.spec.labels.clone());
-        for (k, v) in all_labels {
-            m.push(format!("label {k}"), v);
+        for (k, v) in &input.labels {
+            m.push(format!("label {k}"), v.clone());
         }
         for &p in &graph.nodes[id].parents {
-            let parent = out[p].as_ref().expect("parents come first");
+            let parent = out[p].as_ref().ok_or_else(|| {
+                Error::input(format!(
+                    "internal: parent of `{}` not ordered first",
+                    graph.nodes[id].name
+                ))
+            })?;
             m.push(
                 format!("parent {}", graph.nodes[p].name),
                 parent.hash.clone(),
@@ -132,12 +167,9 @@ pub fn fingerprints(loaded: &Loaded, bases: &BTreeMap<String, String>) -> Result
                 bases.get(b).cloned().unwrap_or_else(|| b.clone()),
             );
         }
-        out[id] = Some(Fingerprint {
-            hash: m.hash(),
-            manifest: m,
-        });
+        out[id] = Some(m.into());
     }
-    Ok(out.into_iter().map(|f| f.expect("every image")).collect())
+    Ok(out.into_iter().flatten().collect())
 }
 
 /// Why `new` differs from `old`, in words.
@@ -175,35 +207,6 @@ fn changed(what: &str, how: &str) -> String {
         };
     }
     format!("{what} {how}")
-}
-
-/// Where manifests of past builds are kept: `$STRATA_CACHE_DIR`, else
-/// `$XDG_CACHE_HOME/strata`, else `~/.cache/strata`.
-pub fn cache_dir() -> Option<PathBuf> {
-    if let Some(d) = std::env::var_os("STRATA_CACHE_DIR") {
-        return Some(PathBuf::from(d));
-    }
-    if let Some(d) = std::env::var_os("XDG_CACHE_HOME") {
-        return Some(PathBuf::from(d).join("strata"));
-    }
-    std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache").join("strata"))
-}
-
-/// Keep the manifest of a built fingerprint, to explain later changes.
-pub fn remember(fp: &Fingerprint) {
-    let Some(dir) = cache_dir().map(|d| d.join("manifests")) else {
-        return;
-    };
-    if std::fs::create_dir_all(&dir).is_ok() {
-        let text = serde_json::to_string(&fp.manifest).expect("serializes");
-        let _ = std::fs::write(dir.join(format!("{}.json", fp.hash)), text);
-    }
-}
-
-/// The manifest recorded for fingerprint `hash`, if any.
-pub fn recall(hash: &str) -> Option<Manifest> {
-    let path = cache_dir()?.join("manifests").join(format!("{hash}.json"));
-    serde_json::from_str(&std::fs::read_to_string(path).ok()?).ok()
 }
 
 #[cfg(test)]

@@ -28,7 +28,6 @@ pub struct Node {
 pub struct Graph {
     /// Sorted by name; the index is the image's id everywhere downstream.
     pub nodes: Vec<Node>,
-    pub dag: DiGraph<usize, ()>,
     /// Every id, parents before children, ties by name.
     pub order: Vec<usize>,
     /// Children of each id, sorted by name.
@@ -172,7 +171,7 @@ pub fn build(
             children[p].push(i);
         }
     }
-    let order = topological_order(&nodes, &children).map_err(|cycle| {
+    let order = topological_order(&dag).map_err(|cycle| {
         let path: Vec<&str> = cycle.iter().map(|&i| nodes[i].name.as_str()).collect();
         let wheres: Vec<String> = cycle
             .windows(2)
@@ -185,58 +184,68 @@ pub fn build(
     })?;
     Ok(Graph {
         nodes,
-        dag,
         order,
         children,
     })
 }
 
-/// Kahn's algorithm, ready images taken by name; on a cycle, the cycle as a
-/// path that starts and ends at the same id.
-fn topological_order(
-    nodes: &[Node],
-    children: &[Vec<usize>],
-) -> std::result::Result<Vec<usize>, Vec<usize>> {
-    let mut missing: Vec<usize> = nodes.iter().map(|n| n.parents.len()).collect();
-    let mut ready: BTreeSet<usize> = (0..nodes.len()).filter(|&i| missing[i] == 0).collect();
-    let mut order = Vec::with_capacity(nodes.len());
+/// Topological order of the DAG, ready images taken by name (ids are in
+/// name order); on a cycle, the cycle as a path that starts and ends at the
+/// same id. petgraph finds whether there is one.
+fn topological_order(dag: &DiGraph<usize, ()>) -> std::result::Result<Vec<usize>, Vec<usize>> {
+    use petgraph::Direction::{Incoming, Outgoing};
+    if let Err(cycle) = petgraph::algo::toposort(dag, None) {
+        return Err(cycle_through(dag, cycle.node_id()));
+    }
+    let mut missing: Vec<usize> = dag
+        .node_indices()
+        .map(|n| dag.neighbors_directed(n, Incoming).count())
+        .collect();
+    let mut ready: BTreeSet<usize> = (0..missing.len()).filter(|&i| missing[i] == 0).collect();
+    let mut order = Vec::with_capacity(missing.len());
     while let Some(i) = ready.pop_first() {
         order.push(i);
-        for &c in &children[i] {
-            missing[c] -= 1;
-            if missing[c] == 0 {
-                ready.insert(c);
+        for c in dag.neighbors_directed(NodeIndex::new(i), Outgoing) {
+            missing[c.index()] -= 1;
+            if missing[c.index()] == 0 {
+                ready.insert(c.index());
             }
         }
     }
-    if order.len() == nodes.len() {
-        return Ok(order);
-    }
-    // Every node left has a parent left: walk parents until one repeats.
-    let start = (0..nodes.len())
-        .find(|&i| missing[i] > 0)
-        .expect("a node is left");
+    Ok(order)
+}
+
+/// A cycle through `start`, as ids from the smallest name round to itself.
+fn cycle_through(dag: &DiGraph<usize, ()>, start: NodeIndex) -> Vec<usize> {
+    // The nodes of start's strongly connected component all lie on cycles;
+    // follow parents inside it until one repeats.
+    let scc = petgraph::algo::kosaraju_scc(dag)
+        .into_iter()
+        .find(|c| c.contains(&start))
+        .unwrap_or_else(|| vec![start]);
     let mut path = vec![start];
     let mut at = start;
     loop {
-        at = *nodes[at]
-            .parents
-            .iter()
-            .find(|&&p| missing[p] > 0)
-            .expect("a parent is left");
+        let Some(next) = dag
+            .neighbors_directed(at, petgraph::Direction::Incoming)
+            .filter(|p| scc.contains(p))
+            .min()
+        else {
+            return vec![start.index(), start.index()];
+        };
+        at = next;
         if let Some(pos) = path.iter().position(|&p| p == at) {
-            let mut cycle: Vec<usize> = path[pos..].to_vec();
+            let mut cycle: Vec<usize> = path[pos..].iter().map(|n| n.index()).collect();
             cycle.reverse();
             // Start at the smallest name for a stable message.
             let min = cycle
                 .iter()
                 .enumerate()
                 .min_by_key(|(_, &i)| i)
-                .map(|(k, _)| k)
-                .unwrap_or(0);
+                .map_or(0, |(k, _)| k);
             cycle.rotate_left(min);
             cycle.push(cycle[0]);
-            return Err(cycle);
+            return cycle;
         }
         path.push(at);
     }

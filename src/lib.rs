@@ -1,35 +1,52 @@
 //! strata: build whole sets of container images from a tree of Jinja-templated
-//! Dockerfiles. The pipeline of DESIGN.md, one module per stage:
-//! config → discover → render → dockerfile (parse) → graph → select → …
+//! Dockerfiles. The pipeline of DESIGN.md, one module per stage (see
+//! docs/architecture.md):
+//! config → discover → render → dockerfile (parse) → graph → select →
+//! inputs → fingerprint → survey → plan → execute → report.
+//! Modules are private; what the integration tests and benchmarks use is
+//! re-exported below.
 
-pub mod affected;
-pub mod build;
-pub mod cli;
-pub mod config;
-pub mod context;
-pub mod discover;
-pub mod dockerfile;
-pub mod dockerignore;
-pub mod engine;
-pub mod error;
-pub mod execute;
-pub mod fingerprint;
-pub mod graph;
-pub mod load;
-pub mod plan;
-pub mod progress;
-pub mod render;
-pub mod report;
-pub mod select;
-pub mod show;
+mod affected;
+mod build;
+mod cli;
+mod config;
+mod context;
+mod discover;
+mod dockerfile;
+mod dockerignore;
+mod engine;
+mod error;
+mod execute;
+mod fingerprint;
+mod git;
+mod graph;
+mod history;
+mod inputs;
+mod load;
+mod plan;
+mod progress;
+mod render;
+mod report;
+mod select;
+mod show;
+mod survey;
+
+pub use cli::{run, Cli};
+pub use context::{entries as context_entries, Kind as EntryKind};
+pub use engine::sim::{Script, SimEngine, Step};
+pub use error::Code;
+pub use execute::{execute, Event, Observer, Options as RunOptions, Order, Status};
+pub use fingerprint::{context_inputs, fingerprints, Fingerprint};
+pub use inputs::collect as collect_inputs;
+pub use load::{load, Loaded, Options};
+pub use plan::{plan, Ask, Item, Known};
 
 /// Print an error for people (file, line, the line itself, what to do) and
-/// return the exit code of a run.
-pub fn exit_code(result: error::Result<i32>) -> i32 {
+/// return the exit status of a run.
+pub fn exit_status(result: error::Result<Code>) -> i32 {
     match result {
-        Ok(code) => code,
+        Ok(code) => code.status(),
         Err(err) => {
-            let code = err.exit_code();
             let color = std::env::var_os("NO_COLOR").is_none()
                 && std::io::IsTerminal::is_terminal(&std::io::stderr());
             let handler = miette::GraphicalReportHandler::new_themed(if color {
@@ -44,7 +61,7 @@ pub fn exit_code(result: error::Result<i32>) -> i32 {
                 text = format!("error: {err}");
             }
             eprint!("{text}");
-            code
+            err.code().status()
         }
     }
 }

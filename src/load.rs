@@ -30,16 +30,8 @@ pub struct Loaded {
     pub renderer: Renderer,
 }
 
-impl Loaded {
-    /// Build args of image `id` that its Dockerfile declares (`ARG`): the
-    /// tree's, then the image's own. Undeclared ones would change nothing.
-    pub fn build_args(&self, id: usize) -> BTreeMap<String, String> {
-        let mut args = build_args(&self.tree, &self.images[id]);
-        args.retain(|k, _| self.parsed[id].args.contains(k));
-        args
-    }
-}
-
+/// Build args as the parser expands `ARG` defaults with them: the tree's,
+/// then the image's own.
 fn build_args(tree: &Tree, image: &Image) -> BTreeMap<String, String> {
     let mut args = tree.config.build.args.clone();
     args.extend(image.spec.args.clone());

@@ -1,6 +1,6 @@
 use clap::Parser;
 
 fn main() {
-    let cli = strata::cli::Cli::parse();
-    std::process::exit(strata::exit_code(strata::cli::run(cli)));
+    let cli = strata::Cli::parse();
+    std::process::exit(strata::exit_status(strata::run(cli)));
 }

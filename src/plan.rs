@@ -1,12 +1,21 @@
-//! The plan: for each selected image (and, unless `--no-deps`, each stale
-//! ancestor), build or skip, and why. An image is up to date when its
-//! reference exists and carries the fingerprint computed now.
-//! Knows nothing of engines or progress: what exists is passed in.
+//! The plan: the one record of each image in a run. For each selected image
+//! (and, unless `--no-deps`, each stale ancestor): its fingerprint, build or
+//! skip and why, and the ready-made build request. The scheduler runs it and
+//! the report reads it; nothing is joined back by name.
+//! An image is up to date when its reference exists and carries the
+//! fingerprint computed now. Knows nothing of engines or progress: what
+//! exists and the record of past inputs are passed in.
 
-use crate::fingerprint::{self, Fingerprint};
+use crate::engine::BuildRequest;
+use crate::fingerprint::{self, Fingerprint, Manifest};
 use crate::graph::Graph;
+use crate::inputs::Inputs;
+use crate::load::Loaded;
 use serde::Serialize;
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+/// The label every image strata builds carries: its name in the tree.
+pub const IMAGE_LABEL: &str = "io.strata.image";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -15,11 +24,24 @@ pub enum Action {
     Skip,
 }
 
+/// One image of the run.
 #[derive(Debug, Clone)]
 pub struct Item {
+    /// The image's id in the graph.
     pub id: usize,
+    pub name: String,
+    pub reference: String,
+    /// Extra references tagged (and pushed) after the build.
+    pub extra_tags: Vec<String>,
+    /// What the image is (or will be) built from; with `--no-deps` this
+    /// names the parent images really used, not the current ones.
+    pub fingerprint: Fingerprint,
     pub action: Action,
     pub reasons: Vec<String>,
+    /// Positions in `Plan::items` of the parents this item waits for.
+    pub parents: Vec<usize>,
+    /// What the engine is asked to build (meaningful for `Build` items).
+    pub request: BuildRequest,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -30,60 +52,128 @@ pub struct Plan {
     pub stale_outside: Vec<String>,
 }
 
+impl Item {
+    /// An item to build with no inputs recorded (scheduler tests and benchmarks).
+    pub fn to_build(name: &str, reference: &str, parents: &[usize]) -> Item {
+        Item {
+            id: 0,
+            name: name.into(),
+            reference: reference.into(),
+            extra_tags: Vec::new(),
+            fingerprint: Manifest::default().into(),
+            action: Action::Build,
+            reasons: Vec::new(),
+            parents: parents.to_vec(),
+            request: BuildRequest {
+                name: name.into(),
+                ..Default::default()
+            },
+        }
+    }
+}
+
 impl Plan {
     pub fn to_build(&self) -> impl Iterator<Item = &Item> {
         self.items.iter().filter(|i| i.action == Action::Build)
     }
 }
 
-/// `existing` maps each reference the engine has to the fingerprint label it
-/// carries (empty when it has none).
+/// What the engine (or registry) already holds, and what is remembered of it.
+#[derive(Debug, Clone, Default)]
+pub struct Known {
+    /// Reference → the fingerprint label its image carries (empty: none).
+    pub existing: HashMap<String, String>,
+    /// Fingerprint → the manifest it was built from (the record of past inputs).
+    pub past: HashMap<String, Manifest>,
+}
+
+/// What the user asked for.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Ask {
+    pub force: bool,
+    pub no_deps: bool,
+}
+
 pub fn plan(
     graph: &Graph,
     selected: &[usize],
     fps: &[Fingerprint],
-    existing: &HashMap<String, String>,
-    force: bool,
-    no_deps: bool,
+    known: &Known,
+    ask: Ask,
 ) -> Plan {
-    let stale = |id: usize| existing.get(&graph.nodes[id].reference) != Some(&fps[id].hash);
+    let existing_fp = |id: usize| known.existing.get(&graph.nodes[id].reference);
     let chosen: BTreeSet<usize> = selected.iter().copied().collect();
     let mut scope = chosen.clone();
     let mut stale_outside = BTreeSet::new();
     for &id in selected {
         for a in graph.ancestors(id) {
-            if !chosen.contains(&a) && stale(a) {
-                if no_deps {
-                    stale_outside.insert(graph.nodes[a].name.clone());
+            if !chosen.contains(&a) && existing_fp(a) != Some(&fps[a].hash) {
+                if ask.no_deps {
+                    stale_outside.insert(a);
                 } else {
                     scope.insert(a);
                 }
             }
         }
     }
-    let mut building = BTreeSet::new();
+    // The fingerprint of what each image is really built on: a parent left
+    // stale by `--no-deps` is the image that exists, not the current one.
+    let mut used: Vec<Fingerprint> = fps.to_vec();
+    for &id in &graph.order {
+        let mut manifest: Option<Manifest> = None;
+        for &p in &graph.nodes[id].parents {
+            let parent_fp = if stale_outside.contains(&p) {
+                existing_fp(p).cloned().unwrap_or_default()
+            } else {
+                used[p].hash.clone()
+            };
+            if parent_fp != fps[p].hash {
+                let m = manifest.as_ref().unwrap_or(&used[id].manifest);
+                manifest = Some(m.with_parent(&graph.nodes[p].name, &parent_fp));
+            }
+        }
+        if let Some(m) = manifest {
+            used[id] = m.into();
+        }
+    }
+    let stale = |id: usize| existing_fp(id) != Some(&used[id].hash);
+    let mut position = HashMap::new();
     let mut items = Vec::new();
     for &id in graph.order.iter().filter(|i| scope.contains(i)) {
-        let forced = force && chosen.contains(&id);
         let (action, reasons) = if stale(id) {
-            (Action::Build, why(graph, id, fps, existing, &building))
-        } else if forced {
+            (
+                Action::Build,
+                why(graph, id, &used, known, &items, &position),
+            )
+        } else if ask.force && chosen.contains(&id) {
             (Action::Build, vec!["forced".to_string()])
         } else {
             (Action::Skip, vec!["up to date".to_string()])
         };
-        if action == Action::Build {
-            building.insert(id);
-        }
+        let node = &graph.nodes[id];
+        position.insert(id, items.len());
         items.push(Item {
             id,
+            name: node.name.clone(),
+            reference: node.reference.clone(),
+            extra_tags: Vec::new(),
+            fingerprint: used[id].clone(),
             action,
             reasons,
+            parents: node
+                .parents
+                .iter()
+                .filter_map(|p| position.get(p).copied())
+                .collect(),
+            request: BuildRequest::default(),
         });
     }
     Plan {
         items,
-        stale_outside: stale_outside.into_iter().collect(),
+        stale_outside: stale_outside
+            .into_iter()
+            .map(|i| graph.nodes[i].name.clone())
+            .collect(),
     }
 }
 
@@ -91,17 +181,18 @@ fn why(
     graph: &Graph,
     id: usize,
     fps: &[Fingerprint],
-    existing: &HashMap<String, String>,
-    building: &BTreeSet<usize>,
+    known: &Known,
+    items: &[Item],
+    position: &HashMap<usize, usize>,
 ) -> Vec<String> {
-    let Some(old) = existing.get(&graph.nodes[id].reference) else {
+    let Some(old) = known.existing.get(&graph.nodes[id].reference) else {
         return vec!["not built yet".into()];
     };
     if old.is_empty() {
         return vec!["the existing image has no strata fingerprint".into()];
     }
-    if let Some(manifest) = fingerprint::recall(old) {
-        let reasons = fingerprint::explain(&manifest, &fps[id].manifest);
+    if let Some(manifest) = known.past.get(old) {
+        let reasons = fingerprint::explain(manifest, &fps[id].manifest);
         if !reasons.is_empty() {
             return reasons;
         }
@@ -109,12 +200,57 @@ fn why(
     let parents: Vec<String> = graph.nodes[id]
         .parents
         .iter()
-        .filter(|p| building.contains(p))
+        .filter(|p| {
+            position
+                .get(p)
+                .is_some_and(|&k| items[k].action == Action::Build)
+        })
         .map(|&p| format!("parent {} will be rebuilt", graph.nodes[p].name))
         .collect();
     if parents.is_empty() {
         vec!["inputs changed since it was built (no record of the old inputs in the cache)".into()]
     } else {
         parents
+    }
+}
+
+/// Fill in the build request of every item to build: the rendered
+/// Dockerfile, the context, the declared build args, and the labels (the
+/// configured ones, `extra` such as OCI labels from git, the image's name and
+/// its fingerprint).
+pub fn requests(
+    plan: &mut Plan,
+    loaded: &Loaded,
+    inputs: &[Inputs],
+    extra: &BTreeMap<String, String>,
+    buildkit: bool,
+) {
+    for item in plan.items.iter_mut() {
+        let image = &loaded.images[item.id];
+        let (repo, _) = crate::engine::split_tag(&item.reference);
+        item.extra_tags = image
+            .spec
+            .tags
+            .iter()
+            .map(|t| format!("{repo}:{t}"))
+            .collect();
+        if item.action == Action::Skip {
+            continue;
+        }
+        let input = &inputs[item.id];
+        let mut labels = input.labels.clone();
+        labels.extend(extra.clone());
+        labels.insert("org.opencontainers.image.title".into(), item.name.clone());
+        labels.insert(IMAGE_LABEL.into(), item.name.clone());
+        labels.insert(fingerprint::LABEL.into(), item.fingerprint.hash.clone());
+        item.request = BuildRequest {
+            name: item.name.clone(),
+            dockerfile: loaded.rendered[item.id].text.clone(),
+            context: image.context.clone(),
+            args: input.args.clone(),
+            labels,
+            platform: input.platform.clone(),
+            buildkit,
+        };
     }
 }

@@ -2,16 +2,15 @@
 //! `Plain`: one line per event, prefixed with the image name, never
 //! interleaved mid-line (CI logs, pipes). `Fancy`: indicatif, one line per
 //! running image under an overall bar; finished images are printed above it.
-//! `Quiet`: nothing. Knows nothing of engines or the graph.
+//! `Quiet`: only failures and the one-line result. Knows nothing of engines
+//! or the graph.
 
-use crate::execute::{Event, Job, Outcome, Status};
+use crate::execute::{Event, Outcome, Status};
+use crate::plan::Item as Job;
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::collections::{HashMap, VecDeque};
 use std::io::Write;
 use std::time::Duration;
-
-/// Lines of a failed image's log shown under its name.
-pub const TAIL_LINES: usize = 30;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Mode {
@@ -25,7 +24,7 @@ pub trait Progress {
     fn started(&mut self, job: &Job);
     fn line(&mut self, job: &Job, line: &str);
     fn pushing(&mut self, job: &Job);
-    fn finished(&mut self, job: &Job, outcome: &Outcome, tail: &VecDeque<String>);
+    fn finished(&mut self, job: &Job, outcome: &Outcome);
     /// Print a line that is not about one image.
     fn note(&mut self, text: &str);
     fn done(&mut self);
@@ -71,13 +70,18 @@ pub fn describe(outcome: &Outcome) -> String {
     }
 }
 
+/// Failures only (with their log tail), as plain lines.
 struct Quiet;
 
 impl Progress for Quiet {
     fn started(&mut self, _: &Job) {}
     fn line(&mut self, _: &Job, _: &str) {}
     fn pushing(&mut self, _: &Job) {}
-    fn finished(&mut self, _: &Job, _: &Outcome, _: &VecDeque<String>) {}
+    fn finished(&mut self, job: &Job, outcome: &Outcome) {
+        if outcome.status == Status::Failed {
+            Plain.finished(job, outcome);
+        }
+    }
     fn note(&mut self, _: &str) {}
     fn done(&mut self) {}
 }
@@ -100,10 +104,10 @@ impl Progress for Plain {
     fn pushing(&mut self, job: &Job) {
         say(&job.name, &format!("pushing {}", job.reference));
     }
-    fn finished(&mut self, job: &Job, outcome: &Outcome, tail: &VecDeque<String>) {
+    fn finished(&mut self, job: &Job, outcome: &Outcome) {
         say(&job.name, &describe(outcome));
         if outcome.status == Status::Failed {
-            print_tail(&job.name, tail, &mut |l| say(&job.name, l));
+            print_tail(&job.name, &outcome.tail, &mut |l| say(&job.name, l));
         }
     }
     fn note(&mut self, text: &str) {
@@ -183,7 +187,7 @@ impl Progress for Fancy {
             bar.set_message(format!("pushing {}", job.reference));
         }
     }
-    fn finished(&mut self, job: &Job, outcome: &Outcome, tail: &VecDeque<String>) {
+    fn finished(&mut self, job: &Job, outcome: &Outcome) {
         if let Some(bar) = self.bars.remove(&job.name) {
             bar.finish_and_clear();
             self.multi.remove(&bar);
@@ -198,7 +202,7 @@ impl Progress for Fancy {
             .println(format!("{mark} {} {}", job.name, describe(outcome)));
         if outcome.status == Status::Failed {
             let multi = self.multi.clone();
-            print_tail(&job.name, tail, &mut |l| {
+            print_tail(&job.name, &outcome.tail, &mut |l| {
                 let _ = multi.println(format!("    {l}"));
             });
         }
@@ -218,44 +222,36 @@ impl Progress for Fancy {
     }
 }
 
-/// Routes scheduler events to a progress display and keeps the log tail of
-/// each job; also feeds the per-image log files.
+/// Routes scheduler events to a progress display and the per-image log files.
 pub struct Display<'a> {
     pub progress: Box<dyn Progress>,
-    pub tails: Vec<VecDeque<String>>,
     pub logs: Option<&'a mut crate::report::LogFiles>,
 }
 
 impl crate::execute::Observer for Display<'_> {
-    fn event(&mut self, jobs: &[Job], event: Event) {
+    fn event(&mut self, items: &[Job], event: Event) {
         match event {
-            Event::Started { job } => {
-                self.progress.started(&jobs[job]);
+            Event::Started { item } => {
+                self.progress.started(&items[item]);
                 if let Some(l) = self.logs.as_deref_mut() {
                     l.line(
-                        &jobs[job].name,
-                        &format!("strata: building {}", jobs[job].reference),
+                        &items[item].name,
+                        &format!("strata: building {}", items[item].reference),
                     );
                 }
             }
-            Event::Line { job, line } => {
-                let tail = &mut self.tails[job];
-                if tail.len() == TAIL_LINES {
-                    tail.pop_front();
-                }
-                tail.push_back(line.to_string());
+            Event::Line { item, line } => {
                 if let Some(l) = self.logs.as_deref_mut() {
-                    l.line(&jobs[job].name, line);
+                    l.line(&items[item].name, line);
                 }
-                self.progress.line(&jobs[job], line);
+                self.progress.line(&items[item], line);
             }
-            Event::Pushing { job } => self.progress.pushing(&jobs[job]),
-            Event::Finished { job, outcome } => {
+            Event::Pushing { item } => self.progress.pushing(&items[item]),
+            Event::Finished { item, outcome } => {
                 if let Some(l) = self.logs.as_deref_mut() {
-                    l.line(&jobs[job].name, &format!("strata: {}", describe(outcome)));
+                    l.line(&items[item].name, &format!("strata: {}", describe(outcome)));
                 }
-                self.progress
-                    .finished(&jobs[job], outcome, &self.tails[job]);
+                self.progress.finished(&items[item], outcome);
             }
         }
     }

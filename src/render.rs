@@ -114,7 +114,7 @@ pub struct Renderer {
 
 impl Renderer {
     pub fn new(tree: &Tree, images: &[Image], overrides: &[PathBuf]) -> Result<Renderer> {
-        let canon = |p: &Path| p.canonicalize().map_err(|e| Error::io(p, e));
+        let canon = |p: &Path| p.canonicalize().map_err(|e| Error::read(p, e));
         let mut template_dirs = Vec::new();
         let mut template_dir_names = Vec::new();
         for folder in &tree.config.templates {
@@ -227,7 +227,7 @@ impl Renderer {
     pub fn render(&self, image: &Image) -> Result<Rendered> {
         if !image.templated {
             let path = image.dir.join(&image.dockerfile);
-            let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
+            let text = std::fs::read_to_string(&path).map_err(|e| Error::read(&path, e))?;
             return Ok(Rendered {
                 name: image.name.clone(),
                 text,

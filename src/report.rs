@@ -3,7 +3,8 @@
 //! Knows nothing of engines or scheduling.
 
 use crate::error::{Error, Result};
-use crate::execute::Status;
+use crate::execute::{Run, Status};
+use crate::plan::Plan;
 use serde::Serialize;
 use std::collections::{HashMap, VecDeque};
 use std::fmt::Write as _;
@@ -36,6 +37,38 @@ pub struct Summary {
     pub duration_s: f64,
 }
 
+impl Summary {
+    /// What happened to every item of `plan` in `run` (parents first).
+    pub fn new(plan: &Plan, run: &Run) -> Summary {
+        let images = plan
+            .items
+            .iter()
+            .zip(&run.outcomes)
+            .map(|(item, o)| ImageReport {
+                name: item.name.clone(),
+                reference: item.reference.clone(),
+                status: o.status,
+                fingerprint: Some(item.fingerprint.hash.clone()),
+                image_id: o.image_id.clone(),
+                duration_s: o.duration.as_secs_f64(),
+                error: o.error.clone(),
+                reasons: item.reasons.clone(),
+                failed_parent: o.failed_parent.clone(),
+                tail: o.tail.clone(),
+            })
+            .collect();
+        Summary {
+            images,
+            duration_s: run.wall.as_secs_f64(),
+        }
+    }
+
+    /// Whether any image ended other than built or up to date.
+    pub fn any_failed(&self) -> bool {
+        self.images.iter().any(|i| !i.status.is_ok())
+    }
+}
+
 /// `DIR/<image>.log`, opened on first line, appended line by line.
 pub struct LogFiles {
     dir: PathBuf,
@@ -43,8 +76,10 @@ pub struct LogFiles {
 }
 
 impl LogFiles {
+    /// Fails (before anything is built) when `dir` cannot hold log files.
     pub fn new(dir: &Path) -> Result<LogFiles> {
-        std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+        std::fs::create_dir_all(dir).map_err(|e| Error::write(dir, e))?;
+        check_writable(&dir.join(".strata-write-check"))?;
         Ok(LogFiles {
             dir: dir.to_path_buf(),
             files: HashMap::new(),
@@ -78,15 +113,41 @@ impl LogFiles {
 }
 
 pub fn write_summary(path: &Path, summary: &Summary) -> Result<()> {
-    let text = serde_json::to_string_pretty(summary).expect("serializes") + "\n";
-    write_file(path, &text)
+    let text = serde_json::to_string_pretty(summary)
+        .map_err(|e| Error::input(format!("cannot write the summary: {e}")))?;
+    write_file(path, &(text + "\n"))
+}
+
+/// Fail now, before anything is built, if a report could not be written to
+/// `path` later: its folder is created and a file is opened there for
+/// writing (and removed again if it did not exist).
+pub fn check_writable(path: &Path) -> Result<()> {
+    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent).map_err(|e| Error::write(parent, e))?;
+    }
+    if path.is_dir() {
+        return Err(Error::write(
+            path,
+            std::io::Error::new(std::io::ErrorKind::IsADirectory, "it is a folder"),
+        ));
+    }
+    let existed = path.exists();
+    std::fs::OpenOptions::new()
+        .append(true)
+        .create(true)
+        .open(path)
+        .map_err(|e| Error::write(path, e))?;
+    if !existed {
+        let _ = std::fs::remove_file(path);
+    }
+    Ok(())
 }
 
 fn write_file(path: &Path, text: &str) -> Result<()> {
     if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-        std::fs::create_dir_all(parent).map_err(|e| Error::io(parent, e))?;
+        std::fs::create_dir_all(parent).map_err(|e| Error::write(parent, e))?;
     }
-    std::fs::write(path, text).map_err(|e| Error::io(path, e))
+    std::fs::write(path, text).map_err(|e| Error::write(path, e))
 }
 
 fn xml(s: &str) -> String {

@@ -3,6 +3,7 @@
 
 use crate::error::{Error, Result};
 use crate::graph::Graph;
+use crate::plan::{Action, Plan};
 use crate::render::Rendered;
 use crate::select::Selection;
 use serde::Serialize;
@@ -39,7 +40,7 @@ pub fn list(graph: &Graph, sel: &Selection, json: bool) -> String {
         })
         .collect();
     if json {
-        return serde_json::to_string_pretty(&entries).expect("serializes") + "\n";
+        return serde_json::to_string_pretty(&entries).unwrap_or_default() + "\n";
     }
     let width = |f: &dyn Fn(&ListEntry) -> usize| entries.iter().map(f).max().unwrap_or(0);
     let (wn, wr) = (
@@ -200,9 +201,9 @@ pub fn render(rendered: &[Rendered], sel: &Selection, out: Option<&Path>) -> Res
         Some(dir) => {
             for &i in &sel.ids {
                 let folder = dir.join(&rendered[i].name);
-                std::fs::create_dir_all(&folder).map_err(|e| Error::io(&folder, e))?;
+                std::fs::create_dir_all(&folder).map_err(|e| Error::write(&folder, e))?;
                 let file = folder.join("Dockerfile");
-                std::fs::write(&file, &rendered[i].text).map_err(|e| Error::io(&file, e))?;
+                std::fs::write(&file, &rendered[i].text).map_err(|e| Error::write(&file, e))?;
             }
             Ok(String::new())
         }
@@ -219,4 +220,56 @@ pub fn render(rendered: &[Rendered], sel: &Selection, out: Option<&Path>) -> Res
             Ok(text)
         }
     }
+}
+
+/// What `plan` shows: a line per image (action, name, reasons) and a count,
+/// or `[{name, ref, fingerprint, action, reasons}]` as JSON.
+pub fn plan(plan: &Plan, json: bool) -> String {
+    if json {
+        let items: Vec<serde_json::Value> = plan
+            .items
+            .iter()
+            .map(|i| {
+                serde_json::json!({
+                    "name": i.name,
+                    "ref": i.reference,
+                    "fingerprint": i.fingerprint.hash,
+                    "action": i.action,
+                    "reasons": i.reasons,
+                })
+            })
+            .collect();
+        return serde_json::to_string_pretty(&items).unwrap_or_default() + "\n";
+    }
+    let w = plan.items.iter().map(|i| i.name.len()).max().unwrap_or(0);
+    let mut out = String::new();
+    for i in &plan.items {
+        let action = match i.action {
+            Action::Build => "build",
+            Action::Skip => "skip ",
+        };
+        let _ = writeln!(out, "{action}  {:w$}  {}", i.name, i.reasons.join("; "));
+    }
+    let n = plan.to_build().count();
+    let _ = writeln!(out, "{n} to build, {} up to date", plan.items.len() - n);
+    if !plan.stale_outside.is_empty() {
+        let _ = writeln!(out, "{}", no_deps_note(&plan.stale_outside));
+    }
+    out
+}
+
+/// What `--no-deps` says: that parents are taken as they are, naming the stale ones.
+pub fn no_deps_note(stale: &[String]) -> String {
+    let mut note =
+        "strata: --no-deps: building only the selection, on whatever parent images exist"
+            .to_string();
+    if !stale.is_empty() {
+        let names: Vec<String> = stale.iter().map(|n| format!("`{n}`")).collect();
+        let _ = write!(
+            note,
+            "\nstrata: --no-deps: stale parents left as they are: {} (their children stay stale until rebuilt on the current ones)",
+            names.join(", ")
+        );
+    }
+    note
 }

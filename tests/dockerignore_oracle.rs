@@ -111,10 +111,10 @@ fn dockerignore_matches_the_engine() {
         )
         .unwrap();
         std::fs::write(dir.path().join(".dockerignore"), rules).unwrap();
-        let ours: BTreeSet<String> = strata::context::entries(dir.path())
+        let ours: BTreeSet<String> = strata::context_entries(dir.path())
             .unwrap()
             .into_iter()
-            .filter(|e| !matches!(e.kind, strata::context::Kind::Dir))
+            .filter(|e| !matches!(e.kind, strata::EntryKind::Dir))
             .map(|e| e.rel)
             .filter(|r| r != "Dockerfile")
             .collect();

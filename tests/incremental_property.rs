@@ -4,15 +4,17 @@
 use crate::common::TestTree;
 use proptest::prelude::*;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use strata::load::{load, Options};
+use strata::{load, Options};
 
-fn fingerprinted(t: &TestTree) -> (strata::load::Loaded, Vec<strata::fingerprint::Fingerprint>) {
+fn fingerprinted(t: &TestTree) -> (strata::Loaded, Vec<strata::Fingerprint>) {
     let loaded = load(&Options {
         dir: t.path().to_path_buf(),
         ..Default::default()
     })
     .unwrap();
-    let fps = strata::fingerprint::fingerprints(&loaded, &BTreeMap::new()).unwrap();
+    let inputs = strata::collect_inputs(&loaded).unwrap();
+    let dockerfiles: Vec<&str> = loaded.rendered.iter().map(|r| r.text.as_str()).collect();
+    let fps = strata::fingerprints(&loaded.graph, &dockerfiles, &inputs, &BTreeMap::new()).unwrap();
     (loaded, fps)
 }
 
@@ -53,7 +55,8 @@ proptest! {
         // A new .dockerignore is itself not a context file, so kind 2 changes nothing.
         let (loaded, after) = fingerprinted(&t);
         let all: Vec<usize> = loaded.graph.order.clone();
-        let plan = strata::plan::plan(&loaded.graph, &all, &after, &existing, false, false);
+        let known = strata::Known { existing, past: HashMap::new() };
+        let plan = strata::plan(&loaded.graph, &all, &after, &known, strata::Ask::default());
         let rebuilt: BTreeSet<String> = plan.to_build().map(|i| loaded.graph.nodes[i.id].name.clone()).collect();
         let mut expected = BTreeSet::new();
         for &i in &edited {

@@ -7,6 +7,7 @@ mod affected;
 mod build;
 mod dockerignore_oracle;
 mod errors;
+mod exit_codes;
 mod graph_property;
 mod incremental;
 mod incremental_property;

@@ -67,10 +67,6 @@ impl Lines {
 }
 
 impl Engine for DockerEngine {
-    fn describe(&self) -> String {
-        self.host.clone()
-    }
-
     fn ping(&self) -> BoxFuture<'_, Result<(), EngineError>> {
         async move {
             self.docker
@@ -100,7 +96,6 @@ impl Engine for DockerEngine {
                 dockerfile: context::DOCKERFILE_NAME.to_string(),
                 buildargs: Some(req.args.clone().into_iter().collect()),
                 platform: req.platform.clone(),
-                pull: req.pull.then(|| "1".to_string()),
                 rm: true,
                 forcerm: true,
                 version: if req.buildkit {
@@ -253,6 +248,10 @@ impl Engine for DockerEngine {
                 Err(bollard::errors::Error::DockerResponseServerError {
                     status_code: 404, ..
                 }) => Ok(None),
+                // The engine answered, and refused this one question.
+                Err(e @ bollard::errors::Error::DockerResponseServerError { .. }) => Err(
+                    EngineError::Failed(format!("cannot inspect `{reference}`: {e}")),
+                ),
                 Err(e) => Err(unreachable(&self.host, &e)),
             }
         }

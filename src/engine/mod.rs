@@ -22,8 +22,6 @@ pub struct BuildRequest {
     pub labels: BTreeMap<String, String>,
     /// e.g. `linux/amd64`; empty = the engine's own.
     pub platform: String,
-    /// Ask the engine to refresh base images first.
-    pub pull: bool,
     /// Build with BuildKit instead of the classic builder.
     pub buildkit: bool,
 }
@@ -51,8 +49,6 @@ pub enum EngineError {
 pub type Log = Arc<dyn Fn(&str) + Send + Sync>;
 
 pub trait Engine: Send + Sync {
-    /// Where the engine is, for messages (`unix:///var/run/docker.sock`).
-    fn describe(&self) -> String;
     /// Fails when the engine does not answer.
     fn ping(&self) -> BoxFuture<'_, Result<(), EngineError>>;
     /// Build; the image ID on success. Nothing is tagged.
@@ -72,6 +68,33 @@ pub trait Engine: Send + Sync {
         &'a self,
         reference: &'a str,
     ) -> BoxFuture<'a, Result<Option<ImageInfo>, EngineError>>;
+}
+
+/// Connect to the engine named by `spec`: `docker` (`DOCKER_HOST`, else the
+/// default socket) or `sim:SCRIPT.yaml` (the simulated engine, the script
+/// relative to `root`). Fails with exit 3 when the engine does not answer.
+pub async fn connect(spec: &str, root: &std::path::Path) -> crate::error::Result<Arc<dyn Engine>> {
+    if let Some(script) = spec.strip_prefix("sim:") {
+        let path = root.join(script);
+        let text =
+            std::fs::read_to_string(&path).map_err(|e| crate::error::Error::read(&path, e))?;
+        let script: sim::Script = crate::config::parse_yaml(script, &text)?;
+        return Ok(Arc::new(sim::SimEngine::new(script)));
+    }
+    let engine = docker::DockerEngine::connect().await.map_err(unreachable)?;
+    engine.ping().await.map_err(unreachable)?;
+    Ok(Arc::new(engine))
+}
+
+/// An engine error met before anything was built, as an error for people.
+pub fn unreachable(e: EngineError) -> crate::error::Error {
+    use crate::error::Error;
+    match e {
+        EngineError::Unreachable(m) => Error::engine(m).help(
+            "start the Docker engine, or point strata at one with DOCKER_HOST (e.g. `DOCKER_HOST=unix:///run/user/1000/docker.sock` or `tcp://host:2375`)",
+        ),
+        EngineError::Failed(m) => Error::engine(format!("the engine refused: {m}")),
+    }
 }
 
 /// Split `reference` into repository and tag (`latest` when none).

@@ -70,10 +70,6 @@ impl SimEngine {
 }
 
 impl Engine for SimEngine {
-    fn describe(&self) -> String {
-        "simulated engine".into()
-    }
-
     fn ping(&self) -> BoxFuture<'_, Result<(), EngineError>> {
         async { Ok(()) }.boxed()
     }

@@ -1,0 +1,159 @@
+//! What strata asks git about the tree: the OCI labels describing a build
+//! (created, revision, source) and the paths changed since a revision.
+//! Knows nothing of images; a tree outside git simply gets fewer labels.
+
+use crate::error::{Error, Result};
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+fn git(root: &Path, args: &[&str]) -> Option<String> {
+    Command::new("git")
+        .arg("-C")
+        .arg(root)
+        .args(args)
+        .stderr(Stdio::null())
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .filter(|s| !s.is_empty())
+}
+
+/// OCI labels that describe this build: created, and revision and source from git.
+pub fn oci_labels(root: &Path) -> BTreeMap<String, String> {
+    let mut labels = BTreeMap::new();
+    labels.insert(
+        "org.opencontainers.image.created".to_string(),
+        now_rfc3339(),
+    );
+    if let Some(rev) = git(root, &["rev-parse", "HEAD"]) {
+        labels.insert("org.opencontainers.image.revision".to_string(), rev);
+    }
+    if let Some(url) = git(root, &["remote", "get-url", "origin"]) {
+        labels.insert(
+            "org.opencontainers.image.source".to_string(),
+            public_url(&url),
+        );
+    }
+    labels
+}
+
+/// A remote URL fit to publish: no `user:password@` (even with an unencoded
+/// `/` in the password), no query string (`?private_token=…`), no fragment.
+pub fn public_url(url: &str) -> String {
+    let url = url.split(['?', '#']).next().unwrap_or(url);
+    match url.split_once("://") {
+        Some((scheme, rest)) => {
+            // The user info ends at the last `@` before the path; a password
+            // may hold `/`, so look for `@` in the whole rest first.
+            let rest = match rest.rsplit_once('@') {
+                Some((_, host_and_path)) => host_and_path,
+                None => rest,
+            };
+            format!("{scheme}://{rest}")
+        }
+        None => url.to_string(),
+    }
+}
+
+/// Now, as RFC 3339 in UTC to the second (`2026-11-23T10:00:00Z`).
+pub fn now_rfc3339() -> String {
+    let format =
+        time::macros::format_description!("[year]-[month]-[day]T[hour]:[minute]:[second]Z");
+    time::OffsetDateTime::now_utc()
+        .format(&format)
+        .unwrap_or_default()
+}
+
+/// Paths changed between `rev` and the working tree (untracked files
+/// included), relative to the tree root; paths outside the tree are left out.
+/// `rev` is always taken as a revision, never as an option of git.
+pub fn changed_since(root: &Path, rev: &str) -> Result<Vec<String>> {
+    let run = |args: &[&str]| -> Result<String> {
+        let out = Command::new("git")
+            .arg("-C")
+            .arg(root)
+            .args(args)
+            .output()
+            .map_err(|e| Error::input(format!("--since needs git: {e}")))?;
+        if !out.status.success() {
+            return Err(Error::input(format!(
+                "--since {rev}: `git {}` failed: {}",
+                args.join(" "),
+                String::from_utf8_lossy(&out.stderr).trim()
+            ))
+            .help("give a revision git knows (a commit, branch or tag) and run inside the repository that holds the tree"));
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).to_string())
+    };
+    if rev.starts_with('-') || rev.is_empty() {
+        return Err(Error::input(format!("--since `{rev}` is not a revision"))
+            .help("give a commit, branch or tag, e.g. `--since origin/main` or `--since HEAD~1`"));
+    }
+    // `rev^{commit}` resolves to a commit or fails; it is then passed after
+    // `--end-of-options`, so no value can be read as an option.
+    let commit = run(&[
+        "rev-parse",
+        "--verify",
+        "--quiet",
+        "--end-of-options",
+        &format!("{rev}^{{commit}}"),
+    ])?;
+    let commit = commit.trim();
+    let mut paths = run(&[
+        "diff",
+        "--name-only",
+        "--no-renames",
+        "--relative",
+        "--end-of-options",
+        commit,
+        "--",
+    ])?;
+    paths.push_str(&run(&["ls-files", "--others", "--exclude-standard"])?);
+    let mut out: Vec<String> = paths
+        .lines()
+        .filter(|l| !l.is_empty())
+        .map(str::to_string)
+        .collect();
+    out.sort();
+    out.dedup();
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn credentials_and_queries_are_stripped() {
+        for (url, public) in [
+            (
+                "https://u:secret@git.example/a/b.git",
+                "https://git.example/a/b.git",
+            ),
+            (
+                "https://u:se/cr@et@git.example/a/b.git",
+                "https://git.example/a/b.git",
+            ),
+            (
+                "https://git.example/a/b.git?private_token=xyz",
+                "https://git.example/a/b.git",
+            ),
+            (
+                "https://oauth2:tok@git.example/a.git#frag",
+                "https://git.example/a.git",
+            ),
+            ("git@host:a/b.git", "git@host:a/b.git"),
+        ] {
+            assert_eq!(public_url(url), public, "{url}");
+        }
+    }
+
+    #[test]
+    fn timestamps_are_rfc3339() {
+        let t = now_rfc3339();
+        assert_eq!(t.len(), 20, "{t}");
+        assert!(t.starts_with("20") && t.ends_with('Z'));
+    }
+}

@@ -1,0 +1,100 @@
+//! The inputs of each image, listed once: what goes into its build (the
+//! rendered Dockerfile, the context files `.dockerignore` keeps, declared
+//! build args, platform, configured labels) and which files of the tree it is
+//! made from. The fingerprint hashes this list, the plan explains a change by
+//! comparing two of them, `affected` matches changed paths against it, and
+//! the build request takes its args and labels from it.
+//! Knows nothing of engines, parents' fingerprints or base digests.
+
+use crate::context::{self, Entry};
+use crate::dockerignore::Ignore;
+use crate::error::{Error, Result};
+use crate::load::Loaded;
+use rayon::prelude::*;
+use std::collections::BTreeMap;
+use std::path::Path;
+
+#[derive(Debug, Clone)]
+pub struct Inputs {
+    /// Files of the tree the image is made from, relative to the root: the
+    /// configuration, `image.yaml`, the Dockerfile (or its template and every
+    /// template that template reaches).
+    pub sources: Vec<String>,
+    /// The context folder relative to the root.
+    pub context_dir: String,
+    /// The context entries `.dockerignore` keeps, sorted by path.
+    pub context: Vec<Entry>,
+    /// The context's `.dockerignore` rules (to judge paths that no longer exist).
+    pub ignore: Ignore,
+    /// Build args the Dockerfile declares: the tree's, then the image's own.
+    pub args: BTreeMap<String, String>,
+    /// Configured labels: the tree's, then the image's own.
+    pub labels: BTreeMap<String, String>,
+    /// `build.platform` (empty: the engine's own).
+    pub platform: String,
+}
+
+impl Inputs {
+    /// Whether a change to `path` (relative to the tree root) changes this image.
+    pub fn touched_by(&self, path: &str) -> bool {
+        let under =
+            |p: &str, dir: &str| p.is_empty() || dir == p || dir.starts_with(&format!("{p}/"));
+        if self.sources.iter().any(|s| under(path, s)) || under(path, &self.context_dir) {
+            return true;
+        }
+        let rel = if self.context_dir.is_empty() {
+            Some(path)
+        } else {
+            path.strip_prefix(&format!("{}/", self.context_dir))
+        };
+        match rel {
+            Some(rel) => rel == ".dockerignore" || !self.ignore.excludes(rel),
+            None => false,
+        }
+    }
+}
+
+fn relative(root: &Path, p: &Path) -> String {
+    let canon = |p: &Path| p.canonicalize().unwrap_or_else(|_| p.to_path_buf());
+    canon(p)
+        .strip_prefix(canon(root))
+        .map(|r| r.to_string_lossy().replace('\\', "/"))
+        .unwrap_or_else(|_| p.to_string_lossy().into_owned())
+}
+
+/// The inputs of every image of `loaded` (index-aligned); context folders are
+/// walked in parallel. A bad `.dockerignore` or an unreadable context is an error.
+pub fn collect(loaded: &Loaded) -> Result<Vec<Inputs>> {
+    let tree = &loaded.tree;
+    let config_file = relative(&tree.root, &tree.config_file);
+    loaded
+        .images
+        .par_iter()
+        .enumerate()
+        .map(|(id, image)| {
+            let fail = |e: String| Error::input(format!("image `{}`: {e}", image.name));
+            let ignore = context::ignore_rules(&image.context).map_err(fail)?;
+            let context = context::entries(&image.context).map_err(fail)?;
+            let mut sources = loaded.renderer.template_files(image);
+            sources.push(format!("{}/image.yaml", image.rel_dir));
+            sources.push(image.dockerfile_path());
+            sources.push(config_file.clone());
+            sources.sort();
+            sources.dedup();
+            let mut args = tree.config.build.args.clone();
+            args.extend(image.spec.args.clone());
+            args.retain(|k, _| loaded.parsed[id].args.contains(k));
+            let mut labels = tree.config.build.labels.clone();
+            labels.extend(image.spec.labels.clone());
+            Ok(Inputs {
+                sources,
+                context_dir: relative(&tree.root, &image.context),
+                context,
+                ignore,
+                args,
+                labels,
+                platform: tree.config.build.platform.clone(),
+            })
+        })
+        .collect()
+}

@@ -1,0 +1,71 @@
+//! Asks the engine what exists, before planning: the image ID of every base
+//! (an input of the fingerprints; refreshed first with `--pull`) and the
+//! fingerprint label of every image in scope (the selection and its
+//! ancestors, inspected 16 at a time). Knows nothing of how the plan decides.
+
+use crate::engine::{self, Engine, ImageInfo};
+use crate::error::{Error, Result};
+use crate::fingerprint;
+use crate::graph::Graph;
+use futures_util::StreamExt;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+/// Base reference (familiar form) → its image ID, for the bases the engine has.
+pub async fn bases(
+    graph: &Graph,
+    engine: &dyn Engine,
+    pull: bool,
+) -> Result<BTreeMap<String, String>> {
+    let all: BTreeSet<&String> = graph.nodes.iter().flat_map(|n| &n.bases).collect();
+    if pull {
+        // Refresh bases first, so that a new upstream base changes the fingerprints.
+        for b in &all {
+            engine.pull(b).await.map_err(|e| {
+                Error::engine(format!("cannot refresh base `{b}`: {e}"))
+                    .help("check that the registry is reachable and the credentials in the Docker config, or build without --pull")
+            })?;
+        }
+    }
+    let mut out = BTreeMap::new();
+    for b in all {
+        if let Some(info) = engine.inspect(b).await.map_err(engine::unreachable)? {
+            out.insert(b.clone(), info.id);
+        }
+    }
+    Ok(out)
+}
+
+/// Reference → fingerprint label (empty when the image has none) for the
+/// images of `selected` and their ancestors that the engine has. Listing
+/// every image instead costs the engine time in proportion to all the images
+/// it holds (see docs/incremental.md).
+pub async fn existing(
+    graph: &Graph,
+    selected: &[usize],
+    engine: &dyn Engine,
+) -> Result<HashMap<String, String>> {
+    let mut scope = BTreeSet::new();
+    for &id in selected {
+        scope.extend(graph.ancestors(id));
+    }
+    let found: Vec<(
+        usize,
+        std::result::Result<Option<ImageInfo>, engine::EngineError>,
+    )> = futures_util::stream::iter(scope)
+        .map(|id| async move { (id, engine.inspect(&graph.nodes[id].reference).await) })
+        .buffer_unordered(16)
+        .collect()
+        .await;
+    let mut out = HashMap::new();
+    for (id, info) in found {
+        if let Some(image) = info.map_err(engine::unreachable)? {
+            let fp = image
+                .labels
+                .get(fingerprint::LABEL)
+                .cloned()
+                .unwrap_or_default();
+            out.insert(graph.nodes[id].reference.clone(), fp);
+        }
+    }
+    Ok(out)
+}
