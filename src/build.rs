@@ -2,6 +2,8 @@
 //! load → select → fingerprint → plan → execute → report, handing each
 //! stage's output to the next. Every stage does its own work elsewhere.
 
+use crate::cli::{BuildArgs, PlanArgs};
+use crate::config::Config;
 use crate::error::{Code, Error, Result};
 use crate::execute::{self, Order};
 use crate::inputs::{self, Inputs};
@@ -10,78 +12,43 @@ use crate::plan::{self, Ask, Known, Plan};
 use crate::progress::{self, Display};
 use crate::report::{self, LogFiles, Summary};
 use crate::{affected, engine, fingerprint, git, history, select, show, survey};
-use std::path::PathBuf;
 
-#[derive(Debug, Clone)]
-pub struct BuildArgs {
-    pub selectors: Vec<String>,
-    pub jobs: Option<usize>,
-    pub push: bool,
-    pub ask: Ask,
-    pub fail_fast: bool,
-    pub retries: Option<u32>,
-    pub pull: bool,
-    pub progress: progress::Mode,
-    pub logs_dir: Option<PathBuf>,
-    pub summary: Option<PathBuf>,
-    pub junit: Option<PathBuf>,
-    /// Build with BuildKit (also `build.buildkit: true`).
-    pub buildkit: bool,
-    /// `docker` (default) or `sim:SCRIPT.yaml`.
-    pub engine: String,
-    /// Select what changed since this git revision (and what is built on it).
-    pub since: Option<String>,
+/// A loaded tree, the inputs of its images, and the selection: selectors,
+/// narrowed to what changed since `since` when given.
+struct Scope {
+    loaded: Loaded,
+    inputs: Vec<Inputs>,
+    selected: Vec<usize>,
 }
 
-/// The `plan` command's arguments.
-pub struct PlanArgs<'a> {
-    pub selectors: &'a [String],
-    pub json: bool,
-    pub ask: Ask,
-    pub pull: bool,
-    pub engine: &'a str,
-    pub since: Option<&'a str>,
-}
-
-/// The selection: selectors, narrowed to what changed since `since` when given.
-fn selection(
-    loaded: &Loaded,
-    inputs: &[Inputs],
-    selectors: &[String],
-    since: Option<&str>,
-) -> Result<Vec<usize>> {
+fn scope(opts: &Options, selectors: &[String], since: Option<&str>) -> Result<Scope> {
+    let loaded = load::load(opts)?;
+    let inputs = inputs::collect(&loaded)?;
     let sel = select::select(&loaded.graph, &loaded.tree.config, selectors)?;
-    let Some(rev) = since else { return Ok(sel.ids) };
-    let hit = affected::affected(
-        &loaded.graph,
+    let mut selected = sel.ids;
+    if let Some(rev) = since {
+        let changed = git::changed_since(&loaded.tree.root, rev)?;
+        let hit = affected::affected(&loaded.graph, &inputs, &changed);
+        selected.retain(|i| hit.contains(i));
+    }
+    Ok(Scope {
+        loaded,
         inputs,
-        &git::changed_since(&loaded.tree.root, rev)?,
-    );
-    Ok(sel.ids.into_iter().filter(|i| hit.contains(i)).collect())
+        selected,
+    })
 }
 
 /// Fingerprints and the plan: what exists is asked of the engine first.
-async fn prepare(
-    loaded: &Loaded,
-    inputs: &[Inputs],
-    selected: &[usize],
-    engine: &dyn engine::Engine,
-    ask: Ask,
-    pull: bool,
-) -> Result<Plan> {
-    let graph = &loaded.graph;
-    let bases = survey::bases(graph, engine, pull || loaded.tree.config.build.pull).await?;
-    let dockerfiles: Vec<&str> = loaded.rendered.iter().map(|r| r.text.as_str()).collect();
-    let fps = fingerprint::fingerprints(graph, &dockerfiles, inputs, &bases)?;
-    let existing = survey::existing(graph, selected, engine).await?;
+async fn prepare(s: &Scope, engine: &dyn engine::Engine, ask: Ask, pull: bool) -> Result<Plan> {
+    let graph = &s.loaded.graph;
+    let pull = pull || s.loaded.tree.config.build.pull;
+    let bases = survey::bases(graph, engine, pull).await?;
+    let dockerfiles: Vec<&str> = s.loaded.rendered.iter().map(|r| r.text.as_str()).collect();
+    let fps = fingerprint::fingerprints(graph, &dockerfiles, &s.inputs, &bases)?;
+    let existing = survey::existing(graph, &s.selected, engine).await?;
     let past = history::recall(existing.values().map(String::as_str));
-    Ok(plan::plan(
-        graph,
-        selected,
-        &fps,
-        &Known { existing, past },
-        ask,
-    ))
+    let known = Known { existing, past };
+    Ok(plan::plan(graph, &s.selected, &fps, &known, ask))
 }
 
 fn runtime() -> Result<tokio::runtime::Runtime> {
@@ -92,64 +59,36 @@ fn runtime() -> Result<tokio::runtime::Runtime> {
 }
 
 pub fn show_plan(opts: &Options, args: &PlanArgs) -> Result<String> {
-    let loaded = load::load(opts)?;
-    let inputs = inputs::collect(&loaded)?;
-    let selected = selection(&loaded, &inputs, args.selectors, args.since)?;
+    let s = scope(opts, args.selectors, args.since)?;
     let plan = runtime()?.block_on(async {
-        let engine = engine::connect(args.engine, &loaded.tree.root).await?;
-        prepare(
-            &loaded,
-            &inputs,
-            &selected,
-            engine.as_ref(),
-            args.ask,
-            args.pull,
-        )
-        .await
+        let engine = engine::connect(args.engine, &s.loaded.tree.root).await?;
+        prepare(&s, engine.as_ref(), args.ask, args.pull).await
     })?;
     Ok(show::plan(&plan, args.json))
 }
 
 pub fn run(opts: &Options, args: &BuildArgs) -> Result<Code> {
-    let loaded = load::load(opts)?;
-    let root = &loaded.tree.root;
+    let s = scope(opts, &args.selectors, args.since.as_deref())?;
+    let root = &s.loaded.tree.root;
     // Outputs are checked before anything is built: a bad path is exit 2.
     for path in args.summary.iter().chain(&args.junit) {
         report::check_writable(&root.join(path))?;
     }
-    let mut logs = args
-        .logs_dir
-        .as_ref()
-        .map(|d| LogFiles::new(&root.join(d)))
-        .transpose()?;
-    let inputs = inputs::collect(&loaded)?;
-    let selected = selection(&loaded, &inputs, &args.selectors, args.since.as_deref())?;
+    let logs_dir = args.logs_dir.as_ref().map(|d| root.join(d));
+    let mut logs = logs_dir.map(|d| LogFiles::new(&d)).transpose()?;
     let runtime = runtime()?;
-    let code = runtime.block_on(build(&loaded, &inputs, &selected, args, logs.as_mut()));
+    let code = runtime.block_on(build(&s, args, logs.as_mut()));
     // Everything that matters is written; a tar writer still blocked on an
     // engine that stopped reading must not keep the process alive.
     runtime.shutdown_timeout(std::time::Duration::from_millis(500));
     code
 }
 
-async fn build(
-    loaded: &Loaded,
-    inputs: &[Inputs],
-    selected: &[usize],
-    args: &BuildArgs,
-    mut logs: Option<&mut LogFiles>,
-) -> Result<Code> {
+async fn build(s: &Scope, args: &BuildArgs, mut logs: Option<&mut LogFiles>) -> Result<Code> {
+    let (loaded, inputs) = (&s.loaded, &s.inputs);
     let config = &loaded.tree.config;
     let engine = engine::connect(&args.engine, &loaded.tree.root).await?;
-    let mut plan = prepare(
-        loaded,
-        inputs,
-        selected,
-        engine.as_ref(),
-        args.ask,
-        args.pull,
-    )
-    .await?;
+    let mut plan = prepare(s, engine.as_ref(), args.ask, args.pull).await?;
     // Two git calls; a no-op build needs no labels.
     let labels = match plan.to_build().next() {
         Some(_) => git::oci_labels(&loaded.tree.root),
@@ -171,24 +110,9 @@ async fn build(
             .progress
             .note(&show::no_deps_note(&plan.stale_outside));
     }
-    let cpus = std::thread::available_parallelism().map_or(2, |n| n.get());
-    let opts = execute::Options {
-        jobs: args.jobs.or(config.build.jobs).unwrap_or(cpus),
-        retries: args.retries.unwrap_or(config.build.retries),
-        fail_fast: args.fail_fast,
-        push: args.push,
-        push_jobs: config.build.push_jobs,
-        order: Order::CriticalPath,
-        weights: None,
-    };
-    let run = execute::execute(
-        &plan.items,
-        engine.clone(),
-        &opts,
-        &mut display,
-        interrupted(),
-    )
-    .await;
+    let opts = run_options(args, config);
+    let stop = execute::interrupted();
+    let run = execute::execute(&plan.items, engine.clone(), &opts, &mut display, stop).await;
     display.progress.done();
     drop(display);
     if let Some(l) = logs {
@@ -200,54 +124,30 @@ async fn build(
         }
     }
     let summary = Summary::new(&plan, &run);
-    let mut code = match (run.interrupted, summary.any_failed()) {
-        (true, _) => Code::Interrupted,
-        (false, true) => Code::Failed,
-        (false, false) => Code::Success,
-    };
-    // A report that cannot be written now is said, and the build's exit code stays.
     let root = &loaded.tree.root;
-    let writes = [
-        (
-            &args.summary,
-            report::write_summary as fn(&std::path::Path, &Summary) -> Result<()>,
-        ),
-        (&args.junit, report::write_junit),
-    ];
-    for (path, write) in writes {
-        if let Some(Err(e)) = path.as_ref().map(|p| write(&root.join(p), &summary)) {
-            eprintln!("strata: {e}");
-            if code == Code::Success {
-                code = Code::Report;
-            }
-        }
-    }
-    let table = report::table(&summary);
-    match args.progress {
-        progress::Mode::Quiet => eprintln!("{}", table.lines().next().unwrap_or_default()),
-        _ => eprint!("{table}"),
-    }
+    let files = [&args.summary, &args.junit].map(|p| p.as_ref().map(|p| root.join(p)));
+    let written = report::finish(&summary, &files, args.progress == progress::Mode::Quiet);
+    let code = match (run.interrupted, summary.any_failed(), written) {
+        (true, _, _) => Code::Interrupted,
+        (false, true, _) => Code::Failed,
+        (false, false, false) => Code::Report,
+        (false, false, true) => Code::Success,
+    };
     if run.interrupted {
         eprintln!("strata: interrupted; existing tags were left as they were");
     }
     Ok(code)
 }
 
-/// Resolves on SIGINT or SIGTERM.
-async fn interrupted() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{signal, SignalKind};
-        let Ok(mut term) = signal(SignalKind::terminate()) else {
-            return std::future::pending().await;
-        };
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            _ = term.recv() => {}
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
+fn run_options(args: &BuildArgs, config: &Config) -> execute::Options {
+    let cpus = std::thread::available_parallelism().map_or(2, |n| n.get());
+    execute::Options {
+        jobs: args.jobs.or(config.build.jobs).unwrap_or(cpus),
+        retries: args.retries.unwrap_or(config.build.retries),
+        fail_fast: args.fail_fast,
+        push: args.push,
+        push_jobs: config.build.push_jobs,
+        order: Order::CriticalPath,
+        weights: None,
     }
 }

@@ -158,12 +158,43 @@ impl Cli {
     }
 }
 
+#[derive(Debug, Clone)]
+pub(crate) struct BuildArgs {
+    pub(crate) selectors: Vec<String>,
+    pub(crate) jobs: Option<usize>,
+    pub(crate) push: bool,
+    pub(crate) ask: Ask,
+    pub(crate) fail_fast: bool,
+    pub(crate) retries: Option<u32>,
+    pub(crate) pull: bool,
+    pub(crate) progress: progress::Mode,
+    pub(crate) logs_dir: Option<PathBuf>,
+    pub(crate) summary: Option<PathBuf>,
+    pub(crate) junit: Option<PathBuf>,
+    /// Build with BuildKit (also `build.buildkit: true`).
+    pub(crate) buildkit: bool,
+    /// `docker` (default) or `sim:SCRIPT.yaml`.
+    pub(crate) engine: String,
+    /// Select what changed since this git revision (and what is built on it).
+    pub(crate) since: Option<String>,
+}
+
+/// The `plan` command's arguments.
+pub(crate) struct PlanArgs<'a> {
+    pub(crate) selectors: &'a [String],
+    pub(crate) json: bool,
+    pub(crate) ask: Ask,
+    pub(crate) pull: bool,
+    pub(crate) engine: &'a str,
+    pub(crate) since: Option<&'a str>,
+}
+
 /// Run the parsed command line; returns how it ended.
 pub fn run(cli: Cli) -> Result<Code> {
     let opts = cli.options();
     let out = match &cli.command {
         Command::Build(b) => {
-            let args = build::BuildArgs {
+            let args = BuildArgs {
                 selectors: b.selectors.clone(),
                 jobs: b.jobs,
                 push: b.push,
@@ -193,7 +224,7 @@ pub fn run(cli: Cli) -> Result<Code> {
             pull,
             engine,
         } => {
-            let args = build::PlanArgs {
+            let args = PlanArgs {
                 pull: *pull,
                 selectors,
                 json: *json,

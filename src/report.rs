@@ -226,6 +226,26 @@ pub fn write_junit(path: &Path, summary: &Summary) -> Result<()> {
     write_file(path, &x)
 }
 
+/// The end of a run: write the summary and JUnit files asked for (`files`) and print
+/// the closing table (only its first line when `quiet`). A file that cannot
+/// be written is said; returns whether every file was written.
+pub fn finish(summary: &Summary, files: &[Option<PathBuf>; 2], quiet: bool) -> bool {
+    let mut ok = true;
+    let writes = [write_summary, write_junit];
+    for (path, write) in files.iter().zip(writes) {
+        if let Some(Err(e)) = path.as_deref().map(|p| write(p, summary)) {
+            eprintln!("strata: {e}");
+            ok = false;
+        }
+    }
+    let table = table(summary);
+    match quiet {
+        true => eprintln!("{}", table.lines().next().unwrap_or_default()),
+        false => eprint!("{table}"),
+    }
+    ok
+}
+
 /// The closing table: counts per status and the slowest builds.
 pub fn table(summary: &Summary) -> String {
     let mut out = String::new();

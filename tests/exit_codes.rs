@@ -57,13 +57,25 @@ fn a_report_that_fails_after_the_build_keeps_the_build_code() {
     for (broken, code) in [(false, 4), (true, 1)] {
         let ns = Namespace::new(&format!("late-report-{broken}"));
         let t = tree();
-        let step = if broken { "RUN sleep 3 && false" } else { "RUN sleep 3" };
+        let step = if broken {
+            "RUN sleep 3 && false"
+        } else {
+            "RUN sleep 3"
+        };
         t.write(
             "images/slow/Dockerfile.j2",
             &format!("FROM {{{{ image_ref('base') }}}}\n{step}\n"),
         );
         let child = t
-            .command(&["--set", &ns.set(), "build", "--progress", "plain", "--summary", "out/s.json"])
+            .command(&[
+                "--set",
+                &ns.set(),
+                "build",
+                "--progress",
+                "plain",
+                "--summary",
+                "out/s.json",
+            ])
             .stderr(std::process::Stdio::piped())
             .stdout(std::process::Stdio::piped())
             .spawn()
@@ -80,7 +92,11 @@ fn a_report_that_fails_after_the_build_keeps_the_build_code() {
         std::fs::write(&out, "not a folder").unwrap();
         let run = crate::common::Run::new(child.wait_with_output().unwrap(), t.path()).expect(code);
         assert!(run.stderr.contains("cannot write"), "{}", run.stderr);
-        assert!(run.stderr.contains("images:"), "the closing table is printed: {}", run.stderr);
+        assert!(
+            run.stderr.contains("images:"),
+            "the closing table is printed: {}",
+            run.stderr
+        );
         if broken {
             assert!(run.stderr.contains("1 failed"), "{}", run.stderr);
         }
@@ -102,8 +118,20 @@ fn quiet_still_reports_failures_and_the_result() {
         .run(&["--set", &ns.set(), "build", "--progress", "quiet"])
         .expect(1);
     assert!(run.stderr.contains("bad | FAILED"), "{}", run.stderr);
-    assert!(run.stderr.contains("quiet-marker"), "log tail: {}", run.stderr);
-    assert!(run.stderr.contains("2 images: 1 built, 1 failed"), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("quiet-marker"),
+        "log tail: {}",
+        run.stderr
+    );
+    assert!(
+        run.stderr.contains("2 images: 1 built, 1 failed"),
+        "{}",
+        run.stderr
+    );
     assert!(!run.stderr.contains("base | building"), "{}", run.stderr);
-    assert!(!run.stderr.contains("slowest:"), "one line only: {}", run.stderr);
+    assert!(
+        !run.stderr.contains("slowest:"),
+        "one line only: {}",
+        run.stderr
+    );
 }
