@@ -96,8 +96,8 @@ pub enum Command {
 pub struct BuildCommand {
     selectors: Vec<String>,
     /// Builds at once [default: build.jobs, else the number of CPUs].
-    #[arg(short = 'j', long = "jobs", value_name = "N")]
-    jobs: Option<usize>,
+    #[arg(short = 'j', long = "jobs", value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    jobs: Option<u64>,
     /// Push every built reference and its extra tags (credentials from the Docker config).
     #[arg(long)]
     push: bool,
@@ -196,7 +196,7 @@ pub fn run(cli: Cli) -> Result<Code> {
         Command::Build(b) => {
             let args = BuildArgs {
                 selectors: b.selectors.clone(),
-                jobs: b.jobs,
+                jobs: b.jobs.map(|j| j as usize),
                 push: b.push,
                 ask: Ask {
                     force: b.force,

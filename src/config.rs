@@ -24,6 +24,22 @@ pub struct Config {
     /// Named lists of selectors, used as `@NAME`.
     pub profiles: BTreeMap<String, Vec<String>>,
     pub build: BuildConfig,
+    pub render: RenderConfig,
+}
+
+/// `render:` settings.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct RenderConfig {
+    /// The most template instructions one image may take to render (a
+    /// template that never ends is stopped here); 0 = no limit.
+    pub fuel: u64,
+}
+
+impl Default for RenderConfig {
+    fn default() -> Self {
+        RenderConfig { fuel: 10_000_000 }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -55,6 +71,7 @@ impl Default for Config {
             vars: BTreeMap::new(),
             profiles: BTreeMap::new(),
             build: BuildConfig::default(),
+            render: RenderConfig::default(),
         }
     }
 }
@@ -105,6 +122,26 @@ impl Config {
         r.push_str(name);
         r
     }
+}
+
+/// Fail unless `path` (a file or folder strata is about to read) resolves,
+/// symlinks followed, inside the tree `root`. `what` says what it is, for
+/// the message ("templates folder `..`"). A path that does not exist passes:
+/// whoever reads it reports that.
+pub fn inside_tree(root: &Path, path: &Path, what: &str) -> Result<()> {
+    let Ok(real) = path.canonicalize() else {
+        return Ok(());
+    };
+    let root = root.canonicalize().map_err(|e| Error::read(root, e))?;
+    if real.starts_with(&root) {
+        return Ok(());
+    }
+    Err(Error::input(format!(
+        "{what} resolves to `{}`, outside the tree `{}`",
+        real.display(),
+        root.display()
+    ))
+    .help("strata reads only files inside the tree (symlinks included): copy what you need into the tree"))
 }
 
 /// Load the tree at `root`: `config_file` (default `strata.yaml` in `root`), then `sets`.

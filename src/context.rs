@@ -30,7 +30,16 @@ pub struct Entry {
 
 /// The rules of `context/.dockerignore` (none when there is no such file).
 pub fn ignore_rules(context: &Path) -> Result<Ignore, String> {
-    match std::fs::read_to_string(context.join(".dockerignore")) {
+    let path = context.join(".dockerignore");
+    if let (Ok(real), Ok(dir)) = (path.canonicalize(), context.canonicalize()) {
+        if !real.starts_with(&dir) {
+            return Err(format!(
+                "`.dockerignore` resolves to `{}`, outside the build context; make it a file of the context",
+                real.display()
+            ));
+        }
+    }
+    match std::fs::read_to_string(&path) {
         Ok(text) => {
             Ignore::parse(&text).map_err(|e| format!("{}/.dockerignore: {e}", context.display()))
         }

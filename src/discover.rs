@@ -2,7 +2,7 @@
 //! that holds a `Dockerfile.j2` or `Dockerfile`, named after the folder, with
 //! its optional `image.yaml`. Knows nothing of templates or Dockerfile syntax.
 
-use crate::config::{display_name, parse_yaml, Tree};
+use crate::config::{display_name, inside_tree, parse_yaml, Tree};
 use crate::error::{Error, Result};
 use serde::Deserialize;
 use std::collections::{BTreeMap, HashMap};
@@ -87,6 +87,7 @@ pub fn discover(tree: &Tree) -> Result<Discovered> {
                 "create it, or set `images:` in strata.yaml to the folders that hold your images",
             ));
         }
+        inside_tree(&tree.root, &top, &format!("image folder `{folder}`"))?;
         let mut walk = walkdir::WalkDir::new(&top)
             .follow_links(false)
             .sort_by_file_name()
@@ -145,15 +146,36 @@ pub fn discover(tree: &Tree) -> Result<Discovered> {
 /// The image in `dir`, if `dir` is an image folder.
 fn read_image(tree: &Tree, dir: &Path) -> Result<Option<Image>> {
     let spec_path = dir.join(SPEC_FILE);
+    let rel_dir = display_name(dir, &tree.root).replace('\\', "/");
+    for file in [SPEC_FILE, TEMPLATE_FILE, PLAIN_FILE] {
+        let path = dir.join(file);
+        let Ok(meta) = path.symlink_metadata() else {
+            continue;
+        };
+        inside_tree(&tree.root, &path, &format!("`{rel_dir}/{file}`"))?;
+        if !path.is_file() {
+            let what = if meta.file_type().is_symlink() {
+                "a link to nothing"
+            } else {
+                "not a file"
+            };
+            return Err(Error::input(format!("`{rel_dir}/{file}` is {what}"))
+                .help(format!("make `{rel_dir}/{file}` a file, or remove it")));
+        }
+    }
     let spec: Option<ImageSpec> = match std::fs::read_to_string(&spec_path) {
         Ok(text) if text.trim().is_empty() => Some(ImageSpec::default()),
         Ok(text) => Some(parse_yaml(&display_name(&spec_path, &tree.root), &text)?),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
         Err(e) => return Err(Error::read(&spec_path, e)),
     };
-    let rel_dir = display_name(dir, &tree.root).replace('\\', "/");
     let dockerfile = match spec.as_ref().and_then(|s| s.dockerfile.clone()) {
         Some(d) => {
+            inside_tree(
+                &tree.root,
+                &dir.join(&d),
+                &format!("`{rel_dir}/{SPEC_FILE}` dockerfile `{d}`"),
+            )?;
             if !inside(&d) || !dir.join(&d).is_file() {
                 return Err(Error::input(format!("`{rel_dir}/{SPEC_FILE}` names dockerfile `{d}`, which is not a file in `{rel_dir}`"))
                     .help("`dockerfile:` is a path inside the image folder"));

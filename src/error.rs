@@ -96,6 +96,8 @@ impl Error {
     }
 
     /// Point at `range` (bytes) of `text`, the contents of the file `name`.
+    /// A very long line is shown as a window around the place (the display
+    /// cannot draw columns past 65,535, and nobody reads them).
     pub fn at(
         mut self,
         name: impl AsRef<str>,
@@ -105,9 +107,10 @@ impl Error {
     ) -> Self {
         let start = floor_char_boundary(text, range.start.min(text.len()));
         let end = floor_char_boundary(text, range.end.clamp(start, text.len()));
+        let (source, span) = window(text, start, end);
         self.snippet = Some(Box::new(Snippet {
-            source: NamedSource::new(name.as_ref(), text.to_string()).with_language("text"),
-            span: (start, end - start),
+            source: NamedSource::new(name.as_ref(), source).with_language("text"),
+            span,
             label: label.into(),
         }));
         self
@@ -178,6 +181,38 @@ pub fn line_range(text: &str, line: usize) -> std::ops::Range<usize> {
     text.len()..text.len()
 }
 
+/// Lines longer than this are cut to a window around the place shown.
+const MAX_LINE: usize = 1000;
+/// Bytes kept either side of the place in a cut line.
+const CONTEXT: usize = 120;
+
+/// `text` with the line holding `start` cut to a window around `start..end`
+/// when it is too long (other lines unchanged, so line numbers hold), and
+/// the span (offset, length) in the result.
+fn window(text: &str, start: usize, end: usize) -> (String, (usize, usize)) {
+    let line_start = text[..start].rfind('\n').map_or(0, |i| i + 1);
+    let line_end = text[start..].find('\n').map_or(text.len(), |i| start + i);
+    if line_end - line_start <= MAX_LINE {
+        return (text.to_string(), (start, end - start));
+    }
+    let from = floor_char_boundary(text, start.saturating_sub(CONTEXT).max(line_start));
+    let end = end.min(line_end).min(start + CONTEXT);
+    let to = floor_char_boundary(text, (end + CONTEXT).min(line_end));
+    let end = floor_char_boundary(text, end);
+    let (head, tail) = (
+        if from > line_start { "…" } else { "" },
+        if to < line_end { "…" } else { "" },
+    );
+    let mut out = String::with_capacity(start - from + MAX_LINE);
+    out.push_str(&text[..line_start]);
+    out.push_str(head);
+    let offset = out.len() + (start - from);
+    out.push_str(&text[from..to]);
+    out.push_str(tail);
+    out.push_str(&text[line_end..]);
+    (out, (offset, end - start))
+}
+
 fn floor_char_boundary(text: &str, mut i: usize) -> usize {
     while i > 0 && !text.is_char_boundary(i) {
         i -= 1;
@@ -235,5 +270,21 @@ mod tests {
         assert_eq!(Error::engine("x").code(), Code::Unreachable);
         let e = Error::write(Path::new("a/b"), std::io::Error::other("no"));
         assert_eq!(e.code(), Code::Input);
+    }
+
+    #[test]
+    fn long_lines_are_cut_around_the_place() {
+        let long = format!(
+            "first\n{}NEEDLE{}\nlast\n",
+            "x".repeat(70_000),
+            "é".repeat(40_000)
+        );
+        let at = long.find("NEEDLE").unwrap();
+        let (text, (offset, len)) = window(&long, at, at + 6);
+        assert_eq!(&text[offset..offset + len], "NEEDLE");
+        assert!(text.starts_with("first\n…") && text.ends_with("…\nlast\n"));
+        assert!(text.len() < 1000, "{}", text.len());
+        let short = "a\nbb\n";
+        assert_eq!(window(short, 2, 4), (short.to_string(), (2, 2)));
     }
 }

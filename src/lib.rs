@@ -23,6 +23,7 @@ mod graph;
 mod history;
 mod inputs;
 mod load;
+mod names;
 mod plan;
 mod progress;
 mod render;

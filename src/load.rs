@@ -46,6 +46,7 @@ pub fn load(opts: &Options) -> Result<Loaded> {
     };
     let tree = config::load(dir, opts.config.as_deref(), &opts.sets)?;
     let found = discover::discover(&tree)?;
+    crate::names::check(&tree, &found.images)?;
     let overrides: Vec<PathBuf> = opts.overrides.iter().map(|o| tree.root.join(o)).collect();
     let renderer = Renderer::new(&tree, &found.images, &overrides)?;
     let rendered = renderer.render_all(&found.images)?;

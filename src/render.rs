@@ -110,6 +110,8 @@ pub struct Renderer {
     sources: Arc<Sources>,
     globals: BTreeMap<String, Value>,
     tree_vars: BTreeMap<String, serde_json::Value>,
+    /// The render budget per image (`render.fuel`).
+    fuel: u64,
 }
 
 impl Renderer {
@@ -120,6 +122,7 @@ impl Renderer {
         for folder in &tree.config.templates {
             let dir = tree.root.join(folder);
             template_dir_names.push(format!("`{folder}`"));
+            crate::config::inside_tree(&tree.root, &dir, &format!("templates folder `{folder}`"))?;
             if dir.is_dir() {
                 template_dirs.push(canon(&dir)?);
             }
@@ -156,6 +159,8 @@ impl Renderer {
                 .expect("valid syntax config"),
         );
         env.set_debug(true);
+        let fuel = tree.config.render.fuel;
+        env.set_fuel((fuel > 0).then_some(fuel));
         let loader_sources = sources.clone();
         env.set_loader(move |name| {
             let path = loader_sources
@@ -214,6 +219,7 @@ impl Renderer {
             sources,
             globals,
             tree_vars: c.vars.clone(),
+            fuel: c.render.fuel,
         })
     }
 
@@ -257,7 +263,10 @@ impl Renderer {
 
     /// Every template file (relative to the root) that `image`'s template can reach,
     /// by following `include`, `import`, `from` and `extends` with literal names.
+    /// A template that names one by an expression (`{% include name %}`) may
+    /// reach any of them: then every file of the template folders counts.
     pub fn template_files(&self, image: &Image) -> Vec<String> {
+        let mut computed = false;
         let mut seen = std::collections::BTreeSet::new();
         let mut todo = vec![format!("{IMAGE_PREFIX}{}/{}", image.name, image.dockerfile)];
         todo.extend((0..self.sources.overrides.len()).map(|i| format!("{OVERRIDE_PREFIX}{i}")));
@@ -271,6 +280,7 @@ impl Renderer {
             for dep in referenced_templates(t.source()) {
                 todo.push(self.sources.join(&dep, &name));
             }
+            computed |= has_computed_reference(t.source());
         }
         let mut files: Vec<String> = seen
             .iter()
@@ -282,6 +292,20 @@ impl Renderer {
                     .map(|_| self.sources.display(n))
             })
             .collect();
+        if computed {
+            let root = self
+                .sources
+                .root
+                .canonicalize()
+                .unwrap_or_else(|_| self.sources.root.clone());
+            for dir in &self.sources.template_dirs {
+                for entry in walkdir::WalkDir::new(dir).into_iter().flatten() {
+                    if let Ok(rel) = entry.path().strip_prefix(&root) {
+                        files.push(rel.to_string_lossy().replace('\\', "/"));
+                    }
+                }
+            }
+        }
         files.sort();
         files.dedup();
         files
@@ -331,6 +355,14 @@ impl Renderer {
                     "define it under `vars:` in strata.yaml or in the image's image.yaml, pass `--set vars.NAME=VALUE`, or guard it with `{% if NAME is defined %}`".to_string(),
                 )
             }
+            ErrorKind::OutOfFuel => (
+                format!(
+                    "rendering stopped after {} template instructions (`render.fuel`)",
+                    self.fuel
+                ),
+                "still running here".to_string(),
+                "a loop that never ends, or a very large one? Fix the template, or raise `render.fuel` in strata.yaml (0 = no limit)".to_string(),
+            ),
             ErrorKind::TemplateNotFound => (
                 format!("template not found: {detail}"),
                 "included here".to_string(),
@@ -398,6 +430,16 @@ fn chain_override(text: &str, index: usize) -> String {
 }
 
 /// Literal template names in `include`, `import`, `from` and `extends` tags.
+/// Whether `source` names a template by an expression rather than a literal.
+fn has_computed_reference(source: &str) -> bool {
+    static RE: std::sync::OnceLock<regex::Regex> = std::sync::OnceLock::new();
+    let re = RE.get_or_init(|| {
+        regex::Regex::new(r#"\{%-?\s*(?:include|import|from|extends)\s+([^\s"'\[])"#)
+            .expect("valid regex")
+    });
+    re.is_match(source)
+}
+
 fn referenced_templates(source: &str) -> Vec<String> {
     static RE: std::sync::OnceLock<regex::Regex> = std::sync::OnceLock::new();
     let re = RE.get_or_init(|| {

@@ -5,6 +5,7 @@ mod common;
 
 mod affected;
 mod build;
+mod defects;
 mod dockerignore_oracle;
 mod errors;
 mod exit_codes;

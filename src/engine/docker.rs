@@ -295,26 +295,73 @@ impl BuildKitLog {
     }
 }
 
-/// `dockerfile` with one `LABEL` instruction for `labels` appended (final stage).
+/// The Dockerfile with one `LABEL` instruction appended (one step instead of
+/// the builder's one step per label option). It stays a separate
+/// instruction whatever the file's escape character (`# escape=`) and last
+/// line: a line continuation left open at the end of the file (which the
+/// builder ends there anyway) is closed first. Values are quoted and
+/// escaped so that the builder keeps them literally (`$` is not expanded).
 fn with_labels(dockerfile: &str, labels: &std::collections::BTreeMap<String, String>) -> String {
-    let mut out = dockerfile.trim_end().to_string();
+    let escape = escape_char(dockerfile);
+    let mut lines: Vec<&str> = dockerfile.trim_end().lines().collect();
+    // The line whose trailing escape still continues at the end of the file.
+    let mut open: Option<usize> = None;
+    for (i, line) in lines.iter().enumerate() {
+        let t = line.trim();
+        if open.is_some() && (t.is_empty() || t.starts_with('#')) {
+            continue;
+        }
+        open = t.ends_with(escape).then_some(i);
+    }
+    let closed;
+    if let Some(i) = open {
+        let t = lines[i].trim_end();
+        closed = t[..t.len() - escape.len_utf8()].to_string();
+        lines[i] = &closed;
+    }
+    let mut out = lines.join("\n");
     if labels.is_empty() {
         return out + "\n";
     }
     let quote = |s: &str| {
-        format!(
-            "\"{}\"",
-            s.replace('\\', "\\\\")
-                .replace('"', "\\\"")
-                .replace('\n', "\\n")
-        )
+        let mut q = String::from('"');
+        for c in s.chars() {
+            match c {
+                c if c == escape || c == '"' || c == '$' => {
+                    q.push(escape);
+                    q.push(c);
+                }
+                c if c.is_control() => q.push(' '),
+                c => q.push(c),
+            }
+        }
+        q.push('"');
+        q
     };
     out.push_str("\nLABEL");
     for (k, v) in labels {
-        out.push_str(&format!(" \\\n      {}={}", quote(k), quote(v)));
+        out.push_str(&format!(" {}={}", quote(k), quote(v)));
     }
     out.push('\n');
     out
+}
+
+/// The escape character of a Dockerfile: the `# escape=` parser directive
+/// among the comment lines that open the file, else `\`.
+fn escape_char(dockerfile: &str) -> char {
+    for line in dockerfile.lines() {
+        let Some(directive) = line.trim().strip_prefix('#') else {
+            break;
+        };
+        if let Some((key, value)) = directive.split_once('=') {
+            if key.trim().eq_ignore_ascii_case("escape") {
+                if let Some(c) = value.trim().chars().next() {
+                    return c;
+                }
+            }
+        }
+    }
+    '\\'
 }
 
 /// Registry credentials from the Docker config (`DOCKER_CONFIG`, `auths`,
@@ -351,7 +398,12 @@ mod tests {
         .into();
         assert_eq!(
             super::with_labels("FROM x\n\n", &labels),
-            "FROM x\nLABEL \\\n      \"a.b\"=\"say \\\"hi\\\"\" \\\n      \"c\"=\"x\\\\y\"\n"
+            "FROM x\nLABEL \"a.b\"=\"say \\\"hi\\\"\" \"c\"=\"x\\\\y\"\n"
+        );
+        let dollar = [("k".to_string(), "$HOME".to_string())].into();
+        assert_eq!(
+            super::with_labels("# escape=`\nFROM x\nRUN a `\n  b `\n# note\n", &dollar),
+            "# escape=`\nFROM x\nRUN a `\n  b \n# note\nLABEL \"k\"=\"`$HOME\"\n"
         );
     }
 }

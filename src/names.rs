@@ -1,0 +1,217 @@
+//! Checks, before any engine is contacted, that every name strata will hand
+//! to Docker is one Docker accepts: image references (registry, namespace,
+//! prefix + folder name, at most 255 characters), tags, label keys, build-arg
+//! names, the platform and `-j`. A bad one is exit 2 naming the file (with
+//! its line when the value is written there) and the rule.
+//! Grammar from the distribution `reference` package. Knows nothing of engines.
+
+use crate::config::{display_name, Tree};
+use crate::discover::{Image, SPEC_FILE};
+use crate::error::{Error, Result};
+use regex::Regex;
+use std::path::Path;
+use std::sync::OnceLock;
+
+fn re(cell: &'static OnceLock<Regex>, pattern: &str) -> &'static Regex {
+    cell.get_or_init(|| Regex::new(pattern).expect("a valid pattern"))
+}
+
+/// One path component of a repository: `[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*`.
+pub fn is_component(s: &str) -> bool {
+    static R: OnceLock<Regex> = OnceLock::new();
+    re(&R, r"^[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*$").is_match(s)
+}
+
+/// A tag: `[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}`.
+pub fn is_tag(s: &str) -> bool {
+    static R: OnceLock<Regex> = OnceLock::new();
+    re(&R, r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$").is_match(s)
+}
+
+/// A registry host with an optional port.
+fn is_registry(s: &str) -> bool {
+    static R: OnceLock<Regex> = OnceLock::new();
+    re(&R, r"^(?:[A-Za-z0-9]|[A-Za-z0-9][A-Za-z0-9-]*[A-Za-z0-9])(?:\.(?:[A-Za-z0-9]|[A-Za-z0-9][A-Za-z0-9-]*[A-Za-z0-9]))*(?::[0-9]+)?$|^\[[0-9A-Fa-f:.]+\](?::[0-9]+)?$").is_match(s)
+}
+
+/// A platform: `os[/arch[/variant]]`, one only.
+fn is_platform(s: &str) -> bool {
+    static R: OnceLock<Regex> = OnceLock::new();
+    re(&R, r"^[a-z0-9_]+(?:/[a-z0-9_]+){0,2}$").is_match(s)
+}
+
+/// A label key or build-arg name the builder takes as one word.
+fn is_key(s: &str) -> bool {
+    !s.is_empty()
+        && !s
+            .chars()
+            .any(|c| c.is_whitespace() || c.is_control() || c == '=' || c == '"')
+}
+
+const COMPONENT_RULE: &str = "lowercase letters and digits, separated by `.`, `_`, `__` or dashes, starting and ending with a letter or digit";
+const TAG_RULE: &str =
+    "letters, digits, `_`, `.` and `-`, not starting with `.` or `-`, at most 128 characters";
+
+/// An error about `value`, at its first mention in the file `path` if any.
+fn bad(root: &Path, path: &Path, value: &str, message: String, rule: &str) -> Error {
+    let name = display_name(path, root);
+    let err = Error::input(format!("{name}: {message}")).help(format!("the rule: {rule}"));
+    match std::fs::read_to_string(path) {
+        Ok(text) if !value.is_empty() => match text.find(value) {
+            Some(at) => err.at(&name, &text, at..at + value.len(), "here"),
+            None => err,
+        },
+        _ => err,
+    }
+}
+
+/// Check the tree's configuration and every image before anything else runs.
+pub fn check(tree: &Tree, images: &[Image]) -> Result<()> {
+    let c = &tree.config;
+    let file = &tree.config_file;
+    let fail =
+        |value: &str, message: String, rule: &str| Err(bad(&tree.root, file, value, message, rule));
+    let registry = c.registry.trim_end_matches('/');
+    if !registry.is_empty() && !is_registry(registry) {
+        return fail(
+            registry,
+            format!("`registry: {registry}` is not a registry host"),
+            "a host name or IP address, with an optional `:port`",
+        );
+    }
+    for part in c
+        .namespace
+        .trim_matches('/')
+        .split('/')
+        .filter(|_| !c.namespace.is_empty())
+    {
+        if !is_component(part) {
+            return fail(
+                part,
+                format!(
+                    "`namespace: {}` is not a valid repository path (`{part}`)",
+                    c.namespace
+                ),
+                COMPONENT_RULE,
+            );
+        }
+    }
+    if !is_tag(&c.tag) {
+        return fail(
+            &c.tag,
+            format!("`tag: {}` is not a valid tag", c.tag),
+            TAG_RULE,
+        );
+    }
+    if c.build.jobs == Some(0) {
+        return fail(
+            "jobs",
+            "`build.jobs: 0` would build nothing".into(),
+            "at least 1",
+        );
+    }
+    if !c.build.platform.is_empty() && !is_platform(&c.build.platform) {
+        return fail(
+            &c.build.platform,
+            format!("`build.platform: {}` is not one platform", c.build.platform),
+            "one `os/arch[/variant]`, e.g. `linux/amd64`; build one platform per run",
+        );
+    }
+    for k in c.build.labels.keys() {
+        if !is_key(k) {
+            return fail(
+                k,
+                format!("label key `{k}` is not one word"),
+                "no spaces, `=` or quotes",
+            );
+        }
+    }
+    for k in c.build.args.keys() {
+        if !is_key(k) {
+            return fail(
+                k,
+                format!("build arg `{k}` is not one word"),
+                "no spaces, `=` or quotes",
+            );
+        }
+    }
+    for image in images {
+        let spec = image.dir.join(SPEC_FILE);
+        let folder = format!("image folder `{}`", image.rel_dir);
+        let name = format!("{}{}", c.prefix, image.name);
+        if !is_component(&name) {
+            return Err(
+                Error::input(format!("{folder}: `{name}` is not a valid image name")).help(
+                    format!(
+                        "rename the folder (and `prefix:`, if any); the rule: {COMPONENT_RULE}"
+                    ),
+                ),
+            );
+        }
+        let repository = c.repository(&image.name);
+        if repository.len() > 255 {
+            return Err(Error::input(format!(
+                "{folder}: the repository `{repository}` is {} characters long",
+                repository.len()
+            ))
+            .help(
+                "Docker allows at most 255: shorten the folder name, `prefix:` or `namespace:`",
+            ));
+        }
+        for t in &image.spec.tags {
+            if !is_tag(t) {
+                return Err(bad(
+                    &tree.root,
+                    &spec,
+                    t,
+                    format!("`{t}` is not a valid tag"),
+                    TAG_RULE,
+                ));
+            }
+        }
+        for k in image.spec.labels.keys().chain(image.spec.args.keys()) {
+            if !is_key(k) {
+                return Err(bad(
+                    &tree.root,
+                    &spec,
+                    k,
+                    format!("`{k}` is not one word"),
+                    "no spaces, `=` or quotes",
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn docker_grammar() {
+        for ok in ["a", "base", "nova-api", "a.b", "a_b", "a__b", "a--b", "k8s"] {
+            assert!(is_component(ok), "{ok}");
+        }
+        for bad in ["Child", "a b", "a@b", "-a", "a-", "_a", "a___b", "", "a:b"] {
+            assert!(!is_component(bad), "{bad}");
+        }
+        for ok in ["latest", "2026.1", "UPPER", "_x", "a-b.c_d"] {
+            assert!(is_tag(ok), "{ok}");
+        }
+        for bad in ["Bad Tag!", "UPPER:x", "-x", ".x", "", &"x".repeat(129)] {
+            assert!(!is_tag(bad), "{bad}");
+        }
+        for ok in [
+            "127.0.0.1:5000",
+            "localhost",
+            "registry.example.com",
+            "[::1]:5000",
+        ] {
+            assert!(is_registry(ok), "{ok}");
+        }
+        assert!(!is_registry("http://x"));
+        assert!(is_platform("linux/amd64") && is_platform("linux/arm/v7"));
+        assert!(!is_platform("linux/amd64,linux/arm64") && !is_platform("Linux"));
+    }
+}
