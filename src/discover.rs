@@ -152,7 +152,10 @@ fn read_image(tree: &Tree, dir: &Path) -> Result<Option<Image>> {
         let Ok(meta) = path.symlink_metadata() else {
             continue;
         };
-        inside_tree(&tree.root, &path, &format!("`{rel_dir}/{file}`"))?;
+        // The walk follows no links: only a file that is a link can lead out.
+        if meta.file_type().is_symlink() {
+            inside_tree(&tree.root, &path, &format!("`{rel_dir}/{file}`"))?;
+        }
         if !path.is_file() {
             let what = if meta.file_type().is_symlink() {
                 "a link to nothing"
