@@ -11,7 +11,7 @@ use crate::load::{self, Loaded, Options};
 use crate::plan::{self, Ask, Known, Plan};
 use crate::progress::{self, Display};
 use crate::report::{self, LogFiles, Summary};
-use crate::{affected, engine, fingerprint, git, history, select, show, survey};
+use crate::{affected, engine, fingerprint, git, history, lock, registry, select, show, survey};
 
 /// A loaded tree, the inputs of its images, and the selection: selectors,
 /// narrowed to what changed since `since` when given.
@@ -74,6 +74,14 @@ pub fn run(opts: &Options, args: &BuildArgs) -> Result<Code> {
     for path in args.summary.iter().chain(&args.junit) {
         report::check_writable(&root.join(path))?;
     }
+    // One run per engine and namespace; the plan is made under the lock.
+    let config = &s.loaded.tree.config;
+    let scope_key = format!("{}/{}", config.registry, config.namespace);
+    let _lock = lock::acquire(
+        &engine::identity(&args.engine, root),
+        &scope_key,
+        !args.no_wait,
+    )?;
     let logs_dir = args.logs_dir.as_ref().map(|d| root.join(d));
     let mut logs = logs_dir.map(|d| LogFiles::new(&d)).transpose()?;
     let runtime = runtime()?;
@@ -89,6 +97,19 @@ async fn build(s: &Scope, args: &BuildArgs, mut logs: Option<&mut LogFiles>) -> 
     let config = &loaded.tree.config;
     let engine = engine::connect(&args.engine, &loaded.tree.root).await?;
     let mut plan = prepare(s, engine.as_ref(), args.ask, args.pull).await?;
+    if args.push && !args.engine.starts_with("sim:") {
+        // A registry that cannot be reached or refuses us is exit 3, found
+        // before anything is built.
+        let refs: Vec<&str> = plan
+            .to_build()
+            .flat_map(|item| execute::release_refs(item).map(String::as_str))
+            .collect();
+        if !refs.is_empty() {
+            registry::Registry::new(refs.iter().copied(), &config.insecure_registries)
+                .check_push(&refs)
+                .await?;
+        }
+    }
     // Two git calls; a no-op build needs no labels.
     let labels = match plan.to_build().next() {
         Some(_) => git::oci_labels(&loaded.tree.root),

@@ -123,6 +123,10 @@ pub struct BuildCommand {
     /// Build with BuildKit instead of the classic builder (also `build.buildkit: true`).
     #[arg(long)]
     buildkit: bool,
+    /// When another run is building the same namespace on the same engine,
+    /// fail at once (exit 3) instead of waiting for it.
+    #[arg(long)]
+    no_wait: bool,
     #[arg(long, value_enum, default_value_t = progress::Mode::Auto)]
     progress: progress::Mode,
     /// Write DIR/<image>.log with the whole output of each image.
@@ -177,6 +181,8 @@ pub(crate) struct BuildArgs {
     pub(crate) engine: String,
     /// Select what changed since this git revision (and what is built on it).
     pub(crate) since: Option<String>,
+    /// Fail instead of waiting for another run's lock.
+    pub(crate) no_wait: bool,
 }
 
 /// The `plan` command's arguments.
@@ -212,6 +218,7 @@ pub fn run(cli: Cli) -> Result<Code> {
                 junit: b.junit.clone(),
                 engine: b.engine.clone(),
                 since: b.since.clone(),
+                no_wait: b.no_wait,
             };
             return build::run(&opts, &args);
         }

@@ -25,6 +25,8 @@ pub struct Config {
     pub profiles: BTreeMap<String, Vec<String>>,
     pub build: BuildConfig,
     pub render: RenderConfig,
+    /// Registries spoken to over plain HTTP (loopback ones always are).
+    pub insecure_registries: Vec<String>,
 }
 
 /// `render:` settings.
@@ -72,6 +74,7 @@ impl Default for Config {
             profiles: BTreeMap::new(),
             build: BuildConfig::default(),
             render: RenderConfig::default(),
+            insecure_registries: Vec::new(),
         }
     }
 }

@@ -40,6 +40,9 @@ pub struct Item {
     pub reasons: Vec<String>,
     /// Positions in `Plan::items` of the parents this item waits for.
     pub parents: Vec<usize>,
+    /// References of all its parents in the tree, planned or not: each must
+    /// point at the same image before and after its build.
+    pub parent_refs: Vec<String>,
     /// What the engine is asked to build (meaningful for `Build` items).
     pub request: BuildRequest,
 }
@@ -64,6 +67,7 @@ impl Item {
             action: Action::Build,
             reasons: Vec::new(),
             parents: parents.to_vec(),
+            parent_refs: Vec::new(),
             request: BuildRequest {
                 name: name.into(),
                 ..Default::default()
@@ -164,6 +168,11 @@ pub fn plan(
                 .parents
                 .iter()
                 .filter_map(|p| position.get(p).copied())
+                .collect(),
+            parent_refs: node
+                .parents
+                .iter()
+                .map(|&p| graph.nodes[p].reference.clone())
                 .collect(),
             request: BuildRequest::default(),
         });

@@ -25,6 +25,8 @@ pub struct ImageReport {
     pub error: Option<String>,
     /// Why it was built or skipped (the plan's reasons).
     pub reasons: Vec<String>,
+    /// References moved in the registry by this run (`--push`).
+    pub pushed: Vec<String>,
     #[serde(skip)]
     pub failed_parent: Option<String>,
     #[serde(skip)]
@@ -53,6 +55,7 @@ impl Summary {
                 duration_s: o.duration.as_secs_f64(),
                 error: o.error.clone(),
                 reasons: item.reasons.clone(),
+                pushed: o.pushed.clone(),
                 failed_parent: o.failed_parent.clone(),
                 tail: o.tail.clone(),
             })

@@ -1,7 +1,7 @@
 //! `strata build` on the real Docker engine.
 
 use crate::common::engine::{self, Namespace, BASE_IMAGE};
-use crate::common::TestTree;
+use crate::common::{Running, TestTree};
 use std::collections::BTreeMap;
 
 fn summary(t: &TestTree, file: &str) -> BTreeMap<String, serde_json::Value> {
@@ -248,45 +248,20 @@ fn interrupt_leaves_the_previous_tag() {
         "images/sleepy/Dockerfile.j2",
         "FROM {{ image_ref('base') }}\nRUN echo started-sleeping && sleep 60\n",
     );
-    let mut child = t
-        .command(&[
-            "--set",
-            &ns.set(),
-            "build",
-            "--progress",
-            "plain",
-            "--summary",
-            "s.json",
-            "sleepy",
-        ])
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    // Read stderr on a thread so that a silent child cannot block the test.
-    let stderr = child.stderr.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in std::io::BufRead::lines(std::io::BufReader::new(stderr)).map_while(Result::ok) {
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    let mut seen = String::new();
-    while !seen.contains("started-sleeping") {
-        match rx.recv_timeout(std::time::Duration::from_secs(60)) {
-            Ok(line) => seen.push_str(&(line + "\n")),
-            Err(_) => break,
-        }
-    }
-    assert!(seen.contains("started-sleeping"), "{seen}");
-    let pid = child.id().to_string();
-    std::process::Command::new("kill")
-        .args(["-INT", &pid])
-        .status()
-        .unwrap();
-    let status = child.wait().unwrap();
-    assert_eq!(status.code(), Some(130));
+    let mut run = Running::spawn(t.command(&[
+        "--set",
+        &ns.set(),
+        "build",
+        "--progress",
+        "plain",
+        "--summary",
+        "s.json",
+        "sleepy",
+    ]));
+    run.wait_for("started-sleeping", 60);
+    run.interrupt();
+    let (code, stderr) = run.finish();
+    assert_eq!(code, 130, "{stderr}");
     assert_eq!(statuses(&t, "s.json")["sleepy"], "cancelled");
     let (after, _) = engine::inspect(&ns.reference("sleepy")).unwrap();
     assert_eq!(before, after, "the tag still points at the previous image");
@@ -307,6 +282,52 @@ fn engine_unreachable_is_exit_3() {
         "{err}"
     );
     assert!(err.contains("DOCKER_HOST"), "{err}");
+}
+
+#[test]
+fn an_empty_docker_host_means_the_default_socket() {
+    if !engine::available("empty DOCKER_HOST") {
+        return;
+    }
+    let t = busybox_tree(&[]);
+    let run = t
+        .command(&["plan"])
+        .env("DOCKER_HOST", "")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&run.stderr);
+    assert_eq!(run.status.code(), Some(0), "{err}");
+    assert!(String::from_utf8_lossy(&run.stdout).contains("base"));
+}
+
+#[test]
+fn an_engine_that_never_answers_is_given_up_on() {
+    // Accepts connections and never says a word.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for conn in listener.incoming() {
+            held.push(conn);
+        }
+    });
+    let t = busybox_tree(&[]);
+    let run = t
+        .command(&["plan"])
+        .env("DOCKER_HOST", format!("tcp://127.0.0.1:{port}"))
+        .env("STRATA_ENGINE_TIMEOUT", "2")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&run.stderr);
+    assert_eq!(run.status.code(), Some(3), "{err}");
+    assert!(err.contains("no answer within 2 s"), "{err}");
+    let bad = t
+        .command(&["plan"])
+        .env("STRATA_ENGINE_TIMEOUT", "soon")
+        .output()
+        .unwrap();
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("STRATA_ENGINE_TIMEOUT"));
 }
 
 #[test]

@@ -135,3 +135,43 @@ fn quiet_still_reports_failures_and_the_result() {
         run.stderr
     );
 }
+
+/// One image's push refused is that image's failure (exit 1), not exit 3:
+/// the others build and move their tags. (The simulated engine refuses the
+/// push; a registry that refuses everyone is exit 3, see push.rs.)
+#[test]
+fn one_refused_push_is_exit_1_and_the_rest_publish() {
+    let t = TestTree::new();
+    t.write("strata.yaml", "namespace: exit\n")
+        .write("images/a/Dockerfile", "FROM scratch\nCOPY Dockerfile /a\n")
+        .write("images/b/Dockerfile", "FROM scratch\nCOPY Dockerfile /b\n")
+        .write("sim.yaml", "images: {a: {push_fail: true}}\n");
+    let run = t
+        .run(&[
+            "build",
+            "--push",
+            "--engine",
+            "sim:sim.yaml",
+            "--summary",
+            "s.json",
+        ])
+        .expect(1);
+    let summary: serde_json::Value = serde_json::from_str(&t.read("s.json")).unwrap();
+    let image = |n: &str| {
+        summary["images"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|i| i["name"] == n)
+            .unwrap()
+            .clone()
+    };
+    assert_eq!(image("a")["status"], "failed", "{}", run.stderr);
+    assert!(image("a")["error"]
+        .as_str()
+        .unwrap()
+        .contains("push of `exit/a:fp-"));
+    assert_eq!(image("a")["pushed"], serde_json::json!([]));
+    assert_eq!(image("b")["status"], "built");
+    assert_eq!(image("b")["pushed"], serde_json::json!(["exit/b:latest"]));
+}

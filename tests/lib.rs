@@ -5,6 +5,7 @@ mod common;
 
 mod affected;
 mod build;
+mod concurrency;
 mod defects;
 mod dockerignore_oracle;
 mod errors;

@@ -2,7 +2,7 @@
 //! (started by ci/setup.sh; address and credentials in the environment).
 
 use crate::common::engine::{self, Namespace, BASE_IMAGE};
-use crate::common::TestTree;
+use crate::common::{Running, TestTree};
 
 struct Registry {
     host: String,
@@ -144,6 +144,20 @@ fn push_with_the_right_password_reaches_the_registry() {
         "401",
         "the registry checks passwords"
     );
+    // Each image is also published under its content tag, the same image.
+    let summary: serde_json::Value = serde_json::from_str(&t.read("s.json")).unwrap();
+    for image in summary["images"].as_array().unwrap() {
+        let name = image["name"].as_str().unwrap();
+        let fp = &image["fingerprint"].as_str().unwrap()[..24];
+        let repo = format!("{}/{name}", ns.0);
+        let content = manifest_digest(&r, &repo, &format!("fp-{fp}"));
+        assert!(content.is_some(), "{repo}:fp-{fp} is in the registry");
+        assert_eq!(content, manifest_digest(&r, &repo, "latest"));
+        assert_eq!(
+            image["pushed"][0].as_str().unwrap(),
+            format!("{}/{repo}:latest", r.host)
+        );
+    }
     assert!(!stderr.contains(&r.password));
 }
 
@@ -176,19 +190,25 @@ fn push_with_a_wrong_password_fails_clearly_without_leaking_it() {
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_ne!(out.status.code(), Some(0), "{stderr}");
+    // Refused credentials are found before anything is built: exit 3.
+    assert_eq!(out.status.code(), Some(3), "{stderr}");
     assert!(
-        stderr.contains(&format!("push of `{}/{}/base:latest` failed", r.host, ns.0)),
+        stderr.contains(&format!("the registry `{}` refused access", r.host)),
         "{stderr}"
     );
+    assert!(stderr.contains("docker login"), "{stderr}");
     assert!(
-        stderr.to_lowercase().contains("unauthorized")
-            || stderr.contains("authentication required"),
-        "{stderr}"
+        engine::inspect(&format!("{}/{}/base:latest", r.host, ns.0)).is_none(),
+        "nothing was built"
     );
-    let mut everything = format!("{stdout}{stderr}{}{}", t.read("s.json"), t.read("j.xml"));
-    for entry in std::fs::read_dir(t.path().join("logs")).unwrap() {
-        everything.push_str(&std::fs::read_to_string(entry.unwrap().path()).unwrap());
+    let mut everything = format!("{stdout}{stderr}");
+    for file in ["s.json", "j.xml"] {
+        everything.push_str(&std::fs::read_to_string(t.path().join(file)).unwrap_or_default());
+    }
+    if let Ok(logs) = std::fs::read_dir(t.path().join("logs")) {
+        for entry in logs {
+            everything.push_str(&std::fs::read_to_string(entry.unwrap().path()).unwrap());
+        }
     }
     assert!(
         !everything.contains(wrong),
@@ -199,6 +219,115 @@ fn push_with_a_wrong_password_fails_clearly_without_leaking_it() {
         manifest_status(&r, &format!("{}/base/manifests/latest", ns.0), &r.password),
         "404"
     );
+}
+
+#[test]
+fn an_unreachable_registry_is_exit_3_and_nothing_is_built() {
+    if !engine::available("unreachable registry") {
+        return;
+    }
+    // A port nothing listens on.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let host = format!("127.0.0.1:{port}");
+    let ns = Namespace::new("push-unreachable");
+    let t = tree(&ns, &host);
+    let out = t.command(&["build", "--push", "base"]).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{stderr}");
+    assert!(
+        stderr.contains(&format!("cannot reach the registry `{host}`")),
+        "{stderr}"
+    );
+    assert!(engine::inspect(&format!("{host}/{}/base:latest", ns.0)).is_none());
+}
+
+/// The digest the registry serves for `repo:tag`, if any.
+fn manifest_digest(r: &Registry, repo: &str, tag: &str) -> Option<String> {
+    let out = std::process::Command::new("curl")
+        .args(["-s", "-I", "-u", &format!("{}:{}", r.user, r.password)])
+        .args([
+            "-H",
+            "Accept: application/vnd.docker.distribution.manifest.v2+json",
+        ])
+        .arg(format!("http://{}/v2/{repo}/manifests/{tag}", r.host))
+        .output()
+        .expect("curl");
+    let head = String::from_utf8_lossy(&out.stdout).to_string();
+    if !head.starts_with("HTTP/1.1 200") {
+        return None;
+    }
+    head.lines()
+        .find_map(|l| {
+            l.strip_prefix("Docker-Content-Digest: ")
+                .or_else(|| l.strip_prefix("docker-content-digest: "))
+        })
+        .map(|d| d.trim().to_string())
+}
+
+#[test]
+fn an_interrupted_upload_moves_no_tag_here_or_in_the_registry() {
+    let Some(r) = registry() else { return };
+    if !engine::available("interrupted upload") {
+        return;
+    }
+    let ns = Namespace::new("push-interrupt");
+    let t = tree(&ns, &r.host);
+    let config = docker_config(&r.host, &r.user, &r.password);
+    let build = |args: &[&str]| {
+        let mut cmd = t.command(args);
+        cmd.env("DOCKER_CONFIG", config.path());
+        cmd
+    };
+    let out = build(&["build", "--push"]).output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let base = format!("{}/{}/base:latest", r.host, ns.0);
+    let local_before = engine::inspect(&base).unwrap().0;
+    let repo = format!("{}/base", ns.0);
+    let remote_before = manifest_digest(&r, &repo, "latest").expect("base:latest pushed");
+    // A new base with a layer large enough that its upload takes a while.
+    t.write(
+        "images/base/Dockerfile.j2",
+        "FROM {{ base_image }}\nRUN dd if=/dev/urandom of=/big bs=1M count=400 2>/dev/null\n",
+    );
+    let mut run = Running::spawn(build(&[
+        "build",
+        "--push",
+        "--progress",
+        "plain",
+        "--summary",
+        "s.json",
+    ]));
+    run.wait_for("pushing", 300);
+    run.interrupt();
+    let (code, stderr) = run.finish();
+    assert_eq!(code, 130, "{stderr}");
+    assert_eq!(
+        engine::inspect(&base).unwrap().0,
+        local_before,
+        "local tag moved"
+    );
+    assert_eq!(
+        manifest_digest(&r, &repo, "latest").as_deref(),
+        Some(remote_before.as_str()),
+        "registry tag moved"
+    );
+    let summary: serde_json::Value = serde_json::from_str(&t.read("s.json")).unwrap();
+    let images = summary["images"].as_array().unwrap();
+    let status = |n: &str| images.iter().find(|i| i["name"] == n).unwrap()["status"].clone();
+    assert_eq!(status("base"), "cancelled", "{summary}");
+    assert_eq!(status("app"), "cancelled", "{summary}");
+    assert!(images
+        .iter()
+        .all(|i| i["pushed"].as_array().unwrap().is_empty()));
 }
 
 #[test]

@@ -12,6 +12,7 @@ use bollard::query_parameters::{
 use bollard::Docker;
 use futures_util::future::BoxFuture;
 use futures_util::{FutureExt, StreamExt};
+use std::time::Duration;
 
 pub struct DockerEngine {
     docker: Docker,
@@ -19,17 +20,31 @@ pub struct DockerEngine {
 }
 
 impl DockerEngine {
-    /// Connect as the docker CLI does: `DOCKER_HOST`, else the default socket.
-    pub async fn connect() -> Result<DockerEngine, EngineError> {
-        let host =
-            std::env::var("DOCKER_HOST").unwrap_or_else(|_| "unix:///var/run/docker.sock".into());
-        let docker = Docker::connect_with_defaults().map_err(|e| unreachable(&host, &e))?;
-        let docker = docker
-            .negotiate_version()
+    /// Connect as the docker CLI does: `DOCKER_HOST`, else (unset or empty)
+    /// the default socket. Gives up when the engine has not answered the
+    /// version check within `timeout`.
+    pub async fn connect(timeout: Duration) -> Result<DockerEngine, EngineError> {
+        let host = endpoint();
+        let docker = Docker::connect_with_host(&host).map_err(|e| unreachable(&host, &e))?;
+        let docker = tokio::time::timeout(timeout, docker.negotiate_version())
             .await
+            .map_err(|_| {
+                unreachable(
+                    &host,
+                    &format!("no answer within {} s", timeout.as_secs_f64()),
+                )
+            })?
             .map_err(|e| unreachable(&host, &e))?;
         Ok(DockerEngine { docker, host })
     }
+}
+
+/// The engine the docker CLI would use: `DOCKER_HOST`, unless unset or empty.
+pub fn endpoint() -> String {
+    std::env::var("DOCKER_HOST")
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "unix:///var/run/docker.sock".into())
 }
 
 fn unreachable(host: &str, e: &dyn std::fmt::Display) -> EngineError {
@@ -364,11 +379,10 @@ fn escape_char(dockerfile: &str) -> char {
     '\\'
 }
 
-/// Registry credentials from the Docker config (`DOCKER_CONFIG`, `auths`,
-/// `credsStore`, `credHelpers`); None when there are none. Never logged.
+/// Registry credentials for bollard (see `credential_for`).
 fn credentials_for(reference: &str) -> Option<bollard::auth::DockerCredentials> {
-    let server = super::registry_of(reference).unwrap_or("https://index.docker.io/v1/");
-    match docker_credential::get_credential(server).ok()? {
+    let (server, credential) = super::credential_for(reference)?;
+    match credential {
         docker_credential::DockerCredential::UsernamePassword(user, password) => {
             Some(bollard::auth::DockerCredentials {
                 username: Some(user),

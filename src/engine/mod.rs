@@ -81,9 +81,47 @@ pub async fn connect(spec: &str, root: &std::path::Path) -> crate::error::Result
         let script: sim::Script = crate::config::parse_yaml(script, &text)?;
         return Ok(Arc::new(sim::SimEngine::new(script)));
     }
-    let engine = docker::DockerEngine::connect().await.map_err(unreachable)?;
-    engine.ping().await.map_err(unreachable)?;
+    let timeout = answer_timeout()?;
+    let engine = docker::DockerEngine::connect(timeout)
+        .await
+        .map_err(unreachable)?;
+    tokio::time::timeout(timeout, engine.ping())
+        .await
+        .map_err(|_| {
+            unreachable(EngineError::Unreachable(format!(
+                "the Docker engine at `{}` did not answer a ping within {} s",
+                docker::endpoint(),
+                timeout.as_secs()
+            )))
+        })?
+        .map_err(unreachable)?;
     Ok(Arc::new(engine))
+}
+
+/// How long the engine has to answer the first requests of a run:
+/// `STRATA_ENGINE_TIMEOUT` seconds, 30 by default.
+fn answer_timeout() -> crate::error::Result<std::time::Duration> {
+    const DEFAULT_S: u64 = 30;
+    let Some(v) = std::env::var("STRATA_ENGINE_TIMEOUT")
+        .ok()
+        .filter(|v| !v.is_empty())
+    else {
+        return Ok(std::time::Duration::from_secs(DEFAULT_S));
+    };
+    match v.parse::<u64>() {
+        Ok(s) if s > 0 => Ok(std::time::Duration::from_secs(s)),
+        _ => Err(crate::error::Error::input(format!(
+            "STRATA_ENGINE_TIMEOUT must be a whole number of seconds above 0, not `{v}`"
+        ))),
+    }
+}
+
+/// Which engine `spec` names, for locks and messages.
+pub fn identity(spec: &str, root: &std::path::Path) -> String {
+    match spec.strip_prefix("sim:") {
+        Some(script) => format!("sim:{}", root.join(script).display()),
+        None => docker::endpoint(),
+    }
 }
 
 /// An engine error met before anything was built, as an error for people.
@@ -107,6 +145,14 @@ pub fn split_tag(reference: &str) -> (&str, &str) {
         ),
         None => (reference, "latest"),
     }
+}
+
+/// Credentials for the registry of `reference` from the Docker config
+/// (`DOCKER_CONFIG`, `auths`, `credsStore`, `credHelpers`), with the server
+/// name they are filed under; None when there are none. Never logged.
+pub fn credential_for(reference: &str) -> Option<(&str, docker_credential::DockerCredential)> {
+    let server = registry_of(reference).unwrap_or("https://index.docker.io/v1/");
+    Some((server, docker_credential::get_credential(server).ok()?))
 }
 
 /// The registry host of `reference`, or None for Docker Hub.

@@ -9,6 +9,7 @@
 //!   base: {ms: 200}
 //!   flaky: {ms: 50, fail_times: 1}   # fails once, then builds
 //!   broken: {ms: 5, fail: true}
+//!   remote: {push_ms: 300, push_fail: false}
 //! ```
 
 use super::{BuildRequest, Engine, EngineError, ImageInfo, Log};
@@ -33,6 +34,8 @@ pub struct Step {
     pub fail: bool,
     pub fail_times: u32,
     pub push_fail: bool,
+    /// How long a push of this image takes.
+    pub push_ms: u64,
 }
 
 #[derive(Default)]
@@ -156,12 +159,21 @@ impl Engine for SimEngine {
                 .split(':')
                 .next()
                 .unwrap_or_default();
-            let fail = self.script.images.get(name).is_some_and(|s| s.push_fail);
-            self.state
-                .lock()
-                .expect("sim state")
-                .pushes
-                .push(reference.to_string());
+            let step = self.script.images.get(name).cloned().unwrap_or_default();
+            tokio::time::sleep(Duration::from_millis(step.push_ms)).await;
+            let fail = step.push_fail;
+            let mut state = self.state.lock().expect("sim state");
+            if !state
+                .images
+                .values()
+                .any(|i| i.tags.iter().any(|t| t == reference))
+            {
+                return Err(EngineError::Failed(format!(
+                    "no image is tagged `{reference}`"
+                )));
+            }
+            state.pushes.push(reference.to_string());
+            drop(state);
             if fail {
                 log("simulated push failure");
                 return Err(EngineError::Failed(format!(
@@ -182,7 +194,7 @@ impl Engine for SimEngine {
             Ok(state
                 .images
                 .values()
-                .find(|i| i.tags.iter().any(|t| t == reference))
+                .find(|i| i.id == reference || i.tags.iter().any(|t| t == reference))
                 .cloned())
         }
         .boxed()

@@ -97,3 +97,28 @@ pub fn run_in(reference: &str, cmd: &[&str]) -> String {
     );
     String::from_utf8_lossy(&out.stdout).to_string()
 }
+
+/// The filesystem layers of `reference`, bottom first (empty when absent).
+pub fn layers(reference: &str) -> Vec<String> {
+    let out = Command::new("docker")
+        .args([
+            "image",
+            "inspect",
+            "--format",
+            "{{json .RootFS.Layers}}",
+            reference,
+        ])
+        .output()
+        .expect("docker image inspect");
+    serde_json::from_slice(&out.stdout).unwrap_or_default()
+}
+
+/// `docker tag SOURCE TARGET`.
+pub fn tag(source: &str, target: &str) {
+    let ok = Command::new("docker")
+        .args(["tag", source, target])
+        .status()
+        .expect("docker tag")
+        .success();
+    assert!(ok, "docker tag {source} {target}");
+}

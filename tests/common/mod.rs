@@ -135,3 +135,74 @@ pub fn small_tree() -> TestTree {
     .write("templates/common.j2", "RUN echo {{ image_name }}\n");
     t
 }
+
+/// A running `strata` whose stderr is read on a thread, line by line.
+pub struct Running {
+    pub child: std::process::Child,
+    lines: std::sync::mpsc::Receiver<String>,
+    /// Every stderr line read so far.
+    pub seen: String,
+}
+
+impl Running {
+    pub fn spawn(mut cmd: Command) -> Running {
+        let mut child = cmd
+            .stderr(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("spawn strata");
+        let stderr = child.stderr.take().expect("stderr");
+        let (tx, lines) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            use std::io::BufRead;
+            for line in std::io::BufReader::new(stderr)
+                .lines()
+                .map_while(Result::ok)
+            {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Running {
+            child,
+            lines,
+            seen: String::new(),
+        }
+    }
+
+    /// Read stderr until a line contains `needle` (at most `secs` seconds
+    /// without a line); panics, showing what was read, if none does.
+    pub fn wait_for(&mut self, needle: &str, secs: u64) {
+        while !self.seen.contains(needle) {
+            match self
+                .lines
+                .recv_timeout(std::time::Duration::from_secs(secs))
+            {
+                Ok(line) => {
+                    self.seen.push_str(&line);
+                    self.seen.push('\n');
+                }
+                Err(_) => panic!("no line with `{needle}` on stderr:\n{}", self.seen),
+            }
+        }
+    }
+
+    pub fn interrupt(&self) {
+        let status = Command::new("kill")
+            .args(["-INT", &self.child.id().to_string()])
+            .status()
+            .expect("kill");
+        assert!(status.success());
+    }
+
+    /// Wait for the end; the exit code and the rest of stderr.
+    pub fn finish(mut self) -> (i32, String) {
+        let status = self.child.wait().expect("wait");
+        while let Ok(line) = self.lines.recv_timeout(std::time::Duration::from_secs(5)) {
+            self.seen.push_str(&line);
+            self.seen.push('\n');
+        }
+        (status.code().unwrap_or(-1), self.seen)
+    }
+}

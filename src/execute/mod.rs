@@ -1,0 +1,543 @@
+//! The scheduler: runs a plan on an engine. Items to skip are up to date at
+//! once; items to build start as soon as their parents are built, at most
+//! `jobs` at once, the one with the longest (weighted) chain of descendants
+//! first. One loop owns all state and all observer calls; build and push
+//! tasks only send messages. Outcomes are index-aligned with the plan's items.
+//! Knows nothing of Docker, templates or terminals. See "Build states" in
+//! docs/scheduler.md and the state machine in docs/architecture.md.
+
+use crate::engine::{Engine, EngineError};
+use crate::plan::{Action, Item};
+use std::collections::{BinaryHeap, VecDeque};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::mpsc;
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+
+mod tasks;
+pub use tasks::release_refs;
+
+/// Lines of each image's log kept for its outcome (shown under a failure).
+pub const TAIL_LINES: usize = 30;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Order {
+    /// Longest chain of descendants first.
+    CriticalPath,
+    /// In the order items became ready.
+    Fifo,
+}
+
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub jobs: usize,
+    pub retries: u32,
+    pub fail_fast: bool,
+    pub push: bool,
+    pub push_jobs: usize,
+    pub order: Order,
+    /// Expected relative duration of each item (for the critical path); None = 1 each.
+    pub weights: Option<Vec<f64>>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Status {
+    Built,
+    UpToDate,
+    Failed,
+    ParentFailed,
+    Cancelled,
+}
+
+impl Status {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Built => "built",
+            Status::UpToDate => "up-to-date",
+            Status::Failed => "failed",
+            Status::ParentFailed => "parent-failed",
+            Status::Cancelled => "cancelled",
+        }
+    }
+
+    /// Whether the image is there as asked (built or already up to date).
+    pub fn is_ok(self) -> bool {
+        matches!(self, Status::Built | Status::UpToDate)
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    pub status: Status,
+    pub image_id: Option<String>,
+    /// Time spent building (all attempts) and pushing.
+    pub duration: Duration,
+    pub error: Option<String>,
+    /// For `parent-failed`: the failed ancestor it waited for.
+    pub failed_parent: Option<String>,
+    pub attempts: u32,
+    /// The last `TAIL_LINES` lines of its log.
+    pub tail: VecDeque<String>,
+    /// References moved in the registry (`--push`).
+    pub pushed: Vec<String>,
+}
+
+impl Outcome {
+    fn new(status: Status) -> Outcome {
+        Outcome {
+            status,
+            image_id: None,
+            duration: Duration::ZERO,
+            error: None,
+            failed_parent: None,
+            attempts: 0,
+            tail: VecDeque::new(),
+            pushed: Vec::new(),
+        }
+    }
+}
+
+/// What the scheduler tells its observer, always from the one loop.
+pub enum Event<'a> {
+    Started { item: usize },
+    Line { item: usize, line: &'a str },
+    Pushing { item: usize },
+    Finished { item: usize, outcome: &'a Outcome },
+}
+
+pub trait Observer {
+    fn event(&mut self, items: &[Item], event: Event);
+}
+
+/// The result of a run; `outcomes` is index-aligned with the plan's items.
+pub struct Run {
+    pub outcomes: Vec<Outcome>,
+    pub interrupted: bool,
+    pub wall: Duration,
+}
+
+enum Msg {
+    Line(usize, String),
+    Built(usize, Result<String, EngineError>, Duration, u32),
+    /// The content tag is in the registry.
+    Uploaded(usize, Result<(), EngineError>, Duration),
+    /// The release tags moved (those in the list), or one failed.
+    Released(usize, Result<(), EngineError>, Vec<String>, Duration),
+}
+
+/// The state of one item; see docs/architecture.md.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum State {
+    /// Waiting for parents (or for a slot, once ready).
+    Waiting,
+    Running,
+    /// Built; its content tag is being uploaded (`--push`).
+    Pushing,
+    /// Uploaded; its release tags are moving. Never aborted.
+    Releasing,
+    Done,
+}
+
+/// Longest weighted path from each item to a leaf, the item itself included.
+pub fn priorities(items: &[Item], weights: Option<&[f64]>) -> Vec<f64> {
+    let children = children(items);
+    let mut prio = vec![0.0; items.len()];
+    // Items come parents first, so children are done when walked backwards.
+    for i in (0..items.len()).rev() {
+        let own = weights.map_or(1.0, |w| w[i]);
+        prio[i] = own + children[i].iter().map(|&c| prio[c]).fold(0.0, f64::max);
+    }
+    prio
+}
+
+fn children(items: &[Item]) -> Vec<Vec<usize>> {
+    let mut children = vec![Vec::new(); items.len()];
+    for (i, item) in items.iter().enumerate() {
+        for &p in &item.parents {
+            children[p].push(i);
+        }
+    }
+    children
+}
+
+#[derive(PartialEq)]
+struct Ready(f64, usize);
+impl Eq for Ready {}
+impl PartialOrd for Ready {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for Ready {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.0.total_cmp(&other.0).then(other.1.cmp(&self.1))
+    }
+}
+
+/// All state of one run, owned by the loop in `execute`.
+struct Scheduler<'a> {
+    items: &'a [Item],
+    opts: &'a Options,
+    observer: &'a mut dyn Observer,
+    engine: Arc<dyn Engine>,
+    prio: Vec<f64>,
+    children: Vec<Vec<usize>>,
+    /// Parents each item still waits for.
+    missing: Vec<usize>,
+    state: Vec<State>,
+    outcomes: Vec<Option<Outcome>>,
+    tails: Vec<VecDeque<String>>,
+    heap: BinaryHeap<Ready>,
+    fifo: VecDeque<usize>,
+    tasks: JoinSet<()>,
+    /// Release-tag moves: short, and never aborted, so an interrupt never
+    /// leaves an image's tags half moved.
+    releasing: JoinSet<()>,
+    tx: mpsc::UnboundedSender<Msg>,
+    push_slots: Arc<tokio::sync::Semaphore>,
+    running: usize,
+    stopping: bool,
+}
+
+impl<'a> Scheduler<'a> {
+    fn ready(&mut self, i: usize) {
+        match self.opts.order {
+            Order::CriticalPath => self.heap.push(Ready(self.prio[i], i)),
+            Order::Fifo => self.fifo.push_back(i),
+        }
+    }
+
+    fn next_ready(&mut self) -> Option<usize> {
+        match self.opts.order {
+            Order::CriticalPath => self.heap.pop().map(|r| r.1),
+            Order::Fifo => self.fifo.pop_front(),
+        }
+    }
+
+    /// The one place an item ends: record its outcome and tell the observer.
+    fn finish(&mut self, i: usize, mut outcome: Outcome) {
+        self.state[i] = State::Done;
+        outcome.tail = std::mem::take(&mut self.tails[i]);
+        self.observer.event(
+            self.items,
+            Event::Finished {
+                item: i,
+                outcome: &outcome,
+            },
+        );
+        self.outcomes[i] = Some(outcome);
+    }
+
+    /// Items to skip are up to date before anything starts; an item to
+    /// build is ready once every parent to build is built.
+    fn skip_up_to_date(&mut self) {
+        for i in 0..self.items.len() {
+            if self.items[i].action == Action::Skip {
+                self.state[i] = State::Done;
+                self.outcomes[i] = Some(Outcome::new(Status::UpToDate));
+                for k in 0..self.children[i].len() {
+                    self.missing[self.children[i][k]] -= 1;
+                }
+            }
+        }
+        for i in 0..self.items.len() {
+            if self.state[i] == State::Waiting && self.missing[i] == 0 {
+                self.ready(i);
+            }
+        }
+    }
+
+    fn release_children(&mut self, i: usize) {
+        for k in 0..self.children[i].len() {
+            let c = self.children[i][k];
+            self.missing[c] -= 1;
+            if self.missing[c] == 0 && self.state[c] == State::Waiting {
+                self.ready(c);
+            }
+        }
+    }
+
+    fn start_ready(&mut self) {
+        while !self.stopping && self.running < self.opts.jobs.max(1) {
+            let Some(i) = self.next_ready() else { break };
+            self.state[i] = State::Running;
+            self.running += 1;
+            self.observer.event(self.items, Event::Started { item: i });
+            self.tasks.spawn(tasks::build(
+                i,
+                self.items[i].clone(),
+                self.engine.clone(),
+                self.opts.retries,
+                self.opts.push,
+                self.tx.clone(),
+            ));
+        }
+    }
+
+    fn stop(&mut self) {
+        self.stopping = true;
+        self.tasks.abort_all();
+    }
+
+    fn line(&mut self, i: usize, line: &str) {
+        let tail = &mut self.tails[i];
+        if tail.len() == TAIL_LINES {
+            tail.pop_front();
+        }
+        tail.push_back(line.to_string());
+        self.observer
+            .event(self.items, Event::Line { item: i, line });
+    }
+
+    /// A build ended. Without `--push` that ends the item's step; with it,
+    /// the upload starts and children wait for the whole step.
+    fn built(
+        &mut self,
+        i: usize,
+        result: Result<String, EngineError>,
+        took: Duration,
+        attempts: u32,
+    ) {
+        self.running -= 1;
+        let mut o = Outcome::new(Status::Built);
+        o.duration = took;
+        o.attempts = attempts;
+        match result {
+            Ok(id) => o.image_id = Some(id),
+            Err(e) => return self.fail(i, o, e),
+        }
+        if self.opts.push {
+            self.state[i] = State::Pushing;
+            self.observer.event(self.items, Event::Pushing { item: i });
+            self.tasks.spawn(tasks::upload(
+                i,
+                self.items[i].clone(),
+                self.engine.clone(),
+                self.push_slots.clone(),
+                self.tx.clone(),
+            ));
+            self.outcomes[i] = Some(o);
+        } else {
+            self.finish(i, o);
+            self.release_children(i);
+        }
+    }
+
+    /// The content tag is uploaded: move the release tags, unless the run
+    /// is stopping (then no tag moves at all).
+    fn uploaded(&mut self, i: usize, result: Result<(), EngineError>, took: Duration) {
+        let Some(mut o) = self.outcomes[i].take() else {
+            return;
+        };
+        o.duration += took;
+        if let Err(e) = result {
+            return self.fail(i, o, e);
+        }
+        if self.stopping {
+            o.status = Status::Cancelled;
+            o.error = Some("cancelled after the upload; no tag was moved".into());
+            return self.finish(i, o);
+        }
+        self.state[i] = State::Releasing;
+        let id = o.image_id.clone().unwrap_or_default();
+        self.outcomes[i] = Some(o);
+        self.releasing.spawn(tasks::release(
+            i,
+            self.items[i].clone(),
+            id,
+            self.engine.clone(),
+            self.tx.clone(),
+        ));
+    }
+
+    fn released(
+        &mut self,
+        i: usize,
+        result: Result<(), EngineError>,
+        moved: Vec<String>,
+        took: Duration,
+    ) {
+        let Some(mut o) = self.outcomes[i].take() else {
+            return;
+        };
+        o.duration += took;
+        o.pushed = moved;
+        match result {
+            Err(e) => self.fail(i, o, e),
+            Ok(()) => {
+                self.finish(i, o);
+                self.release_children(i);
+            }
+        }
+    }
+
+    /// The item's step failed: nothing waiting on it starts.
+    fn fail(&mut self, i: usize, mut o: Outcome, e: EngineError) {
+        o.status = Status::Failed;
+        o.error = Some(e.to_string());
+        self.finish(i, o);
+        self.fail_descendants(i);
+        if self.opts.fail_fast {
+            self.stop();
+        }
+    }
+
+    /// Mark every item waiting on `failed` as parent-failed; none of them starts.
+    fn fail_descendants(&mut self, failed: usize) {
+        let name = self.items[failed].name.clone();
+        let mut todo = self.children[failed].clone();
+        while let Some(c) = todo.pop() {
+            if self.state[c] != State::Waiting {
+                continue;
+            }
+            let mut o = Outcome::new(Status::ParentFailed);
+            o.failed_parent = Some(name.clone());
+            o.error = Some(format!("not built: parent `{name}` failed"));
+            self.finish(c, o);
+            todo.extend(self.children[c].clone());
+        }
+    }
+
+    fn handle(&mut self, msg: Msg) {
+        match msg {
+            Msg::Line(i, line) => self.line(i, &line),
+            Msg::Built(i, result, took, attempts) => self.built(i, result, took, attempts),
+            Msg::Uploaded(i, result, took) => self.uploaded(i, result, took),
+            Msg::Released(i, result, moved, took) => self.released(i, result, moved, took),
+        }
+    }
+
+    /// After the loop: what finished while stopping keeps its outcome
+    /// (an image built for `--push` but not uploaded moved no tag, so it
+    /// counts as cancelled); whatever did not finish was cancelled.
+    fn wind_up(&mut self, rx: &mut mpsc::UnboundedReceiver<Msg>) {
+        while let Ok(msg) = rx.try_recv() {
+            match msg {
+                Msg::Built(i, Ok(id), took, attempts) if self.outcomes[i].is_none() => {
+                    let mut o = Outcome::new(Status::Built);
+                    o.image_id = Some(id);
+                    o.duration = took;
+                    o.attempts = attempts;
+                    if self.opts.push {
+                        o.status = Status::Cancelled;
+                        o.error = Some(
+                            "built, then cancelled before the upload; no tag was moved".into(),
+                        );
+                    }
+                    self.finish(i, o);
+                }
+                Msg::Built(..) => {}
+                other => self.handle(other),
+            }
+        }
+        for i in 0..self.items.len() {
+            let pushing = self.state[i] == State::Pushing;
+            if self.outcomes[i].is_none() || pushing {
+                let mut o = self.outcomes[i]
+                    .take()
+                    .unwrap_or_else(|| Outcome::new(Status::Cancelled));
+                o.status = Status::Cancelled;
+                if pushing {
+                    o.error = Some("cancelled during the upload; no tag was moved".into());
+                }
+                self.finish(i, o);
+            }
+        }
+    }
+}
+
+/// Run every item of a plan. `interrupt` resolves when the user asks to stop.
+pub async fn execute(
+    items: &[Item],
+    engine: Arc<dyn Engine>,
+    opts: &Options,
+    observer: &mut dyn Observer,
+    interrupt: impl std::future::Future<Output = ()>,
+) -> Run {
+    let start = Instant::now();
+    let n = items.len();
+    let (tx, mut rx) = mpsc::unbounded_channel::<Msg>();
+    let mut s = Scheduler {
+        items,
+        opts,
+        observer,
+        engine,
+        prio: priorities(items, opts.weights.as_deref()),
+        children: children(items),
+        missing: items.iter().map(|j| j.parents.len()).collect(),
+        state: vec![State::Waiting; n],
+        outcomes: vec![None; n],
+        tails: vec![VecDeque::new(); n],
+        heap: BinaryHeap::new(),
+        fifo: VecDeque::new(),
+        tasks: JoinSet::new(),
+        releasing: JoinSet::new(),
+        tx,
+        push_slots: Arc::new(tokio::sync::Semaphore::new(opts.push_jobs.max(1))),
+        running: 0,
+        stopping: false,
+    };
+    s.skip_up_to_date();
+    let mut interrupted = false;
+    tokio::pin!(interrupt);
+    loop {
+        s.start_ready();
+        while s.tasks.try_join_next().is_some() {}
+        while s.releasing.try_join_next().is_some() {}
+        if s.tasks.is_empty() && s.releasing.is_empty() && rx.is_empty() {
+            break;
+        }
+        let msg = tokio::select! {
+            m = rx.recv() => m,
+            _ = &mut interrupt, if !interrupted => {
+                interrupted = true;
+                s.stop();
+                None
+            }
+            // Reap finished tasks, or the set never empties.
+            Some(_) = s.tasks.join_next() => None,
+            Some(_) = s.releasing.join_next() => None,
+        };
+        match msg {
+            Some(msg) => s.handle(msg),
+            None if s.stopping => {
+                // Aborted tasks: drain what is left. Tag moves under way end
+                // by themselves; `wind_up` reads what they report.
+                while s.tasks.join_next().await.is_some() {}
+                while s.releasing.join_next().await.is_some() {}
+                break;
+            }
+            None => {}
+        }
+    }
+    s.wind_up(&mut rx);
+    Run {
+        outcomes: s.outcomes.into_iter().flatten().collect(),
+        interrupted,
+        wall: start.elapsed(),
+    }
+}
+
+/// Resolves on SIGINT or SIGTERM.
+pub async fn interrupted() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let Ok(mut term) = signal(SignalKind::terminate()) else {
+            return std::future::pending().await;
+        };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+#[cfg(test)]
+mod tests;

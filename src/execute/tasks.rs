@@ -1,0 +1,168 @@
+//! The work the scheduler hands out: build one item, upload it, move its
+//! tags. Tasks touch only the engine and send messages back; every decision
+//! stays with the loop in `mod.rs`.
+//!
+//! Without `--push` an item's step is its build, and its tags move right
+//! after it. With `--push` the built image first gets its content tag
+//! (`repo:fp-<24 hex of its fingerprint>`, which names inputs, not a
+//! release) and that tag is uploaded; only then do its release tags move,
+//! locally and in the registry. So a build or upload that fails or is
+//! interrupted leaves every release tag where it was.
+
+use super::Msg;
+use crate::engine::{split_tag, Engine, EngineError, ImageInfo, Log};
+use crate::plan::Item;
+use std::sync::Arc;
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+
+pub(super) fn line_sink(i: usize, tx: &mpsc::UnboundedSender<Msg>) -> Log {
+    let tx = tx.clone();
+    Arc::new(move |line: &str| {
+        let _ = tx.send(Msg::Line(i, line.to_string()));
+    })
+}
+
+/// The immutable tag of an item's inputs: `repo:fp-<first 24 hex>`.
+pub fn content_ref(item: &Item) -> String {
+    let (repo, _) = split_tag(&item.reference);
+    let hex = item
+        .fingerprint
+        .hash
+        .get(..24)
+        .unwrap_or(&item.fingerprint.hash);
+    format!("{repo}:fp-{hex}")
+}
+
+/// The references a finished item's step moves: its own, then extra tags.
+pub fn release_refs(item: &Item) -> impl Iterator<Item = &String> {
+    std::iter::once(&item.reference).chain(&item.extra_tags)
+}
+
+/// Build one item (with retries), then tag it: with its release tags, or
+/// with its content tag only when it is to be pushed first.
+pub(super) async fn build(
+    i: usize,
+    item: Item,
+    engine: Arc<dyn Engine>,
+    retries: u32,
+    push: bool,
+    tx: mpsc::UnboundedSender<Msg>,
+) {
+    let begun = Instant::now();
+    let log = line_sink(i, &tx);
+    let mut attempts = 0;
+    let result = loop {
+        attempts += 1;
+        let built = match resolve(&*engine, &item.parent_refs).await {
+            Ok(before) => match engine.build(item.request.clone(), log.clone()).await {
+                Ok(id) => still_on(&*engine, &before).await.map(|_| id),
+                Err(e) => Err(e),
+            },
+            Err(e) => Err(e),
+        };
+        let result = match built {
+            Ok(id) if push => engine.tag(&id, &content_ref(&item)).await.map(|_| id),
+            Ok(id) => tag_all(&*engine, &id, &item).await.map(|_| id),
+            Err(e) => Err(e),
+        };
+        match result {
+            Err(EngineError::Failed(e)) if attempts <= retries => {
+                log(&format!(
+                    "strata: attempt {attempts} failed ({e}); retrying ({attempts} of {retries})"
+                ));
+            }
+            other => break other,
+        }
+    };
+    let _ = tx.send(Msg::Built(i, result, begun.elapsed(), attempts));
+}
+
+/// Upload a built item under its content tag, `slots` uploads at once.
+pub(super) async fn upload(
+    i: usize,
+    item: Item,
+    engine: Arc<dyn Engine>,
+    slots: Arc<tokio::sync::Semaphore>,
+    tx: mpsc::UnboundedSender<Msg>,
+) {
+    let _slot = slots.acquire_owned().await;
+    let begun = Instant::now();
+    let log = line_sink(i, &tx);
+    let r = content_ref(&item);
+    let result = engine.push(&r, log).await.map_err(|e| failed_push(&r, e));
+    let _ = tx.send(Msg::Uploaded(i, result, begun.elapsed()));
+}
+
+/// Move an uploaded item's release tags, locally and in the registry. The
+/// layers are there already, so each push only writes a manifest. The
+/// scheduler never aborts this task: once started it ends, interrupt or not.
+pub(super) async fn release(
+    i: usize,
+    item: Item,
+    image_id: String,
+    engine: Arc<dyn Engine>,
+    tx: mpsc::UnboundedSender<Msg>,
+) {
+    let begun = Instant::now();
+    let log = line_sink(i, &tx);
+    let mut moved = Vec::new();
+    let mut result = Ok(());
+    for r in release_refs(&item) {
+        let step = match engine.tag(&image_id, r).await {
+            Ok(()) => engine.push(r, log.clone()).await,
+            Err(e) => Err(e),
+        };
+        if let Err(e) = step {
+            result = Err(failed_push(r, e));
+            break;
+        }
+        moved.push(r.clone());
+    }
+    let _ = tx.send(Msg::Released(i, result, moved, begun.elapsed()));
+}
+
+/// The images `parents` point at just before a build.
+async fn resolve(
+    engine: &dyn Engine,
+    parents: &[String],
+) -> Result<Vec<(String, ImageInfo)>, EngineError> {
+    let mut found = Vec::new();
+    for r in parents {
+        if let Some(info) = engine.inspect(r).await? {
+            found.push((r.clone(), info));
+        }
+    }
+    Ok(found)
+}
+
+/// Check that every parent reference still points at the image it pointed
+/// at when the build began, so that a tag moved by another program during
+/// the build never ends up under a child. (Not a layer check: a parent may
+/// be an earlier stage or a `COPY --from` source, not the final base.)
+async fn still_on(engine: &dyn Engine, before: &[(String, ImageInfo)]) -> Result<(), EngineError> {
+    for (r, parent) in before {
+        let now = engine.inspect(r).await?;
+        if now.map(|i| i.id) != Some(parent.id.clone()) {
+            return Err(EngineError::Failed(format!(
+                "`{r}` no longer points at the image this was built on (something moved it \
+                 during the build); nothing was tagged"
+            )));
+        }
+    }
+    Ok(())
+}
+
+fn failed_push(reference: &str, e: EngineError) -> EngineError {
+    match e {
+        EngineError::Failed(m) => EngineError::Failed(format!("push of `{reference}` failed: {m}")),
+        other => other,
+    }
+}
+
+async fn tag_all(engine: &dyn Engine, id: &str, item: &Item) -> Result<(), EngineError> {
+    for r in release_refs(item) {
+        engine.tag(id, r).await?;
+    }
+    Ok(())
+}

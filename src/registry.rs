@@ -1,0 +1,175 @@
+//! The registry, asked directly over the Distribution API (OCI), never
+//! through the engine: nothing is pulled to answer a question. HTTP for
+//! loopback registries and those under `insecure_registries:`, else HTTPS;
+//! credentials from the Docker config, as the docker CLI finds them.
+//!
+//! Today it answers one question before a `--push` run builds anything:
+//! can every registry the run pushes to be reached, and does it take our
+//! credentials? If not, the run stops with exit 3 and builds nothing.
+
+use crate::engine::registry_of;
+use crate::error::{Error, Result};
+use oci_client::errors::{OciDistributionError as E, OciErrorCode};
+use oci_client::secrets::RegistryAuth;
+use oci_client::{Client, Reference};
+use std::time::Duration;
+
+/// How long a registry has to answer before it counts as unreachable.
+const TIMEOUT: Duration = Duration::from_secs(20);
+
+pub struct Registry {
+    client: Client,
+}
+
+/// What the registry says of one reference.
+#[derive(Debug, PartialEq)]
+pub enum Lookup {
+    /// The manifest's digest.
+    Present(String),
+    Absent,
+}
+
+impl Registry {
+    /// A client for these references; `insecure` lists registry hosts
+    /// spoken to over plain HTTP besides loopback ones.
+    pub fn new<'a>(refs: impl IntoIterator<Item = &'a str>, insecure: &[String]) -> Registry {
+        let mut http: Vec<String> = insecure.to_vec();
+        for r in refs {
+            let host = registry_of(r).unwrap_or("docker.io");
+            if is_loopback(host) && !http.iter().any(|h| h == host) {
+                http.push(host.to_string());
+            }
+        }
+        // reqwest finds TLS through the process-wide provider; set it once.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let config = oci_client::client::ClientConfig {
+            protocol: oci_client::client::ClientProtocol::HttpsExcept(http),
+            connect_timeout: Some(TIMEOUT),
+            read_timeout: Some(TIMEOUT),
+            ..Default::default()
+        };
+        Registry {
+            client: Client::new(config),
+        }
+    }
+
+    /// The digest `reference` points at, if the registry has it. Exit 3
+    /// when the registry cannot be reached or refuses the credentials.
+    pub async fn lookup(&self, reference: &str) -> Result<Lookup> {
+        let parsed: Reference = reference
+            .parse()
+            .map_err(|e| Error::input(format!("`{reference}` is not a registry reference: {e}")))?;
+        let host = parsed.resolve_registry().to_string();
+        let auth = credentials(reference);
+        let anonymous = matches!(auth, RegistryAuth::Anonymous);
+        let asked = async {
+            self.client
+                .auth(&parsed, &auth, oci_client::RegistryOperation::Pull)
+                .await?;
+            self.client.fetch_manifest_digest(&parsed, &auth).await
+        };
+        let answer = tokio::time::timeout(TIMEOUT, asked).await.map_err(|_| {
+            unreachable(&host, &format!("no answer within {} s", TIMEOUT.as_secs()))
+        })?;
+        match answer {
+            Ok(digest) => Ok(Lookup::Present(digest)),
+            Err(e) if is_absent(&e) => Ok(Lookup::Absent),
+            Err(E::UnauthorizedError { .. } | E::AuthenticationFailure(_)) => {
+                Err(refused(&host, anonymous))
+            }
+            Err(E::RegistryError { envelope, .. })
+                if envelope.errors.iter().any(|e| {
+                    matches!(e.code, OciErrorCode::Unauthorized | OciErrorCode::Denied)
+                }) =>
+            {
+                Err(refused(&host, anonymous))
+            }
+            Err(e) => Err(unreachable(&host, &e)),
+        }
+    }
+
+    /// Before a `--push` run: every registry among `refs` answers and takes
+    /// our credentials (asked once per registry).
+    pub async fn check_push(&self, refs: &[&str]) -> Result<()> {
+        let mut seen = std::collections::BTreeSet::new();
+        for r in refs {
+            if seen.insert(registry_of(r).unwrap_or("docker.io")) {
+                self.lookup(r).await?;
+            }
+        }
+        Ok(())
+    }
+}
+
+fn is_absent(e: &E) -> bool {
+    match e {
+        E::ImageManifestNotFoundError(_) => true,
+        E::ServerError { code: 404, .. } => true,
+        E::RegistryError { envelope, .. } => envelope.errors.iter().all(|e| {
+            matches!(
+                e.code,
+                OciErrorCode::ManifestUnknown | OciErrorCode::NameUnknown
+            )
+        }),
+        _ => false,
+    }
+}
+
+fn is_loopback(host: &str) -> bool {
+    let name = match host.rsplit_once(':') {
+        Some((h, port)) if port.chars().all(|c| c.is_ascii_digit()) => h,
+        _ => host,
+    };
+    let name = name.trim_start_matches('[').trim_end_matches(']');
+    name == "localhost"
+        || name
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
+/// Credentials for the registry of `reference`; anonymous when none.
+fn credentials(reference: &str) -> RegistryAuth {
+    use docker_credential::DockerCredential as C;
+    match crate::engine::credential_for(reference) {
+        Some((_, C::UsernamePassword(u, p))) => RegistryAuth::Basic(u, p),
+        Some((_, C::IdentityToken(t))) => RegistryAuth::Bearer(t),
+        None => RegistryAuth::Anonymous,
+    }
+}
+
+fn unreachable(host: &str, e: &dyn std::fmt::Display) -> Error {
+    Error::engine(format!("cannot reach the registry `{host}`: {e}")).help(
+        "check that the registry runs and the address in `registry:` is right; nothing was built",
+    )
+}
+
+fn refused(host: &str, anonymous: bool) -> Error {
+    let why = if anonymous {
+        "it wants credentials and the Docker config has none for it"
+    } else {
+        "it refused the credentials in the Docker config"
+    };
+    Error::engine(format!("the registry `{host}` refused access: {why}")).help(format!(
+        "log in first (`docker login {host}`); nothing was built"
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn loopback_hosts_are_spoken_to_over_http() {
+        for h in [
+            "localhost",
+            "localhost:5000",
+            "127.0.0.1:5055",
+            "[::1]:5000",
+        ] {
+            assert!(is_loopback(h), "{h}");
+        }
+        for h in ["registry.example.com", "10.0.0.1:5000", "docker.io"] {
+            assert!(!is_loopback(h), "{h}");
+        }
+    }
+}
