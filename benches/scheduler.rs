@@ -96,6 +96,7 @@ fn makespan(jobs: &[Job], ms: &[u64], order: Order, weights: Option<Vec<f64>>) -
             fail_fast: false,
             push: false,
             push_jobs: 1,
+            publish_each: false,
             order,
             weights,
         };

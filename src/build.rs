@@ -11,7 +11,9 @@ use crate::load::{self, Loaded, Options};
 use crate::plan::{self, Ask, Known, Plan};
 use crate::progress::{self, Display};
 use crate::report::{self, LogFiles, Summary};
-use crate::{affected, engine, fingerprint, git, history, lock, registry, select, show, survey};
+use crate::{
+    affected, engine, fingerprint, git, history, lock, publish, registry, select, show, survey,
+};
 
 /// A loaded tree, the inputs of its images, and the selection: selectors,
 /// narrowed to what changed since `since` when given.
@@ -38,8 +40,27 @@ fn scope(opts: &Options, selectors: &[String], since: Option<&str>) -> Result<Sc
     })
 }
 
-/// Fingerprints and the plan: what exists is asked of the engine first.
-async fn prepare(s: &Scope, engine: &dyn engine::Engine, ask: Ask, pull: bool) -> Result<Plan> {
+/// The registry to consult, when the tree names one (not with the simulated engine).
+fn registry_for(s: &Scope, engine_spec: &str) -> Option<registry::Registry> {
+    let config = &s.loaded.tree.config;
+    if config.registry.is_empty() || engine_spec.starts_with("sim:") {
+        return None;
+    }
+    let refs = s.loaded.graph.nodes.iter().map(|n| n.reference.as_str());
+    Some(registry::Registry::new(refs, &config.insecure_registries))
+}
+
+/// Fingerprints and the plan: what exists is asked of the engine first,
+/// then of the registry (for a push, of every image: what it lacks is
+/// uploaded; else only of those the engine lacks).
+async fn prepare(
+    s: &Scope,
+    engine: &dyn engine::Engine,
+    registry: Option<&registry::Registry>,
+    ask: Ask,
+    pull: bool,
+    push: bool,
+) -> Result<Plan> {
     let graph = &s.loaded.graph;
     let pull = pull || s.loaded.tree.config.build.pull;
     let bases = survey::bases(graph, engine, pull).await?;
@@ -47,7 +68,15 @@ async fn prepare(s: &Scope, engine: &dyn engine::Engine, ask: Ask, pull: bool) -
     let fps = fingerprint::fingerprints(graph, &dockerfiles, &s.inputs, &bases)?;
     let existing = survey::existing(graph, &s.selected, engine).await?;
     let past = history::recall(existing.values().map(String::as_str));
-    let known = Known { existing, past };
+    let published = match registry {
+        Some(r) => survey::published(graph, &s.selected, &fps, &existing, r, push).await?,
+        None => Default::default(),
+    };
+    let known = Known {
+        existing,
+        past,
+        published,
+    };
     Ok(plan::plan(graph, &s.selected, &fps, &known, ask))
 }
 
@@ -62,9 +91,63 @@ pub fn show_plan(opts: &Options, args: &PlanArgs) -> Result<String> {
     let s = scope(opts, args.selectors, args.since)?;
     let plan = runtime()?.block_on(async {
         let engine = engine::connect(args.engine, &s.loaded.tree.root).await?;
-        prepare(&s, engine.as_ref(), args.ask, args.pull).await
+        let registry = registry_for(&s, args.engine);
+        prepare(
+            &s,
+            engine.as_ref(),
+            registry.as_ref(),
+            args.ask,
+            args.pull,
+            false,
+        )
+        .await
     })?;
     Ok(show::plan(&plan, args.json))
+}
+
+/// `strata publish`: every image of the selection (and the stale parents
+/// the plan adds) must be in the registry under its current content tag;
+/// then each release reference moves to it. Nothing moves otherwise.
+pub fn publish(opts: &Options, selectors: &[String], engine_spec: &str) -> Result<Code> {
+    let s = scope(opts, selectors, None)?;
+    let Some(registry) = registry_for(&s, engine_spec) else {
+        return Err(Error::input(
+            "`strata publish` moves tags in a registry, and `registry:` is not set",
+        )
+        .help("set `registry:` in strata.yaml (or --set registry=HOST)"));
+    };
+    runtime()?.block_on(async {
+        let engine = engine::connect(engine_spec, &s.loaded.tree.root).await?;
+        let plan = prepare(&s, engine.as_ref(), Some(&registry), Ask::default(), false, true).await?;
+        let missing: Vec<&str> = plan
+            .items
+            .iter()
+            .filter(|i| i.published.is_none())
+            .map(|i| i.name.as_str())
+            .collect();
+        if !missing.is_empty() {
+            eprintln!(
+                "strata: nothing was published: not in the registry with their current inputs: {}\n  \
+                 help: push them first (`strata build --push`)",
+                missing.join(", ")
+            );
+            return Ok(Code::Failed);
+        }
+        let items: Vec<&plan::Item> = plan.items.iter().collect();
+        let done = publish::release(&items, &registry).await;
+        let mut failed = 0;
+        for (item, d) in items.iter().zip(&done) {
+            let digest = d.digest.as_deref().unwrap_or("");
+            for r in &d.moved {
+                println!("{} | {r} -> {digest}", item.name);
+            }
+            if let Some(e) = &d.error {
+                failed += 1;
+                eprintln!("strata: {} | {e}", item.name);
+            }
+        }
+        Ok(if failed == 0 { Code::Success } else { Code::Failed })
+    })
 }
 
 pub fn run(opts: &Options, args: &BuildArgs) -> Result<Code> {
@@ -96,7 +179,16 @@ async fn build(s: &Scope, args: &BuildArgs, mut logs: Option<&mut LogFiles>) -> 
     let (loaded, inputs) = (&s.loaded, &s.inputs);
     let config = &loaded.tree.config;
     let engine = engine::connect(&args.engine, &loaded.tree.root).await?;
-    let mut plan = prepare(s, engine.as_ref(), args.ask, args.pull).await?;
+    let registry = registry_for(s, &args.engine);
+    let mut plan = prepare(
+        s,
+        engine.as_ref(),
+        registry.as_ref(),
+        args.ask,
+        args.pull,
+        args.push,
+    )
+    .await?;
     if args.push && !args.engine.starts_with("sim:") {
         // A registry that cannot be reached or refuses us is exit 3, found
         // before anything is built.
@@ -133,9 +225,14 @@ async fn build(s: &Scope, args: &BuildArgs, mut logs: Option<&mut LogFiles>) -> 
     }
     let opts = run_options(args, config);
     let stop = execute::interrupted();
-    let run = execute::execute(&plan.items, engine.clone(), &opts, &mut display, stop).await;
+    let mut run = execute::execute(&plan.items, engine.clone(), &opts, &mut display, stop).await;
     display.progress.done();
     drop(display);
+    if let (true, false, false, Some(r)) =
+        (args.push, opts.publish_each, args.no_publish, &registry)
+    {
+        publish_set(&plan, &mut run, r).await;
+    }
     if let Some(l) = logs {
         l.flush();
     }
@@ -160,6 +257,33 @@ async fn build(s: &Scope, args: &BuildArgs, mut logs: Option<&mut LogFiles>) -> 
     Ok(code)
 }
 
+/// The publish step of a `--push` run: every release tag moves in the
+/// registry, or none does when an image of the set failed.
+async fn publish_set(plan: &Plan, run: &mut execute::Run, registry: &registry::Registry) {
+    if run.interrupted {
+        eprintln!("strata: interrupted; no release tag was moved in the registry");
+        return;
+    }
+    let not_ok = run.outcomes.iter().filter(|o| !o.status.is_ok()).count();
+    if not_ok > 0 {
+        eprintln!(
+            "strata: no release tag was moved in the registry: {not_ok} of {} images did not build or upload",
+            plan.items.len()
+        );
+        return;
+    }
+    let items: Vec<&plan::Item> = plan.items.iter().collect();
+    let done = publish::release(&items, registry).await;
+    for (o, d) in run.outcomes.iter_mut().zip(done) {
+        o.pushed = d.moved;
+        o.digest = d.digest.or(o.digest.take());
+        if let Some(e) = d.error {
+            o.status = execute::Status::Failed;
+            o.error = Some(e);
+        }
+    }
+}
+
 fn run_options(args: &BuildArgs, config: &Config) -> execute::Options {
     let cpus = std::thread::available_parallelism().map_or(2, |n| n.get());
     execute::Options {
@@ -168,6 +292,7 @@ fn run_options(args: &BuildArgs, config: &Config) -> execute::Options {
         fail_fast: args.fail_fast,
         push: args.push,
         push_jobs: config.build.push_jobs,
+        publish_each: config.build.publish == crate::config::Publish::Each && !args.no_publish,
         order: Order::CriticalPath,
         weights: None,
     }

@@ -58,6 +58,15 @@ pub enum Command {
         #[arg(long, value_name = "DIR")]
         out: Option<PathBuf>,
     },
+    /// Move the release tags (`tag`, `tags:`) of a pushed set in the
+    /// registry to its content tags: all or nothing, manifests only. The
+    /// step a CI fan-out runs once at the end, after `build --push` jobs
+    /// with `build.publish: all`.
+    Publish {
+        selectors: Vec<String>,
+        #[arg(long, value_name = "ENGINE", default_value = "docker", hide = true)]
+        engine: String,
+    },
     /// What `build` would build, and why (asks the engine what exists).
     Plan {
         selectors: Vec<String>,
@@ -123,6 +132,10 @@ pub struct BuildCommand {
     /// Build with BuildKit instead of the classic builder (also `build.buildkit: true`).
     #[arg(long)]
     buildkit: bool,
+    /// With --push: upload content tags only and move no release tag in the
+    /// registry (CI fan-out jobs; run `strata publish` once at the end).
+    #[arg(long, requires = "push")]
+    no_publish: bool,
     /// When another run is building the same namespace on the same engine,
     /// fail at once (exit 3) instead of waiting for it.
     #[arg(long)]
@@ -183,6 +196,8 @@ pub(crate) struct BuildArgs {
     pub(crate) since: Option<String>,
     /// Fail instead of waiting for another run's lock.
     pub(crate) no_wait: bool,
+    /// Push content tags only; `strata publish` moves release tags later.
+    pub(crate) no_publish: bool,
 }
 
 /// The `plan` command's arguments.
@@ -219,6 +234,7 @@ pub fn run(cli: Cli) -> Result<Code> {
                 engine: b.engine.clone(),
                 since: b.since.clone(),
                 no_wait: b.no_wait,
+                no_publish: b.no_publish,
             };
             return build::run(&opts, &args);
         }
@@ -243,6 +259,9 @@ pub fn run(cli: Cli) -> Result<Code> {
                 since: since.as_deref(),
             };
             build::show_plan(&opts, &args)?
+        }
+        Command::Publish { selectors, engine } => {
+            return build::publish(&opts, selectors, engine);
         }
         Command::Affected { paths, json } => {
             let loaded = load::load(&opts)?;

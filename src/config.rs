@@ -59,6 +59,19 @@ pub struct BuildConfig {
     pub push_jobs: usize,
     /// Platform passed to the engine (e.g. `linux/amd64`); empty = engine default.
     pub platform: String,
+    /// When `--push` moves release tags in the registry.
+    pub publish: Publish,
+}
+
+/// `build.publish`: `all` moves the registry's release tags only once every
+/// selected image is built or up to date and uploaded; `each` moves an
+/// image's as soon as it is uploaded.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Publish {
+    #[default]
+    All,
+    Each,
 }
 
 impl Default for Config {
@@ -90,6 +103,7 @@ impl Default for BuildConfig {
             buildkit: false,
             push_jobs: 2,
             platform: String::new(),
+            publish: Publish::All,
         }
     }
 }

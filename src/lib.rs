@@ -27,6 +27,7 @@ mod lock;
 mod names;
 mod plan;
 mod progress;
+mod publish;
 mod registry;
 mod render;
 mod report;

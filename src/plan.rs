@@ -43,6 +43,13 @@ pub struct Item {
     /// References of all its parents in the tree, planned or not: each must
     /// point at the same image before and after its build.
     pub parent_refs: Vec<String>,
+    /// The engine has it, up to date.
+    pub local: bool,
+    /// The registry has it, up to date, under its content tag: the digest.
+    pub published: Option<String>,
+    /// Up to date in the registry only, and an image to build is on it:
+    /// pulled by digest before that build.
+    pub fetch: bool,
     /// What the engine is asked to build (meaningful for `Build` items).
     pub request: BuildRequest,
 }
@@ -68,6 +75,9 @@ impl Item {
             reasons: Vec::new(),
             parents: parents.to_vec(),
             parent_refs: Vec::new(),
+            local: false,
+            published: None,
+            fetch: false,
             request: BuildRequest {
                 name: name.into(),
                 ..Default::default()
@@ -89,6 +99,9 @@ pub struct Known {
     pub existing: HashMap<String, String>,
     /// Fingerprint → the manifest it was built from (the record of past inputs).
     pub past: HashMap<String, Manifest>,
+    /// Reference → (fingerprint, manifest digest) of the images whose
+    /// content tag the registry holds, with that fingerprint label.
+    pub published: HashMap<String, (String, String)>,
 }
 
 /// What the user asked for.
@@ -106,12 +119,22 @@ pub fn plan(
     ask: Ask,
 ) -> Plan {
     let existing_fp = |id: usize| known.existing.get(&graph.nodes[id].reference);
+    let published = |id: usize, fp: &str| {
+        known
+            .published
+            .get(&graph.nodes[id].reference)
+            .filter(|(p, _)| p == fp)
+            .map(|(_, digest)| digest.clone())
+    };
+    let fresh = |id: usize, fp: &str| {
+        existing_fp(id).map(String::as_str) == Some(fp) || published(id, fp).is_some()
+    };
     let chosen: BTreeSet<usize> = selected.iter().copied().collect();
     let mut scope = chosen.clone();
     let mut stale_outside = BTreeSet::new();
     for &id in selected {
         for a in graph.ancestors(id) {
-            if !chosen.contains(&a) && existing_fp(a) != Some(&fps[a].hash) {
+            if !chosen.contains(&a) && !fresh(a, &fps[a].hash) {
                 if ask.no_deps {
                     stale_outside.insert(a);
                 } else {
@@ -140,7 +163,21 @@ pub fn plan(
             used[id] = m.into();
         }
     }
-    let stale = |id: usize| existing_fp(id) != Some(&used[id].hash);
+    let stale = |id: usize| !fresh(id, &used[id].hash);
+    // A parent only in the registry joins the plan when something is built
+    // on it: it is pulled by digest first (`fetch`).
+    let building: Vec<usize> = scope
+        .iter()
+        .copied()
+        .filter(|&id| stale(id) || (ask.force && chosen.contains(&id)))
+        .collect();
+    for id in building {
+        for &p in &graph.nodes[id].parents {
+            if existing_fp(p) != Some(&used[p].hash) && published(p, &used[p].hash).is_some() {
+                scope.insert(p);
+            }
+        }
+    }
     let mut position = HashMap::new();
     let mut items = Vec::new();
     for &id in graph.order.iter().filter(|i| scope.contains(i)) {
@@ -151,8 +188,15 @@ pub fn plan(
             )
         } else if ask.force && chosen.contains(&id) {
             (Action::Build, vec!["forced".to_string()])
-        } else {
+        } else if existing_fp(id) == Some(&used[id].hash) {
             (Action::Skip, vec!["up to date".to_string()])
+        } else {
+            let digest = published(id, &used[id].hash).unwrap_or_default();
+            let short = digest.get(..19).unwrap_or(&digest);
+            (
+                Action::Skip,
+                vec![format!("up to date in the registry ({short}…)")],
+            )
         };
         let node = &graph.nodes[id];
         position.insert(id, items.len());
@@ -174,8 +218,19 @@ pub fn plan(
                 .iter()
                 .map(|&p| graph.nodes[p].reference.clone())
                 .collect(),
+            local: existing_fp(id) == Some(&used[id].hash),
+            published: published(id, &used[id].hash),
+            fetch: false,
             request: BuildRequest::default(),
         });
+    }
+    for i in 0..items.len() {
+        if items[i].action == Action::Build {
+            for k in items[i].parents.clone() {
+                let parent = &mut items[k];
+                parent.fetch = parent.action == Action::Skip && !parent.local;
+            }
+        }
     }
     Plan {
         items,

@@ -73,18 +73,72 @@ impl Registry {
         })?;
         match answer {
             Ok(digest) => Ok(Lookup::Present(digest)),
-            Err(e) if is_absent(&e) => Ok(Lookup::Absent),
-            Err(E::UnauthorizedError { .. } | E::AuthenticationFailure(_)) => {
-                Err(refused(&host, anonymous))
+            Err(e) => classify(e, &host, anonymous).map(|_| Lookup::Absent),
+        }
+    }
+
+    /// The manifest digest of `content_ref` (an image's content tag) when
+    /// the image there carries fingerprint `fp`; None when it is absent, or
+    /// lacks the label (pushed by hand: never trusted). Exit 3 when the
+    /// registry cannot be reached or refuses the credentials.
+    pub async fn published(&self, content_ref: &str, fp: &str) -> Result<Option<String>> {
+        let parsed = parse(content_ref)?;
+        let host = parsed.resolve_registry().to_string();
+        let auth = credentials(content_ref);
+        let anonymous = matches!(auth, RegistryAuth::Anonymous);
+        let asked = async {
+            self.client
+                .auth(&parsed, &auth, oci_client::RegistryOperation::Pull)
+                .await?;
+            self.client.pull_manifest_and_config(&parsed, &auth).await
+        };
+        let answer = tokio::time::timeout(TIMEOUT, asked).await.map_err(|_| {
+            unreachable(&host, &format!("no answer within {} s", TIMEOUT.as_secs()))
+        })?;
+        match answer {
+            Ok((_, digest, config)) => {
+                let config: serde_json::Value = serde_json::from_str(&config).unwrap_or_default();
+                let label = &config["config"]["Labels"][crate::fingerprint::LABEL];
+                Ok((label.as_str() == Some(fp)).then_some(digest))
             }
-            Err(E::RegistryError { envelope, .. })
-                if envelope.errors.iter().any(|e| {
-                    matches!(e.code, OciErrorCode::Unauthorized | OciErrorCode::Denied)
-                }) =>
-            {
-                Err(refused(&host, anonymous))
-            }
-            Err(e) => Err(unreachable(&host, &e)),
+            Err(e) => classify(e, &host, anonymous).map(|_| None),
+        }
+    }
+
+    /// Point `target` at the manifest `source` points at, in the same
+    /// repository: one manifest put, no layer moves. The digest moved to.
+    pub async fn copy_tag(&self, source: &str, target: &str) -> Result<String> {
+        let (from, to) = (parse(source)?, parse(target)?);
+        let host = to.resolve_registry().to_string();
+        let auth = credentials(target);
+        let anonymous = matches!(auth, RegistryAuth::Anonymous);
+        let moved = async {
+            self.client
+                .auth(&to, &auth, oci_client::RegistryOperation::Push)
+                .await?;
+            let (body, digest) = self
+                .client
+                .pull_manifest_raw(&from, &auth, MANIFEST_TYPES)
+                .await?;
+            let kind: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+            let kind = kind["mediaType"]
+                .as_str()
+                .unwrap_or(MANIFEST_TYPES[0])
+                .to_string();
+            let kind = reqwest_header(&kind);
+            self.client.push_manifest_raw(&to, body, kind).await?;
+            Ok::<_, E>(digest)
+        };
+        let answer = tokio::time::timeout(TIMEOUT, moved).await.map_err(|_| {
+            unreachable(&host, &format!("no answer within {} s", TIMEOUT.as_secs()))
+        })?;
+        match answer {
+            Ok(digest) => Ok(digest),
+            Err(e) => classify(e, &host, anonymous).and_then(|_| {
+                Err(Error::engine(format!(
+                    "cannot point `{target}` at `{source}`: the registry has no such manifest"
+                )))
+            }),
         }
     }
 
@@ -98,6 +152,50 @@ impl Registry {
             }
         }
         Ok(())
+    }
+}
+
+/// The content tag of the image `reference` with fingerprint `fp`:
+/// `repo:fp-<first 24 hex>`, immutable (the same inputs give the same tag).
+pub fn content_ref(reference: &str, fp: &str) -> String {
+    let (repo, _) = crate::engine::split_tag(reference);
+    format!("{repo}:fp-{}", fp.get(..24).unwrap_or(fp))
+}
+
+/// Manifest kinds asked for: what `docker push` writes, then OCI's.
+const MANIFEST_TYPES: &[&str] = &[
+    "application/vnd.docker.distribution.manifest.v2+json",
+    "application/vnd.docker.distribution.manifest.list.v2+json",
+    "application/vnd.oci.image.manifest.v1+json",
+    "application/vnd.oci.image.index.v1+json",
+];
+
+fn reqwest_header(kind: &str) -> http::HeaderValue {
+    http::HeaderValue::from_str(kind)
+        .unwrap_or_else(|_| http::HeaderValue::from_static(MANIFEST_TYPES[0]))
+}
+
+fn parse(reference: &str) -> Result<Reference> {
+    reference
+        .parse()
+        .map_err(|e| Error::input(format!("`{reference}` is not a registry reference: {e}")))
+}
+
+/// An error from the registry: Ok when it only says "not there", else the
+/// error for people (exit 3).
+fn classify(e: E, host: &str, anonymous: bool) -> Result<()> {
+    match e {
+        e if is_absent(&e) => Ok(()),
+        E::UnauthorizedError { .. } | E::AuthenticationFailure(_) => Err(refused(host, anonymous)),
+        E::RegistryError { envelope, .. }
+            if envelope
+                .errors
+                .iter()
+                .any(|e| matches!(e.code, OciErrorCode::Unauthorized | OciErrorCode::Denied)) =>
+        {
+            Err(refused(host, anonymous))
+        }
+        e => Err(unreachable(host, &e)),
     }
 }
 

@@ -27,6 +27,12 @@ pub struct ImageReport {
     pub reasons: Vec<String>,
     /// References moved in the registry by this run (`--push`).
     pub pushed: Vec<String>,
+    /// The registry's manifest digest of the image, when known.
+    pub digest: Option<String>,
+    /// For an image built: each parent in this run's plan → the image it
+    /// was built on (the registry digest when the parent came from there,
+    /// else the engine's image ID).
+    pub parents: std::collections::BTreeMap<String, String>,
     #[serde(skip)]
     pub failed_parent: Option<String>,
     #[serde(skip)]
@@ -56,6 +62,17 @@ impl Summary {
                 error: o.error.clone(),
                 reasons: item.reasons.clone(),
                 pushed: o.pushed.clone(),
+                digest: o.digest.clone(),
+                parents: item
+                    .parents
+                    .iter()
+                    .filter(|_| o.status == Status::Built)
+                    .filter_map(|&k| {
+                        let p = &run.outcomes[k];
+                        let used = p.digest.clone().or_else(|| p.image_id.clone())?;
+                        Some((plan.items[k].name.clone(), used))
+                    })
+                    .collect(),
                 failed_parent: o.failed_parent.clone(),
                 tail: o.tail.clone(),
             })

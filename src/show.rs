@@ -236,6 +236,7 @@ pub fn plan(plan: &Plan, json: bool) -> String {
                     "fingerprint": i.fingerprint.hash,
                     "action": i.action,
                     "reasons": i.reasons,
+                    "registry_digest": i.published,
                 })
             })
             .collect();

@@ -69,3 +69,44 @@ pub async fn existing(
     }
     Ok(out)
 }
+
+/// Reference → (fingerprint, manifest digest) for the images in scope that
+/// the registry holds under their content tag, with that fingerprint label;
+/// asked 16 at a time, nothing pulled. Only those the engine lacks up to
+/// date are asked, unless `all` (a push: what the registry lacks is uploaded).
+pub async fn published(
+    graph: &Graph,
+    selected: &[usize],
+    fps: &[fingerprint::Fingerprint],
+    existing: &HashMap<String, String>,
+    registry: &crate::registry::Registry,
+    all: bool,
+) -> Result<HashMap<String, (String, String)>> {
+    let mut scope = BTreeSet::new();
+    for &id in selected {
+        scope.extend(graph.ancestors(id));
+    }
+    let ask: Vec<usize> = scope
+        .into_iter()
+        .filter(|&id| all || existing.get(&graph.nodes[id].reference) != Some(&fps[id].hash))
+        .filter(|&id| engine::registry_of(&graph.nodes[id].reference).is_some())
+        .collect();
+    let found: Vec<(usize, Result<Option<String>>)> = futures_util::stream::iter(ask)
+        .map(|id| async move {
+            let content = crate::registry::content_ref(&graph.nodes[id].reference, &fps[id].hash);
+            (id, registry.published(&content, &fps[id].hash).await)
+        })
+        .buffer_unordered(16)
+        .collect()
+        .await;
+    let mut out = HashMap::new();
+    for (id, digest) in found {
+        if let Some(digest) = digest? {
+            out.insert(
+                graph.nodes[id].reference.clone(),
+                (fps[id].hash.clone(), digest),
+            );
+        }
+    }
+    Ok(out)
+}

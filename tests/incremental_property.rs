@@ -55,7 +55,11 @@ proptest! {
         // A new .dockerignore is itself not a context file, so kind 2 changes nothing.
         let (loaded, after) = fingerprinted(&t);
         let all: Vec<usize> = loaded.graph.order.clone();
-        let known = strata::Known { existing, past: HashMap::new() };
+        let known = strata::Known {
+            existing,
+            past: HashMap::new(),
+            ..Default::default()
+        };
         let plan = strata::plan(&loaded.graph, &all, &after, &known, strata::Ask::default());
         let rebuilt: BTreeSet<String> = plan.to_build().map(|i| loaded.graph.nodes[i.id].name.clone()).collect();
         let mut expected = BTreeSet::new();

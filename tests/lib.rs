@@ -15,3 +15,4 @@ mod incremental;
 mod incremental_property;
 mod output;
 mod push;
+mod registry;

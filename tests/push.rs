@@ -4,13 +4,13 @@
 use crate::common::engine::{self, Namespace, BASE_IMAGE};
 use crate::common::{Running, TestTree};
 
-struct Registry {
-    host: String,
-    user: String,
-    password: String,
+pub(crate) struct Registry {
+    pub(crate) host: String,
+    pub(crate) user: String,
+    pub(crate) password: String,
 }
 
-fn registry() -> Option<Registry> {
+pub(crate) fn registry() -> Option<Registry> {
     let get = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
     match (
         get("STRATA_TEST_REGISTRY"),
@@ -54,7 +54,7 @@ fn base64(data: &str) -> String {
 }
 
 /// A Docker config folder holding `user:password` for `host`.
-fn docker_config(host: &str, user: &str, password: &str) -> tempfile::TempDir {
+pub(crate) fn docker_config(host: &str, user: &str, password: &str) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     let auth = base64(&format!("{user}:{password}"));
     std::fs::write(
@@ -246,7 +246,7 @@ fn an_unreachable_registry_is_exit_3_and_nothing_is_built() {
 }
 
 /// The digest the registry serves for `repo:tag`, if any.
-fn manifest_digest(r: &Registry, repo: &str, tag: &str) -> Option<String> {
+pub(crate) fn manifest_digest(r: &Registry, repo: &str, tag: &str) -> Option<String> {
     let out = std::process::Command::new("curl")
         .args(["-s", "-I", "-u", &format!("{}:{}", r.user, r.password)])
         .args([

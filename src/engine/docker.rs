@@ -192,7 +192,11 @@ impl Engine for DockerEngine {
 
     fn pull<'a>(&'a self, reference: &'a str) -> BoxFuture<'a, Result<(), EngineError>> {
         async move {
-            let (repo, tag) = split_tag(reference);
+            // `repo@sha256:…` pulls by digest: the API takes it as the tag.
+            let (repo, tag) = match reference.split_once('@') {
+                Some((repo, digest)) => (repo, digest),
+                None => split_tag(reference),
+            };
             let options = CreateImageOptions {
                 from_image: Some(repo.to_string()),
                 tag: Some(tag.to_string()),

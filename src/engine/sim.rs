@@ -128,14 +128,19 @@ impl Engine for SimEngine {
     ) -> BoxFuture<'a, Result<(), EngineError>> {
         async move {
             let mut state = self.state.lock().expect("sim state");
+            // The source is an image ID or a reference, as for `docker tag`.
+            let id = state
+                .images
+                .values()
+                .find(|i| i.id == image_id || i.tags.iter().any(|t| t == image_id))
+                .map(|i| i.id.clone())
+                .ok_or_else(|| EngineError::Failed(format!("no image {image_id}")))?;
             for info in state.images.values_mut() {
                 info.tags.retain(|t| t != reference);
             }
-            let info = state
-                .images
-                .get_mut(image_id)
-                .ok_or_else(|| EngineError::Failed(format!("no image {image_id}")))?;
-            info.tags.push(reference.to_string());
+            if let Some(info) = state.images.get_mut(&id) {
+                info.tags.push(reference.to_string());
+            }
             Ok(())
         }
         .boxed()

@@ -36,6 +36,10 @@ pub struct Options {
     pub fail_fast: bool,
     pub push: bool,
     pub push_jobs: usize,
+    /// With `push`: move each image's release tags in the registry as soon
+    /// as it is uploaded (`build.publish: each`); otherwise they move only
+    /// on this engine, and the registry's are left to the publish step.
+    pub publish_each: bool,
     pub order: Order,
     /// Expected relative duration of each item (for the critical path); None = 1 each.
     pub weights: Option<Vec<f64>>,
@@ -82,6 +86,8 @@ pub struct Outcome {
     pub tail: VecDeque<String>,
     /// References moved in the registry (`--push`).
     pub pushed: Vec<String>,
+    /// The registry's manifest digest of the image, when known.
+    pub digest: Option<String>,
 }
 
 impl Outcome {
@@ -95,6 +101,7 @@ impl Outcome {
             attempts: 0,
             tail: VecDeque::new(),
             pushed: Vec::new(),
+            digest: None,
         }
     }
 }
@@ -125,6 +132,8 @@ enum Msg {
     Uploaded(usize, Result<(), EngineError>, Duration),
     /// The release tags moved (those in the list), or one failed.
     Released(usize, Result<(), EngineError>, Vec<String>, Duration),
+    /// An image only in the registry was pulled by digest and tagged.
+    Fetched(usize, Result<(), EngineError>, Duration),
 }
 
 /// The state of one item; see docs/architecture.md.
@@ -230,13 +239,44 @@ impl<'a> Scheduler<'a> {
         self.outcomes[i] = Some(outcome);
     }
 
-    /// Items to skip are up to date before anything starts; an item to
-    /// build is ready once every parent to build is built.
+    /// Items to skip are up to date before anything starts, except those
+    /// that must first be pulled (only in the registry, something to build
+    /// on them) or, with `--push`, uploaded (the registry lacks them): their
+    /// children wait for that. An item to build is ready once every parent
+    /// is done.
     fn skip_up_to_date(&mut self) {
         for i in 0..self.items.len() {
-            if self.items[i].action == Action::Skip {
+            let item = &self.items[i];
+            if item.action != Action::Skip {
+                continue;
+            }
+            let mut o = Outcome::new(Status::UpToDate);
+            o.digest = item.published.clone();
+            if item.fetch {
+                self.state[i] = State::Running;
+                self.outcomes[i] = Some(o);
+                self.tasks.spawn(tasks::fetch(
+                    i,
+                    item.clone(),
+                    self.engine.clone(),
+                    self.tx.clone(),
+                ));
+            } else if self.opts.push && item.published.is_none() {
+                self.state[i] = State::Pushing;
+                o.image_id = Some(item.reference.clone());
+                self.outcomes[i] = Some(o);
+                self.observer.event(self.items, Event::Pushing { item: i });
+                self.tasks.spawn(tasks::upload(
+                    i,
+                    item.clone(),
+                    Some(item.reference.clone()),
+                    self.engine.clone(),
+                    self.push_slots.clone(),
+                    self.tx.clone(),
+                ));
+            } else {
                 self.state[i] = State::Done;
-                self.outcomes[i] = Some(Outcome::new(Status::UpToDate));
+                self.outcomes[i] = Some(o);
                 for k in 0..self.children[i].len() {
                     self.missing[self.children[i][k]] -= 1;
                 }
@@ -245,6 +285,20 @@ impl<'a> Scheduler<'a> {
         for i in 0..self.items.len() {
             if self.state[i] == State::Waiting && self.missing[i] == 0 {
                 self.ready(i);
+            }
+        }
+    }
+
+    fn fetched(&mut self, i: usize, result: Result<(), EngineError>, took: Duration) {
+        let Some(mut o) = self.outcomes[i].take() else {
+            return;
+        };
+        o.duration = took;
+        match result {
+            Err(e) => self.fail(i, o, e),
+            Ok(()) => {
+                self.finish(i, o);
+                self.release_children(i);
             }
         }
     }
@@ -314,6 +368,7 @@ impl<'a> Scheduler<'a> {
             self.tasks.spawn(tasks::upload(
                 i,
                 self.items[i].clone(),
+                None,
                 self.engine.clone(),
                 self.push_slots.clone(),
                 self.tx.clone(),
@@ -348,6 +403,7 @@ impl<'a> Scheduler<'a> {
             self.items[i].clone(),
             id,
             self.engine.clone(),
+            self.opts.publish_each,
             self.tx.clone(),
         ));
     }
@@ -406,6 +462,7 @@ impl<'a> Scheduler<'a> {
             Msg::Built(i, result, took, attempts) => self.built(i, result, took, attempts),
             Msg::Uploaded(i, result, took) => self.uploaded(i, result, took),
             Msg::Released(i, result, moved, took) => self.released(i, result, moved, took),
+            Msg::Fetched(i, result, took) => self.fetched(i, result, took),
         }
     }
 

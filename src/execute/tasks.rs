@@ -10,7 +10,7 @@
 //! interrupted leaves every release tag where it was.
 
 use super::Msg;
-use crate::engine::{split_tag, Engine, EngineError, ImageInfo, Log};
+use crate::engine::{Engine, EngineError, ImageInfo, Log};
 use crate::plan::Item;
 use std::sync::Arc;
 use tokio::sync::mpsc;
@@ -25,13 +25,7 @@ pub(super) fn line_sink(i: usize, tx: &mpsc::UnboundedSender<Msg>) -> Log {
 
 /// The immutable tag of an item's inputs: `repo:fp-<first 24 hex>`.
 pub fn content_ref(item: &Item) -> String {
-    let (repo, _) = split_tag(&item.reference);
-    let hex = item
-        .fingerprint
-        .hash
-        .get(..24)
-        .unwrap_or(&item.fingerprint.hash);
-    format!("{repo}:fp-{hex}")
+    crate::registry::content_ref(&item.reference, &item.fingerprint.hash)
 }
 
 /// The references a finished item's step moves: its own, then extra tags.
@@ -78,10 +72,12 @@ pub(super) async fn build(
     let _ = tx.send(Msg::Built(i, result, begun.elapsed(), attempts));
 }
 
-/// Upload a built item under its content tag, `slots` uploads at once.
+/// Upload an item under its content tag, `slots` uploads at once. A built
+/// item has that tag already; an existing one (`source`) gets it first.
 pub(super) async fn upload(
     i: usize,
     item: Item,
+    source: Option<String>,
     engine: Arc<dyn Engine>,
     slots: Arc<tokio::sync::Semaphore>,
     tx: mpsc::UnboundedSender<Msg>,
@@ -90,18 +86,27 @@ pub(super) async fn upload(
     let begun = Instant::now();
     let log = line_sink(i, &tx);
     let r = content_ref(&item);
-    let result = engine.push(&r, log).await.map_err(|e| failed_push(&r, e));
+    let tagged = match &source {
+        Some(s) => engine.tag(s, &r).await,
+        None => Ok(()),
+    };
+    let result = match tagged {
+        Ok(()) => engine.push(&r, log).await.map_err(|e| failed_push(&r, e)),
+        Err(e) => Err(e),
+    };
     let _ = tx.send(Msg::Uploaded(i, result, begun.elapsed()));
 }
 
-/// Move an uploaded item's release tags, locally and in the registry. The
-/// layers are there already, so each push only writes a manifest. The
-/// scheduler never aborts this task: once started it ends, interrupt or not.
+/// Move an uploaded item's release tags on this engine and, with `push`,
+/// in the registry (the layers are there already, so each push only writes
+/// a manifest). The scheduler never aborts this task: once started it
+/// ends, interrupt or not.
 pub(super) async fn release(
     i: usize,
     item: Item,
     image_id: String,
     engine: Arc<dyn Engine>,
+    push: bool,
     tx: mpsc::UnboundedSender<Msg>,
 ) {
     let begun = Instant::now();
@@ -110,14 +115,16 @@ pub(super) async fn release(
     let mut result = Ok(());
     for r in release_refs(&item) {
         let step = match engine.tag(&image_id, r).await {
-            Ok(()) => engine.push(r, log.clone()).await,
-            Err(e) => Err(e),
+            Ok(()) if push => engine.push(r, log.clone()).await,
+            other => other,
         };
         if let Err(e) = step {
             result = Err(failed_push(r, e));
             break;
         }
-        moved.push(r.clone());
+        if push {
+            moved.push(r.clone());
+        }
     }
     let _ = tx.send(Msg::Released(i, result, moved, begun.elapsed()));
 }
@@ -151,6 +158,30 @@ async fn still_on(engine: &dyn Engine, before: &[(String, ImageInfo)]) -> Result
         }
     }
     Ok(())
+}
+
+/// Pull an image that is up to date only in the registry, by digest, and
+/// point its reference here at exactly that image, for what is built on it.
+pub(super) async fn fetch(
+    i: usize,
+    item: Item,
+    engine: Arc<dyn Engine>,
+    tx: mpsc::UnboundedSender<Msg>,
+) {
+    let begun = Instant::now();
+    let log = line_sink(i, &tx);
+    let digest = item.published.clone().unwrap_or_default();
+    let pinned = format!("{}@{digest}", crate::engine::split_tag(&item.reference).0);
+    log(&format!("pulling {pinned}"));
+    let result = match engine.pull(&pinned).await {
+        Ok(()) => engine.tag(&pinned, &item.reference).await,
+        Err(e) => Err(e),
+    };
+    let result = result.map_err(|e| match e {
+        EngineError::Failed(m) => EngineError::Failed(format!("pull of `{pinned}` failed: {m}")),
+        other => other,
+    });
+    let _ = tx.send(Msg::Fetched(i, result, begun.elapsed()));
 }
 
 fn failed_push(reference: &str, e: EngineError) -> EngineError {

@@ -28,6 +28,7 @@ fn opts(jobs: usize) -> Options {
         fail_fast: false,
         push: false,
         push_jobs: 1,
+        publish_each: false,
         order: Order::CriticalPath,
         weights: None,
     }
@@ -218,6 +219,7 @@ async fn a_push_uploads_the_content_tag_then_moves_release_tags() {
     let engine = Arc::new(SimEngine::new(script(&[])));
     let mut o = opts(2);
     o.push = true;
+    o.publish_each = true;
     let (r, _) = run(&jobs, engine.clone(), &o).await;
     assert!(r.outcomes.iter().all(|o| o.status == Status::Built));
     assert_eq!(
@@ -232,6 +234,39 @@ async fn a_push_uploads_the_content_tag_then_moves_release_tags() {
     );
     assert_eq!(r.outcomes[0].pushed, ["t/parent:latest", "t/parent:extra"]);
     assert!(content_ref(&jobs[0]).starts_with("t/parent:fp-"));
+}
+
+#[tokio::test(start_paused = true)]
+async fn publish_all_uploads_content_tags_and_moves_release_tags_here_only() {
+    let mut base = job("base", &[]);
+    base.action = Action::Skip;
+    base.published = Some("sha256:feed".into());
+    let mut kept = job("kept", &[]);
+    kept.action = Action::Skip;
+    let jobs = [base, job("child", &[0]), kept];
+    let engine = Arc::new(SimEngine::new(script(&[])));
+    // `kept` exists on the engine but not in the registry.
+    let id = engine
+        .build(jobs[2].request.clone(), Arc::new(|_: &str| {}))
+        .await
+        .unwrap();
+    engine.tag(&id, "t/kept:latest").await.unwrap();
+    let mut o = opts(2);
+    o.push = true;
+    let (r, _) = run(&jobs, engine.clone(), &o).await;
+    let statuses: Vec<Status> = r.outcomes.iter().map(|o| o.status).collect();
+    assert_eq!(
+        statuses,
+        [Status::UpToDate, Status::Built, Status::UpToDate]
+    );
+    // Only what the registry lacks is uploaded, and no release tag is pushed.
+    let mut pushes = engine.pushes();
+    pushes.sort();
+    let mut want = vec![content_ref(&jobs[1]), content_ref(&jobs[2])];
+    want.sort();
+    assert_eq!(pushes, want);
+    assert!(engine.inspect("t/child:latest").await.unwrap().is_some());
+    assert_eq!(r.outcomes[0].digest.as_deref(), Some("sha256:feed"));
 }
 
 #[tokio::test(start_paused = true)]

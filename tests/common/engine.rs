@@ -46,6 +46,13 @@ impl Namespace {
 
 impl Drop for Namespace {
     fn drop(&mut self) {
+        self.clear();
+    }
+}
+
+impl Namespace {
+    /// Remove every image of this namespace from the engine (a fresh worker).
+    pub fn clear(&self) {
         let Ok(out) = Command::new("docker")
             .args(["images", "--format", "{{.Repository}}:{{.Tag}}"])
             .output()

@@ -1,0 +1,289 @@
+//! The registry as the shared state (real engine, the htpasswd registry on
+//! loopback): fresh workers skip what is published, parents are pulled by
+//! digest, `--push` uploads what the registry lacks, and release tags move
+//! all together or not at all.
+
+use crate::common::engine::{self, Namespace, BASE_IMAGE};
+use crate::common::TestTree;
+use crate::push::{docker_config, manifest_digest, registry, Registry};
+use std::collections::BTreeMap;
+
+/// base → mid → leaf (with a context file), and other on base.
+fn tree(ns: &Namespace, host: &str) -> TestTree {
+    let t = TestTree::new();
+    t.write(
+        "strata.yaml",
+        &format!(
+            "registry: '{host}'\nnamespace: {}\nvars: {{base_image: '{BASE_IMAGE}'}}\n",
+            ns.0
+        ),
+    )
+    .write(
+        "images/base/Dockerfile.j2",
+        "FROM {{ base_image }}\nRUN echo base > /base\n",
+    )
+    .write(
+        "images/mid/Dockerfile.j2",
+        "FROM {{ image_ref('base') }}\nRUN echo mid > /mid\n",
+    )
+    .write(
+        "images/leaf/Dockerfile.j2",
+        "FROM {{ image_ref('mid') }}\nCOPY files/ /leaf/\n",
+    )
+    .write("images/leaf/files/x", "1\n")
+    .write(
+        "images/other/Dockerfile.j2",
+        "FROM {{ image_ref('base') }}\nRUN echo other > /other\n",
+    );
+    t
+}
+
+struct Setup {
+    r: Registry,
+    ns: Namespace,
+    t: TestTree,
+    config: tempfile::TempDir,
+}
+
+fn setup(test: &str) -> Option<Setup> {
+    let r = registry()?;
+    if !engine::available(test) {
+        return None;
+    }
+    let ns = Namespace::new(test);
+    let t = tree(&ns, &r.host);
+    let config = docker_config(&r.host, &r.user, &r.password);
+    Some(Setup { r, ns, t, config })
+}
+
+impl Setup {
+    /// `strata build ARGS --summary s.json`: the exit code, stderr, and
+    /// each image's summary entry by name.
+    fn build(&self, args: &[&str]) -> (i32, String, BTreeMap<String, serde_json::Value>) {
+        let _ = std::fs::remove_file(self.t.path().join("s.json"));
+        let mut all = vec!["build", "--progress", "plain", "--summary", "s.json"];
+        all.extend_from_slice(args);
+        let out = self
+            .t
+            .command(&all)
+            .env("DOCKER_CONFIG", self.config.path())
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+        let summary: serde_json::Value = serde_json::from_str(
+            &std::fs::read_to_string(self.t.path().join("s.json")).unwrap_or_default(),
+        )
+        .unwrap_or_default();
+        let images = summary["images"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .map(|i| (i["name"].as_str().unwrap().to_string(), i.clone()))
+                    .collect()
+            })
+            .unwrap_or_default();
+        (out.status.code().unwrap_or(-1), stderr, images)
+    }
+
+    fn latest(&self, name: &str) -> Option<String> {
+        manifest_digest(&self.r, &format!("{}/{name}", self.ns.0), "latest")
+    }
+
+    fn local(&self, name: &str) -> String {
+        format!("{}/{}/{name}:latest", self.r.host, self.ns.0)
+    }
+}
+
+const ALL: [&str; 4] = ["base", "mid", "leaf", "other"];
+
+#[test]
+fn a_fresh_worker_builds_nothing_published_and_pulls_parents_by_digest() {
+    let Some(s) = setup("fresh-worker") else {
+        return;
+    };
+    let (code, err, first) = s.build(&["--push"]);
+    assert_eq!(code, 0, "{err}");
+    for n in ALL {
+        assert!(
+            first[n]["digest"].as_str().unwrap().starts_with("sha256:"),
+            "{n}"
+        );
+    }
+    // A fresh worker: the engine holds nothing of the namespace.
+    s.ns.clear();
+    let plan =
+        s.t.command(&["plan", "--json"])
+            .env("DOCKER_CONFIG", s.config.path())
+            .output()
+            .unwrap();
+    assert_eq!(
+        plan.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&plan.stderr)
+    );
+    let plan: serde_json::Value = serde_json::from_slice(&plan.stdout).unwrap();
+    for item in plan.as_array().unwrap() {
+        assert_eq!(item["action"], "skip", "{item}");
+        assert!(item["reasons"][0]
+            .as_str()
+            .unwrap()
+            .contains("up to date in the registry"));
+        let name = item["name"].as_str().unwrap();
+        assert_eq!(item["registry_digest"], first[name]["digest"], "{name}");
+    }
+    let (code, err, again) = s.build(&[]);
+    assert_eq!(code, 0, "{err}");
+    for n in ALL {
+        assert_eq!(again[n]["status"], "up-to-date", "{n}");
+        assert!(engine::inspect(&s.local(n)).is_none(), "{n} was pulled");
+    }
+    // One leaf changes: only it is built, on its parent pulled by digest.
+    s.t.write("images/leaf/files/x", "2\n");
+    let (code, err, third) = s.build(&[]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(third["leaf"]["status"], "built");
+    for n in ["base", "mid", "other"] {
+        assert_ne!(
+            third.get(n).map(|i| i["status"].clone()),
+            Some("built".into()),
+            "{n}"
+        );
+    }
+    let mid_digest = first["mid"]["digest"].as_str().unwrap();
+    assert_eq!(third["leaf"]["parents"]["mid"], mid_digest);
+    let repo_digests = std::process::Command::new("docker")
+        .args([
+            "image",
+            "inspect",
+            "--format",
+            "{{json .RepoDigests}}",
+            &s.local("mid"),
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&repo_digests.stdout).contains(mid_digest),
+        "mid:latest here is the image of that digest"
+    );
+    assert!(
+        engine::inspect(&s.local("other")).is_none(),
+        "nothing else pulled"
+    );
+    assert_eq!(
+        engine::run_in(&s.local("leaf"), &["cat", "/leaf/x"]).trim(),
+        "2"
+    );
+}
+
+#[test]
+fn build_then_push_publishes_every_image() {
+    let Some(s) = setup("build-then-push") else {
+        return;
+    };
+    let (code, err, _) = s.build(&[]);
+    assert_eq!(code, 0, "{err}");
+    for n in ALL {
+        assert!(s.latest(n).is_none(), "{n} not pushed yet");
+    }
+    let (code, err, pushed) = s.build(&["--push"]);
+    assert_eq!(code, 0, "{err}");
+    for n in ALL {
+        assert_eq!(pushed[n]["status"], "up-to-date", "{n}");
+        assert_eq!(
+            pushed[n]["pushed"][0].as_str(),
+            Some(s.local(n).as_str()),
+            "{n}"
+        );
+        assert_eq!(s.latest(n).as_deref(), pushed[n]["digest"].as_str(), "{n}");
+    }
+    // Pushing again uploads nothing and moves the tags to the same digests.
+    let (code, err, again) = s.build(&["--push"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(!err.contains("pushing"), "nothing uploaded again:\n{err}");
+    for n in ALL {
+        assert_eq!(again[n]["digest"], pushed[n]["digest"], "{n}");
+    }
+}
+
+#[test]
+fn a_failed_image_moves_no_release_tag_and_a_rerun_reuses_the_uploads() {
+    let Some(s) = setup("atomic-publish") else {
+        return;
+    };
+    let (code, err, _) = s.build(&["--push"]);
+    assert_eq!(code, 0, "{err}");
+    let before: Vec<Option<String>> = ALL.iter().map(|n| s.latest(n)).collect();
+    s.t.write(
+        "images/base/Dockerfile.j2",
+        "FROM {{ base_image }}\nRUN echo base-2 > /base\n",
+    );
+    s.t.write(
+        "images/other/Dockerfile.j2",
+        "FROM {{ image_ref('base') }}\nRUN false\n",
+    );
+    let (code, err, failed) = s.build(&["--push"]);
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains("no release tag was moved in the registry"),
+        "{err}"
+    );
+    assert_eq!(failed["other"]["status"], "failed");
+    let after: Vec<Option<String>> = ALL.iter().map(|n| s.latest(n)).collect();
+    assert_eq!(before, after, "release tags unchanged in the registry");
+    // Fixed: everything publishes; what was uploaded is not built again.
+    s.t.write(
+        "images/other/Dockerfile.j2",
+        "FROM {{ image_ref('base') }}\nRUN echo other-2 > /other\n",
+    );
+    let (code, err, fixed) = s.build(&["--push"]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(fixed["other"]["status"], "built");
+    for n in ["base", "mid", "leaf"] {
+        assert_eq!(fixed[n]["status"], "up-to-date", "{n}");
+    }
+    for (n, old) in ALL.iter().zip(&before) {
+        let now = s.latest(n);
+        assert_ne!(&now, old, "{n} moved");
+        assert_eq!(now.as_deref(), fixed[*n]["digest"].as_str(), "{n}");
+    }
+}
+
+#[test]
+fn publish_moves_the_release_tags_of_a_pushed_set() {
+    let Some(s) = setup("publish-cmd") else {
+        return;
+    };
+    let publish = || {
+        let out =
+            s.t.command(&["publish"])
+                .env("DOCKER_CONFIG", s.config.path())
+                .output()
+                .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+        let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+        (out.status.code().unwrap_or(-1), stdout, stderr)
+    };
+    let (code, _, err) = publish();
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("nothing was published"), "{err}");
+    // The fan-out jobs: content tags only.
+    let (code, err, pushed) = s.build(&["--push", "--no-publish"]);
+    assert_eq!(code, 0, "{err}");
+    for n in ALL {
+        assert!(s.latest(n).is_none(), "{n}: no release tag yet");
+        assert!(pushed[n]["pushed"].as_array().unwrap().is_empty());
+    }
+    let (code, out, err) = publish();
+    assert_eq!(code, 0, "{err}");
+    for n in ALL {
+        assert!(
+            out.contains(&format!("{n} | {} -> sha256:", s.local(n))),
+            "{out}"
+        );
+        let fp = &pushed[n]["fingerprint"].as_str().unwrap()[..24];
+        let content = manifest_digest(&s.r, &format!("{}/{n}", s.ns.0), &format!("fp-{fp}"));
+        assert!(content.is_some());
+        assert_eq!(s.latest(n), content, "{n}");
+    }
+}
