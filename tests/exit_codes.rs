@@ -142,7 +142,7 @@ fn quiet_still_reports_failures_and_the_result() {
 #[test]
 fn one_refused_push_is_exit_1_and_the_rest_publish() {
     let t = TestTree::new();
-    t.write("strata.yaml", "namespace: exit\n")
+    t.write("strata.yaml", "namespace: exit\nbuild: {publish: each}\n")
         .write("images/a/Dockerfile", "FROM scratch\nCOPY Dockerfile /a\n")
         .write("images/b/Dockerfile", "FROM scratch\nCOPY Dockerfile /b\n")
         .write("sim.yaml", "images: {a: {push_fail: true}}\n");
