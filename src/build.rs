@@ -46,8 +46,16 @@ fn registry_for(s: &Scope, engine_spec: &str) -> Option<registry::Registry> {
     if config.registry.is_empty() || engine_spec.starts_with("sim:") {
         return None;
     }
-    let refs = s.loaded.graph.nodes.iter().map(|n| n.reference.as_str());
-    Some(registry::Registry::new(refs, &config.insecure_registries))
+    let graph = &s.loaded.graph;
+    let refs = graph.nodes.iter().map(|n| n.reference.as_str());
+    let bases = graph
+        .nodes
+        .iter()
+        .flat_map(|n| n.bases.iter().map(String::as_str));
+    Some(registry::Registry::new(
+        refs.chain(bases),
+        &config.insecure_registries,
+    ))
 }
 
 /// Fingerprints and the plan: what exists is asked of the engine first,
@@ -63,7 +71,7 @@ async fn prepare(
 ) -> Result<Plan> {
     let graph = &s.loaded.graph;
     let pull = pull || s.loaded.tree.config.build.pull;
-    let bases = survey::bases(graph, engine, pull).await?;
+    let bases = survey::bases(graph, engine, registry, pull).await?;
     let dockerfiles: Vec<&str> = s.loaded.rendered.iter().map(|r| r.text.as_str()).collect();
     let fps = fingerprint::fingerprints(graph, &dockerfiles, &s.inputs, &bases)?;
     let existing = survey::existing(graph, &s.selected, engine).await?;

@@ -10,10 +10,15 @@ use crate::graph::Graph;
 use futures_util::StreamExt;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
-/// Base reference (familiar form) → its image ID, for the bases the engine has.
+/// Base reference (familiar form) → its identity: the registry digest it
+/// was pulled by (the same on every machine), else the image ID of an
+/// image built or imported here. A base the engine lacks is looked up in
+/// its registry when one is given (a fresh worker); one that cannot be
+/// found either way is left out (the build will pull it).
 pub async fn bases(
     graph: &Graph,
     engine: &dyn Engine,
+    registry: Option<&crate::registry::Registry>,
     pull: bool,
 ) -> Result<BTreeMap<String, String>> {
     let all: BTreeSet<&String> = graph.nodes.iter().flat_map(|n| &n.bases).collect();
@@ -28,11 +33,29 @@ pub async fn bases(
     }
     let mut out = BTreeMap::new();
     for b in all {
-        if let Some(info) = engine.inspect(b).await.map_err(engine::unreachable)? {
-            out.insert(b.clone(), info.id);
+        match engine.inspect(b).await.map_err(engine::unreachable)? {
+            Some(info) => {
+                let id = pulled_by(b, &info.repo_digests).unwrap_or(info.id);
+                out.insert(b.clone(), id);
+            }
+            None => {
+                let Some(r) = registry else { continue };
+                if let Ok(crate::registry::Lookup::Present(digest)) = r.lookup(b).await {
+                    out.insert(b.clone(), digest);
+                }
+            }
         }
     }
     Ok(out)
+}
+
+/// The digest among `repo_digests` (`repo@sha256:…`) of `reference`'s repository.
+fn pulled_by(reference: &str, repo_digests: &[String]) -> Option<String> {
+    let (repo, _) = engine::split_tag(reference);
+    repo_digests.iter().find_map(|d| {
+        let (r, digest) = d.split_once('@')?;
+        (r == repo).then(|| digest.to_string())
+    })
 }
 
 /// Reference → fingerprint label (empty when the image has none) for the
@@ -109,4 +132,20 @@ pub async fn published(
         }
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_base_is_known_by_the_digest_of_its_own_repository() {
+        let digests = [
+            "other/repo@sha256:aaa".to_string(),
+            "127.0.0.1:5055/ns/busybox@sha256:bbb".to_string(),
+        ];
+        assert_eq!(
+            super::pulled_by("127.0.0.1:5055/ns/busybox:latest", &digests).as_deref(),
+            Some("sha256:bbb")
+        );
+        assert_eq!(super::pulled_by("debian:bookworm", &digests), None);
+    }
 }

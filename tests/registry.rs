@@ -287,3 +287,45 @@ fn publish_moves_the_release_tags_of_a_pushed_set() {
         assert_eq!(s.latest(n), content, "{n}");
     }
 }
+
+#[test]
+fn a_base_from_the_registry_is_known_by_its_digest_on_a_fresh_worker() {
+    let Some(s) = setup("registry-base") else {
+        return;
+    };
+    // The base lives in the registry, as `debian:bookworm` would.
+    // Outside the tree's namespace, as `debian:bookworm` would be.
+    let base = format!("{}/{}-upstream/busybox:latest", s.r.host, s.ns.0);
+    let docker = |args: &[&str]| {
+        let out = std::process::Command::new("docker")
+            .args(args)
+            .env("DOCKER_CONFIG", s.config.path())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "docker {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    docker(&["tag", BASE_IMAGE, &base]);
+    docker(&["push", &base]);
+    s.t.write(
+        "strata.yaml",
+        &format!(
+            "registry: '{}'\nnamespace: {}\nvars: {{base_image: '{base}'}}\n",
+            s.r.host, s.ns.0
+        ),
+    );
+    let (code, err, _) = s.build(&["--push"]);
+    assert_eq!(code, 0, "{err}");
+    // A fresh worker: neither the images nor the base's tag are here.
+    s.ns.clear();
+    docker(&["rmi", &base]);
+    assert!(engine::inspect(&base).is_none());
+    let (code, err, again) = s.build(&[]);
+    assert_eq!(code, 0, "{err}");
+    for n in ALL {
+        assert_eq!(again[n]["status"], "up-to-date", "{n}: {err}");
+    }
+}

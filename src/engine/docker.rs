@@ -263,6 +263,7 @@ impl Engine for DockerEngine {
                     id: i.id.unwrap_or_default(),
                     tags: i.repo_tags.unwrap_or_default(),
                     labels: i.config.and_then(|c| c.labels).unwrap_or_default(),
+                    repo_digests: i.repo_digests.unwrap_or_default(),
                 })),
                 Err(bollard::errors::Error::DockerResponseServerError {
                     status_code: 404, ..

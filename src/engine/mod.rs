@@ -33,6 +33,8 @@ pub struct ImageInfo {
     /// `repo:tag` references pointing at it.
     pub tags: Vec<String>,
     pub labels: HashMap<String, String>,
+    /// `repo@sha256:…` for each registry it was pulled from or pushed to.
+    pub repo_digests: Vec<String>,
 }
 
 #[derive(Debug, Clone, thiserror::Error, PartialEq)]

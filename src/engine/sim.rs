@@ -114,6 +114,7 @@ impl Engine for SimEngine {
                     id: id.clone(),
                     tags: Vec::new(),
                     labels,
+                    repo_digests: Vec::new(),
                 },
             );
             Ok(id)
