@@ -162,7 +162,12 @@ pub fn run(opts: &Options, args: &BuildArgs) -> Result<Code> {
     let s = scope(opts, &args.selectors, args.since.as_deref())?;
     let root = &s.loaded.tree.root;
     // Outputs are checked before anything is built: a bad path is exit 2.
-    for path in args.summary.iter().chain(&args.junit) {
+    for path in args
+        .summary
+        .iter()
+        .chain(&args.junit)
+        .chain(&args.metadata_file)
+    {
         report::check_writable(&root.join(path))?;
     }
     // One run per engine and namespace; the plan is made under the lock.
@@ -249,9 +254,14 @@ async fn build(s: &Scope, args: &BuildArgs, mut logs: Option<&mut LogFiles>) -> 
             history::remember(&item.fingerprint);
         }
     }
-    let summary = Summary::new(&plan, &run);
+    let mut summary = Summary::new(&plan, &run);
     let root = &loaded.tree.root;
-    let files = [&args.summary, &args.junit].map(|p| p.as_ref().map(|p| root.join(p)));
+    let on = engine::identity(&args.engine, root);
+    for image in &mut summary.images {
+        image.engine = on.clone();
+    }
+    let files =
+        [&args.summary, &args.junit, &args.metadata_file].map(|p| p.as_ref().map(|p| root.join(p)));
     let written = report::finish(&summary, &files, args.progress == progress::Mode::Quiet);
     let code = match (run.interrupted, summary.any_failed(), written) {
         (true, _, _) => Code::Interrupted,

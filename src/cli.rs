@@ -151,6 +151,10 @@ pub struct BuildCommand {
     /// Write JUnit XML (one test case per image) to FILE.
     #[arg(long, value_name = "FILE")]
     junit: Option<PathBuf>,
+    /// Write {name: {ref, digest}} of every image to FILE, like
+    /// `docker buildx bake --metadata-file` (digest: the registry's, with --push).
+    #[arg(long, value_name = "FILE")]
+    metadata_file: Option<PathBuf>,
     /// The engine: `docker` (DOCKER_HOST or the default socket) or `sim:SCRIPT.yaml` (simulated).
     #[arg(long, value_name = "ENGINE", default_value = "docker", hide = true)]
     engine: String,
@@ -188,6 +192,7 @@ pub(crate) struct BuildArgs {
     pub(crate) logs_dir: Option<PathBuf>,
     pub(crate) summary: Option<PathBuf>,
     pub(crate) junit: Option<PathBuf>,
+    pub(crate) metadata_file: Option<PathBuf>,
     /// Build with BuildKit (also `build.buildkit: true`).
     pub(crate) buildkit: bool,
     /// `docker` (default) or `sim:SCRIPT.yaml`.
@@ -231,6 +236,7 @@ pub fn run(cli: Cli) -> Result<Code> {
                 logs_dir: b.logs_dir.clone(),
                 summary: b.summary.clone(),
                 junit: b.junit.clone(),
+                metadata_file: b.metadata_file.clone(),
                 engine: b.engine.clone(),
                 since: b.since.clone(),
                 no_wait: b.no_wait,

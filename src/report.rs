@@ -29,6 +29,11 @@ pub struct ImageReport {
     pub pushed: Vec<String>,
     /// The registry's manifest digest of the image, when known.
     pub digest: Option<String>,
+    /// When its step began and ended (RFC 3339), for images it ran.
+    pub started_at: Option<String>,
+    pub finished_at: Option<String>,
+    /// The engine it ran on (`DOCKER_HOST` or the socket).
+    pub engine: String,
     /// For an image built: each parent in this run's plan → the image it
     /// was built on (the registry digest when the parent came from there,
     /// else the engine's image ID).
@@ -63,6 +68,9 @@ impl Summary {
                 reasons: item.reasons.clone(),
                 pushed: o.pushed.clone(),
                 digest: o.digest.clone(),
+                started_at: o.started_at.clone(),
+                finished_at: o.finished_at.clone(),
+                engine: String::new(),
                 parents: item
                     .parents
                     .iter()
@@ -135,6 +143,23 @@ impl LogFiles {
 pub fn write_summary(path: &Path, summary: &Summary) -> Result<()> {
     let text = serde_json::to_string_pretty(summary)
         .map_err(|e| Error::input(format!("cannot write the summary: {e}")))?;
+    write_file(path, &(text + "\n"))
+}
+
+/// `{name: {ref, digest}}` for every image, like `buildx bake --metadata-file`.
+pub fn write_metadata(path: &Path, summary: &Summary) -> Result<()> {
+    let map: serde_json::Map<String, serde_json::Value> = summary
+        .images
+        .iter()
+        .map(|i| {
+            (
+                i.name.clone(),
+                serde_json::json!({"ref": i.reference, "digest": i.digest}),
+            )
+        })
+        .collect();
+    let text = serde_json::to_string_pretty(&map)
+        .map_err(|e| Error::input(format!("cannot write the metadata file: {e}")))?;
     write_file(path, &(text + "\n"))
 }
 
@@ -249,9 +274,9 @@ pub fn write_junit(path: &Path, summary: &Summary) -> Result<()> {
 /// The end of a run: write the summary and JUnit files asked for (`files`) and print
 /// the closing table (only its first line when `quiet`). A file that cannot
 /// be written is said; returns whether every file was written.
-pub fn finish(summary: &Summary, files: &[Option<PathBuf>; 2], quiet: bool) -> bool {
+pub fn finish(summary: &Summary, files: &[Option<PathBuf>; 3], quiet: bool) -> bool {
     let mut ok = true;
-    let writes = [write_summary, write_junit];
+    let writes = [write_summary, write_junit, write_metadata];
     for (path, write) in files.iter().zip(writes) {
         if let Some(Err(e)) = path.as_deref().map(|p| write(p, summary)) {
             eprintln!("strata: {e}");

@@ -181,13 +181,24 @@ fn build_then_push_publishes_every_image() {
     let Some(s) = setup("build-then-push") else {
         return;
     };
-    let (code, err, _) = s.build(&[]);
+    let (code, err, built) = s.build(&[]);
     assert_eq!(code, 0, "{err}");
     for n in ALL {
         assert!(s.latest(n).is_none(), "{n} not pushed yet");
+        let (start, end) = (&built[n]["started_at"], &built[n]["finished_at"]);
+        assert!(
+            start.as_str().unwrap() <= end.as_str().unwrap(),
+            "{n}: {start} {end}"
+        );
+        assert!(!built[n]["engine"].as_str().unwrap().is_empty());
     }
-    let (code, err, pushed) = s.build(&["--push"]);
+    let (code, err, pushed) = s.build(&["--push", "--metadata-file", "m.json"]);
     assert_eq!(code, 0, "{err}");
+    let metadata: serde_json::Value = serde_json::from_str(&s.t.read("m.json")).unwrap();
+    for n in ALL {
+        assert_eq!(metadata[n]["ref"], s.local(n));
+        assert_eq!(metadata[n]["digest"], pushed[n]["digest"]);
+    }
     for n in ALL {
         assert_eq!(pushed[n]["status"], "up-to-date", "{n}");
         assert_eq!(

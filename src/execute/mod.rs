@@ -88,6 +88,9 @@ pub struct Outcome {
     pub pushed: Vec<String>,
     /// The registry's manifest digest of the image, when known.
     pub digest: Option<String>,
+    /// When its step began and ended (RFC 3339), for items that ran.
+    pub started_at: Option<String>,
+    pub finished_at: Option<String>,
 }
 
 impl Outcome {
@@ -102,6 +105,8 @@ impl Outcome {
             tail: VecDeque::new(),
             pushed: Vec::new(),
             digest: None,
+            started_at: None,
+            finished_at: None,
         }
     }
 }
@@ -198,6 +203,8 @@ struct Scheduler<'a> {
     state: Vec<State>,
     outcomes: Vec<Option<Outcome>>,
     tails: Vec<VecDeque<String>>,
+    /// When each running item started (RFC 3339).
+    started: Vec<Option<String>>,
     heap: BinaryHeap<Ready>,
     fifo: VecDeque<usize>,
     tasks: JoinSet<()>,
@@ -228,6 +235,10 @@ impl<'a> Scheduler<'a> {
     /// The one place an item ends: record its outcome and tell the observer.
     fn finish(&mut self, i: usize, mut outcome: Outcome) {
         self.state[i] = State::Done;
+        if let Some(at) = self.started[i].take() {
+            outcome.started_at = Some(at);
+            outcome.finished_at = Some(crate::git::now_rfc3339());
+        }
         outcome.tail = std::mem::take(&mut self.tails[i]);
         self.observer.event(
             self.items,
@@ -317,6 +328,7 @@ impl<'a> Scheduler<'a> {
         while !self.stopping && self.running < self.opts.jobs.max(1) {
             let Some(i) = self.next_ready() else { break };
             self.state[i] = State::Running;
+            self.started[i] = Some(crate::git::now_rfc3339());
             self.running += 1;
             self.observer.event(self.items, Event::Started { item: i });
             self.tasks.spawn(tasks::build(
@@ -527,6 +539,7 @@ pub async fn execute(
         state: vec![State::Waiting; n],
         outcomes: vec![None; n],
         tails: vec![VecDeque::new(); n],
+        started: vec![None; n],
         heap: BinaryHeap::new(),
         fifo: VecDeque::new(),
         tasks: JoinSet::new(),
