@@ -56,25 +56,13 @@ impl Registry {
     /// The digest `reference` points at, if the registry has it. Exit 3
     /// when the registry cannot be reached or refuses the credentials.
     pub async fn lookup(&self, reference: &str) -> Result<Lookup> {
-        let parsed: Reference = reference
-            .parse()
-            .map_err(|e| Error::input(format!("`{reference}` is not a registry reference: {e}")))?;
-        let host = parsed.resolve_registry().to_string();
-        let auth = credentials(reference);
-        let anonymous = matches!(auth, RegistryAuth::Anonymous);
-        let asked = async {
-            self.client
-                .auth(&parsed, &auth, oci_client::RegistryOperation::Pull)
-                .await?;
-            self.client.fetch_manifest_digest(&parsed, &auth).await
-        };
-        let answer = tokio::time::timeout(TIMEOUT, asked).await.map_err(|_| {
-            unreachable(&host, &format!("no answer within {} s", TIMEOUT.as_secs()))
-        })?;
-        match answer {
-            Ok(digest) => Ok(Lookup::Present(digest)),
-            Err(e) => classify(e, &host, anonymous).map(|_| Lookup::Absent),
-        }
+        let t = Target::of(reference)?;
+        // Each call authenticates as needed (tokens are cached per repository).
+        let asked = self.client.fetch_manifest_digest(&t.parsed, &t.auth);
+        Ok(match t.answer(asked).await? {
+            Some(digest) => Lookup::Present(digest),
+            None => Lookup::Absent,
+        })
     }
 
     /// The manifest digest of `content_ref` (an image's content tag) when
@@ -82,64 +70,36 @@ impl Registry {
     /// lacks the label (pushed by hand: never trusted). Exit 3 when the
     /// registry cannot be reached or refuses the credentials.
     pub async fn published(&self, content_ref: &str, fp: &str) -> Result<Option<String>> {
-        let parsed = parse(content_ref)?;
-        let host = parsed.resolve_registry().to_string();
-        let auth = credentials(content_ref);
-        let anonymous = matches!(auth, RegistryAuth::Anonymous);
-        let asked = async {
-            self.client
-                .auth(&parsed, &auth, oci_client::RegistryOperation::Pull)
-                .await?;
-            self.client.pull_manifest_and_config(&parsed, &auth).await
+        let t = Target::of(content_ref)?;
+        let asked = self.client.pull_manifest_and_config(&t.parsed, &t.auth);
+        let Some((_, digest, config)) = t.answer(asked).await? else {
+            return Ok(None);
         };
-        let answer = tokio::time::timeout(TIMEOUT, asked).await.map_err(|_| {
-            unreachable(&host, &format!("no answer within {} s", TIMEOUT.as_secs()))
-        })?;
-        match answer {
-            Ok((_, digest, config)) => {
-                let config: serde_json::Value = serde_json::from_str(&config).unwrap_or_default();
-                let label = &config["config"]["Labels"][crate::fingerprint::LABEL];
-                Ok((label.as_str() == Some(fp)).then_some(digest))
-            }
-            Err(e) => classify(e, &host, anonymous).map(|_| None),
-        }
+        let config: serde_json::Value = serde_json::from_str(&config).unwrap_or_default();
+        let label = &config["config"]["Labels"][crate::fingerprint::LABEL];
+        Ok((label.as_str() == Some(fp)).then_some(digest))
     }
 
     /// Point `target` at the manifest `source` points at, in the same
     /// repository: one manifest put, no layer moves. The digest moved to.
     pub async fn copy_tag(&self, source: &str, target: &str) -> Result<String> {
-        let (from, to) = (parse(source)?, parse(target)?);
-        let host = to.resolve_registry().to_string();
-        let auth = credentials(target);
-        let anonymous = matches!(auth, RegistryAuth::Anonymous);
+        let from = parse(source)?;
+        let t = Target::of(target)?;
         let moved = async {
-            self.client
-                .auth(&to, &auth, oci_client::RegistryOperation::Push)
-                .await?;
             let (body, digest) = self
                 .client
-                .pull_manifest_raw(&from, &auth, MANIFEST_TYPES)
+                .pull_manifest_raw(&from, &t.auth, MANIFEST_TYPES)
                 .await?;
             let kind: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
-            let kind = kind["mediaType"]
-                .as_str()
-                .unwrap_or(MANIFEST_TYPES[0])
-                .to_string();
-            let kind = reqwest_header(&kind);
-            self.client.push_manifest_raw(&to, body, kind).await?;
-            Ok::<_, E>(digest)
+            let kind = header(kind["mediaType"].as_str().unwrap_or(MANIFEST_TYPES[0]));
+            self.client.push_manifest_raw(&t.parsed, body, kind).await?;
+            Ok(digest)
         };
-        let answer = tokio::time::timeout(TIMEOUT, moved).await.map_err(|_| {
-            unreachable(&host, &format!("no answer within {} s", TIMEOUT.as_secs()))
-        })?;
-        match answer {
-            Ok(digest) => Ok(digest),
-            Err(e) => classify(e, &host, anonymous).and_then(|_| {
-                Err(Error::engine(format!(
-                    "cannot point `{target}` at `{source}`: the registry has no such manifest"
-                )))
-            }),
-        }
+        t.answer(moved).await?.ok_or_else(|| {
+            Error::engine(format!(
+                "cannot point `{target}` at `{source}`: the registry has no such manifest"
+            ))
+        })
     }
 
     /// Before a `--push` run: every registry among `refs` answers and takes
@@ -170,7 +130,42 @@ const MANIFEST_TYPES: &[&str] = &[
     "application/vnd.oci.image.index.v1+json",
 ];
 
-fn reqwest_header(kind: &str) -> http::HeaderValue {
+/// One reference to ask about, with the registry's host and our credentials.
+struct Target {
+    parsed: Reference,
+    host: String,
+    auth: RegistryAuth,
+}
+
+impl Target {
+    fn of(reference: &str) -> Result<Target> {
+        let parsed = parse(reference)?;
+        Ok(Target {
+            host: parsed.resolve_registry().to_string(),
+            auth: credentials(reference),
+            parsed,
+        })
+    }
+
+    /// The registry's answer within `TIMEOUT`: Some(value), None for "not
+    /// there", or the error for people (exit 3).
+    async fn answer<T>(
+        &self,
+        asked: impl std::future::Future<Output = std::result::Result<T, E>>,
+    ) -> Result<Option<T>> {
+        let anonymous = matches!(self.auth, RegistryAuth::Anonymous);
+        match tokio::time::timeout(TIMEOUT, asked).await {
+            Err(_) => Err(unreachable(
+                &self.host,
+                &format!("no answer within {} s", TIMEOUT.as_secs()),
+            )),
+            Ok(Ok(value)) => Ok(Some(value)),
+            Ok(Err(e)) => classify(e, &self.host, anonymous).map(|_| None),
+        }
+    }
+}
+
+fn header(kind: &str) -> http::HeaderValue {
     http::HeaderValue::from_str(kind)
         .unwrap_or_else(|_| http::HeaderValue::from_static(MANIFEST_TYPES[0]))
 }
