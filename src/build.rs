@@ -142,7 +142,8 @@ pub fn publish(opts: &Options, selectors: &[String], engine_spec: &str) -> Resul
             return Ok(Code::Failed);
         }
         let items: Vec<&plan::Item> = plan.items.iter().collect();
-        let done = publish::release(&items, &registry).await;
+        let commit = publish::Commit::head(&s.loaded.tree.root);
+        let done = publish::release(&items, &registry, commit.as_ref()).await;
         let mut failed = 0;
         for (item, d) in items.iter().zip(&done) {
             let digest = d.digest.as_deref().unwrap_or("");
@@ -244,7 +245,7 @@ async fn build(s: &Scope, args: &BuildArgs, mut logs: Option<&mut LogFiles>) -> 
     if let (true, false, false, Some(r)) =
         (args.push, opts.publish_each, args.no_publish, &registry)
     {
-        publish_set(&plan, &mut run, r).await;
+        publish_set(&plan, &mut run, r, &loaded.tree.root).await;
     }
     if let Some(l) = logs {
         l.flush();
@@ -277,7 +278,12 @@ async fn build(s: &Scope, args: &BuildArgs, mut logs: Option<&mut LogFiles>) -> 
 
 /// The publish step of a `--push` run: every release tag moves in the
 /// registry, or none does when an image of the set failed.
-async fn publish_set(plan: &Plan, run: &mut execute::Run, registry: &registry::Registry) {
+async fn publish_set(
+    plan: &Plan,
+    run: &mut execute::Run,
+    registry: &registry::Registry,
+    root: &std::path::Path,
+) {
     if run.interrupted {
         eprintln!("strata: interrupted; no release tag was moved in the registry");
         return;
@@ -291,7 +297,8 @@ async fn publish_set(plan: &Plan, run: &mut execute::Run, registry: &registry::R
         return;
     }
     let items: Vec<&plan::Item> = plan.items.iter().collect();
-    let done = publish::release(&items, registry).await;
+    let commit = publish::Commit::head(root);
+    let done = publish::release(&items, registry, commit.as_ref()).await;
     for (o, d) in run.outcomes.iter_mut().zip(done) {
         o.pushed = d.moved;
         o.digest = d.digest.or(o.digest.take());

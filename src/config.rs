@@ -19,6 +19,8 @@ pub struct Config {
     pub namespace: String,
     pub prefix: String,
     pub tag: String,
+    /// Extra release tags of every image (before each image's own `tags:`).
+    pub tags: Vec<String>,
     /// Template variables.
     pub vars: BTreeMap<String, serde_json::Value>,
     /// Named lists of selectors, used as `@NAME`.
@@ -83,6 +85,7 @@ impl Default for Config {
             namespace: "strata".into(),
             prefix: String::new(),
             tag: "latest".into(),
+            tags: Vec::new(),
             vars: BTreeMap::new(),
             profiles: BTreeMap::new(),
             build: BuildConfig::default(),

@@ -136,7 +136,18 @@ pub fn fingerprints(
     for &id in &graph.order {
         let input = &inputs[id];
         let mut m = Manifest::default();
-        m.push("Dockerfile", hash_bytes(dockerfiles[id].as_bytes()));
+        // An in-tree parent counts by its fingerprint (below), not by the
+        // reference its `FROM` names: a tag that changes every commit
+        // (`tag: "{{ git.short }}"`) must not make every child stale.
+        let mut text = std::borrow::Cow::Borrowed(dockerfiles[id]);
+        for &p in &graph.nodes[id].parents {
+            let parent = &graph.nodes[p];
+            if text.contains(parent.reference.as_str()) {
+                let marker = format!("<image {}>", parent.name);
+                text = std::borrow::Cow::Owned(text.replace(parent.reference.as_str(), &marker));
+            }
+        }
+        m.push("Dockerfile", hash_bytes(text.as_bytes()));
         let files = contexts[id]
             .as_ref()
             .map_err(|e| Error::input(format!("image `{}`: {e}", graph.nodes[id].name)))?;

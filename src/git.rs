@@ -57,6 +57,49 @@ pub fn public_url(url: &str) -> String {
     }
 }
 
+/// The commit checked out, its short form and branch, for tag templates;
+/// None outside a git work tree. The branch is empty when HEAD is detached.
+pub fn head(root: &Path) -> Option<(String, String, String)> {
+    let commit = git(root, &["rev-parse", "HEAD"])?;
+    let short = git(root, &["rev-parse", "--short", "HEAD"]).unwrap_or_else(|| commit[..7].into());
+    let branch = git(root, &["branch", "--show-current"]).unwrap_or_default();
+    Some((commit, short, branch))
+}
+
+/// Whether commit `older` is `newer` or one of its ancestors; None when git
+/// cannot tell (a commit unknown here, e.g. in a shallow clone).
+pub fn is_ancestor(root: &Path, older: &str, newer: &str) -> Option<bool> {
+    let status = Command::new("git")
+        .arg("-C")
+        .arg(root)
+        .args([
+            "merge-base",
+            "--is-ancestor",
+            "--end-of-options",
+            older,
+            newer,
+        ])
+        .stderr(Stdio::null())
+        .status()
+        .ok()?;
+    match status.code() {
+        Some(0) => Some(true),
+        Some(1) => Some(false),
+        _ => None,
+    }
+}
+
+/// Today in UTC as `YYYYMMDD`.
+pub fn today() -> String {
+    let now = time::OffsetDateTime::now_utc();
+    format!(
+        "{:04}{:02}{:02}",
+        now.year(),
+        u8::from(now.month()),
+        now.day()
+    )
+}
+
 /// Now, as RFC 3339 in UTC to the second (`2026-11-23T10:00:00Z`).
 pub fn now_rfc3339() -> String {
     let format =

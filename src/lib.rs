@@ -34,6 +34,7 @@ mod report;
 mod select;
 mod show;
 mod survey;
+mod tags;
 
 pub use cli::{run, Cli};
 pub use context::{entries as context_entries, Kind as EntryKind};

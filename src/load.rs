@@ -44,8 +44,9 @@ pub fn load(opts: &Options) -> Result<Loaded> {
     } else {
         &opts.dir
     };
-    let tree = config::load(dir, opts.config.as_deref(), &opts.sets)?;
-    let found = discover::discover(&tree)?;
+    let mut tree = config::load(dir, opts.config.as_deref(), &opts.sets)?;
+    let mut found = discover::discover(&tree)?;
+    crate::tags::expand(&mut tree, &mut found.images)?;
     crate::names::check(&tree, &found.images)?;
     let overrides: Vec<PathBuf> = opts.overrides.iter().map(|o| tree.root.join(o)).collect();
     let renderer = Renderer::new(&tree, &found.images, &overrides)?;

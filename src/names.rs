@@ -103,6 +103,11 @@ pub fn check(tree: &Tree, images: &[Image]) -> Result<()> {
             TAG_RULE,
         );
     }
+    for t in &c.tags {
+        if !is_tag(t) {
+            return fail(t, format!("`tags: {t}` is not a valid tag"), TAG_RULE);
+        }
+    }
     if c.build.jobs == Some(0) {
         return fail(
             "jobs",

@@ -292,10 +292,12 @@ pub fn requests(
     for item in plan.items.iter_mut() {
         let image = &loaded.images[item.id];
         let (repo, _) = crate::engine::split_tag(&item.reference);
-        item.extra_tags = image
-            .spec
-            .tags
-            .iter()
+        let mut tags: Vec<&String> = loaded.tree.config.tags.iter().collect();
+        tags.extend(&image.spec.tags);
+        tags.dedup();
+        item.extra_tags = tags
+            .into_iter()
+            .filter(|t| **t != loaded.tree.config.tag)
             .map(|t| format!("{repo}:{t}"))
             .collect();
         if item.action == Action::Skip {

@@ -80,6 +80,23 @@ impl Registry {
         Ok((label.as_str() == Some(fp)).then_some(digest))
     }
 
+    /// The commit the image at `reference` was built from (its
+    /// `org.opencontainers.image.revision` label); None when the tag does
+    /// not exist or the image has no such label.
+    pub async fn revision(&self, reference: &str) -> Result<Option<String>> {
+        let t = Target::of(reference)?;
+        let asked = self.client.pull_manifest_and_config(&t.parsed, &t.auth);
+        let Some((_, _, config)) = t.answer(asked).await? else {
+            return Ok(None);
+        };
+        let config: serde_json::Value = serde_json::from_str(&config).unwrap_or_default();
+        Ok(
+            config["config"]["Labels"]["org.opencontainers.image.revision"]
+                .as_str()
+                .map(str::to_string),
+        )
+    }
+
     /// Point `target` at the manifest `source` points at, in the same
     /// repository: one manifest put, no layer moves. The digest moved to.
     pub async fn copy_tag(&self, source: &str, target: &str) -> Result<String> {

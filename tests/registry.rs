@@ -340,3 +340,97 @@ fn a_base_from_the_registry_is_known_by_its_digest_on_a_fresh_worker() {
         assert_eq!(again[n]["status"], "up-to-date", "{n}: {err}");
     }
 }
+
+/// `git -C dir ARGS`, which must succeed; its stdout.
+fn git(dir: &std::path::Path, args: &[&str]) -> String {
+    let out = std::process::Command::new("git")
+        .arg("-C")
+        .arg(dir)
+        .args(args)
+        .env("GIT_AUTHOR_NAME", "t")
+        .env("GIT_AUTHOR_EMAIL", "t@example.invalid")
+        .env("GIT_COMMITTER_NAME", "t")
+        .env("GIT_COMMITTER_EMAIL", "t@example.invalid")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+#[test]
+fn an_older_commit_published_last_never_takes_a_tag_from_a_newer_one() {
+    let Some(s) = setup("commit-race") else {
+        return;
+    };
+    let dir = s.t.path();
+    s.t.write(
+        "strata.yaml",
+        &format!(
+            "registry: '{}'\nnamespace: {}\nvars: {{base_image: '{BASE_IMAGE}'}}\ntags: ['{{{{ git.branch }}}}', '{{{{ git.short }}}}']\n",
+            s.r.host, s.ns.0
+        ),
+    );
+    s.t.write(".gitignore", "s.json\n");
+    git(dir, &["init", "-q", "-b", "main"]);
+    git(dir, &["add", "."]);
+    git(dir, &["commit", "-q", "-m", "old"]);
+    let old = git(dir, &["rev-parse", "--short", "HEAD"]);
+    s.t.write(
+        "images/base/Dockerfile.j2",
+        "FROM {{ base_image }}\nRUN echo new > /base\n",
+    );
+    git(dir, &["commit", "-q", "-am", "new"]);
+    let new = git(dir, &["rev-parse", "--short", "HEAD"]);
+
+    // The newer commit publishes first: every image gets the commit tag.
+    let (code, err, newer) = s.build(&["--push"]);
+    assert_eq!(code, 0, "{err}");
+    let tag = |n: &str, t: &str| manifest_digest(&s.r, &format!("{}/{n}", s.ns.0), t);
+    for n in ALL {
+        assert_eq!(
+            tag(n, &new).as_deref(),
+            newer[n]["digest"].as_str(),
+            "{n}:{new}"
+        );
+        assert_eq!(tag(n, "main"), tag(n, &new), "{n}:main");
+    }
+    // The older commit, same branch, finishes last.
+    git(dir, &["reset", "-q", "--hard", &old]);
+    let (code, err, older) = s.build(&["--push"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains(&format!("a newer commit ({new}")), "{err}");
+    for n in ALL {
+        assert_eq!(
+            tag(n, "latest").as_deref(),
+            newer[n]["digest"].as_str(),
+            "{n}:latest kept"
+        );
+        assert_eq!(
+            tag(n, "main").as_deref(),
+            newer[n]["digest"].as_str(),
+            "{n}:main kept"
+        );
+        assert_eq!(
+            tag(n, &old).as_deref(),
+            older[n]["digest"].as_str(),
+            "{n}:{old} is new"
+        );
+    }
+    assert_ne!(older["base"]["digest"], newer["base"]["digest"]);
+}
+
+#[test]
+fn git_tags_outside_git_are_a_clear_error() {
+    let t = TestTree::new();
+    t.write(
+        "strata.yaml",
+        "tag: '{{ git.short }}'\nvars: {base_image: 'x:1'}\n",
+    )
+    .write("images/a/Dockerfile", "FROM scratch\n");
+    let run = t.run(&["list"]).expect(2);
+    assert!(run.stderr.contains("git work tree"), "{}", run.stderr);
+}
