@@ -434,3 +434,148 @@ fn git_tags_outside_git_are_a_clear_error() {
     let run = t.run(&["list"]).expect(2);
     assert!(run.stderr.contains("git work tree"), "{}", run.stderr);
 }
+
+#[test]
+fn a_content_tag_without_the_fingerprint_label_is_never_trusted() {
+    let Some(s) = setup("untrusted-tag") else {
+        return;
+    };
+    let plan = |s: &Setup| -> serde_json::Value {
+        let out =
+            s.t.command(&["plan", "--json", "base"])
+                .env("DOCKER_CONFIG", s.config.path())
+                .output()
+                .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+    let fp = plan(&s)[0]["fingerprint"].as_str().unwrap()[..24].to_string();
+    // Someone pushes an unrelated image by hand under the content tag.
+    let forged = format!("{}/{}/base:fp-{fp}", s.r.host, s.ns.0);
+    for args in [vec!["tag", BASE_IMAGE, &forged], vec!["push", &forged]] {
+        let out = std::process::Command::new("docker")
+            .args(&args)
+            .env("DOCKER_CONFIG", s.config.path())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let _ = std::process::Command::new("docker")
+        .args(["rmi", &forged])
+        .output();
+    let forged_digest = manifest_digest(&s.r, &format!("{}/base", s.ns.0), &format!("fp-{fp}"));
+    let p = plan(&s);
+    assert_eq!(p[0]["action"], "build", "{p}");
+    assert_eq!(p[0]["registry_digest"], serde_json::Value::Null);
+    let (code, err, built) = s.build(&["--push", "base"]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(built["base"]["status"], "built");
+    let now = manifest_digest(&s.r, &format!("{}/base", s.ns.0), &format!("fp-{fp}"));
+    assert_ne!(
+        now, forged_digest,
+        "the content tag now holds the real image"
+    );
+}
+
+#[test]
+fn a_registry_that_cannot_be_reached_during_the_lookup_is_exit_3() {
+    if !engine::available("lookup unreachable") {
+        return;
+    }
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let host = format!("127.0.0.1:{port}");
+    let ns = Namespace::new("lookup-unreachable");
+    let t = tree(&ns, &host);
+    let run = t.run(&["plan"]).expect(3);
+    assert!(
+        run.stderr
+            .contains(&format!("cannot reach the registry `{host}`")),
+        "{}",
+        run.stderr
+    );
+}
+
+#[test]
+fn the_sample_set_on_a_fresh_worker() {
+    let Some(r) = registry() else { return };
+    if !engine::available("sample fresh worker") {
+        return;
+    }
+    let ns = Namespace::new("sample-fresh");
+    let t = TestTree::sample();
+    let config = docker_config(&r.host, &r.user, &r.password);
+    let set = [
+        "--set".to_string(),
+        format!("registry={}", r.host),
+        "--set".to_string(),
+        ns.set(),
+    ];
+    let strata = |args: &[&str]| {
+        let mut all: Vec<&str> = set.iter().map(String::as_str).collect();
+        all.extend_from_slice(args);
+        let out = t
+            .command(&all)
+            .env("DOCKER_CONFIG", config.path())
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr).to_string();
+        assert_eq!(out.status.code(), Some(0), "{args:?}: {err}");
+        (String::from_utf8_lossy(&out.stdout).to_string(), err)
+    };
+    let images = |file: &str| -> BTreeMap<String, serde_json::Value> {
+        let v: serde_json::Value = serde_json::from_str(&t.read(file)).unwrap();
+        v["images"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|i| (i["name"].as_str().unwrap().to_string(), i.clone()))
+            .collect()
+    };
+    strata(&["build", "--push", "--summary", "pushed.json"]);
+    let pushed = images("pushed.json");
+    assert_eq!(pushed.len(), 13);
+    ns.clear();
+    let (plan, _) = strata(&["plan"]);
+    assert!(plan.contains("0 to build, 13 up to date"), "{plan}");
+    assert_eq!(
+        plan.matches("up to date in the registry").count(),
+        13,
+        "{plan}"
+    );
+    strata(&["build", "--summary", "noop.json"]);
+    assert!(images("noop.json")
+        .values()
+        .all(|i| i["status"] == "up-to-date"));
+    for name in pushed.keys() {
+        let reference = format!("{}/{}/{name}:latest", r.host, ns.0);
+        assert!(engine::inspect(&reference).is_none(), "{name} was pulled");
+    }
+    // A leaf changes: only it is built, on its parent pulled by digest.
+    let leaf = t.path().join("images/nova/nova-api/Dockerfile.j2");
+    let mut text = std::fs::read_to_string(&leaf).unwrap();
+    text.push_str("RUN echo changed > /changed\n");
+    std::fs::write(&leaf, text).unwrap();
+    strata(&["build", "--summary", "leaf.json"]);
+    let leaf = images("leaf.json");
+    let built: Vec<&String> = leaf
+        .keys()
+        .filter(|n| leaf[*n]["status"] == "built")
+        .collect();
+    assert_eq!(built, ["nova-api"]);
+    assert_eq!(
+        leaf["nova-api"]["parents"]["nova-base"], pushed["nova-base"]["digest"],
+        "built on nova-base as published"
+    );
+}

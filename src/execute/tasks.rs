@@ -114,7 +114,7 @@ pub(super) async fn release(
     let mut moved = Vec::new();
     let mut result = Ok(());
     for r in release_refs(&item) {
-        let step = match engine.tag(&image_id, r).await {
+        let step = match tag_here(&*engine, &image_id, r).await {
             Ok(()) if push => engine.push(r, log.clone()).await,
             other => other,
         };
@@ -174,7 +174,7 @@ pub(super) async fn fetch(
     let pinned = format!("{}@{digest}", crate::engine::split_tag(&item.reference).0);
     log(&format!("pulling {pinned}"));
     let result = match engine.pull(&pinned).await {
-        Ok(()) => engine.tag(&pinned, &item.reference).await,
+        Ok(()) => tag_here(&*engine, &pinned, &item.reference).await,
         Err(e) => Err(e),
     };
     let result = result.map_err(|e| match e {
@@ -193,7 +193,19 @@ fn failed_push(reference: &str, e: EngineError) -> EngineError {
 
 async fn tag_all(engine: &dyn Engine, id: &str, item: &Item) -> Result<(), EngineError> {
     for r in release_refs(item) {
-        engine.tag(id, r).await?;
+        tag_here(engine, id, r).await?;
+    }
+    Ok(())
+}
+
+/// Point `reference` on this engine at `id`; a reference with a registry
+/// also without it (`ns/name:tag`), the form a child's `FROM` may name an
+/// image of the tree by (the graph matches both), so that the child is
+/// built on this image and not on one pulled from elsewhere.
+async fn tag_here(engine: &dyn Engine, id: &str, reference: &str) -> Result<(), EngineError> {
+    engine.tag(id, reference).await?;
+    if let Some(host) = crate::engine::registry_of(reference) {
+        engine.tag(id, &reference[host.len() + 1..]).await?;
     }
     Ok(())
 }
