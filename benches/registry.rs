@@ -59,7 +59,10 @@ fn main() {
         })
         .unwrap();
     assert!(login.success(), "docker login");
-    let ns = format!("bench-registry-{}", std::process::id());
+    // A fixed namespace: the registry keeps what an earlier run pushed, so a
+    // re-run finds it published and builds nothing (the registry's storage
+    // lives under target/ci/).
+    let ns = "bench-registry".to_string();
     let dir = tempfile::tempdir().unwrap();
     common::write_tree(dir.path(), N, &|i| format!("RUN echo step-{i} > /step"));
     let yaml = dir.path().join("strata.yaml");

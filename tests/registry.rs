@@ -515,6 +515,17 @@ fn the_sample_set_on_a_fresh_worker() {
     }
     let ns = Namespace::new("sample-fresh");
     let t = TestTree::sample();
+    // Every image also tagged with the commit, as a CI job would.
+    let yaml = t.read("strata.yaml");
+    t.write(
+        "strata.yaml",
+        &format!("{yaml}tags: ['{{{{ git.short }}}}']\n"),
+    );
+    t.write(".gitignore", "*.json\n");
+    git(t.path(), &["init", "-q", "-b", "main"]);
+    git(t.path(), &["add", "."]);
+    git(t.path(), &["commit", "-q", "-m", "sample"]);
+    let short = git(t.path(), &["rev-parse", "--short", "HEAD"]);
     let config = docker_config(&r.host, &r.user, &r.password);
     let set = [
         "--set".to_string(),
@@ -546,6 +557,14 @@ fn the_sample_set_on_a_fresh_worker() {
     strata(&["build", "--push", "--summary", "pushed.json"]);
     let pushed = images("pushed.json");
     assert_eq!(pushed.len(), 13);
+    for (name, image) in &pushed {
+        let at_commit = manifest_digest(&r, &format!("{}/{name}", ns.0), &short);
+        assert_eq!(
+            at_commit.as_deref(),
+            image["digest"].as_str(),
+            "{name}:{short}"
+        );
+    }
     ns.clear();
     let (plan, _) = strata(&["plan"]);
     assert!(plan.contains("0 to build, 13 up to date"), "{plan}");
