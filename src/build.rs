@@ -1,8 +1,7 @@
-//! The `build` and `plan` commands: drive the stages in order,
+//! The `build`, `plan` and `publish` commands: drive the stages in order,
 //! load → select → fingerprint → plan → execute → report, handing each
 //! stage's output to the next. Every stage does its own work elsewhere.
 
-use crate::cli::{BuildArgs, PlanArgs};
 use crate::config::Config;
 use crate::error::{Code, Error, Result};
 use crate::execute::{self, Order};
@@ -14,6 +13,44 @@ use crate::report::{self, LogFiles, Summary};
 use crate::{
     affected, engine, fingerprint, git, history, lock, publish, registry, select, show, survey,
 };
+use std::path::PathBuf;
+
+/// The `build` command's arguments, as the command line gave them.
+#[derive(Debug, Clone)]
+pub(crate) struct BuildArgs {
+    pub(crate) selectors: Vec<String>,
+    pub(crate) jobs: Option<usize>,
+    pub(crate) push: bool,
+    pub(crate) ask: Ask,
+    pub(crate) fail_fast: bool,
+    pub(crate) retries: Option<u32>,
+    pub(crate) pull: bool,
+    pub(crate) progress: progress::Mode,
+    pub(crate) logs_dir: Option<PathBuf>,
+    pub(crate) summary: Option<PathBuf>,
+    pub(crate) junit: Option<PathBuf>,
+    pub(crate) metadata_file: Option<PathBuf>,
+    /// Build with BuildKit (also `build.buildkit: true`).
+    pub(crate) buildkit: bool,
+    /// `docker` (default) or `sim:SCRIPT.yaml`.
+    pub(crate) engine: String,
+    /// Select what changed since this git revision (and what is built on it).
+    pub(crate) since: Option<String>,
+    /// Fail instead of waiting for another run's lock.
+    pub(crate) no_wait: bool,
+    /// Push content tags only; `strata publish` moves release tags later.
+    pub(crate) no_publish: bool,
+}
+
+/// The `plan` command's arguments.
+pub(crate) struct PlanArgs<'a> {
+    pub(crate) selectors: &'a [String],
+    pub(crate) json: bool,
+    pub(crate) ask: Ask,
+    pub(crate) pull: bool,
+    pub(crate) engine: &'a str,
+    pub(crate) since: Option<&'a str>,
+}
 
 /// A loaded tree, the inputs of its images, and the selection: selectors,
 /// narrowed to what changed since `since` when given.

@@ -1,9 +1,10 @@
 //! The command line (clap) and what each command runs.
 
+use crate::build::{self, BuildArgs, PlanArgs};
 use crate::error::{Code, Result};
 use crate::load::{self, Options};
 use crate::plan::Ask;
-use crate::{affected, build, inputs, progress, select, show};
+use crate::{affected, inputs, progress, select, show};
 use clap::{Parser, Subcommand, ValueEnum};
 use std::io::Write;
 use std::path::PathBuf;
@@ -177,42 +178,6 @@ impl Cli {
             overrides: self.overrides.clone(),
         }
     }
-}
-
-#[derive(Debug, Clone)]
-pub(crate) struct BuildArgs {
-    pub(crate) selectors: Vec<String>,
-    pub(crate) jobs: Option<usize>,
-    pub(crate) push: bool,
-    pub(crate) ask: Ask,
-    pub(crate) fail_fast: bool,
-    pub(crate) retries: Option<u32>,
-    pub(crate) pull: bool,
-    pub(crate) progress: progress::Mode,
-    pub(crate) logs_dir: Option<PathBuf>,
-    pub(crate) summary: Option<PathBuf>,
-    pub(crate) junit: Option<PathBuf>,
-    pub(crate) metadata_file: Option<PathBuf>,
-    /// Build with BuildKit (also `build.buildkit: true`).
-    pub(crate) buildkit: bool,
-    /// `docker` (default) or `sim:SCRIPT.yaml`.
-    pub(crate) engine: String,
-    /// Select what changed since this git revision (and what is built on it).
-    pub(crate) since: Option<String>,
-    /// Fail instead of waiting for another run's lock.
-    pub(crate) no_wait: bool,
-    /// Push content tags only; `strata publish` moves release tags later.
-    pub(crate) no_publish: bool,
-}
-
-/// The `plan` command's arguments.
-pub(crate) struct PlanArgs<'a> {
-    pub(crate) selectors: &'a [String],
-    pub(crate) json: bool,
-    pub(crate) ask: Ask,
-    pub(crate) pull: bool,
-    pub(crate) engine: &'a str,
-    pub(crate) since: Option<&'a str>,
 }
 
 /// Run the parsed command line; returns how it ended.
