@@ -61,8 +61,9 @@ pub enum Command {
     },
     /// Move the release tags (`tag`, `tags:`) of a pushed set in the
     /// registry to its content tags: all or nothing, manifests only. The
-    /// step a CI fan-out runs once at the end, after `build --push` jobs
-    /// with `build.publish: all`.
+    /// step a CI fan-out runs once at the end, after its
+    /// `build --push --no-publish` jobs. Exit 1, moving nothing, when an
+    /// image is not in the registry with its current inputs.
     Publish {
         selectors: Vec<String>,
         #[arg(long, value_name = "ENGINE", default_value = "docker", hide = true)]
@@ -108,7 +109,9 @@ pub struct BuildCommand {
     /// Builds at once [default: build.jobs, else the number of CPUs].
     #[arg(short = 'j', long = "jobs", value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
     jobs: Option<u64>,
-    /// Push every built reference and its extra tags (credentials from the Docker config).
+    /// Upload what the registry lacks under content tags (`repo:fp-…`), then
+    /// move the release tags there once every image is done (`build.publish`).
+    /// Credentials from the Docker config.
     #[arg(long)]
     push: bool,
     /// Rebuild the selection even when it is up to date (stale parents are built too).
