@@ -19,6 +19,8 @@ const TIMEOUT: Duration = Duration::from_secs(20);
 
 pub struct Registry {
     client: Client,
+    /// Content tag → (manifest bytes, media type) of images found published.
+    manifests: std::sync::Mutex<std::collections::HashMap<String, Manifest>>,
 }
 
 /// What the registry says of one reference.
@@ -50,6 +52,7 @@ impl Registry {
         };
         Registry {
             client: Client::new(config),
+            manifests: Default::default(),
         }
     }
 
@@ -71,13 +74,39 @@ impl Registry {
     /// registry cannot be reached or refuses the credentials.
     pub async fn published(&self, content_ref: &str, fp: &str) -> Result<Option<String>> {
         let t = Target::of(content_ref)?;
-        let asked = self.client.pull_manifest_and_config(&t.parsed, &t.auth);
-        let Some((_, digest, config)) = t.answer(asked).await? else {
+        let asked = async {
+            let (body, digest) = self
+                .client
+                .pull_manifest_raw(&t.parsed, &t.auth, MANIFEST_TYPES)
+                .await?;
+            let manifest: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+            // A list or index has no config of its own: not one of ours.
+            let Some(config_digest) = manifest["config"]["digest"].as_str() else {
+                return Ok(None);
+            };
+            let mut config = Vec::new();
+            self.client
+                .pull_blob(&t.parsed, config_digest, &mut config)
+                .await?;
+            let kind = manifest["mediaType"]
+                .as_str()
+                .unwrap_or(MANIFEST_TYPES[0])
+                .to_string();
+            Ok(Some((body, digest, config, kind)))
+        };
+        let Some(Some((body, digest, config, kind))) = t.answer(asked).await? else {
             return Ok(None);
         };
-        let config: serde_json::Value = serde_json::from_str(&config).unwrap_or_default();
+        let config: serde_json::Value = serde_json::from_slice(&config).unwrap_or_default();
         let label = &config["config"]["Labels"][crate::fingerprint::LABEL];
-        Ok((label.as_str() == Some(fp)).then_some(digest))
+        if label.as_str() != Some(fp) {
+            return Ok(None);
+        }
+        // Kept for `copy_tag`: moving a release tag to it is then one put.
+        if let Ok(mut seen) = self.manifests.lock() {
+            seen.insert(content_ref.to_string(), (body, kind, digest.clone()));
+        }
+        Ok(Some(digest))
     }
 
     /// The commit the image at `reference` was built from (its
@@ -102,14 +131,31 @@ impl Registry {
     pub async fn copy_tag(&self, source: &str, target: &str) -> Result<String> {
         let from = parse(source)?;
         let t = Target::of(target)?;
+        let seen = self
+            .manifests
+            .lock()
+            .ok()
+            .and_then(|m| m.get(source).cloned());
         let moved = async {
-            let (body, digest) = self
-                .client
-                .pull_manifest_raw(&from, &t.auth, MANIFEST_TYPES)
+            let (body, kind, digest) = match seen {
+                Some(known) => known,
+                None => {
+                    let (body, digest) = self
+                        .client
+                        .pull_manifest_raw(&from, &t.auth, MANIFEST_TYPES)
+                        .await?;
+                    let kind: serde_json::Value =
+                        serde_json::from_slice(&body).unwrap_or_default();
+                    let kind = kind["mediaType"]
+                        .as_str()
+                        .unwrap_or(MANIFEST_TYPES[0])
+                        .to_string();
+                    (body, kind, digest)
+                }
+            };
+            self.client
+                .push_manifest_raw(&t.parsed, body, header(&kind))
                 .await?;
-            let kind: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
-            let kind = header(kind["mediaType"].as_str().unwrap_or(MANIFEST_TYPES[0]));
-            self.client.push_manifest_raw(&t.parsed, body, kind).await?;
             Ok(digest)
         };
         t.answer(moved).await?.ok_or_else(|| {
@@ -146,6 +192,9 @@ const MANIFEST_TYPES: &[&str] = &[
     "application/vnd.oci.image.manifest.v1+json",
     "application/vnd.oci.image.index.v1+json",
 ];
+
+/// A manifest as the registry serves it: bytes, media type, digest.
+type Manifest = (bytes::Bytes, String, String);
 
 /// One reference to ask about, with the registry's host and our credentials.
 struct Target {

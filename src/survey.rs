@@ -93,6 +93,9 @@ pub async fn existing(
     Ok(out)
 }
 
+/// Registry questions in flight at once: each waits mostly on the network.
+const LOOKUPS: usize = 64;
+
 /// Reference → (fingerprint, manifest digest) for the images in scope that
 /// the registry holds under their content tag, with that fingerprint label;
 /// asked 16 at a time, nothing pulled. Only those the engine lacks up to
@@ -119,7 +122,7 @@ pub async fn published(
             let content = crate::registry::content_ref(&graph.nodes[id].reference, &fps[id].hash);
             (id, registry.published(&content, &fps[id].hash).await)
         })
-        .buffer_unordered(16)
+        .buffer_unordered(LOOKUPS)
         .collect()
         .await;
     let mut out = HashMap::new();
