@@ -144,8 +144,7 @@ impl Registry {
                         .client
                         .pull_manifest_raw(&from, &t.auth, MANIFEST_TYPES)
                         .await?;
-                    let kind: serde_json::Value =
-                        serde_json::from_slice(&body).unwrap_or_default();
+                    let kind: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
                     let kind = kind["mediaType"]
                         .as_str()
                         .unwrap_or(MANIFEST_TYPES[0])
