@@ -226,13 +226,7 @@ fn an_unreachable_registry_is_exit_3_and_nothing_is_built() {
     if !engine::available("unreachable registry") {
         return;
     }
-    // A port nothing listens on.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let host = format!("127.0.0.1:{port}");
+    let host = crate::common::closed_address();
     let ns = Namespace::new("push-unreachable");
     let t = tree(&ns, &host);
     let out = t.command(&["build", "--push", "base"]).output().unwrap();

@@ -490,12 +490,7 @@ fn a_registry_that_cannot_be_reached_during_the_lookup_is_exit_3() {
     if !engine::available("lookup unreachable") {
         return;
     }
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let host = format!("127.0.0.1:{port}");
+    let host = crate::common::closed_address();
     let ns = Namespace::new("lookup-unreachable");
     let t = tree(&ns, &host);
     let run = t.run(&["plan"]).expect(3);

@@ -206,3 +206,13 @@ impl Running {
         (status.code().unwrap_or(-1), self.seen)
     }
 }
+
+/// `127.0.0.1:PORT` where nothing listens (a port just freed).
+pub fn closed_address() -> String {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("address")
+        .port();
+    format!("127.0.0.1:{port}")
+}
