@@ -302,13 +302,18 @@ fn escape_char(lines: &[&str]) -> char {
     '\\'
 }
 
-/// Heredoc delimiters opened on an instruction line: `<<EOF`, `<<-EOF`, `<<"EOF"`.
+/// Heredoc delimiters opened on an instruction line: `<<EOF`, `<<-EOF`,
+/// `<<"EOF"`. As in Docker's parser, only a whole word (quotes respected)
+/// that starts with `<<` opens one: `echo "a<<END"` and `a<<END` do not.
 fn heredocs(args: &str) -> Vec<(String, bool)> {
     static RE: std::sync::OnceLock<regex::Regex> = std::sync::OnceLock::new();
     let re = RE.get_or_init(|| {
-        regex::Regex::new(r#"<<(-?)(["']?)([A-Za-z_][A-Za-z0-9_]*)(["']?)"#).expect("valid regex")
+        regex::Regex::new(r#"^<<(-?)(["']?)([A-Za-z_][A-Za-z0-9_]*)(["']?)$"#).expect("valid regex")
     });
-    re.captures_iter(args)
+    split_words(args)
+        .iter()
+        .filter_map(|w| re.captures(w))
+        .filter(|c| c[2] == c[4])
         .map(|c| (c[3].to_string(), &c[1] == "-"))
         .collect()
 }
@@ -508,6 +513,19 @@ mod tests {
             ("# escape=`\nFROM a `\n  AS x\nFROM x\n", &[("a", 2, From)]),
             ("FROM scratch\nCOPY --from=docker.io/library/busybox:1 / /\n", &[("docker.io/library/busybox:1", 2, CopyFrom)]),
             ("FROM a AS Build\nFROM BUILD\n", &[("a", 1, From)]),
+            // A `<<` that Docker does not read as a heredoc swallows nothing.
+            ("FROM a\nRUN echo \"a<<END\" > /x\nCOPY --from=k/b /x /y\n", &[("a", 1, From), ("k/b", 3, CopyFrom)]),
+            ("FROM a\nRUN echo 'x <<EOF' > /x\nCOPY --from=k/b /x /y\n", &[("a", 1, From), ("k/b", 3, CopyFrom)]),
+            ("FROM a\nRUN echo a<<END\nCOPY --from=k/b /x /y\n", &[("a", 1, From), ("k/b", 3, CopyFrom)]),
+            ("FROM a\nRUN echo $((1<<2)) > /x\nCOPY --from=k/b /x /y\n", &[("a", 1, From), ("k/b", 3, CopyFrom)]),
+            ("FROM a\nRUN cat <<\"EOF\" > /x\nFROM no\nEOF\nFROM b\n", &[("a", 1, From), ("b", 5, From)]),
+            ("FROM a\nRUN cat <<'EOF' > /x\nFROM no\nEOF\nFROM b\n", &[("a", 1, From), ("b", 5, From)]),
+            ("FROM a\nRUN <<ONE cat && <<TWO cat\nFROM no\nONE\nFROM no2\nTWO\nFROM b\n", &[("a", 1, From), ("b", 7, From)]),
+            ("FROM a\nCOPY <<EOF /dest\nFROM no\nEOF\nFROM b\n", &[("a", 1, From), ("b", 5, From)]),
+            ("FROM a\nENV X=\"<<EOF\"\nFROM b\n", &[("a", 1, From), ("b", 3, From)]),
+            ("FROM a\nLABEL note=\"<<EOF\"\nFROM b\n", &[("a", 1, From), ("b", 3, From)]),
+            ("FROM a\nRUN echo \"<<EOF\"\nFROM b\n", &[("a", 1, From), ("b", 3, From)]),
+            ("FROM a\nRUN echo <<\"EOF'\nFROM b\n", &[("a", 1, From), ("b", 3, From)]),
         ];
         for (text, want) in cases {
             let want: Vec<_> = want

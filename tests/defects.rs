@@ -385,3 +385,27 @@ fn a_template_that_never_ends_is_stopped() {
         run.stderr
     );
 }
+
+/// A quoted `<<` is not a heredoc: the `COPY --from` after it still makes
+/// its image a parent, so the child is never built before it.
+#[test]
+fn a_quoted_heredoc_marker_swallows_no_line() {
+    let t = TestTree::new();
+    t.write("strata.yaml", "namespace: hd\n")
+        .write(
+            "images/tools/Dockerfile",
+            "FROM scratch\nCOPY Dockerfile /t\n",
+        )
+        .write(
+            "images/app/Dockerfile.j2",
+            "FROM scratch\nRUN echo \"a<<END\" > /x\nCOPY --from={{ image_ref('tools') }} /t /t\n",
+        );
+    let run = t.run(&["graph", "--format", "json"]).expect(0);
+    let graph: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
+    assert_eq!(
+        graph["edges"],
+        serde_json::json!([{"from": "tools", "to": "app"}]),
+        "{}",
+        run.stdout
+    );
+}
