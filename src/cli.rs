@@ -5,20 +5,25 @@ use crate::error::{Code, Result};
 use crate::load::{self, Options};
 use crate::plan::Ask;
 use crate::{affected, inputs, progress, select, show};
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{CommandFactory, Parser, Subcommand, ValueEnum};
 use std::io::Write;
 use std::path::PathBuf;
+
+/// The version and the git commit it was built from.
+const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), " (", env!("STRATA_COMMIT"), ")");
 
 #[derive(Parser, Debug)]
 #[command(
     name = "strata",
-    version,
+    version = VERSION,
     about = "Build whole sets of container images from a tree of Jinja-templated Dockerfiles",
     long_about = "strata renders every Dockerfile.j2 of a tree, learns from the rendered FROM lines which image is \
 built on which, builds the images in parallel in dependency order and rebuilds exactly what changed.\n\n\
 Selectors: NAME, a glob (`nova-*`), `re:REGEX`, `NAME+` (NAME and every image built on it), \
 `+NAME` (NAME and its ancestors), `@PROFILE` (a list under `profiles:` in strata.yaml). No selector = every image.\n\n\
-Exit codes: 0 all good; 1 an image failed; 2 invalid input, nothing built; 3 engine or registry unreachable; 130 interrupted."
+Exit codes: 0 all good; 1 an image failed (a build, a push); 2 invalid input, nothing built; 3 engine or registry \
+unreachable or refusing the credentials, or another run holds the lock (--no-wait), nothing built; 4 built, but a \
+report file could not be written; 130 interrupted."
 )]
 pub struct Cli {
     /// Run as if started in DIR (the tree root); other paths are relative to it.
@@ -69,6 +74,10 @@ pub enum Command {
         #[arg(long, value_name = "ENGINE", default_value = "docker", hide = true)]
         engine: String,
     },
+    /// Print a shell completion script: `strata completions bash > /etc/bash_completion.d/strata`.
+    Completions { shell: clap_complete::Shell },
+    /// Print the manual page (roff): `strata man > strata.1 && man ./strata.1`.
+    Man,
     /// What `build` would build, and why (asks the engine what exists).
     Plan {
         selectors: Vec<String>,
@@ -233,6 +242,20 @@ pub fn run(cli: Cli) -> Result<Code> {
                 since: since.as_deref(),
             };
             build::show_plan(&opts, &args)?
+        }
+        Command::Completions { shell } => {
+            let mut out = Vec::new();
+            clap_complete::generate(*shell, &mut Cli::command(), "strata", &mut out);
+            String::from_utf8_lossy(&out).into_owned()
+        }
+        Command::Man => {
+            let mut out = Vec::new();
+            clap_mangen::Man::new(Cli::command())
+                .render(&mut out)
+                .map_err(|e| {
+                    crate::error::Error::input(format!("cannot render the manual: {e}"))
+                })?;
+            String::from_utf8_lossy(&out).into_owned()
         }
         Command::Publish { selectors, engine } => {
             return build::publish(&opts, selectors, engine);

@@ -254,3 +254,44 @@ fn image_yaml_disables_and_sets_vars() {
     t.write("images/extra/image.yaml", "enabled: false\n");
     assert_eq!(names(&t, &[]), ["base", "app"]);
 }
+
+#[test]
+fn completions_man_page_and_version() {
+    let t = TestTree::new();
+    let bash = t.run(&["completions", "bash"]).expect(0);
+    assert!(
+        bash.stdout.contains("complete -F _strata"),
+        "{}",
+        bash.stdout
+    );
+    assert!(bash.stdout.contains("--no-publish"));
+    let zsh = t.run(&["completions", "zsh"]).expect(0);
+    assert!(zsh.stdout.starts_with("#compdef strata"));
+    let man = t.run(&["man"]).expect(0);
+    assert!(
+        man.stdout.contains(".TH strata"),
+        "{}",
+        &man.stdout[..200.min(man.stdout.len())]
+    );
+    assert!(man.stdout.contains("publish"));
+    let bad = t.run(&["completions", "tcsh"]).expect(2);
+    assert!(bad.stderr.contains("possible values"), "{}", bad.stderr);
+    let version = t.run(&["--version"]).expect(0);
+    let head = std::process::Command::new("git")
+        .args([
+            "-C",
+            env!("CARGO_MANIFEST_DIR"),
+            "rev-parse",
+            "--short=12",
+            "HEAD",
+        ])
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string());
+    let expected = head.unwrap_or_else(|| "unknown".into());
+    assert_eq!(
+        version.stdout.trim(),
+        format!("strata {} ({expected})", env!("CARGO_PKG_VERSION"))
+    );
+}
