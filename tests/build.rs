@@ -409,3 +409,45 @@ fn buildkit_builds_the_same_tree() {
     );
     assert!(engine::inspect(&ns.reference("broken")).is_none());
 }
+
+#[test]
+fn engine_colour_codes_never_reach_output_logs_or_junit() {
+    if !engine::available("colour codes") {
+        return;
+    }
+    let ns = Namespace::new("colour");
+    let t = busybox_tree(&[(
+        "colour",
+        "FROM {{ image_ref('base') }}\nRUN printf '\\033[31mred-line\\033[0m\\n' && exit 1\n",
+    )]);
+    let run = t
+        .command(&[
+            "--set",
+            &ns.set(),
+            "build",
+            "--progress",
+            "plain",
+            "--logs-dir",
+            "logs",
+            "--junit",
+            "j.xml",
+            "--summary",
+            "s.json",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(run.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&run.stderr).to_string();
+    for (what, text) in [
+        ("stderr", stderr),
+        ("log", t.read("logs/colour.log")),
+        ("junit", t.read("j.xml")),
+        ("summary", t.read("s.json")),
+    ] {
+        assert!(text.contains("red-line"), "{what}: {text}");
+        assert!(
+            !text.contains('\u{1b}') && !text.contains("\\u001b"),
+            "{what} has an escape: {text}"
+        );
+    }
+}

@@ -16,10 +16,18 @@ use std::sync::Arc;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
+/// Where an item's engine output goes: to the loop, one line at a time,
+/// without the engine's colour codes (they would end up in plain output,
+/// log files and JUnit).
 pub(super) fn line_sink(i: usize, tx: &mpsc::UnboundedSender<Msg>) -> Log {
     let tx = tx.clone();
     Arc::new(move |line: &str| {
-        let _ = tx.send(Msg::Line(i, line.to_string()));
+        let line = if line.contains('\x1b') {
+            strip_ansi_escapes::strip_str(line)
+        } else {
+            line.to_string()
+        };
+        let _ = tx.send(Msg::Line(i, line));
     })
 }
 
