@@ -40,6 +40,8 @@ pub(crate) struct BuildArgs {
     pub(crate) no_wait: bool,
     /// Push content tags only; `strata publish` moves release tags later.
     pub(crate) no_publish: bool,
+    /// Build without the engine's layer cache.
+    pub(crate) no_cache: bool,
 }
 
 /// The `plan` command's arguments.
@@ -265,6 +267,9 @@ async fn build(s: &Scope, args: &BuildArgs, mut logs: Option<&mut LogFiles>) -> 
         &labels,
         args.buildkit || config.build.buildkit,
     );
+    for item in &mut plan.items {
+        item.request.no_cache = args.no_cache;
+    }
     let mut display = Display {
         progress: progress::choose(args.progress, plan.to_build().count()),
         logs: logs.as_deref_mut(),

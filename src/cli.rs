@@ -81,6 +81,8 @@ pub enum Command {
     /// What `build` would build, and why (asks the engine what exists).
     Plan {
         selectors: Vec<String>,
+        #[command(flatten)]
+        inputs: InputFlags,
         /// JSON: [{name, ref, fingerprint, action, reasons}].
         #[arg(long)]
         json: bool,
@@ -112,9 +114,45 @@ pub enum Command {
     Build(BuildCommand),
 }
 
+/// Build inputs given on the command line, as `docker build` and
+/// `buildx bake` take them; the same as `--set build.args.KEY=VALUE` and
+/// `--set build.platform=P` (so `plan` given the same flags agrees).
+#[derive(clap::Args, Debug, Clone)]
+pub struct InputFlags {
+    /// A build arg for every image (repeatable); overrides `build.args`.
+    #[arg(long = "build-arg", value_name = "KEY=VALUE", value_parser = key_value)]
+    build_args: Vec<String>,
+    /// The platform to build for, e.g. `linux/amd64` (one); overrides `build.platform`.
+    #[arg(long, value_name = "OS/ARCH")]
+    platform: Option<String>,
+}
+
+impl InputFlags {
+    fn sets(&self) -> impl Iterator<Item = String> + '_ {
+        let args = self.build_args.iter().map(|kv| format!("build.args.{kv}"));
+        args.chain(self.platform.iter().map(|p| format!("build.platform={p}")))
+    }
+}
+
+fn key_value(s: &str) -> std::result::Result<String, String> {
+    match s.split_once('=') {
+        Some((k, _)) if !k.is_empty() => Ok(s.to_string()),
+        _ => Err(format!("`{s}` is not KEY=VALUE")),
+    }
+}
+
 #[derive(clap::Args, Debug)]
 pub struct BuildCommand {
     selectors: Vec<String>,
+    #[command(flatten)]
+    inputs: InputFlags,
+    /// Do not use the engine's layer cache for the images built (every step
+    /// runs afresh; add --force to rebuild up-to-date images too).
+    #[arg(long)]
+    no_cache: bool,
+    /// Print only failed images and the result (same as --progress quiet).
+    #[arg(short = 'q', long, conflicts_with = "progress")]
+    quiet: bool,
     /// Builds at once [default: build.jobs, else the number of CPUs].
     #[arg(short = 'j', long = "jobs", value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
     jobs: Option<u64>,
@@ -194,9 +232,10 @@ impl Cli {
 
 /// Run the parsed command line; returns how it ended.
 pub fn run(cli: Cli) -> Result<Code> {
-    let opts = cli.options();
+    let mut opts = cli.options();
     let out = match &cli.command {
         Command::Build(b) => {
+            opts.sets.extend(b.inputs.sets());
             let args = BuildArgs {
                 selectors: b.selectors.clone(),
                 jobs: b.jobs.map(|j| j as usize),
@@ -209,7 +248,12 @@ pub fn run(cli: Cli) -> Result<Code> {
                 retries: b.retries,
                 pull: b.pull,
                 buildkit: b.buildkit,
-                progress: b.progress,
+                progress: if b.quiet {
+                    progress::Mode::Quiet
+                } else {
+                    b.progress
+                },
+                no_cache: b.no_cache,
                 logs_dir: b.logs_dir.clone(),
                 summary: b.summary.clone(),
                 junit: b.junit.clone(),
@@ -223,6 +267,7 @@ pub fn run(cli: Cli) -> Result<Code> {
         }
         Command::Plan {
             selectors,
+            inputs,
             json,
             force,
             no_deps,
@@ -230,6 +275,7 @@ pub fn run(cli: Cli) -> Result<Code> {
             pull,
             engine,
         } => {
+            opts.sets.extend(inputs.sets());
             let args = PlanArgs {
                 pull: *pull,
                 selectors,

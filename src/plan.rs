@@ -317,6 +317,7 @@ pub fn requests(
             labels,
             platform: input.platform.clone(),
             buildkit,
+            no_cache: false,
         };
     }
 }

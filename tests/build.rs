@@ -451,3 +451,79 @@ fn engine_colour_codes_never_reach_output_logs_or_junit() {
         );
     }
 }
+
+#[test]
+fn build_args_platform_no_cache_and_quiet_from_the_command_line() {
+    if !engine::available("flags") {
+        return;
+    }
+    let ns = Namespace::new("flags");
+    let t = busybox_tree(&[(
+        "hello",
+        "FROM {{ image_ref('base') }}\nARG GREETING=hi\nRUN echo $GREETING > /g\n",
+    )]);
+    let set = ns.set();
+    let with = |args: &[&str]| {
+        let mut all = vec!["--set", set.as_str()];
+        all.extend_from_slice(args);
+        t.run(&all)
+    };
+    with(&[
+        "build",
+        "--build-arg",
+        "GREETING=hello",
+        "--platform",
+        "linux/amd64",
+        "-q",
+    ])
+    .expect(0);
+    assert_eq!(
+        engine::run_in(&ns.reference("hello"), &["cat", "/g"]).trim(),
+        "hello"
+    );
+    // The same flags to `plan`: nothing to build; without them the arg differs.
+    let same = with(&[
+        "plan",
+        "--build-arg",
+        "GREETING=hello",
+        "--platform",
+        "linux/amd64",
+    ])
+    .expect(0);
+    assert!(same.stdout.contains("0 to build"), "{}", same.stdout);
+    let other = with(&["plan", "--platform", "linux/amd64"]).expect(0);
+    assert!(
+        other.stdout.contains("build arg GREETING"),
+        "{}",
+        other.stdout
+    );
+    // --no-cache runs every step afresh; -q prints only the result.
+    let fresh = with(&[
+        "build",
+        "--force",
+        "--no-cache",
+        "--progress",
+        "plain",
+        "--build-arg",
+        "GREETING=hello",
+        "--platform",
+        "linux/amd64",
+        "hello",
+    ])
+    .expect(0);
+    assert!(!fresh.stderr.contains("Using cache"), "{}", fresh.stderr);
+    let quiet = with(&[
+        "build",
+        "-q",
+        "--build-arg",
+        "GREETING=hello",
+        "--platform",
+        "linux/amd64",
+    ])
+    .expect(0);
+    assert_eq!(quiet.stderr.lines().count(), 1, "{}", quiet.stderr);
+    let bad = with(&["build", "--build-arg", "NOVALUE"]).expect(2);
+    assert!(bad.stderr.contains("is not KEY=VALUE"), "{}", bad.stderr);
+    let two = with(&["build", "--platform", "linux/amd64,linux/arm64"]).expect(2);
+    assert!(two.stderr.contains("one platform"), "{}", two.stderr);
+}

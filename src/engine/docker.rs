@@ -113,6 +113,7 @@ impl Engine for DockerEngine {
                 platform: req.platform.clone(),
                 rm: true,
                 forcerm: true,
+                nocache: req.no_cache,
                 version: if req.buildkit {
                     BuilderVersion::BuilderBuildKit
                 } else {

@@ -24,6 +24,8 @@ pub struct BuildRequest {
     pub platform: String,
     /// Build with BuildKit instead of the classic builder.
     pub buildkit: bool,
+    /// Run every step afresh, not from the engine's layer cache.
+    pub no_cache: bool,
 }
 
 /// An image the engine has.
