@@ -208,7 +208,9 @@ pub fn run(opts: &Options, args: &BuildArgs) -> Result<Code> {
         .chain(&args.junit)
         .chain(&args.metadata_file)
     {
-        report::check_writable(&root.join(path))?;
+        if !report::is_stdout(path) {
+            report::check_writable(&root.join(path))?;
+        }
     }
     // One run per engine and namespace; the plan is made under the lock.
     let config = &s.loaded.tree.config;
@@ -303,8 +305,15 @@ async fn build(s: &Scope, args: &BuildArgs, mut logs: Option<&mut LogFiles>) -> 
     for image in &mut summary.images {
         image.engine = on.clone();
     }
-    let files =
-        [&args.summary, &args.junit, &args.metadata_file].map(|p| p.as_ref().map(|p| root.join(p)));
+    let files = [&args.summary, &args.junit, &args.metadata_file].map(|p| {
+        p.as_ref().map(|p| {
+            if report::is_stdout(p) {
+                p.clone()
+            } else {
+                root.join(p)
+            }
+        })
+    });
     let written = report::finish(&summary, &files, args.progress == progress::Mode::Quiet);
     let code = match (run.interrupted, summary.any_failed(), written) {
         (true, _, _) => Code::Interrupted,

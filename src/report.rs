@@ -188,7 +188,19 @@ pub fn check_writable(path: &Path) -> Result<()> {
     Ok(())
 }
 
+/// `-` names standard output, as for `docker buildx bake --metadata-file -`.
+pub fn is_stdout(path: &Path) -> bool {
+    path.as_os_str() == "-"
+}
+
 fn write_file(path: &Path, text: &str) -> Result<()> {
+    if is_stdout(path) {
+        let mut out = std::io::stdout().lock();
+        return out
+            .write_all(text.as_bytes())
+            .and_then(|_| out.flush())
+            .map_err(|e| Error::write(path, e));
+    }
     if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
         std::fs::create_dir_all(parent).map_err(|e| Error::write(parent, e))?;
     }

@@ -175,3 +175,31 @@ fn one_refused_push_is_exit_1_and_the_rest_publish() {
     assert_eq!(image("b")["status"], "built");
     assert_eq!(image("b")["pushed"], serde_json::json!(["exit/b:latest"]));
 }
+
+/// `--summary -` and `--junit -` write to standard output.
+#[test]
+fn reports_can_go_to_stdout() {
+    let t = TestTree::new();
+    t.write("strata.yaml", "namespace: out\n")
+        .write("images/a/Dockerfile", "FROM scratch\nCOPY Dockerfile /a\n")
+        .write("sim.yaml", "images: {}\n");
+    let run = t
+        .run(&["build", "--engine", "sim:sim.yaml", "--summary", "-", "-q"])
+        .expect(0);
+    let summary: serde_json::Value = serde_json::from_str(&run.stdout).expect(&run.stdout);
+    assert_eq!(summary["images"][0]["name"], "a");
+    assert!(!t.path().join("-").exists());
+    let run = t
+        .run(&[
+            "build",
+            "--engine",
+            "sim:sim.yaml",
+            "--force",
+            "--junit",
+            "-",
+            "-q",
+        ])
+        .expect(0);
+    assert!(run.stdout.starts_with("<?xml"), "{}", run.stdout);
+    assert!(run.stdout.contains("name=\"a\""), "{}", run.stdout);
+}
