@@ -527,3 +527,36 @@ fn build_args_platform_no_cache_and_quiet_from_the_command_line() {
     let two = with(&["build", "--platform", "linux/amd64,linux/arm64"]).expect(2);
     assert!(two.stderr.contains("one platform"), "{}", two.stderr);
 }
+
+#[test]
+fn an_image_built_for_another_platform_than_asked_fails() {
+    if !engine::available("platform check") {
+        return;
+    }
+    let ns = Namespace::new("platform");
+    let t = busybox_tree(&[]);
+    let run = t.run(&[
+        "--set",
+        &ns.set(),
+        "build",
+        "--platform",
+        "linux/arm64",
+        "--progress",
+        "plain",
+    ]);
+    // Either the engine refuses, or it builds for its own platform and
+    // strata says so: never "built" with an amd64 image tagged as arm64.
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    assert!(
+        engine::inspect(&ns.reference("base")).is_none(),
+        "nothing tagged"
+    );
+    eprintln!(
+        "{}",
+        run.stderr
+            .lines()
+            .filter(|l| l.contains("arm64"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+}

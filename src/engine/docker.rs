@@ -265,6 +265,13 @@ impl Engine for DockerEngine {
                     tags: i.repo_tags.unwrap_or_default(),
                     labels: i.config.and_then(|c| c.labels).unwrap_or_default(),
                     repo_digests: i.repo_digests.unwrap_or_default(),
+                    platform: match (i.os, i.architecture, i.variant) {
+                        (Some(os), Some(arch), Some(v)) if !v.is_empty() => {
+                            format!("{os}/{arch}/{v}")
+                        }
+                        (Some(os), Some(arch), _) => format!("{os}/{arch}"),
+                        _ => String::new(),
+                    },
                 })),
                 Err(bollard::errors::Error::DockerResponseServerError {
                     status_code: 404, ..

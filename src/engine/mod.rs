@@ -37,6 +37,8 @@ pub struct ImageInfo {
     pub labels: HashMap<String, String>,
     /// `repo@sha256:…` for each registry it was pulled from or pushed to.
     pub repo_digests: Vec<String>,
+    /// `os/architecture[/variant]`, e.g. `linux/amd64`; empty when unknown.
+    pub platform: String,
 }
 
 #[derive(Debug, Clone, thiserror::Error, PartialEq)]

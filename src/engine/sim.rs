@@ -115,6 +115,7 @@ impl Engine for SimEngine {
                     tags: Vec::new(),
                     labels,
                     repo_digests: Vec::new(),
+                    platform: String::new(),
                 },
             );
             Ok(id)

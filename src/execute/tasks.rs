@@ -58,7 +58,12 @@ pub(super) async fn build(
         attempts += 1;
         let built = match resolve(&*engine, &item.parent_refs).await {
             Ok(before) => match engine.build(item.request.clone(), log.clone()).await {
-                Ok(id) => still_on(&*engine, &before).await.map(|_| id),
+                Ok(id) => match still_on(&*engine, &before).await {
+                    Ok(()) => built_for(&*engine, &id, &item.request.platform)
+                        .await
+                        .map(|_| id),
+                    Err(e) => Err(e),
+                },
                 Err(e) => Err(e),
             },
             Err(e) => Err(e),
@@ -166,6 +171,27 @@ async fn still_on(engine: &dyn Engine, before: &[(String, ImageInfo)]) -> Result
         }
     }
     Ok(())
+}
+
+/// The image is for the platform asked for: the classic builder takes
+/// `--platform linux/arm64` and may still build for the engine's own.
+async fn built_for(engine: &dyn Engine, id: &str, platform: &str) -> Result<(), EngineError> {
+    if platform.is_empty() {
+        return Ok(());
+    }
+    let got = engine
+        .inspect(id)
+        .await?
+        .map(|i| i.platform)
+        .unwrap_or_default();
+    // `linux/arm64` matches `linux/arm64/v8`; unknown (empty) is not checked.
+    if got.is_empty() || got == platform || got.starts_with(&format!("{platform}/")) {
+        return Ok(());
+    }
+    Err(EngineError::Failed(format!(
+        "asked for {platform}, the engine built for {got}; nothing was tagged \
+         (the classic builder cannot build for another platform: try --buildkit)"
+    )))
 }
 
 /// Pull an image that is up to date only in the registry, by digest, and
