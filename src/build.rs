@@ -220,8 +220,11 @@ pub fn run(opts: &Options, args: &BuildArgs) -> Result<Code> {
         &scope_key,
         !args.no_wait,
     )?;
-    let logs_dir = args.logs_dir.as_ref().map(|d| root.join(d));
-    let mut logs = logs_dir.map(|d| LogFiles::new(&d)).transpose()?;
+    let mut logs = match &args.logs_dir {
+        Some(d) => Some(LogFiles::new(&root.join(d))?),
+        // Without --logs-dir the logs of failed images are still kept.
+        None => history::cache_dir().and_then(|c| LogFiles::for_failures(&c.join("logs"))),
+    };
     let runtime = runtime()?;
     let code = runtime.block_on(build(&s, args, logs.as_mut()));
     // Everything that matters is written; a tar writer still blocked on an
@@ -291,9 +294,6 @@ async fn build(s: &Scope, args: &BuildArgs, mut logs: Option<&mut LogFiles>) -> 
     {
         publish_set(&plan, &mut run, r, &loaded.tree.root).await;
     }
-    if let Some(l) = logs {
-        l.flush();
-    }
     for (item, o) in plan.items.iter().zip(&run.outcomes) {
         if o.status == execute::Status::Built {
             history::remember(&item.fingerprint);
@@ -314,7 +314,9 @@ async fn build(s: &Scope, args: &BuildArgs, mut logs: Option<&mut LogFiles>) -> 
             }
         })
     });
-    let written = report::finish(&summary, &files, args.progress == progress::Mode::Quiet);
+    let kept = logs.and_then(|l| l.close(&summary));
+    let quiet = args.progress == progress::Mode::Quiet;
+    let written = report::finish(&summary, &files, quiet, kept.as_deref());
     let code = match (run.interrupted, summary.any_failed(), written) {
         (true, _, _) => Code::Interrupted,
         (false, true, _) => Code::Failed,

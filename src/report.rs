@@ -101,7 +101,13 @@ impl Summary {
 pub struct LogFiles {
     dir: PathBuf,
     files: HashMap<String, std::io::BufWriter<std::fs::File>>,
+    /// Keep only the logs of images that failed (the folder strata picks
+    /// when no `--logs-dir` is given).
+    failed_only: bool,
 }
+
+/// How long the logs of failed images are kept when no `--logs-dir` is given.
+const KEEP_FAILED_LOGS: Duration = Duration::from_secs(7 * 24 * 3600);
 
 impl LogFiles {
     /// Fails (before anything is built) when `dir` cannot hold log files.
@@ -111,7 +117,48 @@ impl LogFiles {
         Ok(LogFiles {
             dir: dir.to_path_buf(),
             files: HashMap::new(),
+            failed_only: false,
         })
+    }
+
+    /// Without `--logs-dir`: a folder per run under `runs`, of which only
+    /// the logs of failed images are kept; folders older than a week go.
+    /// None when no such folder can be made (logs are then only shown).
+    pub fn for_failures(runs: &Path) -> Option<LogFiles> {
+        if let Ok(old) = std::fs::read_dir(runs) {
+            for entry in old.flatten() {
+                let age = entry
+                    .metadata()
+                    .and_then(|m| m.modified())
+                    .ok()
+                    .and_then(|t| t.elapsed().ok());
+                if age.is_some_and(|a| a > KEEP_FAILED_LOGS) {
+                    let _ = std::fs::remove_dir_all(entry.path());
+                }
+            }
+        }
+        let stamp = crate::git::now_rfc3339().replace(':', "");
+        let dir = runs.join(format!("{stamp}-{}", std::process::id()));
+        let mut logs = LogFiles::new(&dir).ok()?;
+        logs.failed_only = true;
+        Some(logs)
+    }
+
+    /// The end of the run: flush, and (in a folder strata picked) drop the
+    /// logs of images that did not fail. The folder of the logs kept.
+    pub fn close(&mut self, summary: &Summary) -> Option<PathBuf> {
+        self.flush();
+        if !self.failed_only {
+            return Some(self.dir.clone());
+        }
+        self.files.clear();
+        for image in summary.images.iter().filter(|i| i.status != Status::Failed) {
+            let _ = std::fs::remove_file(self.dir.join(format!("{}.log", image.name)));
+        }
+        // Only an empty folder is removed: nothing failed.
+        std::fs::remove_dir(&self.dir)
+            .is_err()
+            .then(|| self.dir.clone())
     }
 
     pub fn line(&mut self, name: &str, line: &str) {
@@ -286,7 +333,12 @@ pub fn write_junit(path: &Path, summary: &Summary) -> Result<()> {
 /// The end of a run: write the summary and JUnit files asked for (`files`) and print
 /// the closing table (only its first line when `quiet`). A file that cannot
 /// be written is said; returns whether every file was written.
-pub fn finish(summary: &Summary, files: &[Option<PathBuf>; 3], quiet: bool) -> bool {
+pub fn finish(
+    summary: &Summary,
+    files: &[Option<PathBuf>; 3],
+    quiet: bool,
+    logs: Option<&Path>,
+) -> bool {
     let mut ok = true;
     let writes = [write_summary, write_junit, write_metadata];
     for (path, write) in files.iter().zip(writes) {
@@ -298,9 +350,35 @@ pub fn finish(summary: &Summary, files: &[Option<PathBuf>; 3], quiet: bool) -> b
     let table = table(summary);
     match quiet {
         true => eprintln!("{}", table.lines().next().unwrap_or_default()),
-        false => eprint!("{table}"),
+        false => {
+            eprint!("{table}");
+            eprint!("{}", failures_again(summary, logs));
+        }
     }
     ok
+}
+
+/// After the table, so that no failure scrolls away: each failed image's
+/// last log lines and where its whole log is.
+fn failures_again(summary: &Summary, logs: Option<&Path>) -> String {
+    let mut out = String::new();
+    for i in summary.images.iter().filter(|i| i.status == Status::Failed) {
+        let full = logs
+            .map(|d| d.join(format!("{}.log", i.name)))
+            .filter(|p| p.exists())
+            .map(|p| format!("; the whole log: {}", p.display()))
+            .unwrap_or_default();
+        let _ = writeln!(
+            out,
+            "\n{} failed: the last {} lines of its log{full}",
+            i.name,
+            i.tail.len()
+        );
+        for line in &i.tail {
+            let _ = writeln!(out, "  {line}");
+        }
+    }
+    out
 }
 
 /// The closing table: counts per status and the slowest builds.

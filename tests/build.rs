@@ -560,3 +560,59 @@ fn an_image_built_for_another_platform_than_asked_fails() {
             .join("\n")
     );
 }
+
+#[test]
+fn failures_are_repeated_after_the_table_and_their_logs_kept() {
+    if !engine::available("failure logs") {
+        return;
+    }
+    let ns = Namespace::new("failure-logs");
+    let cache = tempfile::tempdir().unwrap();
+    let t = busybox_tree(&[(
+        "broken",
+        "FROM {{ image_ref('base') }}\nRUN echo the-reason-it-broke && exit 3\n",
+    )]);
+    let run = t
+        .command(&["--set", &ns.set(), "build", "--progress", "plain"])
+        .env("STRATA_CACHE_DIR", cache.path())
+        .output()
+        .unwrap();
+    assert_eq!(run.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&run.stderr).to_string();
+    // After the closing table: the tail again, and where the whole log is.
+    let after = &stderr[stderr.find("images: ").expect("the table")..];
+    let line = after
+        .lines()
+        .find(|l| l.starts_with("broken failed: the last"))
+        .unwrap_or_else(|| panic!("{after}"));
+    assert!(after.contains("the-reason-it-broke"), "{after}");
+    let path = line.split("the whole log: ").nth(1).expect("a path");
+    let log = std::fs::read_to_string(path).unwrap();
+    assert!(
+        log.contains("Step 1/") && log.contains("the-reason-it-broke"),
+        "{log}"
+    );
+    // Only the failed image's log is kept, under the cache folder.
+    assert!(std::path::Path::new(path).starts_with(cache.path().join("logs")));
+    let dir = std::path::Path::new(path).parent().unwrap();
+    let kept: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name())
+        .collect();
+    assert_eq!(kept, ["broken.log"]);
+    // A run where nothing fails leaves no folder behind.
+    t.remove("images/broken");
+    let ok = t
+        .command(&["--set", &ns.set(), "build", "--progress", "plain"])
+        .env("STRATA_CACHE_DIR", cache.path())
+        .output()
+        .unwrap();
+    assert_eq!(ok.status.code(), Some(0));
+    assert_eq!(
+        std::fs::read_dir(cache.path().join("logs"))
+            .unwrap()
+            .count(),
+        1
+    );
+}
