@@ -54,6 +54,7 @@ fi
 
 # 3. The registry, with htpasswd auth, on loopback.
 need curl curl
+need rsvg-convert librsvg2-bin   # the timeline test renders its SVG
 need docker-registry docker-registry
 need htpasswd apache2-utils
 if ! curl -s -o /dev/null "http://127.0.0.1:$PORT/v2/"; then

@@ -30,6 +30,8 @@ pub(crate) struct BuildArgs {
     pub(crate) summary: Option<PathBuf>,
     pub(crate) junit: Option<PathBuf>,
     pub(crate) metadata_file: Option<PathBuf>,
+    /// Draw the run as a Gantt chart here.
+    pub(crate) timeline: Option<PathBuf>,
     /// Build with BuildKit (also `build.buildkit: true`).
     pub(crate) buildkit: bool,
     /// `docker` (default) or `sim:SCRIPT.yaml`.
@@ -207,6 +209,7 @@ pub fn run(opts: &Options, args: &BuildArgs) -> Result<Code> {
         .iter()
         .chain(&args.junit)
         .chain(&args.metadata_file)
+        .chain(&args.timeline)
     {
         if !report::is_stdout(path) {
             report::check_writable(&root.join(path))?;
@@ -317,6 +320,27 @@ async fn build(s: &Scope, args: &BuildArgs, mut logs: Option<&mut LogFiles>) -> 
     let kept = logs.and_then(|l| l.close(&summary));
     let quiet = args.progress == progress::Mode::Quiet;
     let written = report::finish(&summary, &files, quiet, kept.as_deref());
+    let drawn = args.timeline.as_ref().is_none_or(|path| {
+        let bars: Vec<crate::timeline::Bar> = summary
+            .images
+            .iter()
+            .map(|i| crate::timeline::Bar {
+                name: i.name.clone(),
+                status: i.status.as_str().to_string(),
+                started_at: i.started_at.clone(),
+                finished_at: i.finished_at.clone(),
+                parents: i.parents.clone(),
+            })
+            .collect();
+        match crate::timeline::write(&root.join(path), &bars) {
+            Ok(()) => true,
+            Err(e) => {
+                eprintln!("strata: {e}");
+                false
+            }
+        }
+    });
+    let written = written && drawn;
     let code = match (run.interrupted, summary.any_failed(), written) {
         (true, _, _) => Code::Interrupted,
         (false, true, _) => Code::Failed,

@@ -74,6 +74,13 @@ pub enum Command {
         #[arg(long, value_name = "ENGINE", default_value = "docker", hide = true)]
         engine: String,
     },
+    /// Draw a run again from its summary: `strata timeline s.json -o run.svg` (or .html).
+    Timeline {
+        /// A summary written by `strata build --summary FILE`.
+        summary: PathBuf,
+        #[arg(short = 'o', long = "out", value_name = "FILE")]
+        out: PathBuf,
+    },
     /// Print a shell completion script: `strata completions bash > /etc/bash_completion.d/strata`.
     Completions { shell: clap_complete::Shell },
     /// Print the manual page (roff): `strata man > strata.1 && man ./strata.1`.
@@ -202,6 +209,9 @@ pub struct BuildCommand {
     /// Write JUnit XML (one test case per image) to FILE.
     #[arg(long, value_name = "FILE")]
     junit: Option<PathBuf>,
+    /// Draw the run as a Gantt chart: FILE.svg, or FILE.html (with hovers).
+    #[arg(long, value_name = "FILE")]
+    timeline: Option<PathBuf>,
     /// Write {name: {ref, digest}} of every image to FILE, like
     /// `docker buildx bake --metadata-file` (digest: the registry's, with --push).
     #[arg(long, value_name = "FILE")]
@@ -258,6 +268,7 @@ pub fn run(cli: Cli) -> Result<Code> {
                 summary: b.summary.clone(),
                 junit: b.junit.clone(),
                 metadata_file: b.metadata_file.clone(),
+                timeline: b.timeline.clone(),
                 engine: b.engine.clone(),
                 since: b.since.clone(),
                 no_wait: b.no_wait,
@@ -288,6 +299,12 @@ pub fn run(cli: Cli) -> Result<Code> {
                 since: since.as_deref(),
             };
             build::show_plan(&opts, &args)?
+        }
+        Command::Timeline { summary, out } => {
+            let root = &opts.dir;
+            let bars = crate::timeline::read(&root.join(summary))?;
+            crate::timeline::write(&root.join(out), &bars)?;
+            String::new()
         }
         Command::Completions { shell } => {
             let mut out = Vec::new();

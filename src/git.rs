@@ -109,6 +109,17 @@ pub fn now_rfc3339() -> String {
         .unwrap_or_default()
 }
 
+/// Now, as RFC 3339 in UTC to the millisecond, for the start and end of
+/// each image's step (a timeline needs finer than seconds).
+pub fn now_rfc3339_millis() -> String {
+    let format = time::macros::format_description!(
+        "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z"
+    );
+    time::OffsetDateTime::now_utc()
+        .format(&format)
+        .unwrap_or_default()
+}
+
 /// Paths changed between `rev` and the working tree (untracked files
 /// included), relative to the tree root; paths outside the tree are left out.
 /// `rev` is always taken as a revision, never as an option of git.

@@ -35,6 +35,7 @@ mod select;
 mod show;
 mod survey;
 mod tags;
+mod timeline;
 
 pub use cli::{run, Cli};
 pub use context::{entries as context_entries, Kind as EntryKind};

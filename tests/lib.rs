@@ -16,3 +16,4 @@ mod incremental_property;
 mod output;
 mod push;
 mod registry;
+mod timeline;

@@ -237,7 +237,7 @@ impl<'a> Scheduler<'a> {
         self.state[i] = State::Done;
         if let Some(at) = self.started[i].take() {
             outcome.started_at = Some(at);
-            outcome.finished_at = Some(crate::git::now_rfc3339());
+            outcome.finished_at = Some(crate::git::now_rfc3339_millis());
         }
         outcome.tail = std::mem::take(&mut self.tails[i]);
         self.observer.event(
@@ -328,7 +328,7 @@ impl<'a> Scheduler<'a> {
         while !self.stopping && self.running < self.opts.jobs.max(1) {
             let Some(i) = self.next_ready() else { break };
             self.state[i] = State::Running;
-            self.started[i] = Some(crate::git::now_rfc3339());
+            self.started[i] = Some(crate::git::now_rfc3339_millis());
             self.running += 1;
             self.observer.event(self.items, Event::Started { item: i });
             self.tasks.spawn(tasks::build(
