@@ -616,3 +616,70 @@ fn failures_are_repeated_after_the_table_and_their_logs_kept() {
         1
     );
 }
+
+/// Docker contexts as the docker CLI makes them (`docker context create`)
+/// choose the engine as they do for the CLI.
+#[test]
+fn docker_contexts_choose_the_engine_as_for_the_docker_cli() {
+    if !engine::available("docker contexts") {
+        return;
+    }
+    let config = tempfile::tempdir().unwrap();
+    let docker = |args: &[&str]| {
+        let out = std::process::Command::new("docker")
+            .args(args)
+            .env("DOCKER_CONFIG", config.path())
+            .env_remove("DOCKER_HOST")
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "docker {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    docker(&[
+        "context",
+        "create",
+        "strata-good",
+        "--docker",
+        "host=unix:///var/run/docker.sock",
+    ]);
+    docker(&[
+        "context",
+        "create",
+        "strata-bad",
+        "--docker",
+        "host=unix:///nonexistent/engine.sock",
+    ]);
+    let t = busybox_tree(&[]);
+    let plan = |context: Option<&str>, host: Option<&str>| {
+        let mut cmd = t.command(&["plan"]);
+        cmd.env("DOCKER_CONFIG", config.path())
+            .env_remove("DOCKER_HOST");
+        if let Some(c) = context {
+            cmd.env("DOCKER_CONTEXT", c);
+        }
+        if let Some(h) = host {
+            cmd.env("DOCKER_HOST", h);
+        }
+        let out = cmd.output().unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).to_string(),
+        )
+    };
+    assert_eq!(plan(Some("strata-good"), None).0, Some(0));
+    let (code, err) = plan(Some("strata-bad"), None);
+    assert_eq!(code, Some(3), "{err}");
+    assert!(err.contains("unix:///nonexistent/engine.sock"), "{err}");
+    // `docker context use` sets the current context for both tools.
+    docker(&["context", "use", "strata-bad"]);
+    let (code, err) = plan(None, None);
+    assert_eq!(code, Some(3), "{err}");
+    // DOCKER_HOST wins over any context, as for the CLI.
+    assert_eq!(plan(None, Some("unix:///var/run/docker.sock")).0, Some(0));
+    let (code, err) = plan(Some("no-such-context"), None);
+    assert_eq!(code, Some(3), "{err}");
+    assert!(err.contains("`no-such-context` does not exist"), "{err}");
+}

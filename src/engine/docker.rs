@@ -24,7 +24,7 @@ impl DockerEngine {
     /// the default socket. Gives up when the engine has not answered the
     /// version check within `timeout`.
     pub async fn connect(timeout: Duration) -> Result<DockerEngine, EngineError> {
-        let host = endpoint();
+        let host = super::endpoint::endpoint().map_err(EngineError::Unreachable)?;
         let docker = Docker::connect_with_host(&host).map_err(|e| unreachable(&host, &e))?;
         let docker = tokio::time::timeout(timeout, docker.negotiate_version())
             .await
@@ -39,12 +39,9 @@ impl DockerEngine {
     }
 }
 
-/// The engine the docker CLI would use: `DOCKER_HOST`, unless unset or empty.
+/// The engine the docker CLI would use, for messages and locks.
 pub fn endpoint() -> String {
-    std::env::var("DOCKER_HOST")
-        .ok()
-        .filter(|h| !h.is_empty())
-        .unwrap_or_else(|| "unix:///var/run/docker.sock".into())
+    super::endpoint::endpoint().unwrap_or_else(|_| super::endpoint::DEFAULT.into())
 }
 
 fn unreachable(host: &str, e: &dyn std::fmt::Display) -> EngineError {

@@ -4,6 +4,7 @@
 //! Knows nothing of the graph, the plan or progress output.
 
 pub mod docker;
+mod endpoint;
 pub mod sim;
 
 use futures_util::future::BoxFuture;
