@@ -279,7 +279,7 @@ async fn build(s: &Scope, args: &BuildArgs, mut logs: Option<&mut LogFiles>) -> 
         item.request.no_cache = args.no_cache;
     }
     let mut display = Display {
-        progress: progress::choose(args.progress, plan.to_build().count()),
+        progress: progress::choose(args.progress, plan.to_build().map(|i| i.name.as_str())),
         logs: logs.as_deref_mut(),
     };
     if args.ask.no_deps {

@@ -30,15 +30,32 @@ pub trait Progress {
     fn done(&mut self);
 }
 
-pub fn choose(mode: Mode, total: usize) -> Box<dyn Progress> {
+/// The display for `mode`; `names` are the images that will run (for the
+/// count and the width of the name column).
+pub fn choose<'a>(mode: Mode, names: impl Iterator<Item = &'a str>) -> Box<dyn Progress> {
     let tty = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let (total, width) = names.fold((0, 0), |(n, w), name| (n + 1, w.max(name.len())));
     match mode {
         Mode::Quiet => Box::new(Quiet),
         Mode::Plain => Box::new(Plain),
-        Mode::Tty => Box::new(Fancy::new(total)),
-        Mode::Auto if tty && std::env::var_os("CI").is_none() => Box::new(Fancy::new(total)),
+        Mode::Tty => Box::new(Fancy::new(total, width)),
+        Mode::Auto if tty && std::env::var_os("CI").is_none() => Box::new(Fancy::new(total, width)),
         Mode::Auto => Box::new(Plain),
     }
+}
+
+/// The step a build is at, from one line of its output: the classic
+/// builder's `Step 2/6 : RUN …`, BuildKit's `[2/4] RUN …` (also after
+/// `#5 `), Podman's `STEP 2/4: RUN …`. None for other lines.
+pub fn step_of(line: &str) -> Option<&str> {
+    static RE: std::sync::OnceLock<regex::Regex> = std::sync::OnceLock::new();
+    let re = RE.get_or_init(|| {
+        regex::Regex::new(r"^(?:#\d+ )?(\[[^\]]*\d+/\d+\] .*|Step \d+/\d+ : .*|STEP \d+/\d+: .*)$")
+            .expect("valid regex")
+    });
+    re.captures(line.trim_end())
+        .and_then(|c| c.get(1))
+        .map(|m| m.as_str())
 }
 
 pub fn describe(outcome: &Outcome) -> String {
@@ -136,10 +153,13 @@ struct Fancy {
     bars: HashMap<String, ProgressBar>,
     done: u64,
     failed: u64,
+    parent_failed: u64,
+    /// The width of the name column.
+    width: usize,
 }
 
 impl Fancy {
-    fn new(total: usize) -> Fancy {
+    fn new(total: usize, width: usize) -> Fancy {
         let multi = MultiProgress::with_draw_target(ProgressDrawTarget::stderr_with_hz(10));
         let overall = multi.add(ProgressBar::new(total as u64));
         overall.set_style(
@@ -156,6 +176,8 @@ impl Fancy {
             bars: HashMap::new(),
             done: 0,
             failed: 0,
+            parent_failed: 0,
+            width,
         }
     }
 }
@@ -166,8 +188,11 @@ impl Progress for Fancy {
             .multi
             .insert_before(&self.overall, ProgressBar::new_spinner());
         bar.set_style(
-            ProgressStyle::with_template("  {spinner} {prefix:.bold} {elapsed:>4} {wide_msg}")
-                .expect("valid template"),
+            ProgressStyle::with_template(&format!(
+                "  {{spinner}} {{prefix:{}.bold}} {{elapsed:>4}} {{wide_msg}}",
+                self.width
+            ))
+            .expect("valid template"),
         );
         bar.set_prefix(job.name.clone());
         bar.set_message("starting");
@@ -176,8 +201,9 @@ impl Progress for Fancy {
     }
     fn line(&mut self, job: &Job, line: &str) {
         if let Some(bar) = self.bars.get(&job.name) {
-            if line.starts_with("Step ") || line.starts_with("push") || line.starts_with("strata:")
-            {
+            if let Some(step) = step_of(line) {
+                bar.set_message(step.to_string());
+            } else if line.starts_with("push") || line.starts_with("strata:") {
                 bar.set_message(line.to_string());
             }
         }
@@ -197,9 +223,12 @@ impl Progress for Fancy {
             Status::Cancelled => "-",
             _ => "✗",
         };
-        let _ = self
-            .multi
-            .println(format!("{mark} {} {}", job.name, describe(outcome)));
+        let _ = self.multi.println(format!(
+            "{mark} {:w$} {}",
+            job.name,
+            describe(outcome),
+            w = self.width
+        ));
         if outcome.status == Status::Failed {
             let multi = self.multi.clone();
             print_tail(&job.name, &outcome.tail, &mut |l| {
@@ -207,10 +236,21 @@ impl Progress for Fancy {
             });
         }
         self.done += 1;
-        if matches!(outcome.status, Status::Failed | Status::ParentFailed) {
-            self.failed += 1;
-            self.overall.set_message(format!("{} failed", self.failed));
+        match outcome.status {
+            Status::Failed => self.failed += 1,
+            Status::ParentFailed => self.parent_failed += 1,
+            _ => {}
         }
+        // The same words as the closing table.
+        let counts: Vec<String> = [
+            (self.failed, "failed"),
+            (self.parent_failed, "parent-failed"),
+        ]
+        .into_iter()
+        .filter(|(n, _)| *n > 0)
+        .map(|(n, what)| format!("{n} {what}"))
+        .collect();
+        self.overall.set_message(counts.join(", "));
         self.overall.set_position(self.done);
     }
     fn note(&mut self, text: &str) {
@@ -253,6 +293,31 @@ impl crate::execute::Observer for Display<'_> {
                 }
                 self.progress.finished(&items[item], outcome);
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_step_is_read_from_every_builder() {
+        let cases = [
+            ("Step 2/6 : RUN make", Some("Step 2/6 : RUN make")),
+            (
+                "#7 [2/4] RUN apt-get update",
+                Some("[2/4] RUN apt-get update"),
+            ),
+            (
+                "[stage-1 3/5] COPY . /src",
+                Some("[stage-1 3/5] COPY . /src"),
+            ),
+            ("STEP 2/4: RUN echo hi", Some("STEP 2/4: RUN echo hi")),
+            (" ---> Running in 1234", None),
+            ("#7 0.512 hello", None),
+            ("stepping 2/4", None),
+        ];
+        for (line, want) in cases {
+            assert_eq!(super::step_of(line), want, "{line}");
         }
     }
 }

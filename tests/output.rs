@@ -295,3 +295,39 @@ fn completions_man_page_and_version() {
         format!("strata {} ({expected})", env!("CARGO_PKG_VERSION"))
     );
 }
+
+/// On a terminal (a pty from `script`): finished images line up in a column.
+#[test]
+fn the_terminal_display_lines_names_up() {
+    let t = TestTree::new();
+    t.write("strata.yaml", "namespace: pty\n")
+        .write("images/a/Dockerfile", "FROM scratch\nCOPY Dockerfile /a\n")
+        .write(
+            "images/a-much-longer-name/Dockerfile",
+            "FROM scratch\nCOPY Dockerfile /b\n",
+        )
+        .write("sim.yaml", "images: {a: {ms: 300}}\n");
+    let typescript = t.path().join("typescript");
+    let command = format!(
+        "{} -C {} build --engine sim:sim.yaml --progress tty",
+        env!("CARGO_BIN_EXE_strata"),
+        t.path().display()
+    );
+    let status = std::process::Command::new("script")
+        .args(["-qfec", &command])
+        .arg(&typescript)
+        .stdout(std::process::Stdio::null())
+        .status()
+        .expect("script (util-linux) runs strata on a pty");
+    assert!(status.success());
+    let raw = std::fs::read_to_string(&typescript).unwrap();
+    let escapes = regex::Regex::new(r"\x1b\[[0-9;]*[A-Za-z]").unwrap();
+    let text = escapes.replace_all(&raw, "");
+    let columns: Vec<usize> = text
+        .split(['\r', '\n'])
+        .filter(|l| l.starts_with("✓ "))
+        .map(|l| l.find(" built in").expect("a built line"))
+        .collect();
+    assert_eq!(columns.len(), 2, "{text}");
+    assert_eq!(columns[0], columns[1], "{text}");
+}
