@@ -132,12 +132,21 @@ pub struct InputFlags {
     /// The platform to build for, e.g. `linux/amd64` (one); overrides `build.platform`.
     #[arg(long, value_name = "OS/ARCH")]
     platform: Option<String>,
+    /// The stage to build in the images that have one of that name and no
+    /// `target:` of their own (sets `build.target`); the others build their last.
+    #[arg(long, value_name = "STAGE")]
+    target: Option<String>,
+    /// The network for RUN steps, e.g. `host` or `none` (sets `build.network`).
+    #[arg(long, value_name = "MODE")]
+    network: Option<String>,
 }
 
 impl InputFlags {
     fn sets(&self) -> impl Iterator<Item = String> + '_ {
         let args = self.build_args.iter().map(|kv| format!("build.args.{kv}"));
         args.chain(self.platform.iter().map(|p| format!("build.platform={p}")))
+            .chain(self.target.iter().map(|t| format!("build.target={t}")))
+            .chain(self.network.iter().map(|n| format!("build.network={n}")))
     }
 }
 

@@ -63,6 +63,12 @@ pub struct BuildConfig {
     pub platform: String,
     /// When `--push` moves release tags in the registry.
     pub publish: Publish,
+    /// The stage to build in every image without its own `target:` whose
+    /// Dockerfile has a stage of that name; the others build their last.
+    pub target: String,
+    /// The network `RUN` steps use (`docker build --network`): e.g. `host`,
+    /// `none`; empty = the engine's default. Not an input of the image.
+    pub network: String,
 }
 
 /// `build.publish`: `all` moves the registry's release tags only once every
@@ -107,6 +113,8 @@ impl Default for BuildConfig {
             push_jobs: 2,
             platform: String::new(),
             publish: Publish::All,
+            target: String::new(),
+            network: String::new(),
         }
     }
 }

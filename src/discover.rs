@@ -26,6 +26,8 @@ pub struct ImageSpec {
     pub context: Option<String>,
     /// Dockerfile (template) name, relative to the image folder.
     pub dockerfile: Option<String>,
+    /// The stage to build (`docker build --target`); default the last.
+    pub target: Option<String>,
 }
 
 impl Default for ImageSpec {
@@ -38,6 +40,7 @@ impl Default for ImageSpec {
             vars: BTreeMap::new(),
             context: None,
             dockerfile: None,
+            target: None,
         }
     }
 }

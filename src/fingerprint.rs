@@ -156,6 +156,10 @@ pub fn fingerprints(
             m.push(format!("build arg {k}"), v.clone());
         }
         m.push("platform", input.platform.clone());
+        // Only when set, so that fingerprints without a target stay as they were.
+        if !input.target.is_empty() {
+            m.push("target", input.target.clone());
+        }
         // Configured labels only: created/revision/source change every build.
         for (k, v) in &input.labels {
             m.push(format!("label {k}"), v.clone());

@@ -32,6 +32,9 @@ pub struct Inputs {
     pub labels: BTreeMap<String, String>,
     /// `build.platform` (empty: the engine's own).
     pub platform: String,
+    /// The stage to build: the image's `target:`, else `build.target` when
+    /// its Dockerfile has a stage of that name (empty: the last stage).
+    pub target: String,
 }
 
 impl Inputs {
@@ -94,6 +97,23 @@ pub fn collect(loaded: &Loaded) -> Result<Vec<Inputs>> {
                 args,
                 labels,
                 platform: tree.config.build.platform.clone(),
+                target: match &image.spec.target {
+                    Some(own) => own.clone(),
+                    // The tree's target applies where the Dockerfile has that stage.
+                    None => {
+                        let wanted = &tree.config.build.target;
+                        let has = loaded.parsed[id].stages.iter().any(|st| {
+                            st.alias
+                                .as_deref()
+                                .is_some_and(|a| a.eq_ignore_ascii_case(wanted))
+                        });
+                        if has {
+                            wanted.clone()
+                        } else {
+                            String::new()
+                        }
+                    }
+                },
             })
         })
         .collect()

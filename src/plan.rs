@@ -278,6 +278,20 @@ fn why(
     }
 }
 
+/// Where the label step goes when `target` is not the last stage: before
+/// the next stage's `FROM`.
+fn labels_before(stages: &[crate::dockerfile::Stage], target: &str) -> Option<usize> {
+    if target.is_empty() {
+        return None;
+    }
+    let i = stages.iter().position(|s| {
+        s.alias
+            .as_deref()
+            .is_some_and(|a| a.eq_ignore_ascii_case(target))
+    })?;
+    stages.get(i + 1).map(|next| next.line)
+}
+
 /// Fill in the build request of every item to build: the rendered
 /// Dockerfile, the context, the declared build args, and the labels (the
 /// configured ones, `extra` such as OCI labels from git, the image's name and
@@ -318,6 +332,9 @@ pub fn requests(
             platform: input.platform.clone(),
             buildkit,
             no_cache: false,
+            target: input.target.clone(),
+            network: loaded.tree.config.build.network.clone(),
+            labels_before_line: labels_before(&loaded.parsed[item.id].stages, &input.target),
         };
     }
 }

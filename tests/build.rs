@@ -683,3 +683,54 @@ fn docker_contexts_choose_the_engine_as_for_the_docker_cli() {
     assert_eq!(code, Some(3), "{err}");
     assert!(err.contains("`no-such-context` does not exist"), "{err}");
 }
+
+#[test]
+fn target_stages_and_the_build_network() {
+    if !engine::available("target and network") {
+        return;
+    }
+    let ns = Namespace::new("target");
+    let stages = "FROM {{ image_ref('base') }} AS first\nRUN echo first > /stage\n\
+                  FROM {{ image_ref('base') }} AS second\nRUN echo second > /stage\n";
+    let t = busybox_tree(&[
+        ("staged", stages),
+        ("own", stages),
+        (
+            "offline",
+            "FROM {{ image_ref('base') }}\nRUN cat /proc/net/dev > /netdev\n",
+        ),
+    ]);
+    t.write("images/own/image.yaml", "target: second\n");
+    let set = ns.set();
+    t.run(&[
+        "--set",
+        &set,
+        "build",
+        "--target",
+        "first",
+        "--network",
+        "none",
+    ])
+    .expect(0);
+    let cat = |name: &str, file: &str| engine::run_in(&ns.reference(name), &["cat", file]);
+    assert_eq!(cat("staged", "/stage").trim(), "first");
+    assert_eq!(
+        cat("own", "/stage").trim(),
+        "second",
+        "the image's own target wins"
+    );
+    assert!(
+        !cat("offline", "/netdev").contains("eth0"),
+        "built without a network"
+    );
+    // The target is an input: another one rebuilds; the network is not.
+    let plan = t
+        .run(&["--set", &set, "plan", "--target", "second"])
+        .expect(0);
+    assert!(plan.stdout.contains("build  staged"), "{}", plan.stdout);
+    assert!(plan.stdout.contains("skip   own"), "{}", plan.stdout);
+    let plan = t
+        .run(&["--set", &set, "plan", "--target", "first"])
+        .expect(0);
+    assert!(plan.stdout.contains("0 to build"), "{}", plan.stdout);
+}

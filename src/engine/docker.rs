@@ -95,7 +95,19 @@ impl Engine for DockerEngine {
             let entries = context::entries(&req.context).map_err(EngineError::Failed)?;
             let (tx, rx) = tokio::sync::mpsc::channel(8);
             // One LABEL step instead of the builder's one step per label option.
-            let dockerfile = with_labels(&req.dockerfile, &req.labels);
+            let dockerfile = match req.labels_before_line {
+                Some(n) => {
+                    let cut: usize = req
+                        .dockerfile
+                        .split_inclusive('\n')
+                        .take(n - 1)
+                        .map(str::len)
+                        .sum();
+                    let (head, tail) = req.dockerfile.split_at(cut);
+                    with_labels(head, &req.labels) + tail
+                }
+                None => with_labels(&req.dockerfile, &req.labels),
+            };
             let classic = !req.buildkit;
             let writer = tokio::task::spawn_blocking(move || {
                 let mut w = context::ChunkWriter::new(tx);
@@ -111,6 +123,8 @@ impl Engine for DockerEngine {
                 rm: true,
                 forcerm: true,
                 nocache: req.no_cache,
+                target: req.target.clone(),
+                networkmode: (!req.network.is_empty()).then(|| req.network.clone()),
                 version: if req.buildkit {
                     BuilderVersion::BuilderBuildKit
                 } else {

@@ -27,6 +27,14 @@ pub struct BuildRequest {
     pub buildkit: bool,
     /// Run every step afresh, not from the engine's layer cache.
     pub no_cache: bool,
+    /// The stage to build; empty = the last.
+    pub target: String,
+    /// The network for `RUN` steps; empty = the engine's default.
+    pub network: String,
+    /// With a target that is not the last stage: the line (1-based) of the
+    /// next stage's `FROM`, before which the label step goes, so that the
+    /// target image carries strata's labels.
+    pub labels_before_line: Option<usize>,
 }
 
 /// An image the engine has.
