@@ -80,3 +80,27 @@ STRATA_TEST_REGISTRY=127.0.0.1:$PORT
 STRATA_TEST_REGISTRY_USER=$USER_NAME
 STRATA_TEST_REGISTRY_PASSWORD=$PASSWORD
 ENV
+
+# 4. Podman's Docker-compatible service on a socket of its own (vfs storage,
+#    everything under target/ci/podman), with the busybox base loaded.
+need podman podman
+PODMAN_DIR="$PWD/$STATE/podman"
+PODMAN="podman --root $PODMAN_DIR/root --runroot $PODMAN_DIR/run --storage-driver vfs"
+# The loopback registry speaks HTTP: Podman must be told, as a user would.
+mkdir -p "$PODMAN_DIR"
+printf '[[registry]]\nlocation = "127.0.0.1:%s"\ninsecure = true\n' "$PORT" >"$PODMAN_DIR/registries.conf.new"
+if ! cmp -s "$PODMAN_DIR/registries.conf.new" "$PODMAN_DIR/registries.conf" 2>/dev/null; then
+  mv "$PODMAN_DIR/registries.conf.new" "$PODMAN_DIR/registries.conf"
+  [ -f "$PODMAN_DIR/pid" ] && kill "$(cat "$PODMAN_DIR/pid")" 2>/dev/null && sleep 1 || true
+fi
+rm -f "$PODMAN_DIR/registries.conf.new"
+if ! curl -s -o /dev/null --unix-socket "$PODMAN_DIR/podman.sock" http://d/_ping; then
+  [ -f "$PODMAN_DIR/pid" ] && kill "$(cat "$PODMAN_DIR/pid")" 2>/dev/null || true
+  CONTAINERS_REGISTRIES_CONF="$PODMAN_DIR/registries.conf" nohup $PODMAN system service --time=0 "unix://$PODMAN_DIR/podman.sock" >"$PODMAN_DIR/log" 2>&1 &
+  echo $! >"$PODMAN_DIR/pid"
+  for _ in $(seq 1 30); do curl -s -o /dev/null --unix-socket "$PODMAN_DIR/podman.sock" http://d/_ping && break; sleep 0.5; done
+  curl -s -o /dev/null --unix-socket "$PODMAN_DIR/podman.sock" http://d/_ping || { log "podman service did not start; see $PODMAN_DIR/log"; exit 1; }
+  log "podman service on $PODMAN_DIR/podman.sock"
+fi
+$PODMAN image exists "$BASE" || docker save "$BASE" | $PODMAN load >/dev/null 2>&1
+echo "STRATA_TEST_PODMAN=unix://$PODMAN_DIR/podman.sock" >>"$STATE/registry.env"

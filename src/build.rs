@@ -240,6 +240,13 @@ async fn build(s: &Scope, args: &BuildArgs, mut logs: Option<&mut LogFiles>) -> 
     let (loaded, inputs) = (&s.loaded, &s.inputs);
     let config = &loaded.tree.config;
     let engine = engine::connect(&args.engine, &loaded.tree.root).await?;
+    if (args.buildkit || config.build.buildkit) && engine.is_podman() {
+        return Err(Error::input(format!(
+            "--buildkit: the engine at `{}` is Podman, which builds with Buildah, not BuildKit",
+            engine::identity(&args.engine, &loaded.tree.root)
+        ))
+        .help("leave out --buildkit (and build.buildkit) with Podman"));
+    }
     let registry = registry_for(s, &args.engine);
     let mut plan = prepare(
         s,

@@ -14,6 +14,7 @@ mod graph_property;
 mod incremental;
 mod incremental_property;
 mod output;
+mod podman;
 mod push;
 mod registry;
 mod timeline;

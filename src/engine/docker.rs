@@ -17,6 +17,7 @@ use std::time::Duration;
 pub struct DockerEngine {
     docker: Docker,
     host: String,
+    podman: bool,
 }
 
 impl DockerEngine {
@@ -35,7 +36,17 @@ impl DockerEngine {
                 )
             })?
             .map_err(|e| unreachable(&host, &e))?;
-        Ok(DockerEngine { docker, host })
+        let podman = docker.version().await.is_ok_and(|v| {
+            v.components
+                .unwrap_or_default()
+                .iter()
+                .any(|c| c.name.contains("Podman"))
+        });
+        Ok(DockerEngine {
+            docker,
+            host,
+            podman,
+        })
     }
 }
 
@@ -79,6 +90,10 @@ impl Lines {
 }
 
 impl Engine for DockerEngine {
+    fn is_podman(&self) -> bool {
+        self.podman
+    }
+
     fn ping(&self) -> BoxFuture<'_, Result<(), EngineError>> {
         async move {
             self.docker

@@ -64,6 +64,11 @@ pub enum EngineError {
 pub type Log = Arc<dyn Fn(&str) + Send + Sync>;
 
 pub trait Engine: Send + Sync {
+    /// Whether this is Podman's Docker-compatible service (it builds with
+    /// Buildah: no BuildKit).
+    fn is_podman(&self) -> bool {
+        false
+    }
     /// Fails when the engine does not answer.
     fn ping(&self) -> BoxFuture<'_, Result<(), EngineError>>;
     /// Build; the image ID on success. Nothing is tagged.
