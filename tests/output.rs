@@ -330,4 +330,21 @@ fn the_terminal_display_lines_names_up() {
         .collect();
     assert_eq!(columns.len(), 2, "{text}");
     assert_eq!(columns[0], columns[1], "{text}");
+    assert!(raw.contains("\x1b[1m"), "names are bold on a terminal");
+
+    // NO_COLOR: the same display without colour or bold.
+    let status = std::process::Command::new("script")
+        .args(["-qfec", &format!("{command} --force")])
+        .arg(&typescript)
+        .env("NO_COLOR", "1")
+        .stdout(std::process::Stdio::null())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let raw = std::fs::read_to_string(&typescript).unwrap();
+    let styles = regex::Regex::new(r"\x1b\[[0-9;]*m").unwrap();
+    assert!(
+        !styles.is_match(&raw),
+        "a colour or style code under NO_COLOR"
+    );
 }
