@@ -305,13 +305,7 @@ impl<'a> Scheduler<'a> {
             return;
         };
         o.duration = took;
-        match result {
-            Err(e) => self.fail(i, o, e),
-            Ok(()) => {
-                self.finish(i, o);
-                self.release_children(i);
-            }
-        }
+        self.end_step(i, o, result);
     }
 
     fn release_children(&mut self, i: usize) {
@@ -432,6 +426,12 @@ impl<'a> Scheduler<'a> {
         };
         o.duration += took;
         o.pushed = moved;
+        self.end_step(i, o, result);
+    }
+
+    /// The item's whole step is over: a failure fails it and what waits
+    /// on it; success finishes it and lets its children start.
+    fn end_step(&mut self, i: usize, o: Outcome, result: Result<(), EngineError>) {
         match result {
             Err(e) => self.fail(i, o, e),
             Ok(()) => {
