@@ -257,9 +257,10 @@ async fn build(s: &Scope, args: &BuildArgs, mut logs: Option<&mut LogFiles>) -> 
         args.push,
     )
     .await?;
-    if args.push && !args.engine.starts_with("sim:") {
+    if args.push && registry.is_none() && !args.engine.starts_with("sim:") {
         // A registry that cannot be reached or refuses us is exit 3, found
-        // before anything is built.
+        // before anything is built. With `registry:` set, `prepare` has
+        // asked it about every image of the run already.
         let refs: Vec<&str> = plan
             .to_build()
             .flat_map(|item| execute::release_refs(item).map(String::as_str))
