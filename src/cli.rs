@@ -39,6 +39,9 @@ pub struct Cli {
     /// it may start with `{% extends parent_template %}`.
     #[arg(long = "override", value_name = "FILE", global = true)]
     pub overrides: Vec<PathBuf>,
+    /// Leave out the images whose names match GLOB (repeatable), as `exclude:` in strata.yaml does.
+    #[arg(long = "exclude", value_name = "GLOB", global = true)]
+    pub exclude: Vec<String>,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -245,6 +248,7 @@ impl Cli {
             config: self.config.clone(),
             sets: self.sets.clone(),
             overrides: self.overrides.clone(),
+            exclude: self.exclude.clone(),
         }
     }
 }

@@ -29,20 +29,89 @@ pub struct Config {
     pub render: RenderConfig,
     /// Registries spoken to over plain HTTP (loopback ones always are).
     pub insecure_registries: Vec<String>,
+    /// Globs of image names left out of the tree (as `enabled: false`).
+    pub exclude: Vec<String>,
 }
 
-/// `render:` settings.
+/// `render:` settings. The defaults are strata's; Jinja2's (and Kolla's)
+/// are `trim_blocks: false, lstrip_blocks: false, keep_trailing_newline:
+/// false, undefined: lenient` (see docs/templates.md).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct RenderConfig {
     /// The most template instructions one image may take to render (a
     /// template that never ends is stopped here); 0 = no limit.
     pub fuel: u64,
+    /// Remove the first newline after a block tag.
+    pub trim_blocks: bool,
+    /// Strip spaces and tabs from the start of a line up to a block tag.
+    pub lstrip_blocks: bool,
+    /// Keep the template's last newline.
+    pub keep_trailing_newline: bool,
+    pub undefined: Undefined,
+    /// Environment variables templates see as `env`: a list of names, or
+    /// `true` for the whole environment. None by default.
+    pub env: EnvVars,
+    /// Helpers of another generator's templates: `kolla`.
+    pub compat: Compat,
+    /// Kolla's repository data (`kolla/template/repos.yaml`), relative to
+    /// the tree root; used by `handle_repos` and `cleanup_repos`.
+    pub repos_yaml: String,
+    /// A file merged over `repos_yaml` section by section, as
+    /// `kolla-build --repos-yaml` does.
+    pub repos_yaml_override: String,
+}
+
+/// What an undefined value does in a template.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Undefined {
+    /// Printing, iterating or testing it is an error naming the variable.
+    #[default]
+    Strict,
+    /// As in Jinja2: prints as nothing, is false, iterates as empty, length 0.
+    Lenient,
+}
+
+/// Template helpers of another generator.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Compat {
+    #[default]
+    #[serde(rename = "")]
+    None,
+    /// `customizable`, `handle_repos`, `cleanup_repos`,
+    /// `debian_package_install`, `raise_error`, as in Kolla.
+    Kolla,
+}
+
+/// `render.env`: `true`, `false` or a list of variable names.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(untagged)]
+pub enum EnvVars {
+    All(bool),
+    Names(Vec<String>),
+}
+
+impl Default for EnvVars {
+    fn default() -> Self {
+        EnvVars::Names(Vec::new())
+    }
 }
 
 impl Default for RenderConfig {
     fn default() -> Self {
-        RenderConfig { fuel: 10_000_000 }
+        RenderConfig {
+            fuel: 10_000_000,
+            trim_blocks: true,
+            lstrip_blocks: true,
+            keep_trailing_newline: true,
+            undefined: Undefined::Strict,
+            env: EnvVars::default(),
+            compat: Compat::None,
+            repos_yaml: String::new(),
+            repos_yaml_override: String::new(),
+        }
     }
 }
 
@@ -97,6 +166,7 @@ impl Default for Config {
             build: BuildConfig::default(),
             render: RenderConfig::default(),
             insecure_registries: Vec::new(),
+            exclude: Vec::new(),
         }
     }
 }
@@ -289,10 +359,22 @@ fn apply_set(config: Config, set: &str) -> Result<Config> {
         .take();
     let as_string = serde_json::Value::String(value.to_string());
     let typed = match &old {
-        serde_json::Value::Number(_) | serde_json::Value::Bool(_) | serde_json::Value::Null
+        serde_json::Value::Number(_)
+        | serde_json::Value::Bool(_)
+        | serde_json::Value::Null
+        | serde_json::Value::Array(_)
             if existed =>
         {
             serde_saphyr::from_str::<serde_json::Value>(value).unwrap_or(as_string.clone())
+        }
+        // A template variable given as a YAML list or map (`[a, b]`, `{k: v}`).
+        _ if path[0] == "vars" && value.trim_start().starts_with(['[', '{']) => {
+            serde_saphyr::from_str::<serde_json::Value>(value).map_err(|e| {
+                bad(format!(
+                    "the value is not a YAML list or map: {}",
+                    e.without_snippet().to_string().lines().next().unwrap_or("")
+                ))
+            })?
         }
         _ => as_string.clone(),
     };
@@ -351,6 +433,12 @@ mod tests {
         assert!(c.build.pull);
         let c = apply_set(c, "build.args.X=a=b").unwrap();
         assert_eq!(c.build.args["X"], "a=b");
+        let c = apply_set(c, "vars.keystone_packages_append=[a, 'b c']").unwrap();
+        assert_eq!(c.vars["keystone_packages_append"], serde_json::json!(["a", "b c"]));
+        let c = apply_set(c, "render.undefined=lenient").unwrap();
+        assert_eq!(c.render.undefined, Undefined::Lenient);
+        let c = apply_set(c, "render.env=true").unwrap();
+        assert_eq!(c.render.env, EnvVars::All(true));
     }
 
     #[test]

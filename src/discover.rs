@@ -68,16 +68,40 @@ impl Image {
     }
 }
 
-/// The images of a tree, sorted by name, and the names of disabled ones.
+/// The images of a tree, sorted by name, and the names of those left out.
 #[derive(Debug, Clone)]
 pub struct Discovered {
     pub images: Vec<Image>,
+    pub left_out: LeftOut,
+}
+
+/// Images of the tree that are not built, sorted by name.
+#[derive(Debug, Clone, Default)]
+pub struct LeftOut {
+    /// `enabled: false` in their image.yaml.
     pub disabled: Vec<String>,
+    /// Matched by a glob of `exclude:` (or `--exclude`).
+    pub excluded: Vec<String>,
+}
+
+/// The `exclude:` globs as one matcher.
+fn exclusions(tree: &Tree) -> Result<globset::GlobSet> {
+    let mut set = globset::GlobSetBuilder::new();
+    for pattern in &tree.config.exclude {
+        let glob = globset::Glob::new(pattern).map_err(|e| {
+            Error::input(format!("invalid `exclude` glob `{pattern}`: {}", e.kind()))
+                .help("`exclude:` takes image name globs such as `nova-*` or `ironic-pxe`")
+        })?;
+        set.add(glob);
+    }
+    set.build()
+        .map_err(|e| Error::input(format!("invalid `exclude` globs: {e}")))
 }
 
 pub fn discover(tree: &Tree) -> Result<Discovered> {
+    let excluded = exclusions(tree)?;
     let mut images: Vec<Image> = Vec::new();
-    let mut disabled = Vec::new();
+    let mut left_out = LeftOut::default();
     let mut seen: HashMap<String, String> = HashMap::new();
     for folder in &tree.config.images {
         let top = tree.root.join(folder);
@@ -122,10 +146,12 @@ pub fn discover(tree: &Tree) -> Result<Discovered> {
                 ))
                 .help("image names come from folder names and must be unique in the tree: rename one folder"));
             }
-            if image.spec.enabled {
+            if excluded.is_match(&image.name) {
+                left_out.excluded.push(image.name);
+            } else if image.spec.enabled {
                 images.push(image);
             } else {
-                disabled.push(image.name);
+                left_out.disabled.push(image.name);
             }
         }
     }
@@ -136,14 +162,22 @@ pub fn discover(tree: &Tree) -> Result<Discovered> {
             .iter()
             .map(|f| format!("`{f}`"))
             .collect();
+        if !left_out.excluded.is_empty() {
+            return Err(Error::input(format!(
+                "every image under {} is excluded",
+                folders.join(", ")
+            ))
+            .help("check the globs of `exclude:` in strata.yaml and `--exclude`"));
+        }
         return Err(
             Error::input(format!("no images found under {}", folders.join(", ")))
                 .help("an image is a folder holding a `Dockerfile.j2` or `Dockerfile`"),
         );
     }
     images.sort_by(|a, b| a.name.cmp(&b.name));
-    disabled.sort();
-    Ok(Discovered { images, disabled })
+    left_out.disabled.sort();
+    left_out.excluded.sort();
+    Ok(Discovered { images, left_out })
 }
 
 /// The image in `dir`, if `dir` is an image folder.

@@ -73,6 +73,8 @@ pub struct Error {
     pub message: String,
     pub snippet: Option<Box<Snippet>>,
     pub help: Option<String>,
+    /// More errors of the same run, shown after this one.
+    pub related: Vec<Error>,
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -92,7 +94,23 @@ impl Error {
             message: message.into(),
             snippet: None,
             help: None,
+            related: Vec::new(),
         }
+    }
+
+    /// Several errors at once, the first `max` of them shown in full.
+    pub fn many(message: impl Into<String>, mut errors: Vec<Error>, max: usize) -> Self {
+        let kind = errors.first().map_or(Kind::Input, |e| e.kind);
+        let hidden = errors.len().saturating_sub(max);
+        errors.truncate(max);
+        let help = if hidden > 0 {
+            format!("the first {max} are shown, {hidden} more not; fix these and run again")
+        } else {
+            "each is shown below".to_string()
+        };
+        let mut e = Error::new(kind, message).help(help);
+        e.related = errors;
+        e
     }
 
     /// Point at `range` (bytes) of `text`, the contents of the file `name`.
@@ -159,6 +177,13 @@ impl Diagnostic for Error {
 
     fn source_code(&self) -> Option<&dyn SourceCode> {
         self.snippet.as_ref().map(|s| &s.source as &dyn SourceCode)
+    }
+
+    fn related<'a>(&'a self) -> Option<Box<dyn Iterator<Item = &'a dyn Diagnostic> + 'a>> {
+        if self.related.is_empty() {
+            return None;
+        }
+        Some(Box::new(self.related.iter().map(|e| e as &dyn Diagnostic)))
     }
 
     fn labels(&self) -> Option<Box<dyn Iterator<Item = LabeledSpan> + '_>> {

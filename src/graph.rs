@@ -4,7 +4,7 @@
 //! are none. Knows nothing of engines, fingerprints or selection.
 
 use crate::config::Config;
-use crate::discover::Image;
+use crate::discover::{Image, LeftOut};
 use crate::dockerfile::{normalize, Parsed};
 use crate::error::{did_you_mean, Error, Result};
 use petgraph::graph::{DiGraph, NodeIndex};
@@ -70,13 +70,14 @@ impl Graph {
 }
 
 /// Build the graph. `images`, `parsed` and `rendered` are index-aligned and sorted by name;
-/// `rendered` is used for messages; `disabled` names images with `enabled: false`.
+/// `rendered` is used for messages; `left_out` names images with `enabled:
+/// false` or matched by `exclude:`.
 pub fn build(
     config: &Config,
     images: &[Image],
     parsed: &[Parsed],
     rendered: &[&str],
-    disabled: &[String],
+    left_out: &LeftOut,
 ) -> Result<Graph> {
     let registry = config.registry.trim_end_matches('/');
     let strip_registry = |r: String| -> String {
@@ -131,10 +132,16 @@ pub fn build(
                             format!("the tree builds `{}`; use `{{{{ image_ref(\"{name}\") }}}}` to refer to it", config.reference(&images[j].name)),
                         ));
                     }
-                    if disabled.iter().any(|d| d == name) {
+                    if left_out.disabled.iter().any(|d| d == name) {
                         return Err(err(
                             format!("image `{}` is built on `{name}`, which is disabled", image.name),
                             format!("enable `{name}` (remove `enabled: false` from its image.yaml) or disable `{}` too", image.name),
+                        ));
+                    }
+                    if left_out.excluded.iter().any(|d| d == name) {
+                        return Err(err(
+                            format!("image `{}` is built on `{name}`, which is excluded", image.name),
+                            format!("exclude `{}` too (`exclude:` in strata.yaml or `--exclude`), or stop excluding `{name}`", image.name),
                         ));
                     }
                     let hint = did_you_mean(name, images.iter().map(|x| x.name.as_str()))

@@ -18,6 +18,8 @@ pub struct Options {
     pub config: Option<PathBuf>,
     pub sets: Vec<String>,
     pub overrides: Vec<PathBuf>,
+    /// `--exclude` globs, added to `exclude:`.
+    pub exclude: Vec<String>,
 }
 
 /// A tree, rendered and understood. Vectors are index-aligned with `graph.nodes`.
@@ -45,6 +47,7 @@ pub fn load(opts: &Options) -> Result<Loaded> {
         &opts.dir
     };
     let mut tree = config::load(dir, opts.config.as_deref(), &opts.sets)?;
+    tree.config.exclude.extend(opts.exclude.iter().cloned());
     let mut found = discover::discover(&tree)?;
     crate::tags::expand(&mut tree, &mut found.images)?;
     crate::names::check(&tree, &found.images)?;
@@ -70,7 +73,7 @@ pub fn load(opts: &Options) -> Result<Loaded> {
         &found.images,
         &parsed,
         &texts,
-        &found.disabled,
+        &found.left_out,
     )?;
     Ok(Loaded {
         tree,

@@ -5,7 +5,9 @@
 //! folder, nothing else. Knows nothing of Dockerfile syntax or the graph.
 //! See "Templates" in docs/templates.md for the choices made here.
 
-use crate::config::{display_name, Tree};
+mod kolla;
+
+use crate::config::{display_name, Compat, EnvVars, Tree, Undefined};
 use crate::discover::{inside, Image};
 use crate::error::{did_you_mean, Error, Result};
 use minijinja::{Environment, ErrorKind, UndefinedBehavior, Value};
@@ -21,6 +23,9 @@ pub struct Rendered {
     pub name: String,
     pub text: String,
 }
+
+/// The most render errors shown at once.
+const MAX_ERRORS: usize = 20;
 
 const IMAGE_PREFIX: &str = "image:";
 const OVERRIDE_PREFIX: &str = "override:";
@@ -147,17 +152,27 @@ impl Renderer {
             overrides: override_files,
         });
 
+        let settings = &tree.config.render;
         let mut env = Environment::new();
-        env.set_undefined_behavior(UndefinedBehavior::Strict);
+        env.set_undefined_behavior(match settings.undefined {
+            Undefined::Strict => UndefinedBehavior::Strict,
+            Undefined::Lenient => UndefinedBehavior::Lenient,
+        });
         env.set_auto_escape_callback(|_| minijinja::AutoEscape::None);
         env.set_syntax(
             minijinja::syntax::SyntaxConfig::builder()
-                .trim_blocks(true)
-                .lstrip_blocks(true)
-                .keep_trailing_newline(true)
+                .trim_blocks(settings.trim_blocks)
+                .lstrip_blocks(settings.lstrip_blocks)
+                .keep_trailing_newline(settings.keep_trailing_newline)
                 .build()
                 .expect("valid syntax config"),
         );
+        // Python's string, list and dict methods, as templates written for
+        // Jinja2 call them (`name.endswith('-api')`, `d.items()`).
+        env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
+        if settings.compat == Compat::Kolla {
+            kolla::install(&mut env, tree)?;
+        }
         env.set_debug(true);
         let fuel = tree.config.render.fuel;
         env.set_fuel((fuel > 0).then_some(fuel));
@@ -208,12 +223,15 @@ impl Renderer {
         );
 
         let c = &tree.config;
-        let globals = BTreeMap::from([
+        let mut globals = BTreeMap::from([
             ("namespace".to_string(), Value::from(c.namespace.clone())),
             ("registry".to_string(), Value::from(c.registry.clone())),
             ("prefix".to_string(), Value::from(c.prefix.clone())),
             ("tag".to_string(), Value::from(c.tag.clone())),
         ]);
+        if let Some(env) = environment(&settings.env) {
+            globals.insert("env".to_string(), env);
+        }
         Ok(Renderer {
             env,
             sources,
@@ -223,11 +241,28 @@ impl Renderer {
         })
     }
 
-    /// Render every image (in parallel); the first error in image order wins.
+    /// Render every image (in parallel). Every image that cannot be
+    /// rendered is reported (up to `MAX_ERRORS`), in image order.
     pub fn render_all(&self, images: &[Image]) -> Result<Vec<Rendered>> {
         let results: Vec<Result<Rendered>> =
             images.par_iter().map(|image| self.render(image)).collect();
-        results.into_iter().collect()
+        let mut rendered = Vec::with_capacity(results.len());
+        let mut errors = Vec::new();
+        for r in results {
+            match r {
+                Ok(r) => rendered.push(r),
+                Err(e) => errors.push(e),
+            }
+        }
+        match errors.len() {
+            0 => Ok(rendered),
+            1 => Err(errors.remove(0)),
+            n => Err(Error::many(
+                format!("{n} of {} images cannot be rendered", images.len()),
+                errors,
+                MAX_ERRORS,
+            )),
+        }
     }
 
     pub fn render(&self, image: &Image) -> Result<Rendered> {
@@ -349,10 +384,15 @@ impl Renderer {
                     .and_then(snippet_text)
                     .map(|s| format!(" `{}`", s.trim()))
                     .unwrap_or_default();
+                let help = if what.starts_with(" `env") {
+                    "templates see the environment as `env` only when strata.yaml asks for it: `render: {env: [NAME, ...]}` (or `env: true` for all of it)"
+                } else {
+                    "define it under `vars:` in strata.yaml or in the image's image.yaml, pass `--set vars.NAME=VALUE`, or guard it with `{% if NAME is defined %}`"
+                };
                 (
                     format!("undefined variable{what}"),
                     "not defined".to_string(),
-                    "define it under `vars:` in strata.yaml or in the image's image.yaml, pass `--set vars.NAME=VALUE`, or guard it with `{% if NAME is defined %}`".to_string(),
+                    help.to_string(),
                 )
             }
             ErrorKind::OutOfFuel => (
@@ -458,4 +498,19 @@ fn referenced_templates(source: &str) -> Vec<String> {
         }
     }
     out
+}
+
+/// The process environment as the template variable `env`, as much of it as
+/// `render.env` asks for (a variable that is not set is left out).
+fn environment(wanted: &EnvVars) -> Option<Value> {
+    let vars: BTreeMap<String, String> = match wanted {
+        EnvVars::All(false) => return None,
+        EnvVars::Names(names) if names.is_empty() => return None,
+        EnvVars::All(true) => std::env::vars().collect(),
+        EnvVars::Names(names) => names
+            .iter()
+            .filter_map(|n| Some((n.clone(), std::env::var(n).ok()?)))
+            .collect(),
+    };
+    Some(Value::from(vars))
 }
