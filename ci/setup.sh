@@ -3,6 +3,8 @@
 #   1. a Docker engine that answers (installs Debian's docker.io and starts dockerd if none does),
 #   2. the base image `strata-ci/busybox:latest`, imported from Debian's busybox-static,
 #   3. Debian's docker-registry on 127.0.0.1:$STRATA_TEST_REGISTRY_PORT with htpasswd auth.
+#   4. Podman's service on a socket under target/ci/podman, with the base loaded,
+#   5. Kolla 23.0.0 and Jinja2 in a virtual environment, and Kolla's source release.
 # Writes the registry's address and credentials to target/ci/registry.env for the tests.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -104,3 +106,24 @@ if ! curl -s -o /dev/null --unix-socket "$PODMAN_DIR/podman.sock" http://d/_ping
 fi
 $PODMAN image exists "$BASE" || docker save "$BASE" | $PODMAN load >/dev/null 2>&1
 echo "STRATA_TEST_PODMAN=unix://$PODMAN_DIR/podman.sock" >>"$STATE/registry.env"
+
+# 5. Kolla 23.0.0 and Python's Jinja2, the oracles of the Kolla and Jinja2
+#    tests: a virtual environment under target/ci/kolla-venv (kolla-build
+#    also wants the `docker` library), and Kolla's source release unpacked
+#    under target/ci/kolla-src as a checkout of Kolla would be.
+KOLLA_VERSION=23.0.0
+VENV="$PWD/$STATE/kolla-venv"
+if ! "$VENV/bin/kolla-build" --version 2>/dev/null | grep -q "$KOLLA_VERSION"; then
+  log "installing kolla $KOLLA_VERSION and jinja2 into $STATE/kolla-venv"
+  python3 -m venv "$VENV"
+  "$VENV/bin/pip" install -q "kolla==$KOLLA_VERSION" docker jinja2
+fi
+KOLLA_SRC="$PWD/$STATE/kolla-src"
+if [ ! -f "$KOLLA_SRC/kolla-$KOLLA_VERSION/kolla/template/repos.yaml" ]; then
+  log "unpacking kolla $KOLLA_VERSION's source release"
+  rm -rf "$KOLLA_SRC"; mkdir -p "$KOLLA_SRC"
+  "$VENV/bin/pip" download -q --no-deps --no-binary :all: -d "$KOLLA_SRC" "kolla==$KOLLA_VERSION"
+  tar -C "$KOLLA_SRC" -xzf "$KOLLA_SRC/kolla-$KOLLA_VERSION.tar.gz"
+fi
+echo "STRATA_TEST_KOLLA_VENV=$VENV" >>"$STATE/registry.env"
+echo "STRATA_TEST_KOLLA_SRC=$KOLLA_SRC/kolla-$KOLLA_VERSION" >>"$STATE/registry.env"

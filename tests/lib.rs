@@ -13,6 +13,8 @@ mod exit_codes;
 mod graph_property;
 mod incremental;
 mod incremental_property;
+mod jinja_oracle;
+mod kolla;
 mod output;
 mod podman;
 mod push;
