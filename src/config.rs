@@ -49,6 +49,9 @@ pub struct RenderConfig {
     /// Keep the template's last newline.
     pub keep_trailing_newline: bool,
     pub undefined: Undefined,
+    /// Print values as Jinja2 (Python) does: `True`, `False`, `None`,
+    /// `['a', 'b']`, `{'k': 1}`; otherwise `true`, `none`, `["a", "b"]`.
+    pub python_repr: bool,
     /// Environment variables templates see as `env`: a list of names, or
     /// `true` for the whole environment. None by default.
     pub env: EnvVars,
@@ -107,6 +110,7 @@ impl Default for RenderConfig {
             lstrip_blocks: true,
             keep_trailing_newline: true,
             undefined: Undefined::Strict,
+            python_repr: false,
             env: EnvVars::default(),
             compat: Compat::None,
             repos_yaml: String::new(),
@@ -434,7 +438,10 @@ mod tests {
         let c = apply_set(c, "build.args.X=a=b").unwrap();
         assert_eq!(c.build.args["X"], "a=b");
         let c = apply_set(c, "vars.keystone_packages_append=[a, 'b c']").unwrap();
-        assert_eq!(c.vars["keystone_packages_append"], serde_json::json!(["a", "b c"]));
+        assert_eq!(
+            c.vars["keystone_packages_append"],
+            serde_json::json!(["a", "b c"])
+        );
         let c = apply_set(c, "render.undefined=lenient").unwrap();
         assert_eq!(c.render.undefined, Undefined::Lenient);
         let c = apply_set(c, "render.env=true").unwrap();

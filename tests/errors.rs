@@ -156,3 +156,112 @@ fn render_out_is_not_written_on_error() {
         "nothing is written when input is bad"
     );
 }
+
+error_case!(every_broken_template_is_reported, |t| {
+    t.write("images/one/Dockerfile.j2", "FROM scratch\n{% if %}\n")
+        .write(
+            "images/two/Dockerfile.j2",
+            "FROM scratch\nRUN {{ nothing }}\n",
+        )
+        .write(
+            "images/three/Dockerfile.j2",
+            "FROM scratch\nRUN {{ 'x'.nomethod() }}\n",
+        );
+});
+
+error_case!(excluded_parent_of_a_kept_image, |t| {
+    t.write(
+        "strata.yaml",
+        "namespace: strata\nvars: {base_image: 'debian:bookworm-slim'}\nexclude: [ba*]\n",
+    );
+});
+
+error_case!(unknown_undefined_behaviour, |t| {
+    t.write(
+        "strata.yaml",
+        "namespace: strata\nrender: {undefined: loose}\n",
+    );
+});
+
+error_case!(environment_not_asked_for, |t| {
+    t.write(
+        "images/base/Dockerfile.j2",
+        "FROM {{ base_image }}\nRUN echo {{ env.HOME }}\n",
+    );
+});
+
+/// More than 20 broken images: the first 20 are shown, and the count.
+#[test]
+fn many_render_errors_are_capped() {
+    let t = small_tree();
+    for i in 0..25 {
+        t.write(
+            &format!("images/bad{i:02}/Dockerfile.j2"),
+            "FROM scratch\nRUN {{ nope }}\n",
+        );
+    }
+    let err = fails(&t);
+    assert!(err.contains("25 of 27 images cannot be rendered"), "{err}");
+    assert!(err.contains("5 more not"), "{err}");
+    assert_eq!(err.matches("cannot render image `bad").count(), 20, "{err}");
+}
+
+/// The environment reaches templates only as far as `render.env` names it.
+#[test]
+fn env_is_what_render_env_names() {
+    let t = small_tree();
+    t.write(
+        "images/base/Dockerfile.j2",
+        "FROM {{ base_image }}\nRUN echo [{{ env.STRATA_T_PROXY }}] [{{ env.STRATA_T_OTHER | default('unset') }}]\n",
+    );
+    let render = |config: &str| {
+        t.write("strata.yaml", config);
+        let out = t
+            .command(&["render", "base"])
+            .env("STRATA_T_PROXY", "http://proxy:3128")
+            .env("STRATA_T_OTHER", "other")
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let base = "namespace: strata\nvars: {base_image: 'debian:bookworm-slim'}\n";
+    let named = render(&format!("{base}render: {{env: [STRATA_T_PROXY]}}\n"));
+    assert!(named.contains("[http://proxy:3128] [unset]"), "{named}");
+    let all = render(&format!("{base}render: {{env: true}}\n"));
+    assert!(all.contains("[http://proxy:3128] [other]"), "{all}");
+}
+
+/// `exclude:` and `--exclude` leave images out; the rest renders.
+#[test]
+fn excluded_images_are_left_out() {
+    let t = small_tree();
+    t.write("images/broken/Dockerfile.j2", "FROM scratch\n{% if %}\n");
+    let run = t.run(&["--exclude", "brok*", "list", "--json"]).expect(0);
+    let names: Vec<String> = serde_json::from_str::<Vec<serde_json::Value>>(&run.stdout)
+        .unwrap()
+        .iter()
+        .map(|i| i["name"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(names, ["base", "app"], "in build order");
+    t.write(
+        "strata.yaml",
+        "namespace: strata\nvars: {base_image: 'debian:bookworm-slim'}\nexclude: [broken, app]\n",
+    );
+    let run = t.run(&["list", "--json"]).expect(0);
+    assert!(
+        run.stdout.contains("\"base\"") && !run.stdout.contains("\"app\""),
+        "{}",
+        run.stdout
+    );
+    let run = t.run(&["--exclude", "[", "list"]).expect(2);
+    assert!(
+        run.stderr.contains("invalid `exclude` glob"),
+        "{}",
+        run.stderr
+    );
+}

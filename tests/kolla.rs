@@ -171,7 +171,11 @@ fn kollas_tree_renders_byte_identical_to_kolla_build() {
         .args(["list", "--json"])
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let list: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(list.len(), 188);
     let mut with_parent = 0;
@@ -197,7 +201,10 @@ fn kollas_tree_renders_byte_identical_to_kolla_build() {
                 assert_eq!(parents, vec![p], "{name}: FROM {from}");
             }
             None => {
-                assert!(parents.is_empty(), "{name}: FROM {from}, parents {parents:?}");
+                assert!(
+                    parents.is_empty(),
+                    "{name}: FROM {from}, parents {parents:?}"
+                );
                 assert_eq!(image["bases"], serde_json::json!([from]), "{name}");
             }
         }
@@ -299,8 +306,19 @@ fn kolla_images_are_excluded_by_name() {
             .unwrap()
     };
     // Leaves and whole subtrees go; the rest still renders.
-    let out = run(&["--exclude", "ironic-*", "--exclude", "bifrost*", "list", "--json"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = run(&[
+        "--exclude",
+        "ironic-*",
+        "--exclude",
+        "bifrost*",
+        "list",
+        "--json",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let list: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
     assert!(list.iter().all(|i| {
         let n = i["name"].as_str().unwrap();
@@ -312,5 +330,8 @@ fn kolla_images_are_excluded_by_name() {
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("which is excluded"), "{err}");
-    assert!(err.contains("exclude `nova-api` too") || err.contains("too"), "{err}");
+    assert!(
+        err.contains("exclude `nova-api` too") || err.contains("too"),
+        "{err}"
+    );
 }

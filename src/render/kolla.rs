@@ -31,13 +31,17 @@ pub fn install(env: &mut Environment<'static>, tree: &Tree) -> Result<()> {
     let repos = Arc::new(Repos::load(tree)?);
     env.add_filter("customizable", customizable);
     env.add_function("debian_package_install", debian_package_install);
-    env.add_function("raise_error", |message: String| -> std::result::Result<Value, minijinja::Error> {
-        Err(minijinja::Error::new(ErrorKind::InvalidOperation, message))
-    });
+    env.add_function(
+        "raise_error",
+        |message: String| -> std::result::Result<Value, minijinja::Error> {
+            Err(minijinja::Error::new(ErrorKind::InvalidOperation, message))
+        },
+    );
     let r = repos.clone();
-    env.add_function("handle_repos", move |state: &State, names: Value, mode: String| {
-        r.handle(state, &names, &mode)
-    });
+    env.add_function(
+        "handle_repos",
+        move |state: &State, names: Value, mode: String| r.handle(state, &names, &mode),
+    );
     env.add_function("cleanup_repos", move |state: &State| repos.cleanup(state));
     Ok(())
 }
@@ -48,7 +52,11 @@ fn error(message: impl Into<String>) -> minijinja::Error {
 
 /// Kolla's `customizable`: `<image>_<type>_override` replaces the list,
 /// `_append` extends it, `_remove` takes each listed item out once.
-fn customizable(state: &State, list: Value, call_type: String) -> std::result::Result<Value, minijinja::Error> {
+fn customizable(
+    state: &State,
+    list: Value,
+    call_type: String,
+) -> std::result::Result<Value, minijinja::Error> {
     if list.is_undefined() {
         return Ok(list);
     }
@@ -79,7 +87,10 @@ fn customizable(state: &State, list: Value, call_type: String) -> std::result::R
 
 /// Kolla's `debian_package_install`: `apt-get install` for package names,
 /// download and `dpkg -i` for `http…` URLs, joined with `&&`.
-fn debian_package_install(packages: Value, clean: Option<bool>) -> std::result::Result<String, minijinja::Error> {
+fn debian_package_install(
+    packages: Value,
+    clean: Option<bool>,
+) -> std::result::Result<String, minijinja::Error> {
     let clean = clean.unwrap_or(true);
     let (mut regular, mut urls) = (Vec::new(), Vec::new());
     for p in packages.try_iter()? {
@@ -186,13 +197,29 @@ impl Repos {
         }
     }
 
-    fn handle(&self, state: &State, names: &Value, mode: &str) -> std::result::Result<String, minijinja::Error> {
+    fn handle(
+        &self,
+        state: &State,
+        names: &Value,
+        mode: &str,
+    ) -> std::result::Result<String, minijinja::Error> {
         if names.kind() != ValueKind::Seq {
-            return Err(error("handle_repos: the first argument should be a list of repositories"));
+            return Err(error(
+                "handle_repos: the first argument should be a list of repositories",
+            ));
         }
         let (merged, default) = self.data()?;
-        let var = |name: &str| state.lookup(name).map(|v| v.to_string()).unwrap_or_default();
-        let (package_type, distro, arch) = (var("base_package_type"), var("base_distro"), var("base_arch"));
+        let var = |name: &str| {
+            state
+                .lookup(name)
+                .map(|v| v.to_string())
+                .unwrap_or_default()
+        };
+        let (package_type, distro, arch) = (
+            var("base_package_type"),
+            var("base_distro"),
+            var("base_arch"),
+        );
         let list = build_repo_list(merged, &package_type, &distro, &arch);
         let default_list = build_repo_list(default, &package_type, &distro, &arch);
         if package_type == "rpm" && self.overridden {
@@ -225,39 +252,65 @@ impl Repos {
                             }
                         }
                         let name = field("name")?;
-                        commands += &format!("grep -rlF '[{name}]' /etc/yum.repos.d/ 2>/dev/null | xargs -r rm -f");
+                        commands += &format!(
+                            "grep -rlF '[{name}]' /etc/yum.repos.d/ 2>/dev/null | xargs -r rm -f"
+                        );
                         commands += " && ";
                         commands += &format!("echo '[{name}]' >/etc/yum.repos.d/{repo}.repo && echo 'name={name}' >>/etc/yum.repos.d/{repo}.repo && echo 'enabled=1' >>/etc/yum.repos.d/{repo}.repo");
                         if truthy(get(r, "gpgcheck")) {
-                            commands += &format!(" && echo 'gpgcheck={}' >>/etc/yum.repos.d/{repo}.repo", field("gpgcheck")?);
+                            commands += &format!(
+                                " && echo 'gpgcheck={}' >>/etc/yum.repos.d/{repo}.repo",
+                                field("gpgcheck")?
+                            );
                         }
                         if truthy(get(r, "repo_gpgcheck")) {
-                            commands += &format!(" && echo 'repo_gpgcheck={}' >>/etc/yum.repos.d/{repo}.repo", field("repo_gpgcheck")?);
+                            commands += &format!(
+                                " && echo 'repo_gpgcheck={}' >>/etc/yum.repos.d/{repo}.repo",
+                                field("repo_gpgcheck")?
+                            );
                         }
-                        if !["baseurl", "metalink", "mirrorlist"].iter().any(|k| r.contains_key(*k)) {
-                            return Err(error(format!("Repository '{repo}' has no baseurl, metalink, or mirrorlist")));
+                        if !["baseurl", "metalink", "mirrorlist"]
+                            .iter()
+                            .any(|k| r.contains_key(*k))
+                        {
+                            return Err(error(format!(
+                                "Repository '{repo}' has no baseurl, metalink, or mirrorlist"
+                            )));
                         }
                         if !r.contains_key("gpgkey") {
                             return Err(error(format!("Repository '{repo}' has no gpgkey")));
                         }
                         for (i, key) in field("gpgkey")?.lines().enumerate() {
                             if i == 0 {
-                                commands += &format!(" && echo 'gpgkey={key}' >>/etc/yum.repos.d/{repo}.repo");
+                                commands += &format!(
+                                    " && echo 'gpgkey={key}' >>/etc/yum.repos.d/{repo}.repo"
+                                );
                             } else {
-                                commands += &format!(" && echo '       {key}' >>/etc/yum.repos.d/{repo}.repo");
+                                commands += &format!(
+                                    " && echo '       {key}' >>/etc/yum.repos.d/{repo}.repo"
+                                );
                             }
                         }
                         if r.contains_key("baseurl") {
                             for url in field("baseurl")?.lines() {
-                                commands += &format!(" && echo 'baseurl={url}' >>/etc/yum.repos.d/{repo}.repo");
+                                commands += &format!(
+                                    " && echo 'baseurl={url}' >>/etc/yum.repos.d/{repo}.repo"
+                                );
                             }
                         } else if r.contains_key("metalink") {
-                            commands += &format!(" && echo 'metalink={}' >>/etc/yum.repos.d/{repo}.repo", field("metalink")?);
+                            commands += &format!(
+                                " && echo 'metalink={}' >>/etc/yum.repos.d/{repo}.repo",
+                                field("metalink")?
+                            );
                         } else {
-                            commands += &format!(" && echo 'mirrorlist={}' >>/etc/yum.repos.d/{repo}.repo", field("mirrorlist")?);
+                            commands += &format!(
+                                " && echo 'mirrorlist={}' >>/etc/yum.repos.d/{repo}.repo",
+                                field("mirrorlist")?
+                            );
                         }
                     } else {
-                        commands += &format!("dnf config-manager --enable {} || true", field("name")?);
+                        commands +=
+                            &format!("dnf config-manager --enable {} || true", field("name")?);
                     }
                     if !last {
                         commands += " && ";
@@ -306,8 +359,17 @@ impl Repos {
     /// Kolla's `cleanup_repos`: restore or remove the `build_only` repositories.
     fn cleanup(&self, state: &State) -> std::result::Result<String, minijinja::Error> {
         let (merged, default) = self.data()?;
-        let var = |name: &str| state.lookup(name).map(|v| v.to_string()).unwrap_or_default();
-        let (package_type, distro, arch) = (var("base_package_type"), var("base_distro"), var("base_arch"));
+        let var = |name: &str| {
+            state
+                .lookup(name)
+                .map(|v| v.to_string())
+                .unwrap_or_default()
+        };
+        let (package_type, distro, arch) = (
+            var("base_package_type"),
+            var("base_distro"),
+            var("base_arch"),
+        );
         let list = build_repo_list(merged, &package_type, &distro, &arch);
         let default_list = build_repo_list(default, &package_type, &distro, &arch);
         let mut cmds = Vec::new();
@@ -349,15 +411,29 @@ fn file_group(repo: &Repo, default: Option<&Repo>) -> Option<String> {
 /// Kolla's `_build_repo_list`: the sections for the package type, the
 /// distribution and distribution-architecture, later ones merged over
 /// earlier ones (a merged entry with its own URL is no longer `distro`).
-fn build_repo_list(data: &RepoData, package_type: &str, distro: &str, arch: &str) -> IndexMap<String, Repo> {
+fn build_repo_list(
+    data: &RepoData,
+    package_type: &str,
+    distro: &str,
+    arch: &str,
+) -> IndexMap<String, Repo> {
     let mut result: IndexMap<String, Repo> = IndexMap::new();
-    for section in [package_type.to_string(), distro.to_string(), format!("{distro}-{arch}")] {
-        let Some(repos) = data.get(&section) else { continue };
+    for section in [
+        package_type.to_string(),
+        distro.to_string(),
+        format!("{distro}-{arch}"),
+    ] {
+        let Some(repos) = data.get(&section) else {
+            continue;
+        };
         for (name, info) in repos {
             match result.get_mut(name) {
                 Some(existing) => {
                     existing.extend(info.iter().map(|(k, v)| (k.clone(), v.clone())));
-                    if ["baseurl", "metalink", "mirrorlist", "url"].iter().any(|k| existing.contains_key(*k)) {
+                    if ["baseurl", "metalink", "mirrorlist", "url"]
+                        .iter()
+                        .any(|k| existing.contains_key(*k))
+                    {
                         existing.shift_remove("distro");
                     }
                 }
@@ -372,7 +448,10 @@ fn build_repo_list(data: &RepoData, package_type: &str, distro: &str, arch: &str
 
 /// Kolla refuses an override that takes one distro repository of a shared
 /// `.repo` file away from the distro but leaves the others.
-fn check_rpm_overrides(list: &IndexMap<String, Repo>, default: &IndexMap<String, Repo>) -> std::result::Result<(), minijinja::Error> {
+fn check_rpm_overrides(
+    list: &IndexMap<String, Repo>,
+    default: &IndexMap<String, Repo>,
+) -> std::result::Result<(), minijinja::Error> {
     let was_distro = |r: &str| default.get(r).is_some_and(|d| truthy(get(d, "distro")));
     let overridden: Vec<&String> = list
         .iter()
@@ -384,7 +463,13 @@ fn check_rpm_overrides(list: &IndexMap<String, Repo>, default: &IndexMap<String,
     }
     let groups: HashSet<String> = overridden
         .iter()
-        .filter_map(|r| default.get(*r).and_then(|d| get(d, "file_group")).filter(|v| truthy(Some(v))).map(py))
+        .filter_map(|r| {
+            default
+                .get(*r)
+                .and_then(|d| get(d, "file_group"))
+                .filter(|v| truthy(Some(v)))
+                .map(py)
+        })
         .collect();
     let mut still: Vec<&String> = list
         .iter()

@@ -6,9 +6,10 @@
 //! See "Templates" in docs/templates.md for the choices made here.
 
 mod kolla;
+mod python;
 
 use crate::config::{display_name, Compat, EnvVars, Tree, Undefined};
-use crate::discover::{inside, Image};
+use crate::discover::{inside, Image, LeftOut};
 use crate::error::{did_you_mean, Error, Result};
 use minijinja::{Environment, ErrorKind, UndefinedBehavior, Value};
 use rayon::prelude::*;
@@ -120,7 +121,12 @@ pub struct Renderer {
 }
 
 impl Renderer {
-    pub fn new(tree: &Tree, images: &[Image], overrides: &[PathBuf]) -> Result<Renderer> {
+    pub fn new(
+        tree: &Tree,
+        images: &[Image],
+        left_out: &LeftOut,
+        overrides: &[PathBuf],
+    ) -> Result<Renderer> {
         let canon = |p: &Path| p.canonicalize().map_err(|e| Error::read(p, e));
         let mut template_dirs = Vec::new();
         let mut template_dir_names = Vec::new();
@@ -170,6 +176,34 @@ impl Renderer {
         // Python's string, list and dict methods, as templates written for
         // Jinja2 call them (`name.endswith('-api')`, `d.items()`).
         env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
+        let (strict, python_repr) = (
+            settings.undefined == Undefined::Strict,
+            settings.python_repr,
+        );
+        env.add_filter(
+            "join",
+            move |value: Value,
+                  joiner: Option<String>,
+                  attribute: Option<String>,
+                  kwargs: minijinja::value::Kwargs| {
+                let joiner = joiner.or(kwargs.get::<Option<String>>("d")?);
+                let attribute = attribute.or(kwargs.get::<Option<String>>("attribute")?);
+                kwargs.assert_all_used()?;
+                python::join(
+                    &value,
+                    joiner.as_deref(),
+                    attribute.as_deref(),
+                    strict,
+                    python_repr,
+                )
+            },
+        );
+        if settings.python_repr {
+            env.set_formatter(|out, state, value| match python::repr_top(value) {
+                Some(text) => out.write_str(&text).map_err(minijinja::Error::from),
+                None => minijinja::escape_formatter(out, state, value),
+            });
+        }
         if settings.compat == Compat::Kolla {
             kolla::install(&mut env, tree)?;
         }
@@ -207,9 +241,23 @@ impl Renderer {
                 .map(|i| (i.name.clone(), tree.config.reference(&i.name)))
                 .collect(),
         );
+        let left_out = left_out.clone();
         env.add_function(
             "image_ref",
             move |name: String| -> std::result::Result<String, minijinja::Error> {
+                let why = if left_out.excluded.contains(&name) {
+                    Some("excluded (`exclude:` or `--exclude`): exclude this image too, or stop excluding it")
+                } else if left_out.disabled.contains(&name) {
+                    Some("disabled (`enabled: false`): disable this image too, or enable it")
+                } else {
+                    None
+                };
+                if let Some(why) = why {
+                    return Err(minijinja::Error::new(
+                        ErrorKind::InvalidOperation,
+                        format!("image_ref(`{name}`): image `{name}` is {why}"),
+                    ));
+                }
                 refs.get(&name).cloned().ok_or_else(|| {
                     let hint = did_you_mean(&name, refs.keys().map(String::as_str))
                         .map(|h| format!("; {h}"))
