@@ -199,12 +199,13 @@ fn tree(graph: &Graph, sel: &Selection) -> String {
 pub fn render(rendered: &[Rendered], sel: &Selection, out: Option<&Path>) -> Result<String> {
     match out {
         Some(dir) => {
-            for &i in &sel.ids {
+            use rayon::prelude::*;
+            sel.ids.par_iter().try_for_each(|&i| {
                 let folder = dir.join(&rendered[i].name);
                 std::fs::create_dir_all(&folder).map_err(|e| Error::write(&folder, e))?;
                 let file = folder.join("Dockerfile");
-                std::fs::write(&file, &rendered[i].text).map_err(|e| Error::write(&file, e))?;
-            }
+                std::fs::write(&file, &rendered[i].text).map_err(|e| Error::write(&file, e))
+            })?;
             Ok(String::new())
         }
         None if sel.ids.len() == 1 => Ok(rendered[sel.ids[0]].text.clone()),

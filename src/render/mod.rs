@@ -101,13 +101,24 @@ impl Sources {
     }
 }
 
-/// `dir/rel` if it is a file that stays inside `dir` (symlinks resolved).
+/// `dir/rel` if it is a file that stays inside `dir` (symlinks resolved);
+/// `dir` is canonical. Only a path with a link in it is resolved whole.
 fn confined(dir: &Path, rel: &str) -> Option<PathBuf> {
     if !inside(rel) {
         return None;
     }
-    let path = dir.join(rel).canonicalize().ok()?;
-    (path.starts_with(dir) && path.is_file()).then_some(path)
+    let mut path = dir.to_path_buf();
+    for part in Path::new(rel).components() {
+        if part == std::path::Component::CurDir {
+            continue;
+        }
+        path.push(part);
+        if path.symlink_metadata().ok()?.file_type().is_symlink() {
+            let real = dir.join(rel).canonicalize().ok()?;
+            return (real.starts_with(dir) && real.is_file()).then_some(real);
+        }
+    }
+    path.is_file().then_some(path)
 }
 
 /// Renders the images of one tree.
@@ -115,7 +126,6 @@ pub struct Renderer {
     env: Environment<'static>,
     sources: Arc<Sources>,
     globals: BTreeMap<String, Value>,
-    tree_vars: BTreeMap<String, serde_json::Value>,
     /// The render budget per image (`render.fuel`).
     fuel: u64,
 }
@@ -146,9 +156,30 @@ impl Renderer {
             }
             override_files.push(canon(o)?);
         }
+        // Image folders were found by a walk that follows no link below the
+        // image folders of strata.yaml: each is its canonical image folder
+        // joined with the rest of its path.
+        let mut tops = Vec::new();
+        for folder in &tree.config.images {
+            let top = tree.root.join(folder);
+            if top.is_dir() {
+                tops.push((top.clone(), canon(&top)?));
+            }
+        }
         let image_dirs = images
             .iter()
-            .map(|i| Ok((i.name.clone(), canon(&i.dir)?)))
+            .map(|i| {
+                let dir = tops
+                    .iter()
+                    .find_map(|(top, real)| Some(real.join(i.dir.strip_prefix(top).ok()?)));
+                Ok((
+                    i.name.clone(),
+                    match dir {
+                        Some(d) => d,
+                        None => canon(&i.dir)?,
+                    },
+                ))
+            })
             .collect::<Result<_>>()?;
         let sources = Arc::new(Sources {
             root: tree.root.clone(),
@@ -280,11 +311,14 @@ impl Renderer {
         if let Some(env) = environment(&settings.env) {
             globals.insert("env".to_string(), env);
         }
+        // The tree's variables, converted once for every image.
+        for (k, v) in &c.vars {
+            globals.insert(k.clone(), Value::from(minijinja::value::Serde(v)));
+        }
         Ok(Renderer {
             env,
             sources,
             globals,
-            tree_vars: c.vars.clone(),
             fuel: c.render.fuel,
         })
     }
@@ -328,7 +362,7 @@ impl Renderer {
             n => format!("{OVERRIDE_PREFIX}{}", n - 1),
         };
         let mut ctx = self.globals.clone();
-        for (k, v) in self.tree_vars.iter().chain(image.spec.vars.iter()) {
+        for (k, v) in &image.spec.vars {
             ctx.insert(k.clone(), Value::from(minijinja::value::Serde(v)));
         }
         ctx.insert("image_name".into(), Value::from(image.name.clone()));
