@@ -5,6 +5,7 @@
 use crate::config::Config;
 use crate::error::{Code, Error, Result};
 use crate::execute::{self, Order};
+use crate::imagetest;
 use crate::inputs::{self, Inputs};
 use crate::load::{self, Loaded, Options};
 use crate::plan::{self, Ask, Known, Plan};
@@ -14,6 +15,7 @@ use crate::{
     affected, engine, fingerprint, git, history, lock, publish, registry, select, show, survey,
 };
 use std::path::PathBuf;
+use std::sync::Arc;
 
 /// The `build` command's arguments, as the command line gave them.
 #[derive(Debug, Clone)]
@@ -44,6 +46,11 @@ pub(crate) struct BuildArgs {
     pub(crate) no_publish: bool,
     /// Build without the engine's layer cache.
     pub(crate) no_cache: bool,
+    /// Run no image tests (the summary says so).
+    pub(crate) no_tests: bool,
+    /// `strata test`: run the tests of the selected images, which must be
+    /// built already; build nothing.
+    pub(crate) test_only: bool,
 }
 
 /// The `plan` command's arguments.
@@ -129,6 +136,36 @@ async fn prepare(
     Ok(plan::plan(graph, &s.selected, &fps, &known, ask))
 }
 
+/// The image tests of every item of `plan`: the tree's `build.tests`, then
+/// the image's own `tests:` (relative to its folder). Read and checked
+/// before anything is built; a bad file is exit 2.
+fn tests_of(s: &Scope, plan: &Plan) -> Result<Vec<Option<Arc<imagetest::Suite>>>> {
+    let loaded = &s.loaded;
+    let root = &loaded.tree.root;
+    let mut suites = vec![None; loaded.images.len()];
+    for item in &plan.items {
+        let image = &loaded.images[item.id];
+        let mut paths: Vec<PathBuf> = loaded
+            .tree
+            .config
+            .build
+            .tests
+            .iter()
+            .map(|t| root.join(t))
+            .collect();
+        paths.extend(image.spec.tests.iter().map(|t| image.dir.join(t)));
+        for p in &paths {
+            crate::config::inside_tree(
+                root,
+                p,
+                &format!("image test file `{}`", crate::config::display_name(p, root)),
+            )?;
+        }
+        suites[item.id] = imagetest::load(root, &paths)?.map(Arc::new);
+    }
+    Ok(suites)
+}
+
 fn runtime() -> Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -151,6 +188,9 @@ pub fn show_plan(opts: &Options, args: &PlanArgs) -> Result<String> {
         )
         .await
     })?;
+    let mut plan = plan;
+    let suites = tests_of(&s, &plan)?;
+    plan::attach_tests(&mut plan, &suites, crate::history::passed);
     Ok(show::plan(&plan, args.json))
 }
 
@@ -271,6 +311,14 @@ async fn build(s: &Scope, args: &BuildArgs, mut logs: Option<&mut LogFiles>) -> 
                 .await?;
         }
     }
+    if args.test_only {
+        only_tests(&mut plan, s)?;
+    }
+    if !args.no_tests {
+        let suites = tests_of(s, &plan)?;
+        let passed = |fp: &str, key: &str| !args.test_only && crate::history::passed(fp, key);
+        plan::attach_tests(&mut plan, &suites, passed);
+    }
     // Two git calls; a no-op build needs no labels.
     let labels = match plan.to_build().next() {
         Some(_) => git::oci_labels(&loaded.tree.root),
@@ -311,6 +359,10 @@ async fn build(s: &Scope, args: &BuildArgs, mut logs: Option<&mut LogFiles>) -> 
         }
     }
     let mut summary = Summary::new(&plan, &run);
+    summary.tests_skipped = args.no_tests;
+    if args.no_tests {
+        eprintln!("strata: --no-tests: no image test ran");
+    }
     let root = &loaded.tree.root;
     let on = engine::identity(&args.engine, root);
     for image in &mut summary.images {
@@ -359,6 +411,40 @@ async fn build(s: &Scope, args: &BuildArgs, mut logs: Option<&mut LogFiles>) -> 
         eprintln!("strata: interrupted; existing tags were left as they were");
     }
     Ok(code)
+}
+
+/// `strata test`: the selected images must exist with their current inputs
+/// (nothing is built); each is tested again.
+fn only_tests(plan: &mut Plan, s: &Scope) -> Result<()> {
+    let selected: std::collections::BTreeSet<usize> = s.selected.iter().copied().collect();
+    let stale: Vec<&str> = plan
+        .items
+        .iter()
+        .filter(|i| selected.contains(&i.id) && (i.action == plan::Action::Build || !i.local))
+        .map(|i| i.name.as_str())
+        .collect();
+    if !stale.is_empty() {
+        return Err(Error::input(format!(
+            "not built with their current inputs here, so there is nothing to test: {}",
+            stale.join(", ")
+        ))
+        .help("build them first: `strata build` (which runs their tests too)"));
+    }
+    plan.items.retain(|i| selected.contains(&i.id));
+    let positions: std::collections::HashMap<usize, usize> = plan
+        .items
+        .iter()
+        .enumerate()
+        .map(|(k, i)| (i.id, k))
+        .collect();
+    for item in &mut plan.items {
+        item.parents = s.loaded.graph.nodes[item.id]
+            .parents
+            .iter()
+            .filter_map(|p| positions.get(p).copied())
+            .collect();
+    }
+    Ok(())
 }
 
 /// The publish step of a `--push` run: every release tag moves in the

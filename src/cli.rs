@@ -122,6 +122,31 @@ pub enum Command {
     },
     /// Build images in dependency order, in parallel, on the Docker engine.
     Build(BuildCommand),
+    /// Run the image tests (`tests:` in image.yaml, `build.tests`) of images
+    /// that are built already, again; build nothing. Exit 1 when a test fails.
+    Test(TestCommand),
+}
+
+/// `strata test`: the reporting flags of `build`.
+#[derive(clap::Args, Debug)]
+pub struct TestCommand {
+    selectors: Vec<String>,
+    /// Tests at once [default: build.jobs, else the number of CPUs].
+    #[arg(short = 'j', long = "jobs", value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    jobs: Option<u64>,
+    #[arg(long, value_enum, default_value_t = progress::Mode::Auto)]
+    progress: progress::Mode,
+    /// Write DIR/<image>.log with the whole output of each image.
+    #[arg(long, value_name = "DIR")]
+    logs_dir: Option<PathBuf>,
+    /// Write the summary JSON to FILE.
+    #[arg(long, value_name = "FILE")]
+    summary: Option<PathBuf>,
+    /// Write JUnit XML (one test case per image test) to FILE.
+    #[arg(long, value_name = "FILE")]
+    junit: Option<PathBuf>,
+    #[arg(long, value_name = "ENGINE", default_value = "docker", hide = true)]
+    engine: String,
 }
 
 /// Build inputs given on the command line, as `docker build` and
@@ -218,9 +243,12 @@ pub struct BuildCommand {
     /// Write the summary JSON to FILE.
     #[arg(long, value_name = "FILE")]
     summary: Option<PathBuf>,
-    /// Write JUnit XML (one test case per image) to FILE.
+    /// Write JUnit XML (one test case per image, and one per image test) to FILE.
     #[arg(long, value_name = "FILE")]
     junit: Option<PathBuf>,
+    /// Run no image tests (the summary says they were skipped).
+    #[arg(long)]
+    no_tests: bool,
     /// Draw the run as a Gantt chart: FILE.svg, or FILE.html (with hovers).
     #[arg(long, value_name = "FILE")]
     timeline: Option<PathBuf>,
@@ -286,6 +314,34 @@ pub fn run(cli: Cli) -> Result<Code> {
                 since: b.since.clone(),
                 no_wait: b.no_wait,
                 no_publish: b.no_publish,
+                no_tests: b.no_tests,
+                test_only: false,
+            };
+            return build::run(&opts, &args);
+        }
+        Command::Test(t) => {
+            let args = BuildArgs {
+                selectors: t.selectors.clone(),
+                jobs: t.jobs.map(|j| j as usize),
+                push: false,
+                ask: Ask::default(),
+                fail_fast: false,
+                retries: Some(0),
+                pull: false,
+                buildkit: false,
+                progress: t.progress,
+                no_cache: false,
+                logs_dir: t.logs_dir.clone(),
+                summary: t.summary.clone(),
+                junit: t.junit.clone(),
+                metadata_file: None,
+                timeline: None,
+                engine: t.engine.clone(),
+                since: None,
+                no_wait: false,
+                no_publish: false,
+                no_tests: false,
+                test_only: true,
             };
             return build::run(&opts, &args);
         }

@@ -142,6 +142,9 @@ pub struct BuildConfig {
     /// The network `RUN` steps use (`docker build --network`): e.g. `host`,
     /// `none`; empty = the engine's default. Not an input of the image.
     pub network: String,
+    /// container-structure-test files run for every image, relative to the
+    /// tree root (before each image's own `tests:`).
+    pub tests: Vec<String>,
 }
 
 /// `build.publish`: `all` moves the registry's release tags only once every
@@ -189,6 +192,7 @@ impl Default for BuildConfig {
             publish: Publish::All,
             target: String::new(),
             network: String::new(),
+            tests: Vec::new(),
         }
     }
 }

@@ -28,6 +28,8 @@ pub struct ImageSpec {
     pub dockerfile: Option<String>,
     /// The stage to build (`docker build --target`); default the last.
     pub target: Option<String>,
+    /// container-structure-test files, relative to the image folder.
+    pub tests: Vec<String>,
 }
 
 impl Default for ImageSpec {
@@ -41,6 +43,7 @@ impl Default for ImageSpec {
             context: None,
             dockerfile: None,
             target: None,
+            tests: Vec::new(),
         }
     }
 }

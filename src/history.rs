@@ -48,3 +48,25 @@ pub fn recall<'a>(hashes: impl IntoIterator<Item = &'a str>) -> HashMap<String, 
         })
         .collect()
 }
+
+/// Where passing test verdicts are kept: one empty file per fingerprint and
+/// test-file key.
+fn verdict(fingerprint: &str, tests_key: &str) -> Option<PathBuf> {
+    let name = blake3::hash(format!("{fingerprint}\n{tests_key}").as_bytes()).to_hex();
+    cache_dir().map(|d| d.join("verdicts").join(name.as_str()))
+}
+
+/// The image of `fingerprint` passed the tests of `tests_key` here before.
+pub fn passed(fingerprint: &str, tests_key: &str) -> bool {
+    verdict(fingerprint, tests_key).is_some_and(|p| p.exists())
+}
+
+/// Remember that the image of `fingerprint` passed the tests of `tests_key`.
+pub fn remember_pass(fingerprint: &str, tests_key: &str) {
+    if let Some(path) = verdict(fingerprint, tests_key) {
+        if let Some(dir) = path.parent() {
+            let _ = std::fs::create_dir_all(dir);
+        }
+        let _ = std::fs::write(path, b"");
+    }
+}

@@ -26,6 +26,9 @@ pub struct Inputs {
     pub context: Vec<Entry>,
     /// The context's `.dockerignore` rules (to judge paths that no longer exist).
     pub ignore: Ignore,
+    /// Image test files inside the context (relative to it): inputs of the
+    /// verdict, not of the image, so left out of both.
+    pub leave_out: Vec<String>,
     /// Build args the Dockerfile declares: the tree's, then the image's own.
     pub args: BTreeMap<String, String>,
     /// Configured labels: the tree's, then the image's own.
@@ -51,10 +54,38 @@ impl Inputs {
             path.strip_prefix(&format!("{}/", self.context_dir))
         };
         match rel {
+            Some(rel) if self.leave_out.iter().any(|t| t == rel) => false,
             Some(rel) => rel == ".dockerignore" || !self.ignore.excludes(rel),
             None => false,
         }
     }
+}
+
+/// The image's test files (`build.tests`, then its own `tests:`) that lie
+/// in its build context, relative to the context.
+fn tests_in_context(tree: &crate::config::Tree, image: &crate::discover::Image) -> Vec<String> {
+    let files = tree
+        .config
+        .build
+        .tests
+        .iter()
+        .map(|t| tree.root.join(t))
+        .chain(image.spec.tests.iter().map(|t| image.dir.join(t)));
+    let context = image
+        .context
+        .canonicalize()
+        .unwrap_or_else(|_| image.context.clone());
+    files
+        .filter_map(|f| {
+            let f = f.canonicalize().ok()?;
+            Some(
+                f.strip_prefix(&context)
+                    .ok()?
+                    .to_string_lossy()
+                    .replace('\\', "/"),
+            )
+        })
+        .collect()
 }
 
 fn relative(root: &Path, p: &Path) -> String {
@@ -77,7 +108,9 @@ pub fn collect(loaded: &Loaded) -> Result<Vec<Inputs>> {
         .map(|(id, image)| {
             let fail = |e: String| Error::input(format!("image `{}`: {e}", image.name));
             let ignore = context::ignore_rules(&image.context).map_err(fail)?;
-            let context = context::entries(&image.context).map_err(fail)?;
+            let leave_out = tests_in_context(tree, image);
+            let mut context = context::entries(&image.context).map_err(fail)?;
+            context.retain(|e| !leave_out.contains(&e.rel));
             let mut sources = loaded.renderer.template_files(image);
             sources.push(format!("{}/image.yaml", image.rel_dir));
             sources.push(image.dockerfile_path());
@@ -94,6 +127,7 @@ pub fn collect(loaded: &Loaded) -> Result<Vec<Inputs>> {
                 context_dir: relative(&tree.root, &image.context),
                 context,
                 ignore,
+                leave_out,
                 args,
                 labels,
                 platform: tree.config.build.platform.clone(),

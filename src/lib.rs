@@ -21,6 +21,7 @@ mod fingerprint;
 mod git;
 mod graph;
 mod history;
+mod imagetest;
 mod inputs;
 mod load;
 mod lock;

@@ -22,6 +22,10 @@ pub const IMAGE_LABEL: &str = "io.strata.image";
 pub enum Action {
     Build,
     Skip,
+    /// Up to date, but its tests have not passed for its current test
+    /// files: run them on the existing image (pulled first when only the
+    /// registry has it), no rebuild.
+    Test,
 }
 
 /// One image of the run.
@@ -52,6 +56,8 @@ pub struct Item {
     pub fetch: bool,
     /// What the engine is asked to build (meaningful for `Build` items).
     pub request: BuildRequest,
+    /// Its image tests, run after the build and before any tag moves.
+    pub tests: Option<std::sync::Arc<crate::imagetest::Suite>>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -82,6 +88,7 @@ impl Item {
                 name: name.into(),
                 ..Default::default()
             },
+            tests: None,
         }
     }
 }
@@ -222,6 +229,7 @@ pub fn plan(
             published: published(id, &used[id].hash),
             fetch: false,
             request: BuildRequest::default(),
+            tests: None,
         });
     }
     for i in 0..items.len() {
@@ -275,6 +283,25 @@ fn why(
         vec!["inputs changed since it was built (no record of the old inputs in the cache)".into()]
     } else {
         parents
+    }
+}
+
+/// Give each item its tests (`suites` by graph id; none with `--no-tests`).
+/// An up-to-date item whose tests have not passed (`passed(fingerprint,
+/// key)`) for its current test files is to be tested, not rebuilt.
+pub fn attach_tests(
+    plan: &mut Plan,
+    suites: &[Option<std::sync::Arc<crate::imagetest::Suite>>],
+    passed: impl Fn(&str, &str) -> bool,
+) {
+    for item in &mut plan.items {
+        item.tests = suites.get(item.id).cloned().flatten();
+        let Some(suite) = &item.tests else { continue };
+        if item.action == Action::Skip && !passed(&item.fingerprint.hash, &suite.key) {
+            item.action = Action::Test;
+            item.reasons =
+                vec!["up to date; its tests have not passed with the current test files".into()];
+        }
     }
 }
 
@@ -335,6 +362,7 @@ pub fn requests(
             target: input.target.clone(),
             network: loaded.tree.config.build.network.clone(),
             labels_before_line: labels_before(&loaded.parsed[item.id].stages, &input.target),
+            leave_out: input.leave_out.clone(),
         };
     }
 }

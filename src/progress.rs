@@ -59,6 +59,17 @@ pub fn step_of(line: &str) -> Option<&str> {
 }
 
 pub fn describe(outcome: &Outcome) -> String {
+    let text = describe_step(outcome);
+    let n = outcome.tests.len();
+    match (outcome.status.is_ok(), n) {
+        (_, 0) => text,
+        (true, 1) => format!("{text}; ✓ 1 test"),
+        (true, n) => format!("{text}; ✓ {n} tests"),
+        (false, _) => text,
+    }
+}
+
+fn describe_step(outcome: &Outcome) -> String {
     let secs = outcome.duration.as_secs_f64();
     match outcome.status {
         Status::Built => {

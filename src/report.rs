@@ -38,6 +38,8 @@ pub struct ImageReport {
     /// was built on (the registry digest when the parent came from there,
     /// else the engine's image ID).
     pub parents: std::collections::BTreeMap<String, String>,
+    /// Its image tests' verdicts, when they ran in this run.
+    pub tests: Vec<crate::imagetest::TestResult>,
     #[serde(skip)]
     pub failed_parent: Option<String>,
     #[serde(skip)]
@@ -48,6 +50,8 @@ pub struct ImageReport {
 pub struct Summary {
     pub images: Vec<ImageReport>,
     pub duration_s: f64,
+    /// `--no-tests`: no image test ran.
+    pub tests_skipped: bool,
 }
 
 impl Summary {
@@ -81,6 +85,7 @@ impl Summary {
                         Some((plan.items[k].name.clone(), used))
                     })
                     .collect(),
+                tests: o.tests.clone(),
                 failed_parent: o.failed_parent.clone(),
                 tail: o.tail.clone(),
             })
@@ -88,6 +93,7 @@ impl Summary {
         Summary {
             images,
             duration_s: run.wall.as_secs_f64(),
+            tests_skipped: false,
         }
     }
 
@@ -271,18 +277,32 @@ fn xml(s: &str) -> String {
 }
 
 /// JUnit XML: one test case per image; failures carry the error and log tail;
-/// `parent-failed` and `cancelled` are skipped, naming why.
+/// `parent-failed` and `cancelled` are skipped, naming why. Then one test
+/// case per image test (classname the image), its failure the mismatch.
 pub fn write_junit(path: &Path, summary: &Summary) -> Result<()> {
     let count = |s: Status| summary.images.iter().filter(|i| i.status == s).count();
     let failures = count(Status::Failed);
     let skipped = count(Status::ParentFailed) + count(Status::Cancelled);
+    let tests: Vec<(&str, &crate::imagetest::TestResult)> = summary
+        .images
+        .iter()
+        .flat_map(|i| i.tests.iter().map(move |t| (i.name.as_str(), t)))
+        .collect();
+    let test_failures = tests.iter().filter(|(_, t)| !t.passed).count();
+    let test_time: f64 = tests.iter().map(|(_, t)| t.duration.as_secs_f64()).sum();
     let mut x = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
     let head = format!(
         "tests=\"{}\" failures=\"{failures}\" errors=\"0\" skipped=\"{skipped}\" time=\"{:.3}\"",
         summary.images.len(),
         summary.duration_s
     );
-    let _ = writeln!(x, "<testsuites name=\"strata\" {head}>");
+    let all = format!(
+        "tests=\"{}\" failures=\"{}\" errors=\"0\" skipped=\"{skipped}\" time=\"{:.3}\"",
+        summary.images.len() + tests.len(),
+        failures + test_failures,
+        summary.duration_s
+    );
+    let _ = writeln!(x, "<testsuites name=\"strata\" {all}>");
     let _ = writeln!(x, "  <testsuite name=\"strata build\" {head}>");
     for i in &summary.images {
         let _ = write!(
@@ -326,7 +346,36 @@ pub fn write_junit(path: &Path, summary: &Summary) -> Result<()> {
             }
         }
     }
-    x.push_str("  </testsuite>\n</testsuites>\n");
+    x.push_str("  </testsuite>\n");
+    if !tests.is_empty() {
+        let _ = writeln!(
+            x,
+            "  <testsuite name=\"strata image tests\" tests=\"{}\" failures=\"{test_failures}\" errors=\"0\" skipped=\"0\" time=\"{test_time:.3}\">",
+            tests.len()
+        );
+        for (image, t) in &tests {
+            let _ = write!(
+                x,
+                "    <testcase classname=\"{}\" name=\"{}\" file=\"{}\" time=\"{:.3}\"",
+                xml(image),
+                xml(&t.name),
+                xml(&t.file),
+                t.duration.as_secs_f64()
+            );
+            if t.passed {
+                x.push_str("/>\n");
+            } else {
+                let _ = writeln!(
+                    x,
+                    ">\n      <failure message=\"{}\" type=\"image test\">{}</failure>\n    </testcase>",
+                    xml(&t.message),
+                    xml(&t.message)
+                );
+            }
+        }
+        x.push_str("  </testsuite>\n");
+    }
+    x.push_str("</testsuites>\n");
     write_file(path, &x)
 }
 

@@ -249,11 +249,26 @@ pub fn plan(plan: &Plan, json: bool) -> String {
         let action = match i.action {
             Action::Build => "build",
             Action::Skip => "skip ",
+            Action::Test => "test ",
         };
         let _ = writeln!(out, "{action}  {:w$}  {}", i.name, i.reasons.join("; "));
     }
     let n = plan.to_build().count();
-    let _ = writeln!(out, "{n} to build, {} up to date", plan.items.len() - n);
+    let t = plan
+        .items
+        .iter()
+        .filter(|i| i.action == Action::Test)
+        .count();
+    let tested = if t > 0 {
+        format!(" ({t} to test)")
+    } else {
+        String::new()
+    };
+    let _ = writeln!(
+        out,
+        "{n} to build, {} up to date{tested}",
+        plan.items.len() - n
+    );
     if !plan.stale_outside.is_empty() {
         let _ = writeln!(out, "{}", no_deps_note(&plan.stale_outside));
     }

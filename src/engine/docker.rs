@@ -50,6 +50,12 @@ impl DockerEngine {
     }
 }
 
+impl DockerEngine {
+    pub(super) fn docker(&self) -> &Docker {
+        &self.docker
+    }
+}
+
 /// The engine the docker CLI would use, for messages and locks.
 pub fn endpoint() -> String {
     super::endpoint::endpoint().unwrap_or_else(|_| super::endpoint::DEFAULT.into())
@@ -107,7 +113,8 @@ impl Engine for DockerEngine {
 
     fn build(&self, req: BuildRequest, log: Log) -> BoxFuture<'_, Result<String, EngineError>> {
         async move {
-            let entries = context::entries(&req.context).map_err(EngineError::Failed)?;
+            let mut entries = context::entries(&req.context).map_err(EngineError::Failed)?;
+            entries.retain(|e| !req.leave_out.contains(&e.rel));
             let (tx, rx) = tokio::sync::mpsc::channel(8);
             // One LABEL step instead of the builder's one step per label option.
             let dockerfile = match req.labels_before_line {
@@ -310,6 +317,32 @@ impl Engine for DockerEngine {
             }
         }
         .boxed()
+    }
+
+    fn run_container(
+        &self,
+        run: super::ContainerRun,
+    ) -> BoxFuture<'_, Result<super::ContainerOutput, EngineError>> {
+        self.run_in_container(run).boxed()
+    }
+
+    fn read_path<'a>(
+        &'a self,
+        image: &'a str,
+        path: &'a str,
+    ) -> BoxFuture<'a, Result<Option<super::PathEntry>, EngineError>> {
+        self.read_image_path(image, path).boxed()
+    }
+
+    fn image_config<'a>(
+        &'a self,
+        image: &'a str,
+    ) -> BoxFuture<'a, Result<super::ImageConfig, EngineError>> {
+        self.config_of(image).boxed()
+    }
+
+    fn remove_image<'a>(&'a self, image: &'a str) -> BoxFuture<'a, Result<(), EngineError>> {
+        self.remove_test_image(image).boxed()
     }
 }
 

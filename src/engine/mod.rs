@@ -3,6 +3,7 @@
 //! durations and failures from a script, for scheduler tests and benchmarks.
 //! Knows nothing of the graph, the plan or progress output.
 
+mod containers;
 pub mod docker;
 mod endpoint;
 pub mod sim;
@@ -35,6 +36,8 @@ pub struct BuildRequest {
     /// next stage's `FROM`, before which the label step goes, so that the
     /// target image carries strata's labels.
     pub labels_before_line: Option<usize>,
+    /// Context files (relative to it) not sent: the image's test files.
+    pub leave_out: Vec<String>,
 }
 
 /// An image the engine has.
@@ -58,6 +61,58 @@ pub enum EngineError {
     /// This one operation failed (a RUN step, a push): the image fails.
     #[error("{0}")]
     Failed(String),
+}
+
+/// A command to run in a container of an image, as image tests do: the
+/// image's entrypoint cleared, `cmd` run as is, `env` added.
+#[derive(Debug, Clone, Default)]
+pub struct ContainerRun {
+    pub image: String,
+    pub cmd: Vec<String>,
+    /// `KEY=VALUE`.
+    pub env: Vec<String>,
+    /// Commit the container's file system as a new image afterwards.
+    pub commit: bool,
+}
+
+/// What a container run gave.
+#[derive(Debug, Clone, Default)]
+pub struct ContainerOutput {
+    pub stdout: String,
+    pub stderr: String,
+    pub exit_code: i64,
+    /// With `commit`: the new image.
+    pub committed: Option<String>,
+}
+
+/// A path of an image's file system, as the engine's archive of it names it.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct PathEntry {
+    /// The tar type flag: `b'0'` file, `b'1'` hard link, `b'2'` symlink, `b'5'` folder, …
+    pub kind: u8,
+    /// The tar header's mode: permissions and set-id/sticky bits.
+    pub mode: u32,
+    pub uid: u64,
+    pub gid: u64,
+    /// A link's target.
+    pub link: String,
+    /// A regular file's content.
+    pub content: Option<Vec<u8>>,
+}
+
+/// An image's configuration, as image tests read it.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ImageConfig {
+    /// `KEY=VALUE`, in order.
+    pub env: Vec<String>,
+    pub cmd: Option<Vec<String>>,
+    pub entrypoint: Option<Vec<String>>,
+    pub workdir: String,
+    pub user: String,
+    pub labels: HashMap<String, String>,
+    /// Port numbers without the protocol (`8080`).
+    pub exposed_ports: Vec<String>,
+    pub volumes: Vec<String>,
 }
 
 /// Where build and push output goes, one whole line at a time.
@@ -88,6 +143,43 @@ pub trait Engine: Send + Sync {
         &'a self,
         reference: &'a str,
     ) -> BoxFuture<'a, Result<Option<ImageInfo>, EngineError>>;
+    /// Run a command in a new container and remove the container, whatever happens.
+    fn run_container(
+        &self,
+        run: ContainerRun,
+    ) -> BoxFuture<'_, Result<ContainerOutput, EngineError>> {
+        let _ = run;
+        Box::pin(async { Err(no_containers()) })
+    }
+    /// The first entry of the engine's archive of `path` in a container of
+    /// `image` (never started, removed afterwards); None when there is none.
+    fn read_path<'a>(
+        &'a self,
+        image: &'a str,
+        path: &'a str,
+    ) -> BoxFuture<'a, Result<Option<PathEntry>, EngineError>> {
+        let _ = (image, path);
+        Box::pin(async { Err(no_containers()) })
+    }
+    /// The configuration of an image.
+    fn image_config<'a>(
+        &'a self,
+        image: &'a str,
+    ) -> BoxFuture<'a, Result<ImageConfig, EngineError>> {
+        let _ = image;
+        Box::pin(async { Err(no_containers()) })
+    }
+    /// Remove an image strata made for a test (a committed setup step).
+    fn remove_image<'a>(&'a self, image: &'a str) -> BoxFuture<'a, Result<(), EngineError>> {
+        let _ = image;
+        Box::pin(async { Err(no_containers()) })
+    }
+}
+
+fn no_containers() -> EngineError {
+    EngineError::Failed(
+        "this engine cannot run containers (image tests need a Docker-compatible engine)".into(),
+    )
 }
 
 /// Connect to the engine named by `spec`: `docker` (`DOCKER_HOST`, else the

@@ -91,6 +91,8 @@ pub struct Outcome {
     /// When its step began and ended (RFC 3339), for items that ran.
     pub started_at: Option<String>,
     pub finished_at: Option<String>,
+    /// Its image tests' verdicts, when they ran.
+    pub tests: Vec<crate::imagetest::TestResult>,
 }
 
 impl Outcome {
@@ -107,6 +109,7 @@ impl Outcome {
             digest: None,
             started_at: None,
             finished_at: None,
+            tests: Vec::new(),
         }
     }
 }
@@ -139,6 +142,8 @@ enum Msg {
     Released(usize, Result<(), EngineError>, Vec<String>, Duration),
     /// An image only in the registry was pulled by digest and tagged.
     Fetched(usize, Result<(), EngineError>, Duration),
+    /// An image's tests ran (before its `Built`).
+    Tested(usize, Vec<crate::imagetest::TestResult>),
 }
 
 /// The state of one item; see docs/architecture.md.
@@ -205,6 +210,8 @@ struct Scheduler<'a> {
     tails: Vec<VecDeque<String>>,
     /// When each running item started (RFC 3339).
     started: Vec<Option<String>>,
+    /// Test verdicts reported for each item, until it finishes.
+    tested: Vec<Vec<crate::imagetest::TestResult>>,
     heap: BinaryHeap<Ready>,
     fifo: VecDeque<usize>,
     tasks: JoinSet<()>,
@@ -240,6 +247,7 @@ impl<'a> Scheduler<'a> {
             outcome.finished_at = Some(crate::git::now_rfc3339_millis());
         }
         outcome.tail = std::mem::take(&mut self.tails[i]);
+        outcome.tests = std::mem::take(&mut self.tested[i]);
         self.observer.event(
             self.items,
             Event::Finished {
@@ -325,14 +333,24 @@ impl<'a> Scheduler<'a> {
             self.started[i] = Some(crate::git::now_rfc3339_millis());
             self.running += 1;
             self.observer.event(self.items, Event::Started { item: i });
-            self.tasks.spawn(tasks::build(
-                i,
-                self.items[i].clone(),
-                self.engine.clone(),
-                self.opts.retries,
-                self.opts.push,
-                self.tx.clone(),
-            ));
+            let item = self.items[i].clone();
+            if item.action == Action::Test {
+                self.tasks.spawn(tasks::test_existing(
+                    i,
+                    item,
+                    self.engine.clone(),
+                    self.tx.clone(),
+                ));
+            } else {
+                self.tasks.spawn(tasks::build(
+                    i,
+                    item,
+                    self.engine.clone(),
+                    self.opts.retries,
+                    self.opts.push,
+                    self.tx.clone(),
+                ));
+            }
         }
     }
 
@@ -361,14 +379,21 @@ impl<'a> Scheduler<'a> {
         attempts: u32,
     ) {
         self.running -= 1;
-        let mut o = Outcome::new(Status::Built);
+        // An up-to-date image that was only tested stays up to date.
+        let tested_only = self.items[i].action == Action::Test;
+        let mut o = Outcome::new(if tested_only {
+            Status::UpToDate
+        } else {
+            Status::Built
+        });
         o.duration = took;
         o.attempts = attempts;
+        o.digest = self.items[i].published.clone();
         match result {
             Ok(id) => o.image_id = Some(id),
             Err(e) => return self.fail(i, o, e),
         }
-        if self.opts.push {
+        if self.opts.push && !(tested_only && self.items[i].published.is_some()) {
             self.state[i] = State::Pushing;
             self.observer.event(self.items, Event::Pushing { item: i });
             self.tasks.spawn(tasks::upload(
@@ -475,6 +500,7 @@ impl<'a> Scheduler<'a> {
             Msg::Uploaded(i, result, took) => self.uploaded(i, result, took),
             Msg::Released(i, result, moved, took) => self.released(i, result, moved, took),
             Msg::Fetched(i, result, took) => self.fetched(i, result, took),
+            Msg::Tested(i, results) => self.tested[i] = results,
         }
     }
 
@@ -540,6 +566,7 @@ pub async fn execute(
         outcomes: vec![None; n],
         tails: vec![VecDeque::new(); n],
         started: vec![None; n],
+        tested: vec![Vec::new(); n],
         heap: BinaryHeap::new(),
         fifo: VecDeque::new(),
         tasks: JoinSet::new(),

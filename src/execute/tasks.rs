@@ -68,13 +68,22 @@ pub(super) async fn build(
             },
             Err(e) => Err(e),
         };
+        // Tests run on the built image before any tag moves; a failing
+        // test is the image's verdict, not a flaky build: no retry.
+        let (built, test_failed) = match built {
+            Ok(id) => match test(i, &item, &*engine, &id, &log, &tx).await {
+                Ok(()) => (Ok(id), false),
+                Err(e) => (Err(e), true),
+            },
+            Err(e) => (Err(e), false),
+        };
         let result = match built {
             Ok(id) if push => engine.tag(&id, &content_ref(&item)).await.map(|_| id),
             Ok(id) => tag_all(&*engine, &id, &item).await.map(|_| id),
             Err(e) => Err(e),
         };
         match result {
-            Err(EngineError::Failed(e)) if attempts <= retries => {
+            Err(EngineError::Failed(e)) if attempts <= retries && !test_failed => {
                 log(&format!(
                     "strata: attempt {attempts} failed ({e}); retrying ({attempts} of {retries})"
                 ));
@@ -83,6 +92,71 @@ pub(super) async fn build(
         }
     };
     let _ = tx.send(Msg::Built(i, result, begun.elapsed(), attempts));
+}
+
+/// Run the item's tests on `image` and report them; remember a pass. A
+/// failing test fails the step with what was expected and what came.
+async fn test(
+    i: usize,
+    item: &Item,
+    engine: &dyn Engine,
+    image: &str,
+    log: &Log,
+    tx: &mpsc::UnboundedSender<Msg>,
+) -> Result<(), EngineError> {
+    let Some(suite) = &item.tests else {
+        return Ok(());
+    };
+    log(&format!("strata: running {} image tests", suite.count()));
+    let results = crate::imagetest::suite(engine, image, suite, log).await?;
+    let failed: Vec<String> = results
+        .iter()
+        .filter(|r| !r.passed)
+        .map(|r| format!("image test `{}` ({}) failed: {}", r.name, r.file, r.message))
+        .collect();
+    let _ = tx.send(Msg::Tested(i, results));
+    if failed.is_empty() {
+        crate::history::remember_pass(&item.fingerprint.hash, &suite.key);
+        Ok(())
+    } else {
+        Err(EngineError::Failed(format!(
+            "{}; nothing was tagged or pushed",
+            failed.join("; ")
+        )))
+    }
+}
+
+/// Test an up-to-date image whose tests have not passed for the current
+/// test files: pulled by digest first when only the registry has it.
+pub(super) async fn test_existing(
+    i: usize,
+    item: Item,
+    engine: Arc<dyn Engine>,
+    tx: mpsc::UnboundedSender<Msg>,
+) {
+    let begun = Instant::now();
+    let log = line_sink(i, &tx);
+    let mut result = Ok(());
+    if !item.local {
+        let digest = item.published.clone().unwrap_or_default();
+        let pinned = format!("{}@{digest}", crate::engine::split_tag(&item.reference).0);
+        log(&format!("pulling {pinned} to test it"));
+        result = match engine.pull(&pinned).await {
+            Ok(()) => tag_here(&*engine, &pinned, &item.reference).await,
+            Err(e) => Err(e),
+        };
+    }
+    let result = match result {
+        Ok(()) => match engine.inspect(&item.reference).await {
+            Ok(Some(info)) => test(i, &item, &*engine, &info.id, &log, &tx)
+                .await
+                .map(|_| info.id),
+            Ok(None) => Err(EngineError::Failed(format!("`{}` is gone", item.reference))),
+            Err(e) => Err(e),
+        },
+        Err(e) => Err(e),
+    };
+    let _ = tx.send(Msg::Built(i, result, begun.elapsed(), 1));
 }
 
 /// Upload an item under its content tag, `slots` uploads at once. A built
