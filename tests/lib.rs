@@ -17,6 +17,7 @@ mod jinja_oracle;
 mod kolla;
 mod output;
 mod podman;
+mod structure_oracle;
 mod push;
 mod registry;
 mod timeline;
