@@ -33,7 +33,7 @@ fn strata(dir: &Path, args: &[&str]) -> Duration {
 
 fn copy_sample(dest: &Path) {
     let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
-    for top in ["strata.yaml", "images", "templates"] {
+    for top in ["strata.yaml", "images", "templates", "image-tests"] {
         for e in walkdir::WalkDir::new(repo.join(top)) {
             let e = e.unwrap();
             let to = dest.join(e.path().strip_prefix(repo).unwrap());

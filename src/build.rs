@@ -69,6 +69,8 @@ struct Scope {
     loaded: Loaded,
     inputs: Vec<Inputs>,
     selected: Vec<usize>,
+    /// Image tests by graph id (selected images and their ancestors).
+    suites: Vec<Option<Arc<imagetest::Suite>>>,
 }
 
 fn scope(opts: &Options, selectors: &[String], since: Option<&str>) -> Result<Scope> {
@@ -81,10 +83,12 @@ fn scope(opts: &Options, selectors: &[String], since: Option<&str>) -> Result<Sc
         let hit = affected::affected(&loaded.graph, &inputs, &changed);
         selected.retain(|i| hit.contains(i));
     }
+    let suites = tests_of(&loaded, &selected)?;
     Ok(Scope {
         loaded,
         inputs,
         selected,
+        suites,
     })
 }
 
@@ -136,15 +140,19 @@ async fn prepare(
     Ok(plan::plan(graph, &s.selected, &fps, &known, ask))
 }
 
-/// The image tests of every item of `plan`: the tree's `build.tests`, then
-/// the image's own `tests:` (relative to its folder). Read and checked
-/// before anything is built; a bad file is exit 2.
-fn tests_of(s: &Scope, plan: &Plan) -> Result<Vec<Option<Arc<imagetest::Suite>>>> {
-    let loaded = &s.loaded;
+/// The image tests of the selected images and their ancestors (by graph
+/// id): the tree's `build.tests`, then the image's own `tests:` (relative to
+/// its folder). Read and checked before the engine is asked anything: a
+/// bad file is exit 2 and nothing is built.
+fn tests_of(loaded: &Loaded, selected: &[usize]) -> Result<Vec<Option<Arc<imagetest::Suite>>>> {
     let root = &loaded.tree.root;
+    let mut wanted: std::collections::BTreeSet<usize> = selected.iter().copied().collect();
+    for &id in selected {
+        wanted.extend(loaded.graph.ancestors(id));
+    }
     let mut suites = vec![None; loaded.images.len()];
-    for item in &plan.items {
-        let image = &loaded.images[item.id];
+    for id in wanted {
+        let image = &loaded.images[id];
         let mut paths: Vec<PathBuf> = loaded
             .tree
             .config
@@ -161,7 +169,7 @@ fn tests_of(s: &Scope, plan: &Plan) -> Result<Vec<Option<Arc<imagetest::Suite>>>
                 &format!("image test file `{}`", crate::config::display_name(p, root)),
             )?;
         }
-        suites[item.id] = imagetest::load(root, &paths)?.map(Arc::new);
+        suites[id] = imagetest::load(root, &paths)?.map(Arc::new);
     }
     Ok(suites)
 }
@@ -189,8 +197,7 @@ pub fn show_plan(opts: &Options, args: &PlanArgs) -> Result<String> {
         .await
     })?;
     let mut plan = plan;
-    let suites = tests_of(&s, &plan)?;
-    plan::attach_tests(&mut plan, &suites, crate::history::passed);
+    plan::attach_tests(&mut plan, &s.suites, crate::history::passed);
     Ok(show::plan(&plan, args.json))
 }
 
@@ -315,9 +322,8 @@ async fn build(s: &Scope, args: &BuildArgs, mut logs: Option<&mut LogFiles>) -> 
         only_tests(&mut plan, s)?;
     }
     if !args.no_tests {
-        let suites = tests_of(s, &plan)?;
         let passed = |fp: &str, key: &str| !args.test_only && crate::history::passed(fp, key);
-        plan::attach_tests(&mut plan, &suites, passed);
+        plan::attach_tests(&mut plan, &s.suites, passed);
     }
     // Two git calls; a no-op build needs no labels.
     let labels = match plan.to_build().next() {

@@ -188,7 +188,12 @@ const METADATA: &[&str] = &[
 ];
 
 /// (file, test name) → passed, from container-structure-test's JSON.
-fn cst(bin: &str, image: &str, dir: &std::path::Path, file: &str) -> BTreeMap<(String, String), bool> {
+fn cst(
+    bin: &str,
+    image: &str,
+    dir: &std::path::Path,
+    file: &str,
+) -> BTreeMap<(String, String), bool> {
     let out = Command::new(bin)
         .args(["test", "--image", image, "--output", "json", "--config"])
         .arg(dir.join(file))
@@ -208,7 +213,10 @@ fn cst(bin: &str, image: &str, dir: &std::path::Path, file: &str) -> BTreeMap<(S
         .map(|r| {
             let name = r["Name"].as_str().unwrap();
             let name = name.split_once(": ").map_or(name, |(_, n)| n);
-            ((file.to_string(), name.to_string()), r["Pass"].as_bool().unwrap())
+            (
+                (file.to_string(), name.to_string()),
+                r["Pass"].as_bool().unwrap(),
+            )
         })
         .collect()
 }
@@ -218,7 +226,10 @@ fn verdicts_agree_with_container_structure_test() {
     if !engine::available("structure_oracle") {
         return;
     }
-    let Some(bin) = std::env::var("STRATA_TEST_CST").ok().filter(|v| !v.is_empty()) else {
+    let Some(bin) = std::env::var("STRATA_TEST_CST")
+        .ok()
+        .filter(|v| !v.is_empty())
+    else {
         let msg = "the structure-test oracle needs STRATA_TEST_CST (run through ci/test.sh)";
         if std::env::var("CI").is_ok_and(|v| v == "true") {
             panic!("{msg}");
@@ -228,17 +239,27 @@ fn verdicts_agree_with_container_structure_test() {
     };
     let ns = engine::Namespace::new("oracle");
     let t = TestTree::new();
-    t.write("strata.yaml", "vars: {base_image: 'strata-ci/busybox:latest'}\n");
+    t.write(
+        "strata.yaml",
+        "vars: {base_image: 'strata-ci/busybox:latest'}\n",
+    );
     t.write("images/subject/Dockerfile.j2", DOCKERFILE);
     let mut files = vec!["cases.yaml".to_string()];
     t.write("images/subject/cases.yaml", CASES);
     for (i, m) in METADATA.iter().enumerate() {
         let name = format!("metadata{i}.yaml");
-        t.write(&format!("images/subject/{name}"), &format!("schemaVersion: 2.0.0\n{m}"));
+        t.write(
+            &format!("images/subject/{name}"),
+            &format!("schemaVersion: 2.0.0\n{m}"),
+        );
         files.push(name);
     }
-    t.write("images/subject/image.yaml", &format!("tests: [{}]\n", files.join(", ")));
-    t.run(&["--set", &ns.set(), "build", "--no-tests"]).expect(0);
+    t.write(
+        "images/subject/image.yaml",
+        &format!("tests: [{}]\n", files.join(", ")),
+    );
+    t.run(&["--set", &ns.set(), "build", "--no-tests"])
+        .expect(0);
     let image = ns.reference("subject");
 
     // strata: every test runs, some fail (exit 1).
@@ -250,8 +271,17 @@ fn verdicts_agree_with_container_structure_test() {
         .unwrap()
         .iter()
         .map(|r| {
-            let file = r["file"].as_str().unwrap().rsplit('/').next().unwrap().to_string();
-            ((file, r["name"].as_str().unwrap().to_string()), r["passed"].as_bool().unwrap())
+            let file = r["file"]
+                .as_str()
+                .unwrap()
+                .rsplit('/')
+                .next()
+                .unwrap()
+                .to_string();
+            (
+                (file, r["name"].as_str().unwrap().to_string()),
+                r["passed"].as_bool().unwrap(),
+            )
         })
         .collect();
 
@@ -265,14 +295,28 @@ fn verdicts_agree_with_container_structure_test() {
     let differ: Vec<String> = theirs
         .iter()
         .filter(|(k, v)| ours.get(*k) != Some(v))
-        .map(|((f, n), v)| format!("{f}: `{n}`: container-structure-test {v}, strata {:?}", ours.get(&(f.clone(), n.clone()))))
+        .map(|((f, n), v)| {
+            format!(
+                "{f}: `{n}`: container-structure-test {v}, strata {:?}",
+                ours.get(&(f.clone(), n.clone()))
+            )
+        })
         .collect();
-    assert!(differ.is_empty(), "{} of {} differ:\n{}", differ.len(), theirs.len(), differ.join("\n"));
+    assert!(
+        differ.is_empty(),
+        "{} of {} differ:\n{}",
+        differ.len(),
+        theirs.len(),
+        differ.join("\n")
+    );
     assert_eq!(ours.len(), theirs.len(), "the same cases");
     // Nothing of the tests is left behind: no container of the image.
     let left = Command::new("docker")
         .args(["ps", "-aq", "--filter", &format!("ancestor={image}")])
         .output()
         .unwrap();
-    assert!(String::from_utf8_lossy(&left.stdout).trim().is_empty(), "containers left");
+    assert!(
+        String::from_utf8_lossy(&left.stdout).trim().is_empty(),
+        "containers left"
+    );
 }

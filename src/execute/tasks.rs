@@ -112,7 +112,10 @@ async fn test(
     let failed: Vec<String> = results
         .iter()
         .filter(|r| !r.passed)
-        .map(|r| format!("image test `{}` ({}) failed: {}", r.name, r.file, r.message))
+        .map(|r| {
+            let message = r.message.replace('\n', "\\n");
+            format!("image test `{}` ({}) failed: {message}", r.name, r.file)
+        })
         .collect();
     let _ = tx.send(Msg::Tested(i, results));
     if failed.is_empty() {

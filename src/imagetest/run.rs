@@ -65,7 +65,11 @@ pub async fn suite(
             };
             log(&match r.passed {
                 true => format!("test passed: {}", r.name),
-                false => format!("test FAILED: {}: {}", r.name, r.message),
+                false => format!(
+                    "test FAILED: {}: {}",
+                    r.name,
+                    r.message.replace('\n', "\\n")
+                ),
             });
             results.push(r);
             Ok(())

@@ -25,7 +25,7 @@ impl TestTree {
     pub fn sample() -> Self {
         let t = TestTree::new();
         let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
-        for top in ["strata.yaml", "images", "templates"] {
+        for top in ["strata.yaml", "images", "templates", "image-tests"] {
             for entry in walkdir::WalkDir::new(repo.join(top)) {
                 let entry = entry.expect("walk");
                 let rel = entry.path().strip_prefix(repo).expect("inside");
