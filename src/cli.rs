@@ -122,6 +122,30 @@ pub enum Command {
     },
     /// Build images in dependency order, in parallel, on the Docker engine.
     Build(BuildCommand),
+    /// Delete old tags from the registry by `retention:` in strata.yaml:
+    /// tags older than `max_age` that match no `keep` glob (and no
+    /// `keep-…` tag of `strata keep`), never a digest a kept tag shares.
+    /// Prints the table of what goes and why; on a terminal that is all it
+    /// does unless --yes is given.
+    Prune {
+        selectors: Vec<String>,
+        /// Print the table only; delete nothing.
+        #[arg(long, conflicts_with = "yes")]
+        dry_run: bool,
+        /// Delete without asking, even on a terminal.
+        #[arg(long)]
+        yes: bool,
+        /// Also keep tags matching GLOB (repeatable), besides `retention.keep`.
+        #[arg(long = "keep", value_name = "GLOB")]
+        keep: Vec<String>,
+    },
+    /// Keep one build for good: tag REF (a reference, or IMAGE:TAG of the
+    /// tree) as `keep-<tag>` in its repository; `strata prune` never deletes
+    /// it (delete that tag to let it age again).
+    Keep {
+        #[arg(value_name = "REF")]
+        reference: String,
+    },
     /// Run the image tests (`tests:` in image.yaml, `build.tests`) of images
     /// that are built already, again; build nothing. Exit 1 when a test fails.
     Test(TestCommand),
@@ -319,6 +343,21 @@ pub fn run(cli: Cli) -> Result<Code> {
             };
             return build::run(&opts, &args);
         }
+        Command::Prune {
+            selectors,
+            dry_run,
+            yes,
+            keep,
+        } => {
+            let args = crate::retention::PruneArgs {
+                selectors: selectors.clone(),
+                dry_run: *dry_run,
+                yes: *yes,
+                keep: keep.clone(),
+            };
+            return crate::retention::prune(&opts, &args);
+        }
+        Command::Keep { reference } => crate::retention::keep(&opts, reference)?,
         Command::Test(t) => {
             let args = BuildArgs {
                 selectors: t.selectors.clone(),

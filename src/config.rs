@@ -31,6 +31,67 @@ pub struct Config {
     pub insecure_registries: Vec<String>,
     /// Globs of image names left out of the tree (as `enabled: false`).
     pub exclude: Vec<String>,
+    /// What `strata prune` keeps in the registry.
+    pub retention: Retention,
+}
+
+/// `retention:`: tags matching `keep` (and `keep-*` tags) stay; other tags
+/// older than `max_age` go.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Retention {
+    /// Globs of tags never deleted.
+    pub keep: Vec<String>,
+    pub max_age: Option<Age>,
+}
+
+impl Default for Retention {
+    fn default() -> Self {
+        Retention {
+            keep: vec!["latest".into()],
+            max_age: None,
+        }
+    }
+}
+
+/// A duration written `30m`, `12h`, `7d` or `2w`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct Age(pub std::time::Duration);
+
+impl TryFrom<String> for Age {
+    type Error = String;
+    fn try_from(text: String) -> std::result::Result<Age, String> {
+        let t = text.trim();
+        let unit = t.chars().last().unwrap_or(' ');
+        let secs = match unit {
+            's' => 1,
+            'm' => 60,
+            'h' => 3600,
+            'd' => 86_400,
+            'w' => 7 * 86_400,
+            _ => 0,
+        };
+        match t[..t.len() - unit.len_utf8().min(t.len())].parse::<u64>() {
+            Ok(n) if secs > 0 => Ok(Age(std::time::Duration::from_secs(n * secs))),
+            _ => Err(format!(
+                "`{text}` is not a duration: write a whole number and a unit, as `90s`, `30m`, `12h`, `7d` or `2w`"
+            )),
+        }
+    }
+}
+
+impl From<Age> for String {
+    fn from(a: Age) -> String {
+        let s = a.0.as_secs();
+        match s {
+            s if s % (7 * 86_400) == 0 && s > 0 => format!("{}w", s / (7 * 86_400)),
+            s if s % 86_400 == 0 && s > 0 => format!("{}d", s / 86_400),
+            s if s % 3600 == 0 && s > 0 => format!("{}h", s / 3600),
+            s if s % 60 == 0 && s > 0 => format!("{}m", s / 60),
+            s => format!("{s}s"),
+        }
+    }
 }
 
 /// `render:` settings. The defaults are strata's; Jinja2's (and Kolla's)
@@ -174,6 +235,7 @@ impl Default for Config {
             render: RenderConfig::default(),
             insecure_registries: Vec::new(),
             exclude: Vec::new(),
+            retention: Retention::default(),
         }
     }
 }
@@ -472,6 +534,24 @@ mod tests {
         );
         let s = e.snippet.unwrap();
         assert_eq!(s.span, (7, 8));
+    }
+
+    #[test]
+    fn ages_take_a_unit() {
+        let c: Config = parse_yaml("s", "retention: {max_age: 7d}").unwrap();
+        assert_eq!(
+            c.retention.max_age,
+            Some(Age(std::time::Duration::from_secs(7 * 86_400)))
+        );
+        let e = parse_yaml::<Config>("s", "retention: {max_age: 7 days}").unwrap_err();
+        assert!(
+            e.message.contains("`7 days` is not a duration"),
+            "{}",
+            e.message
+        );
+        assert!(e.message.contains("`7d`"), "{}", e.message);
+        let c = apply_set(Config::default(), "retention.max_age=12h").unwrap();
+        assert_eq!(String::from(c.retention.max_age.unwrap()), "12h");
     }
 
     #[test]

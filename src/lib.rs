@@ -32,6 +32,7 @@ mod publish;
 mod registry;
 mod render;
 mod report;
+mod retention;
 mod select;
 mod show;
 mod survey;

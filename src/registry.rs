@@ -19,6 +19,8 @@ const TIMEOUT: Duration = Duration::from_secs(20);
 
 pub struct Registry {
     client: Client,
+    /// Registry hosts spoken to over plain HTTP.
+    http: Vec<String>,
     /// Content tag → (manifest bytes, media type) of images found published.
     manifests: std::sync::Mutex<std::collections::HashMap<String, Manifest>>,
 }
@@ -45,13 +47,14 @@ impl Registry {
         // reqwest finds TLS through the process-wide provider; set it once.
         let _ = rustls::crypto::ring::default_provider().install_default();
         let config = oci_client::client::ClientConfig {
-            protocol: oci_client::client::ClientProtocol::HttpsExcept(http),
+            protocol: oci_client::client::ClientProtocol::HttpsExcept(http.clone()),
             connect_timeout: Some(TIMEOUT),
             read_timeout: Some(TIMEOUT),
             ..Default::default()
         };
         Registry {
             client: Client::new(config),
+            http,
             manifests: Default::default(),
         }
     }
@@ -174,6 +177,163 @@ impl Registry {
             }
         }
         Ok(())
+    }
+}
+
+/// One tag of a repository, as retention sees it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TagInfo {
+    pub tag: String,
+    /// The manifest digest it points at.
+    pub digest: String,
+    /// The image's `org.opencontainers.image.created` label (else the
+    /// config's `created`), RFC 3339; None when it has neither.
+    pub created: Option<String>,
+}
+
+impl Registry {
+    /// Every tag of `repository` (`host/ns/name`), with its digest and
+    /// creation time (one manifest and one config read per tag; a config
+    /// shared by several tags is read once).
+    pub async fn tags(&self, repository: &str) -> Result<Vec<TagInfo>> {
+        let t = Target::of(&format!("{repository}:latest"))?;
+        let mut names: Vec<String> = Vec::new();
+        let mut last: Option<String> = None;
+        loop {
+            let asked = self
+                .client
+                .list_tags(&t.parsed, &t.auth, Some(1000), last.as_deref());
+            let Some(page) = t.answer(asked).await? else {
+                break;
+            };
+            let done = page.tags.len() < 1000;
+            last = page.tags.last().cloned();
+            names.extend(page.tags);
+            if done || last.is_none() {
+                break;
+            }
+        }
+        let mut configs: std::collections::HashMap<String, Option<String>> = Default::default();
+        let mut out = Vec::new();
+        for tag in names {
+            let r = Target::of(&format!("{repository}:{tag}"))?;
+            let asked = self
+                .client
+                .pull_manifest_raw(&r.parsed, &r.auth, MANIFEST_TYPES);
+            let Some((body, digest)) = r.answer(asked).await? else {
+                continue;
+            };
+            let manifest: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+            let created = match manifest["config"]["digest"].as_str() {
+                None => None,
+                Some(config) if configs.contains_key(config) => configs[config].clone(),
+                Some(config) => {
+                    let mut blob = Vec::new();
+                    let asked = self.client.pull_blob(&r.parsed, config, &mut blob);
+                    r.answer(asked).await?;
+                    let c: serde_json::Value = serde_json::from_slice(&blob).unwrap_or_default();
+                    let created = c["config"]["Labels"]["org.opencontainers.image.created"]
+                        .as_str()
+                        .or(c["created"].as_str())
+                        .map(str::to_string);
+                    configs.insert(config.to_string(), created.clone());
+                    created
+                }
+            };
+            out.push(TagInfo {
+                tag,
+                digest,
+                created,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Delete the manifest `digest` of `repository` (every tag on it goes).
+    /// `Ok(false)` when it was not there. A registry that does not allow
+    /// deleting is exit 3, with the setting to change.
+    pub async fn delete(&self, repository: &str, digest: &str) -> Result<bool> {
+        let t = Target::of(&format!("{repository}:latest"))?;
+        let host = t.host.clone();
+        let path = repository
+            .strip_prefix(&format!("{host}/"))
+            .unwrap_or(repository);
+        let scheme = if self.http.iter().any(|h| *h == host) {
+            "http"
+        } else {
+            "https"
+        };
+        let url = format!("{scheme}://{host}/v2/{path}/manifests/{digest}");
+        let client = reqwest::Client::builder()
+            .timeout(TIMEOUT)
+            .build()
+            .map_err(|e| unreachable(&host, &e))?;
+        let basic = match &t.auth {
+            RegistryAuth::Basic(u, p) => Some((u.clone(), p.clone())),
+            _ => None,
+        };
+        let send = |bearer: Option<String>| {
+            let mut req = client
+                .delete(&url)
+                .header("Accept", MANIFEST_TYPES.join(", "));
+            match (&bearer, &basic) {
+                (Some(token), _) => req = req.bearer_auth(token),
+                (None, Some((u, p))) => req = req.basic_auth(u, Some(p)),
+                _ => {}
+            }
+            req.send()
+        };
+        let mut res = send(None).await.map_err(|e| unreachable(&host, &e))?;
+        if res.status() == reqwest::StatusCode::UNAUTHORIZED {
+            if let Some(token) = self.token(&client, &res, path, basic.as_ref()).await {
+                res = send(Some(token))
+                    .await
+                    .map_err(|e| unreachable(&host, &e))?;
+            }
+        }
+        match res.status().as_u16() {
+            200..=299 => Ok(true),
+            404 => Ok(false),
+            405 => Err(Error::engine(format!(
+                "the registry `{host}` does not allow deleting images (HTTP 405); nothing was deleted"
+            ))
+            .help("enable deletion in the registry's configuration: `storage: {delete: {enabled: true}}` in its config.yml (REGISTRY_STORAGE_DELETE_ENABLED=true for the registry container), then run again")),
+            401 | 403 => Err(refused(&host, basic.is_none())),
+            code => Err(unreachable(&host, &format!("DELETE {url} answered HTTP {code}"))),
+        }
+    }
+
+    /// A bearer token with the delete scope, from the realm a 401 names.
+    async fn token(
+        &self,
+        client: &reqwest::Client,
+        res: &reqwest::Response,
+        path: &str,
+        basic: Option<&(String, String)>,
+    ) -> Option<String> {
+        let challenge = res.headers().get("www-authenticate")?.to_str().ok()?;
+        let rest = challenge.strip_prefix("Bearer ")?;
+        let field = |name: &str| {
+            rest.split(',').find_map(|kv| {
+                let (k, v) = kv.trim().split_once('=')?;
+                (k == name).then(|| v.trim_matches('"').to_string())
+            })
+        };
+        let realm = field("realm")?;
+        let mut req = client
+            .get(&realm)
+            .query(&[("scope", format!("repository:{path}:delete"))]);
+        if let Some(service) = field("service") {
+            req = req.query(&[("service", service)]);
+        }
+        if let Some((u, p)) = basic {
+            req = req.basic_auth(u, Some(p));
+        }
+        let body: serde_json::Value = req.send().await.ok()?.json().await.ok()?;
+        body["token"]
+            .as_str()
+            .or(body["access_token"].as_str())
+            .map(str::to_string)
     }
 }
 

@@ -20,5 +20,6 @@ mod output;
 mod podman;
 mod push;
 mod registry;
+mod retention;
 mod structure_oracle;
 mod timeline;

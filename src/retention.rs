@@ -1,0 +1,340 @@
+//! Retention in the registry: `strata prune` deletes the tags that are older
+//! than `retention.max_age` and match no `keep` glob; `strata keep REF` marks
+//! one build as an exception with a `keep-…` tag, which is always kept.
+//! The registry deletes by digest, and that removes every tag on it: a
+//! digest that a kept tag also points at is never deleted.
+//! Deciding (`decide`) is pure; the commands ask and tell the registry.
+
+use crate::config::Config;
+use crate::error::{Error, Result};
+use crate::registry::{Registry, TagInfo};
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt::Write as _;
+use std::time::Duration;
+
+/// Tags `strata keep` adds start with this; `keep:` always protects them.
+pub const KEEP_PREFIX: &str = "keep-";
+
+/// What happens to one tag, and why.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Decision {
+    pub repository: String,
+    pub info: TagInfo,
+    /// Its age, when it has a creation time.
+    pub age: Option<Duration>,
+    pub delete: bool,
+    pub why: String,
+}
+
+/// How old `created` (RFC 3339) is at `now` (seconds since the epoch).
+fn age(created: &str, now: i64) -> Option<Duration> {
+    let t = time::OffsetDateTime::parse(created, &time::format_description::well_known::Rfc3339)
+        .ok()?;
+    Some(Duration::from_secs((now - t.unix_timestamp()).max(0) as u64))
+}
+
+/// An age for people: `3d`, `5h`, `40m`.
+pub fn human(d: Duration) -> String {
+    let s = d.as_secs();
+    match s {
+        s if s >= 86_400 => format!("{}d", s / 86_400),
+        s if s >= 3600 => format!("{}h", s / 3600),
+        s => format!("{}m", s / 60),
+    }
+}
+
+/// Decide for every tag of `repository`: kept by a glob (or `keep-…`), kept
+/// because young or of unknown age, kept because its digest is also under
+/// a kept tag, else deleted.
+pub fn decide(
+    repository: &str,
+    tags: &[TagInfo],
+    keep: &globset::GlobSet,
+    keep_globs: &[String],
+    max_age: Duration,
+    now: i64,
+) -> Vec<Decision> {
+    let mut out: Vec<Decision> = tags
+        .iter()
+        .map(|t| {
+            let a = t.created.as_deref().and_then(|c| age(c, now));
+            let (delete, why) = if t.tag.starts_with(KEEP_PREFIX) {
+                (false, "kept: marked with `strata keep`".to_string())
+            } else if let Some(g) = keep.matches(&t.tag).first() {
+                (false, format!("kept: matches `{}`", keep_globs[*g]))
+            } else {
+                match a {
+                    None => (false, "kept: no creation time".to_string()),
+                    Some(a) if a <= max_age => (false, format!("kept: {} old", human(a))),
+                    Some(a) => (
+                        true,
+                        format!("older than {}: {} old", human(max_age), human(a)),
+                    ),
+                }
+            };
+            Decision {
+                repository: repository.to_string(),
+                info: t.clone(),
+                age: a,
+                delete,
+                why,
+            }
+        })
+        .collect();
+    // A digest under a kept tag stays, and with it every tag on it.
+    let kept: BTreeMap<String, String> = out
+        .iter()
+        .filter(|d| !d.delete)
+        .map(|d| (d.info.digest.clone(), d.info.tag.clone()))
+        .collect();
+    for d in &mut out {
+        if let (true, Some(tag)) = (d.delete, kept.get(&d.info.digest)) {
+            d.delete = false;
+            d.why = format!("kept: shared with `{tag}`");
+        }
+    }
+    out
+}
+
+/// The table `prune` prints: one line per tag.
+pub fn table(decisions: &[Decision], dry_run: bool) -> String {
+    let w_repo = decisions
+        .iter()
+        .map(|d| d.repository.len())
+        .max()
+        .unwrap_or(10)
+        .max(10);
+    let w_tag = decisions
+        .iter()
+        .map(|d| d.info.tag.len())
+        .max()
+        .unwrap_or(3)
+        .max(3);
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "{:w_repo$}  {:w_tag$}  {:12}  {:>5}  ACTION  WHY",
+        "REPOSITORY", "TAG", "DIGEST", "AGE"
+    );
+    for d in decisions {
+        let digest = d
+            .info
+            .digest
+            .strip_prefix("sha256:")
+            .unwrap_or(&d.info.digest);
+        let action = match (d.delete, dry_run) {
+            (true, true) => "would delete",
+            (true, false) => "delete",
+            (false, _) => "keep",
+        };
+        let _ = writeln!(
+            out,
+            "{:w_repo$}  {:w_tag$}  {:12}  {:>5}  {action}  {}",
+            d.repository,
+            d.info.tag,
+            &digest[..digest.len().min(12)],
+            d.age.map(human).unwrap_or_else(|| "?".into()),
+            d.why
+        );
+    }
+    out
+}
+
+/// The keep globs of the configuration plus `--keep`, as one matcher.
+pub fn keep_set(config: &Config, more: &[String]) -> Result<(globset::GlobSet, Vec<String>)> {
+    let globs: Vec<String> = config.retention.keep.iter().chain(more).cloned().collect();
+    let mut set = globset::GlobSetBuilder::new();
+    for g in &globs {
+        set.add(globset::Glob::new(g).map_err(|e| {
+            Error::input(format!("invalid keep glob `{g}`: {}", e.kind()))
+                .help("`retention.keep` and `--keep` take tag globs such as `stable-*`")
+        })?);
+    }
+    let set = set
+        .build()
+        .map_err(|e| Error::input(format!("invalid keep globs: {e}")))?;
+    Ok((set, globs))
+}
+
+/// Delete what `decisions` say, one manifest per digest; the registry is
+/// first asked (with a digest that cannot exist) whether it deletes at
+/// all, so that a registry that refuses leaves nothing half-deleted.
+pub async fn apply(registry: &Registry, decisions: &[Decision]) -> Result<usize> {
+    let digests: BTreeSet<(&str, &str)> = decisions
+        .iter()
+        .filter(|d| d.delete)
+        .map(|d| (d.repository.as_str(), d.info.digest.as_str()))
+        .collect();
+    if let Some((repo, _)) = digests.iter().next() {
+        registry
+            .delete(repo, &format!("sha256:{}", "0".repeat(64)))
+            .await?;
+    }
+    let mut deleted = 0;
+    for (repo, digest) in digests {
+        if registry.delete(repo, digest).await? {
+            deleted += 1;
+        }
+    }
+    Ok(deleted)
+}
+
+/// What `strata prune` was asked.
+pub struct PruneArgs {
+    pub selectors: Vec<String>,
+    pub dry_run: bool,
+    pub yes: bool,
+    pub keep: Vec<String>,
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Error::engine(format!("cannot start the async runtime: {e}")))
+}
+
+fn registry_for(config: &Config, refs: &[String]) -> Result<Registry> {
+    if config.registry.is_empty() {
+        return Err(
+            Error::input("retention works on a registry, and `registry:` is not set")
+                .help("set `registry:` in strata.yaml (or --set registry=HOST)"),
+        );
+    }
+    Ok(Registry::new(
+        refs.iter().map(String::as_str),
+        &config.insecure_registries,
+    ))
+}
+
+/// `strata prune`: the table of what goes and why; deleted unless this is
+/// a dry run (the default on a terminal without `--yes`).
+pub fn prune(opts: &crate::load::Options, args: &PruneArgs) -> Result<crate::error::Code> {
+    use std::io::IsTerminal;
+    let loaded = crate::load::load(opts)?;
+    let config = &loaded.tree.config;
+    let Some(max_age) = config.retention.max_age else {
+        return Err(Error::input("`retention.max_age` is not set: strata prune does not know what is old")
+            .help("set it in strata.yaml, e.g. `retention: {keep: [latest, master, \"stable-*\"], max_age: 7d}`"));
+    };
+    let (keep, globs) = keep_set(config, &args.keep)?;
+    let sel = crate::select::select(&loaded.graph, config, &args.selectors)?;
+    let repos: Vec<String> = sel
+        .ids
+        .iter()
+        .map(|&i| config.repository(&loaded.graph.nodes[i].name))
+        .collect();
+    let registry = registry_for(config, &repos)?;
+    let dry_run = args.dry_run || (!args.yes && std::io::stdin().is_terminal());
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    runtime()?.block_on(async {
+        let mut decisions = Vec::new();
+        for repo in &repos {
+            let tags = registry.tags(repo).await?;
+            decisions.extend(decide(repo, &tags, &keep, &globs, max_age.0, now));
+        }
+        print!("{}", table(&decisions, dry_run));
+        let doomed = decisions.iter().filter(|d| d.delete).count();
+        if dry_run {
+            eprintln!(
+                "strata: dry run: {doomed} of {} tags would be deleted; nothing was deleted (run with --yes to delete)",
+                decisions.len()
+            );
+            return Ok(crate::error::Code::Success);
+        }
+        let deleted = apply(&registry, &decisions).await?;
+        eprintln!(
+            "strata: {doomed} of {} tags deleted ({deleted} manifests); the registry frees their layers at its next garbage collection",
+            decisions.len()
+        );
+        Ok(crate::error::Code::Success)
+    })
+}
+
+/// `strata keep REF`: tag the image `REF` points at as `keep-<tag>` in the
+/// same repository, which `prune` never deletes. REF is a reference, or
+/// `IMAGE:TAG` for an image of the tree.
+pub fn keep(opts: &crate::load::Options, reference: &str) -> Result<String> {
+    let tree = crate::config::load(
+        if opts.dir.as_os_str().is_empty() {
+            std::path::Path::new(".")
+        } else {
+            &opts.dir
+        },
+        opts.config.as_deref(),
+        &opts.sets,
+    )?;
+    let config = &tree.config;
+    let (repo, tag) = crate::engine::split_tag(reference);
+    let full = if repo.contains('/') {
+        reference.to_string()
+    } else {
+        format!("{}:{tag}", config.repository(repo))
+    };
+    let (repo, tag) = crate::engine::split_tag(&full);
+    if tag.starts_with(KEEP_PREFIX) {
+        return Err(Error::input(format!("`{full}` is a keep tag already")));
+    }
+    let target = format!("{repo}:{KEEP_PREFIX}{tag}");
+    let registry = registry_for(config, &[full.clone(), target.clone()])?;
+    let digest = runtime()?.block_on(registry.copy_tag(&full, &target))?;
+    Ok(format!(
+        "{target} -> {digest} (kept by strata prune until the tag is removed)\n"
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tag(tag: &str, digest: &str, created: Option<&str>) -> TagInfo {
+        TagInfo {
+            tag: tag.into(),
+            digest: digest.into(),
+            created: created.map(str::to_string),
+        }
+    }
+
+    #[test]
+    fn old_tags_go_unless_kept_or_shared_with_a_kept_one() {
+        let now = time::macros::datetime!(2026-11-23 0:00 UTC).unix_timestamp();
+        let tags = [
+            tag("master", "sha256:a", Some("2026-01-01T00:00:00Z")),
+            tag("feature-x", "sha256:a", Some("2026-01-01T00:00:00Z")),
+            tag("feature-y", "sha256:b", Some("2026-11-01T00:00:00Z")),
+            tag("feature-z", "sha256:c", Some("2026-11-20T00:00:00Z")),
+            tag("stable-2026.1", "sha256:d", Some("2025-01-01T00:00:00Z")),
+            tag("keep-feature-y", "sha256:e", Some("2025-01-01T00:00:00Z")),
+            tag("unknown", "sha256:f", None),
+        ];
+        let cfg = Config {
+            retention: crate::config::Retention {
+                keep: vec!["master".into(), "stable-*".into()],
+                max_age: None,
+            },
+            ..Config::default()
+        };
+        let (set, globs) = keep_set(&cfg, &[]).unwrap();
+        let d = decide(
+            "r/app",
+            &tags,
+            &set,
+            &globs,
+            Duration::from_secs(7 * 86_400),
+            now,
+        );
+        let gone: Vec<&str> = d
+            .iter()
+            .filter(|d| d.delete)
+            .map(|d| d.info.tag.as_str())
+            .collect();
+        assert_eq!(gone, ["feature-y"]);
+        let why = |t: &str| d.iter().find(|d| d.info.tag == t).unwrap().why.clone();
+        assert_eq!(why("feature-x"), "kept: shared with `master`");
+        assert_eq!(why("stable-2026.1"), "kept: matches `stable-*`");
+        assert_eq!(why("keep-feature-y"), "kept: marked with `strata keep`");
+        assert_eq!(why("feature-z"), "kept: 3d old");
+        assert_eq!(why("unknown"), "kept: no creation time");
+        assert!(table(&d, true).contains("would delete"));
+    }
+}
