@@ -258,7 +258,7 @@ impl Registry {
         let path = repository
             .strip_prefix(&format!("{host}/"))
             .unwrap_or(repository);
-        let scheme = if self.http.iter().any(|h| *h == host) {
+        let scheme = if self.http.contains(&host) {
             "http"
         } else {
             "https"
