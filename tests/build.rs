@@ -114,8 +114,15 @@ fn sample_set_builds_with_labels_and_layers() {
         "{files}"
     );
     let junit = t.read("out/junit.xml");
-    assert_eq!(junit.matches("<testcase ").count(), 13);
+    assert_eq!(junit.matches("<testcase classname=\"strata\"").count(), 13);
+    // The sample set's image tests: a case each, all passing.
+    assert!(
+        junit.contains("<testsuite name=\"strata image tests\""),
+        "{junit}"
+    );
+    assert!(junit.matches("<testcase ").count() > 13 + 40, "{junit}");
     assert!(junit.contains("failures=\"0\""));
+    assert!(!junit.contains("<failure"));
     assert!(run.stderr.contains("13 images: 13 built"), "{}", run.stderr);
 }
 

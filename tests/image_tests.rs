@@ -164,16 +164,30 @@ fn editing_a_test_reruns_the_tests_and_rebuilds_nothing() {
     }
     let ns = Namespace::new("edit-image-test");
     let t = small(&ns);
+    // Verdicts are remembered per fingerprint: a cache folder of its own,
+    // or an earlier run of this test would have passed these tests already.
+    let cache = tempfile::tempdir().unwrap();
+    let run = |t: &TestTree, args: &[&str]| {
+        let out = t
+            .command(args)
+            .env("STRATA_CACHE_DIR", cache.path())
+            .output()
+            .unwrap();
+        crate::common::Run::new(out, t.path())
+    };
     let build = |t: &TestTree| {
-        t.run(&[
-            "--set",
-            &ns.set(),
-            "build",
-            "--progress",
-            "plain",
-            "--summary",
-            "s.json",
-        ])
+        run(
+            t,
+            &[
+                "--set",
+                &ns.set(),
+                "build",
+                "--progress",
+                "plain",
+                "--summary",
+                "s.json",
+            ],
+        )
         .expect(0)
     };
     build(&t);
@@ -196,7 +210,7 @@ fn editing_a_test_reruns_the_tests_and_rebuilds_nothing() {
         "images/app/tests.yaml",
         "schemaVersion: 2.0.0\nfileExistenceTests:\n  - name: image.yaml copied\n    path: /app/image.yaml\n  - name: template copied\n    path: /app/Dockerfile.j2\n",
     );
-    let plan = t.run(&["--set", &ns.set(), "plan"]).expect(0);
+    let plan = run(&t, &["--set", &ns.set(), "plan"]).expect(0);
     assert!(plan.stdout.contains("test   app"), "{}", plan.stdout);
     let affected = t.run(&["affected", "images/app/tests.yaml"]).expect(0);
     assert!(

@@ -23,3 +23,4 @@ mod registry;
 mod retention;
 mod structure_oracle;
 mod timeline;
+mod tls;

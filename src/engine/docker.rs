@@ -25,8 +25,24 @@ impl DockerEngine {
     /// the default socket. Gives up when the engine has not answered the
     /// version check within `timeout`.
     pub async fn connect(timeout: Duration) -> Result<DockerEngine, EngineError> {
-        let host = super::endpoint::endpoint().map_err(EngineError::Unreachable)?;
-        let docker = Docker::connect_with_host(&host).map_err(|e| unreachable(&host, &e))?;
+        let end = super::endpoint::resolve().map_err(EngineError::Unreachable)?;
+        let host = end.host.clone();
+        let docker = match &end.tls {
+            Some(dir) => {
+                // rustls finds its crypto through the process-wide provider.
+                let _ = rustls::crypto::ring::default_provider().install_default();
+                Docker::connect_with_ssl(
+                    &host,
+                    &dir.join("key.pem"),
+                    &dir.join("cert.pem"),
+                    &dir.join("ca.pem"),
+                    120,
+                    bollard::API_DEFAULT_VERSION,
+                )
+            }
+            None => Docker::connect_with_host(&host),
+        }
+        .map_err(|e| unreachable(&host, &e))?;
         let docker = tokio::time::timeout(timeout, docker.negotiate_version())
             .await
             .map_err(|_| {

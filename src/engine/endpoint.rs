@@ -2,16 +2,39 @@
 //! `DOCKER_HOST` (unless unset or empty), else the context named by
 //! `DOCKER_CONTEXT` or the Docker config's `currentContext`, else the
 //! default socket. A context is read from the Docker config folder
-//! (`DOCKER_CONFIG`, else `~/.docker`): `contexts/meta/*/meta.json`.
+//! (`DOCKER_CONFIG`, else `~/.docker`): `contexts/meta/*/meta.json`, and its
+//! TLS material from `contexts/tls/*/docker/{ca,cert,key}.pem`. With
+//! `DOCKER_HOST`, `DOCKER_TLS_VERIFY` and `DOCKER_CERT_PATH` (default the
+//! config folder) say whether and with what to speak TLS, as for the CLI.
 
 use std::path::PathBuf;
 
 pub const DEFAULT: &str = "unix:///var/run/docker.sock";
 
+/// Where the engine is and how to reach it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Endpoint {
+    pub host: String,
+    /// The folder holding `ca.pem`, `cert.pem` and `key.pem`, for TLS.
+    pub tls: Option<PathBuf>,
+}
+
 /// The engine's address, or why it cannot be found (said to the user).
 pub fn endpoint() -> Result<String, String> {
+    resolve().map(|e| e.host)
+}
+
+/// The engine's address and TLS material, or why they cannot be found.
+pub fn resolve() -> Result<Endpoint, String> {
     if let Some(host) = std::env::var("DOCKER_HOST").ok().filter(|h| !h.is_empty()) {
-        return Ok(host);
+        let verify = std::env::var("DOCKER_TLS_VERIFY").is_ok_and(|v| !v.is_empty() && v != "0");
+        let tls = (verify || host.starts_with("https://")).then(|| {
+            std::env::var_os("DOCKER_CERT_PATH")
+                .filter(|p| !p.is_empty())
+                .map(PathBuf::from)
+                .unwrap_or_else(config_dir)
+        });
+        return with_tls(host, tls, "DOCKER_CERT_PATH");
     }
     let config = config_dir();
     let name = match std::env::var("DOCKER_CONTEXT")
@@ -22,15 +45,12 @@ pub fn endpoint() -> Result<String, String> {
         None => current_context(&config).unwrap_or_default(),
     };
     if name.is_empty() || name == "default" {
-        return Ok(DEFAULT.into());
+        return Ok(Endpoint {
+            host: DEFAULT.into(),
+            tls: None,
+        });
     }
     let (host, tls) = context(&config, &name)?;
-    if tls {
-        return Err(format!(
-            "the docker context `{name}` connects with TLS, which strata does not support yet; \
-             reach the engine through a socket or plain tcp:// in DOCKER_HOST"
-        ));
-    }
     if host.starts_with("ssh://") {
         return Err(format!(
             "the docker context `{name}` is `{host}`, and strata does not speak ssh; \
@@ -38,7 +58,22 @@ pub fn endpoint() -> Result<String, String> {
              and set DOCKER_HOST=unix:///tmp/docker.sock"
         ));
     }
-    Ok(host)
+    with_tls(host, tls, &format!("the docker context `{name}`"))
+}
+
+/// Check that the TLS folder holds what a client needs.
+fn with_tls(host: String, tls: Option<PathBuf>, from: &str) -> Result<Endpoint, String> {
+    if let Some(dir) = &tls {
+        for f in ["ca.pem", "cert.pem", "key.pem"] {
+            if !dir.join(f).is_file() {
+                return Err(format!(
+                    "{from} asks for TLS, and `{}` has no `{f}`; it needs ca.pem, cert.pem and key.pem",
+                    dir.display()
+                ));
+            }
+        }
+    }
+    Ok(Endpoint { host, tls })
 }
 
 fn config_dir() -> PathBuf {
@@ -54,8 +89,8 @@ fn current_context(config: &std::path::Path) -> Option<String> {
     json["currentContext"].as_str().map(str::to_string)
 }
 
-/// The docker endpoint of context `name`, and whether it has TLS material.
-fn context(config: &std::path::Path, name: &str) -> Result<(String, bool), String> {
+/// The docker endpoint of context `name`, and its TLS folder when it has one.
+fn context(config: &std::path::Path, name: &str) -> Result<(String, Option<PathBuf>), String> {
     let meta = config.join("contexts").join("meta");
     let entries = std::fs::read_dir(&meta).map_err(|_| missing(name, &meta))?;
     for entry in entries.flatten() {
@@ -72,12 +107,18 @@ fn context(config: &std::path::Path, name: &str) -> Result<(String, bool), Strin
             .as_str()
             .filter(|h| !h.is_empty())
             .ok_or_else(|| format!("the docker context `{name}` names no docker endpoint"))?;
+        if json["Endpoints"]["docker"]["SkipTLSVerify"].as_bool() == Some(true) {
+            return Err(format!(
+                "the docker context `{name}` skips verifying the engine's certificate, which strata does not do; \
+                 give the context the engine's CA (`docker context update {name} --docker \"host={host},ca=…,cert=…,key=…\"`)"
+            ));
+        }
         let tls_dir = config
             .join("contexts")
             .join("tls")
             .join(entry.file_name())
             .join("docker");
-        return Ok((host.to_string(), tls_dir.is_dir()));
+        return Ok((host.to_string(), tls_dir.is_dir().then_some(tls_dir)));
     }
     Err(missing(name, &meta))
 }
