@@ -198,7 +198,31 @@ pub fn show_plan(opts: &Options, args: &PlanArgs) -> Result<String> {
     })?;
     let mut plan = plan;
     plan::attach_tests(&mut plan, &s.suites, crate::history::passed);
-    Ok(show::plan(&plan, args.json))
+    let mut out = show::plan(&plan, args.json);
+    // What devfiles hold that strata does not build, and who needs root.
+    let mut notes = String::new();
+    for d in &s.loaded.devfiles {
+        for (name, why) in &d.unbuildable {
+            notes.push_str(&format!(
+                "not built by strata: {name} ({}): {why}\n",
+                d.path
+            ));
+        }
+    }
+    for item in &plan.items {
+        if s.loaded.images[item.id].spec.root_required {
+            notes.push_str(&format!(
+                "{}: rootRequired (the devfile says its build needs root)\n",
+                item.name
+            ));
+        }
+    }
+    if args.json {
+        eprint!("{notes}");
+    } else {
+        out.push_str(&notes);
+    }
+    Ok(out)
 }
 
 /// `strata publish`: every image of the selection (and the stale parents
@@ -339,6 +363,19 @@ async fn build(s: &Scope, args: &BuildArgs, mut logs: Option<&mut LogFiles>) -> 
     );
     for item in &mut plan.items {
         item.request.no_cache = args.no_cache;
+    }
+    // Up-to-date images keep the names their siblings' FROM lines use.
+    for item in plan
+        .items
+        .iter()
+        .filter(|i| i.local && i.action != plan::Action::Build)
+    {
+        for alias in &item.aliases {
+            engine
+                .tag(&item.reference, alias)
+                .await
+                .map_err(engine::unreachable)?;
+        }
     }
     let mut display = Display {
         progress: progress::choose(args.progress, plan.to_build().map(|i| i.name.as_str())),

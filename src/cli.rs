@@ -42,6 +42,15 @@ pub struct Cli {
     /// Leave out the images whose names match GLOB (repeatable), as `exclude:` in strata.yaml does.
     #[arg(long = "exclude", value_name = "GLOB", global = true)]
     pub exclude: Vec<String>,
+    /// Read this devfile: its `image` components join the tree (alone when there is no strata.yaml).
+    #[arg(long, value_name = "FILE", global = true)]
+    pub devfile: Option<PathBuf>,
+    /// A devfile variable, over the devfile's `variables` (repeatable).
+    #[arg(long = "var", value_name = "KEY=VALUE", global = true)]
+    pub vars: Vec<String>,
+    /// A file of devfile variables, one KEY=VALUE a line (repeatable).
+    #[arg(long = "var-file", value_name = "FILE", global = true)]
+    pub var_files: Vec<PathBuf>,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -138,6 +147,19 @@ pub enum Command {
         /// Also keep tags matching GLOB (repeatable), besides `retention.keep`.
         #[arg(long = "keep", value_name = "GLOB")]
         keep: Vec<String>,
+    },
+    /// Run a devfile's default deploy command: build and push its image
+    /// components (as `build --push`), then print its kubernetes/openshift
+    /// manifests with every built image pinned by digest (`repo@sha256:…`).
+    Deploy {
+        /// Write DIR/<component>.yaml instead of printing.
+        #[arg(long, value_name = "DIR")]
+        out: Option<PathBuf>,
+        /// Pipe the manifests to `kubectl apply -f -`.
+        #[arg(long)]
+        apply: bool,
+        #[arg(long, value_enum, default_value_t = progress::Mode::Auto)]
+        progress: progress::Mode,
     },
     /// Keep one build for good: tag REF (a reference, or IMAGE:TAG of the
     /// tree) as `keep-<tag>` in its repository; `strata prune` never deletes
@@ -301,6 +323,9 @@ impl Cli {
             sets: self.sets.clone(),
             overrides: self.overrides.clone(),
             exclude: self.exclude.clone(),
+            devfile: self.devfile.clone(),
+            vars: self.vars.clone(),
+            var_files: self.var_files.clone(),
         }
     }
 }
@@ -358,6 +383,18 @@ pub fn run(cli: Cli) -> Result<Code> {
             return crate::retention::prune(&opts, &args);
         }
         Command::Keep { reference } => crate::retention::keep(&opts, reference)?,
+        Command::Deploy {
+            out,
+            apply,
+            progress,
+        } => {
+            let args = crate::deploy::DeployArgs {
+                out: out.clone(),
+                apply: *apply,
+                progress: *progress,
+            };
+            return crate::deploy::run(&opts, &args);
+        }
         Command::Test(t) => {
             let args = BuildArgs {
                 selectors: t.selectors.clone(),

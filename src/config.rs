@@ -33,6 +33,8 @@ pub struct Config {
     pub exclude: Vec<String>,
     /// What `strata prune` keeps in the registry.
     pub retention: Retention,
+    /// Devfiles whose image components join the tree, relative to the root.
+    pub devfiles: Vec<String>,
 }
 
 /// `retention:`: tags matching `keep` (and `keep-*` tags) stay; other tags
@@ -236,6 +238,7 @@ impl Default for Config {
             insecure_registries: Vec::new(),
             exclude: Vec::new(),
             retention: Retention::default(),
+            devfiles: Vec::new(),
         }
     }
 }
@@ -267,6 +270,8 @@ pub struct Tree {
     /// The configuration file as read (`root/strata.yaml` unless `--config`).
     pub config_file: PathBuf,
     pub config: Config,
+    /// `--var` and `--var-file` values for devfiles.
+    pub devfile_vars: std::collections::BTreeMap<String, String>,
 }
 
 impl Config {
@@ -318,6 +323,15 @@ pub fn load(root: &Path, config_file: Option<&Path>, sets: &[String]) -> Result<
         Some(p) => root.join(p),
         None => root.join(CONFIG_FILE),
     };
+    // A folder with a devfile and no strata.yaml is a tree of the devfile.
+    if config_file.is_none() && !path.exists() {
+        if let Some(devfile) = crate::devfile::NAMES
+            .iter()
+            .find(|n| root.join(n).is_file())
+        {
+            return devfile_tree(root, Path::new(devfile), sets);
+        }
+    }
     let text = std::fs::read_to_string(&path).map_err(|e| {
         if e.kind() == std::io::ErrorKind::NotFound {
             Error::input(format!("no `{}` in `{}`", display_name(&path, root), root.display()))
@@ -338,6 +352,26 @@ pub fn load(root: &Path, config_file: Option<&Path>, sets: &[String]) -> Result<
         root: root.to_path_buf(),
         config_file: path,
         config,
+        devfile_vars: Default::default(),
+    })
+}
+
+/// The tree of one devfile (`--devfile FILE`, or a folder with a devfile
+/// and no strata.yaml): the defaults, no image folders, `sets` applied.
+pub fn devfile_tree(root: &Path, devfile: &Path, sets: &[String]) -> Result<Tree> {
+    let mut config = Config {
+        images: Vec::new(),
+        devfiles: vec![devfile.to_string_lossy().into_owned()],
+        ..Config::default()
+    };
+    for set in sets {
+        config = apply_set(config, set)?;
+    }
+    Ok(Tree {
+        root: root.to_path_buf(),
+        config_file: root.join(devfile),
+        config,
+        devfile_vars: Default::default(),
     })
 }
 

@@ -30,6 +30,14 @@ pub struct ImageSpec {
     pub target: Option<String>,
     /// container-structure-test files, relative to the image folder.
     pub tests: Vec<String>,
+    /// The platform to build for, over `build.platform`.
+    pub platform: Option<String>,
+    /// The network of `RUN` steps, over `build.network`.
+    pub network: Option<String>,
+    /// A devfile's `rootRequired`: recorded and shown.
+    pub root_required: bool,
+    /// A devfile's `autoBuild: false`: built only when selected by name.
+    pub auto_build: bool,
 }
 
 impl Default for ImageSpec {
@@ -44,6 +52,10 @@ impl Default for ImageSpec {
             dockerfile: None,
             target: None,
             tests: Vec::new(),
+            platform: None,
+            network: None,
+            root_required: false,
+            auto_build: true,
         }
     }
 }
@@ -62,9 +74,41 @@ pub struct Image {
     /// The build context folder.
     pub context: PathBuf,
     pub spec: ImageSpec,
+    /// The reference it is built as, when not the tree's own naming (a
+    /// devfile's `imageName`).
+    pub reference: Option<String>,
 }
 
 impl Image {
+    /// The reference this image is built and pushed as: the tree's naming,
+    /// or a devfile's `imageName` (one without `/` gets the tree's
+    /// registry and namespace, as odo's image-registry preference does; one
+    /// without a tag gets the tree's `tag`).
+    pub fn reference(&self, config: &crate::config::Config) -> String {
+        let Some(name) = &self.reference else {
+            return config.reference(&self.name);
+        };
+        let full = if name.contains('/') {
+            name.clone()
+        } else {
+            let mut c = config.clone();
+            c.prefix.clear();
+            let (repo, tag) = name.split_once(':').unwrap_or((name, ""));
+            let repo = c.repository(repo);
+            if tag.is_empty() {
+                repo
+            } else {
+                format!("{repo}:{tag}")
+            }
+        };
+        let last = full.rsplit('/').next().unwrap_or(&full);
+        if last.contains(':') || full.contains('@') {
+            full
+        } else {
+            format!("{full}:{}", config.tag)
+        }
+    }
+
     /// The Dockerfile (template) path relative to the tree root, for messages.
     pub fn dockerfile_path(&self) -> String {
         format!("{}/{}", self.rel_dir, self.dockerfile)
@@ -76,6 +120,8 @@ impl Image {
 pub struct Discovered {
     pub images: Vec<Image>,
     pub left_out: LeftOut,
+    /// The devfiles read (`devfiles:` or `--devfile`).
+    pub devfiles: Vec<crate::devfile::Devfile>,
 }
 
 /// Images of the tree that are not built, sorted by name.
@@ -158,6 +204,27 @@ pub fn discover(tree: &Tree) -> Result<Discovered> {
             }
         }
     }
+    let mut devfiles = Vec::new();
+    for d in &tree.config.devfiles {
+        let path = tree.root.join(d);
+        inside_tree(&tree.root, &path, &format!("devfile `{d}`"))?;
+        let df = crate::devfile::read(&tree.root, &path, &tree.devfile_vars)?;
+        for image in &df.images {
+            if let Some(other) = seen.insert(image.name.clone(), df.path.clone()) {
+                return Err(Error::input(format!(
+                    "two images are named `{}`: in `{other}` and in `{}`",
+                    image.name, df.path
+                ))
+                .help("image names must be unique in the tree: rename one component or folder"));
+            }
+            if excluded.is_match(&image.name) {
+                left_out.excluded.push(image.name.clone());
+            } else {
+                images.push(image.clone());
+            }
+        }
+        devfiles.push(df);
+    }
     if images.is_empty() {
         let folders: Vec<String> = tree
             .config
@@ -180,7 +247,11 @@ pub fn discover(tree: &Tree) -> Result<Discovered> {
     images.sort_by(|a, b| a.name.cmp(&b.name));
     left_out.disabled.sort();
     left_out.excluded.sort();
-    Ok(Discovered { images, left_out })
+    Ok(Discovered {
+        images,
+        left_out,
+        devfiles,
+    })
 }
 
 /// The image in `dir`, if `dir` is an image folder.
@@ -264,6 +335,7 @@ fn read_image(tree: &Tree, dir: &Path) -> Result<Option<Image>> {
         dockerfile,
         context,
         spec,
+        reference: None,
     }))
 }
 

@@ -22,6 +22,8 @@ pub struct Node {
     pub primary_parent: Option<usize>,
     /// Bases in familiar form (`debian:bookworm-slim`), sorted.
     pub bases: Vec<String>,
+    /// Built only when selected by name (a devfile's `autoBuild: false`).
+    pub manual: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -86,11 +88,20 @@ pub fn build(
             _ => r,
         }
     };
-    let by_ref: HashMap<String, usize> = images
+    let mut by_ref: HashMap<String, usize> = images
         .iter()
         .enumerate()
-        .map(|(i, img)| (strip_registry(normalize(&config.reference(&img.name))), i))
+        .map(|(i, img)| (strip_registry(normalize(&img.reference(config))), i))
         .collect();
+    // A devfile's image is also known by its `imageName` as written, the
+    // name its siblings' Dockerfiles use in `FROM`.
+    for (i, img) in images.iter().enumerate() {
+        if let Some(written) = &img.reference {
+            by_ref
+                .entry(strip_registry(normalize(written)))
+                .or_insert(i);
+        }
+    }
     let tree_prefix = {
         let ns = config.namespace.trim_matches('/');
         if ns.is_empty() && config.prefix.is_empty() {
@@ -129,7 +140,7 @@ pub fn build(
                     if let Ok(j) = images.binary_search_by(|x| x.name.as_str().cmp(name)) {
                         return Err(err(
                             format!("image `{}` uses `{}`, image `{name}` of this tree at another tag or registry", image.name, r.reference),
-                            format!("the tree builds `{}`; use `{{{{ image_ref(\"{name}\") }}}}` to refer to it", config.reference(&images[j].name)),
+                            format!("the tree builds `{}`; use `{{{{ image_ref(\"{name}\") }}}}` to refer to it", images[j].reference(config)),
                         ));
                     }
                     if left_out.disabled.iter().any(|d| d == name) {
@@ -165,7 +176,8 @@ pub fn build(
             .and_then(|b| by_ref.get(&strip_registry(normalize(b))).copied());
         nodes.push(Node {
             name: image.name.clone(),
-            reference: config.reference(&image.name),
+            reference: image.reference(config),
+            manual: !image.spec.auto_build,
             path: image.rel_dir.clone(),
             parents: parents.into_iter().collect(),
             primary_parent,

@@ -130,7 +130,11 @@ pub fn collect(loaded: &Loaded) -> Result<Vec<Inputs>> {
                 leave_out,
                 args,
                 labels,
-                platform: tree.config.build.platform.clone(),
+                platform: image
+                    .spec
+                    .platform
+                    .clone()
+                    .unwrap_or_else(|| tree.config.build.platform.clone()),
                 target: match &image.spec.target {
                     Some(own) => own.clone(),
                     // The tree's target applies where the Dockerfile has that stage.

@@ -11,6 +11,8 @@ mod build;
 mod cli;
 mod config;
 mod context;
+mod deploy;
+mod devfile;
 mod discover;
 mod dockerfile;
 mod dockerignore;

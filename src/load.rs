@@ -20,11 +20,19 @@ pub struct Options {
     pub overrides: Vec<PathBuf>,
     /// `--exclude` globs, added to `exclude:`.
     pub exclude: Vec<String>,
+    /// `--devfile FILE`: a devfile to read (its images join the tree).
+    pub devfile: Option<PathBuf>,
+    /// `--var KEY=VALUE` for devfiles.
+    pub vars: Vec<String>,
+    /// `--var-file FILE` for devfiles.
+    pub var_files: Vec<PathBuf>,
 }
 
 /// A tree, rendered and understood. Vectors are index-aligned with `graph.nodes`.
 pub struct Loaded {
     pub tree: Tree,
+    /// The devfiles read, for `plan` and `deploy`.
+    pub devfiles: Vec<crate::devfile::Devfile>,
     pub images: Vec<Image>,
     pub rendered: Vec<Rendered>,
     pub parsed: Vec<Parsed>,
@@ -46,7 +54,20 @@ pub fn load(opts: &Options) -> Result<Loaded> {
     } else {
         &opts.dir
     };
-    let mut tree = config::load(dir, opts.config.as_deref(), &opts.sets)?;
+    let mut tree = match &opts.devfile {
+        // `--devfile` alone: the devfile is the tree.
+        Some(d) if opts.config.is_none() && !dir.join(config::CONFIG_FILE).exists() => {
+            config::devfile_tree(dir, d, &opts.sets)?
+        }
+        Some(d) => {
+            let mut t = config::load(dir, opts.config.as_deref(), &opts.sets)?;
+            t.config.devfiles.push(d.to_string_lossy().into_owned());
+            t
+        }
+        None => config::load(dir, opts.config.as_deref(), &opts.sets)?,
+    };
+    let var_files: Vec<PathBuf> = opts.var_files.iter().map(|f| dir.join(f)).collect();
+    tree.devfile_vars = crate::devfile::variables(&opts.vars, &var_files)?;
     tree.config.exclude.extend(opts.exclude.iter().cloned());
     let mut found = discover::discover(&tree)?;
     crate::tags::expand(&mut tree, &mut found.images)?;
@@ -76,6 +97,7 @@ pub fn load(opts: &Options) -> Result<Loaded> {
         &found.left_out,
     )?;
     Ok(Loaded {
+        devfiles: found.devfiles,
         tree,
         images: found.images,
         rendered,

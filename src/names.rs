@@ -153,7 +153,8 @@ pub fn check(tree: &Tree, images: &[Image]) -> Result<()> {
                 ),
             );
         }
-        let repository = c.repository(&image.name);
+        let reference = image.reference(c);
+        let repository = crate::engine::split_tag(&reference).0.to_string();
         if repository.len() > 255 {
             return Err(Error::input(format!(
                 "{folder}: the repository `{repository}` is {} characters long",

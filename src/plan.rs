@@ -58,6 +58,9 @@ pub struct Item {
     pub request: BuildRequest,
     /// Its image tests, run after the build and before any tag moves.
     pub tests: Option<std::sync::Arc<crate::imagetest::Suite>>,
+    /// Other names it gets on the engine only, never pushed: a devfile's
+    /// `imageName` as written, which its siblings' `FROM` lines use.
+    pub aliases: Vec<String>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -89,6 +92,7 @@ impl Item {
                 ..Default::default()
             },
             tests: None,
+            aliases: Vec::new(),
         }
     }
 }
@@ -230,6 +234,7 @@ pub fn plan(
             fetch: false,
             request: BuildRequest::default(),
             tests: None,
+            aliases: Vec::new(),
         });
     }
     for i in 0..items.len() {
@@ -341,6 +346,16 @@ pub fn requests(
             .filter(|t| **t != loaded.tree.config.tag)
             .map(|t| format!("{repo}:{t}"))
             .collect();
+        if let Some(written) = &image.reference {
+            let full = if written.rsplit('/').next().is_some_and(|l| l.contains(':')) {
+                written.clone()
+            } else {
+                format!("{written}:latest")
+            };
+            if full != item.reference {
+                item.aliases = vec![full];
+            }
+        }
         if item.action == Action::Skip {
             continue;
         }
@@ -360,7 +375,11 @@ pub fn requests(
             buildkit,
             no_cache: false,
             target: input.target.clone(),
-            network: loaded.tree.config.build.network.clone(),
+            network: image
+                .spec
+                .network
+                .clone()
+                .unwrap_or_else(|| loaded.tree.config.build.network.clone()),
             labels_before_line: labels_before(&loaded.parsed[item.id].stages, &input.target),
             leave_out: input.leave_out.clone(),
         };

@@ -30,12 +30,20 @@ impl Selection {
 }
 
 pub fn select(graph: &Graph, config: &Config, selectors: &[String]) -> Result<Selection> {
+    // An image built only on request (`autoBuild: false`) is selected by
+    // its exact name only.
+    let automatic = |i: &usize| !graph.nodes[*i].manual;
     if selectors.is_empty() {
-        return Ok(Selection::new(graph, graph.order.clone()));
+        let ids = graph.order.iter().copied().filter(automatic).collect();
+        return Ok(Selection::new(graph, ids));
     }
     let mut chosen = BTreeSet::new();
     for s in selectors {
-        chosen.extend(matches(graph, config, s, &mut Vec::new())?);
+        let hit = matches(graph, config, s, &mut Vec::new())?;
+        chosen.extend(
+            hit.into_iter()
+                .filter(|i| automatic(i) || graph.nodes[*i].name == *s),
+        );
     }
     let ids = graph
         .order

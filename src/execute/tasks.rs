@@ -145,7 +145,7 @@ pub(super) async fn test_existing(
         let pinned = format!("{}@{digest}", crate::engine::split_tag(&item.reference).0);
         log(&format!("pulling {pinned} to test it"));
         result = match engine.pull(&pinned).await {
-            Ok(()) => tag_here(&*engine, &pinned, &item.reference).await,
+            Ok(()) => tag_item(&*engine, &pinned, &item).await,
             Err(e) => Err(e),
         };
     }
@@ -216,6 +216,9 @@ pub(super) async fn release(
             moved.push(r.clone());
         }
     }
+    if result.is_ok() {
+        result = tag_aliases(&*engine, &image_id, &item).await;
+    }
     let _ = tx.send(Msg::Released(i, result, moved, begun.elapsed()));
 }
 
@@ -285,7 +288,7 @@ pub(super) async fn fetch(
     let pinned = format!("{}@{digest}", crate::engine::split_tag(&item.reference).0);
     log(&format!("pulling {pinned}"));
     let result = match engine.pull(&pinned).await {
-        Ok(()) => tag_here(&*engine, &pinned, &item.reference).await,
+        Ok(()) => tag_item(&*engine, &pinned, &item).await,
         Err(e) => Err(e),
     };
     let result = result.map_err(|e| match e {
@@ -305,6 +308,21 @@ fn failed_push(reference: &str, e: EngineError) -> EngineError {
 async fn tag_all(engine: &dyn Engine, id: &str, item: &Item) -> Result<(), EngineError> {
     for r in release_refs(item) {
         tag_here(engine, id, r).await?;
+    }
+    tag_aliases(engine, id, item).await
+}
+
+/// Point an item's reference, and its local aliases, here at `id`.
+async fn tag_item(engine: &dyn Engine, id: &str, item: &Item) -> Result<(), EngineError> {
+    tag_here(engine, id, &item.reference).await?;
+    tag_aliases(engine, id, item).await
+}
+
+/// The names the item's siblings' `FROM` lines use for it (a devfile's
+/// `imageName` as written), on this engine only: never pushed.
+async fn tag_aliases(engine: &dyn Engine, id: &str, item: &Item) -> Result<(), EngineError> {
+    for a in &item.aliases {
+        engine.tag(id, a).await?;
     }
     Ok(())
 }

@@ -269,7 +269,7 @@ impl Renderer {
         let refs: Arc<BTreeMap<String, String>> = Arc::new(
             images
                 .iter()
-                .map(|i| (i.name.clone(), tree.config.reference(&i.name)))
+                .map(|i| (i.name.clone(), i.reference(&tree.config)))
                 .collect(),
         );
         let left_out = left_out.clone();
