@@ -336,6 +336,9 @@ fn component_image(
             Some((f, v)) if f.starts_with("--") => (f.to_string(), Some(v.to_string())),
             _ => (args[i].clone(), None),
         };
+        if !["--build-arg", "--target", "--platform", "--network"].contains(&flag.as_str()) {
+            return Err(located(&flag, format!("image `{cname}`: strata does not understand the docker build argument `{flag}`"), "strata takes --build-arg, --target, --platform and --network from `args`; odo would pass the rest to the CLI unchecked"));
+        }
         let value = match inline {
             Some(v) => v,
             None => {

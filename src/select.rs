@@ -40,10 +40,20 @@ pub fn select(graph: &Graph, config: &Config, selectors: &[String]) -> Result<Se
     let mut chosen = BTreeSet::new();
     for s in selectors {
         let hit = matches(graph, config, s, &mut Vec::new())?;
-        chosen.extend(
-            hit.into_iter()
-                .filter(|i| automatic(i) || graph.nodes[*i].name == *s),
-        );
+        let kept: Vec<usize> = hit
+            .iter()
+            .copied()
+            .filter(|i| automatic(i) || graph.nodes[*i].name == *s)
+            .collect();
+        if kept.is_empty() {
+            let names: Vec<&str> = hit.iter().map(|&i| graph.nodes[i].name.as_str()).collect();
+            return Err(Error::input(format!(
+                "selector `{s}` matches only images built on request (`autoBuild: false`): {}",
+                names.join(", ")
+            ))
+            .help("name them exactly to build them"));
+        }
+        chosen.extend(kept);
     }
     let ids = graph
         .order

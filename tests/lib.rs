@@ -7,6 +7,7 @@ mod affected;
 mod build;
 mod concurrency;
 mod defects;
+mod devfile;
 mod dockerignore_oracle;
 mod errors;
 mod exit_codes;
