@@ -225,6 +225,47 @@ pub fn show_plan(opts: &Options, args: &PlanArgs) -> Result<String> {
     Ok(out)
 }
 
+/// The selected images and what each is built on (direct parents among
+/// them), parents first: every selected image with `all`, else those the
+/// engine and registry lack with their current inputs (what a fan-out has
+/// to build). For `strata ci`.
+pub fn jobs(opts: &Options, selectors: &[String], all: bool) -> Result<Vec<(String, Vec<String>)>> {
+    let s = scope(opts, selectors, None)?;
+    let graph = &s.loaded.graph;
+    let wanted: std::collections::BTreeSet<usize> = if all {
+        s.selected.iter().copied().collect()
+    } else {
+        let plan = runtime()?.block_on(async {
+            let engine = engine::connect("docker", &s.loaded.tree.root).await?;
+            let registry = registry_for(&s, "docker");
+            prepare(
+                &s,
+                engine.as_ref(),
+                registry.as_ref(),
+                Ask::default(),
+                false,
+                true,
+            )
+            .await
+        })?;
+        plan.to_build().map(|i| i.id).collect()
+    };
+    Ok(graph
+        .order
+        .iter()
+        .filter(|i| wanted.contains(i))
+        .map(|&i| {
+            let parents = graph.nodes[i]
+                .parents
+                .iter()
+                .filter(|p| wanted.contains(p))
+                .map(|&p| graph.nodes[p].name.clone())
+                .collect();
+            (graph.nodes[i].name.clone(), parents)
+        })
+        .collect())
+}
+
 /// `strata publish`: every image of the selection (and the stale parents
 /// the plan adds) must be in the registry under its current content tag;
 /// then each release reference moves to it. Nothing moves otherwise.

@@ -161,6 +161,17 @@ pub enum Command {
         #[arg(long, value_enum, default_value_t = progress::Mode::Auto)]
         progress: progress::Mode,
     },
+    /// Print a pipeline for an existing CI system: one job per image to
+    /// build (`strata build NAME --no-deps --push --no-publish`), each
+    /// waiting for its parents' jobs, then one `strata publish` job. Without
+    /// --all, only images the engine and registry lack (asks them).
+    Ci {
+        system: crate::ci::System,
+        selectors: Vec<String>,
+        /// A job for every selected image, built or not (asks nothing).
+        #[arg(long)]
+        all: bool,
+    },
     /// Keep one build for good: tag REF (a reference, or IMAGE:TAG of the
     /// tree) as `keep-<tag>` in its repository; `strata prune` never deletes
     /// it (delete that tag to let it age again).
@@ -383,6 +394,24 @@ pub fn run(cli: Cli) -> Result<Code> {
             return crate::retention::prune(&opts, &args);
         }
         Command::Keep { reference } => crate::retention::keep(&opts, reference)?,
+        Command::Ci {
+            system,
+            selectors,
+            all,
+        } => {
+            let jobs: Vec<crate::ci::Job> = build::jobs(&opts, selectors, *all)?
+                .into_iter()
+                .map(|(name, parents)| crate::ci::Job { name, parents })
+                .collect();
+            let inv = crate::ci::Invocation::new(
+                &cli.dir,
+                cli.config.as_deref(),
+                &cli.sets,
+                &cli.exclude,
+                selectors,
+            );
+            crate::ci::emit(*system, &jobs, &inv)
+        }
         Command::Deploy {
             out,
             apply,

@@ -8,6 +8,7 @@
 
 mod affected;
 mod build;
+mod ci;
 mod cli;
 mod config;
 mod context;
