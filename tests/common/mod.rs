@@ -216,3 +216,10 @@ pub fn closed_address() -> String {
         .port();
     format!("127.0.0.1:{port}")
 }
+
+/// The second engine of ci/setup.sh (the one that speaks TLS), held by one
+/// test at a time: the executed-pipeline test empties it between jobs.
+pub fn second_engine() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    LOCK.lock().unwrap_or_else(|e| e.into_inner())
+}
