@@ -141,13 +141,7 @@ pub(super) async fn test_existing(
     let log = line_sink(i, &tx);
     let mut result = Ok(());
     if !item.local {
-        let digest = item.published.clone().unwrap_or_default();
-        let pinned = format!("{}@{digest}", crate::engine::split_tag(&item.reference).0);
-        log(&format!("pulling {pinned} to test it"));
-        result = match engine.pull(&pinned).await {
-            Ok(()) => tag_item(&*engine, &pinned, &item).await,
-            Err(e) => Err(e),
-        };
+        result = pull_pinned(&*engine, &item, &log, " to test it").await;
     }
     let result = match result {
         Ok(()) => match engine.inspect(&item.reference).await {
@@ -284,18 +278,29 @@ pub(super) async fn fetch(
 ) {
     let begun = Instant::now();
     let log = line_sink(i, &tx);
+    let result = pull_pinned(&*engine, &item, &log, "").await;
+    let _ = tx.send(Msg::Fetched(i, result, begun.elapsed()));
+}
+
+/// Pull the item's published image by digest and point its reference (and
+/// aliases) here at exactly that image.
+async fn pull_pinned(
+    engine: &dyn Engine,
+    item: &Item,
+    log: &Log,
+    why: &str,
+) -> Result<(), EngineError> {
     let digest = item.published.clone().unwrap_or_default();
     let pinned = format!("{}@{digest}", crate::engine::split_tag(&item.reference).0);
-    log(&format!("pulling {pinned}"));
+    log(&format!("pulling {pinned}{why}"));
     let result = match engine.pull(&pinned).await {
-        Ok(()) => tag_item(&*engine, &pinned, &item).await,
+        Ok(()) => tag_item(engine, &pinned, item).await,
         Err(e) => Err(e),
     };
-    let result = result.map_err(|e| match e {
+    result.map_err(|e| match e {
         EngineError::Failed(m) => EngineError::Failed(format!("pull of `{pinned}` failed: {m}")),
         other => other,
-    });
-    let _ = tx.send(Msg::Fetched(i, result, begun.elapsed()));
+    })
 }
 
 fn failed_push(reference: &str, e: EngineError) -> EngineError {

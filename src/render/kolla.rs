@@ -149,6 +149,15 @@ fn get<'a>(repo: &'a Repo, key: &str) -> Option<&'a Json> {
     repo.get(key)
 }
 
+/// One distribution's repositories, and which distribution that is.
+struct Lists {
+    list: IndexMap<String, Repo>,
+    default_list: IndexMap<String, Repo>,
+    package_type: String,
+    distro: String,
+    arch: String,
+}
+
 /// The repository data: the merged (`repos_yaml` + override) and the plain one.
 struct Repos {
     merged: Option<RepoData>,
@@ -197,17 +206,8 @@ impl Repos {
         }
     }
 
-    fn handle(
-        &self,
-        state: &State,
-        names: &Value,
-        mode: &str,
-    ) -> std::result::Result<String, minijinja::Error> {
-        if names.kind() != ValueKind::Seq {
-            return Err(error(
-                "handle_repos: the first argument should be a list of repositories",
-            ));
-        }
+    /// The repositories of the image's distribution: merged and default.
+    fn lists(&self, state: &State) -> std::result::Result<Lists, minijinja::Error> {
         let (merged, default) = self.data()?;
         let var = |name: &str| {
             state
@@ -220,8 +220,39 @@ impl Repos {
             var("base_distro"),
             var("base_arch"),
         );
-        let list = build_repo_list(merged, &package_type, &distro, &arch);
-        let default_list = build_repo_list(default, &package_type, &distro, &arch);
+        Ok(Lists {
+            list: build_repo_list(merged, &package_type, &distro, &arch),
+            default_list: build_repo_list(default, &package_type, &distro, &arch),
+            package_type,
+            distro,
+            arch,
+        })
+    }
+
+    fn handle(
+        &self,
+        state: &State,
+        names: &Value,
+        mode: &str,
+    ) -> std::result::Result<String, minijinja::Error> {
+        if names.kind() != ValueKind::Seq {
+            return Err(error(
+                "handle_repos: the first argument should be a list of repositories",
+            ));
+        }
+        let Lists {
+            list,
+            default_list,
+            package_type,
+            distro,
+            arch,
+        } = self.lists(state)?;
+        let var = |name: &str| {
+            state
+                .lookup(name)
+                .map(|v| v.to_string())
+                .unwrap_or_default()
+        };
         if package_type == "rpm" && self.overridden {
             check_rpm_overrides(&list, &default_list)?;
         }
@@ -358,20 +389,12 @@ impl Repos {
 
     /// Kolla's `cleanup_repos`: restore or remove the `build_only` repositories.
     fn cleanup(&self, state: &State) -> std::result::Result<String, minijinja::Error> {
-        let (merged, default) = self.data()?;
-        let var = |name: &str| {
-            state
-                .lookup(name)
-                .map(|v| v.to_string())
-                .unwrap_or_default()
-        };
-        let (package_type, distro, arch) = (
-            var("base_package_type"),
-            var("base_distro"),
-            var("base_arch"),
-        );
-        let list = build_repo_list(merged, &package_type, &distro, &arch);
-        let default_list = build_repo_list(default, &package_type, &distro, &arch);
+        let Lists {
+            list,
+            default_list,
+            package_type,
+            ..
+        } = self.lists(state)?;
         let mut cmds = Vec::new();
         let mut restored = HashSet::new();
         for (name, r) in &list {
