@@ -321,3 +321,40 @@ fn bad_devfiles_are_exit_2_with_file_and_line() {
         assert!(run.stderr.contains(place), "{place}: {}", run.stderr);
     }
 }
+
+/// `devfiles:` in strata.yaml adds a devfile's images to a tree of its own.
+#[test]
+fn a_strata_tree_takes_images_from_a_devfile() {
+    let t = TestTree::new();
+    t.write(
+        "strata.yaml",
+        &format!("namespace: mixed\nvars: {{base_image: '{BASE_IMAGE}'}}\ndevfiles: [app/devfile.yaml]\n"),
+    )
+    .write("images/base/Dockerfile.j2", "FROM {{ base_image }}\n")
+    .write(
+        "app/devfile.yaml",
+        "schemaVersion: 2.2.0\ncomponents:\n  - name: app\n    image:\n      imageName: app\n      dockerfile: {uri: Dockerfile}\n",
+    )
+    .write("app/Dockerfile", "FROM mixed/base:latest\n");
+    let run = t.run(&["list", "--json"]).expect(0);
+    let list: Vec<serde_json::Value> = serde_json::from_str(&run.stdout).unwrap();
+    let app = list.iter().find(|i| i["name"] == "app").unwrap();
+    assert_eq!(
+        app["parents"],
+        serde_json::json!(["base"]),
+        "built on the tree's own image"
+    );
+    assert_eq!(app["ref"], "mixed/app:latest");
+    // A Dockerfile named by URL: a clear error, nothing fetched.
+    t.write(
+        "app/devfile.yaml",
+        "schemaVersion: 2.2.0\ncomponents:\n  - name: app\n    image:\n      imageName: app\n      dockerfile: {uri: 'https://example.invalid/Dockerfile'}\n",
+    );
+    let run = t.run(&["list"]).expect(2);
+    assert!(
+        run.stderr.contains("names its Dockerfile by URL"),
+        "{}",
+        run.stderr
+    );
+    assert!(run.stderr.contains("app/devfile.yaml:6"), "{}", run.stderr);
+}
