@@ -57,6 +57,11 @@ if ! docker image inspect "$BASE" >/dev/null 2>&1; then
   log "imported $BASE"
 fi
 
+# `ci/setup.sh base`: only the engine and the base, what the sample build needs.
+if [ "${1:-}" = base ]; then
+  exit 0
+fi
+
 # 3. The registry, with htpasswd auth, on loopback.
 need curl curl
 need rsvg-convert librsvg2-bin   # the timeline test renders its SVG
