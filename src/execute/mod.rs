@@ -15,7 +15,9 @@ use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
+mod outcome;
 mod tasks;
+pub use outcome::{Event, Observer, Outcome, Run, Status};
 pub use tasks::release_refs;
 
 /// Lines of each image's log kept for its outcome (shown under a failure).
@@ -43,94 +45,6 @@ pub struct Options {
     pub order: Order,
     /// Expected relative duration of each item (for the critical path); None = 1 each.
     pub weights: Option<Vec<f64>>,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Status {
-    Built,
-    UpToDate,
-    Failed,
-    ParentFailed,
-    Cancelled,
-}
-
-impl Status {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Status::Built => "built",
-            Status::UpToDate => "up-to-date",
-            Status::Failed => "failed",
-            Status::ParentFailed => "parent-failed",
-            Status::Cancelled => "cancelled",
-        }
-    }
-
-    /// Whether the image is there as asked (built or already up to date).
-    pub fn is_ok(self) -> bool {
-        matches!(self, Status::Built | Status::UpToDate)
-    }
-}
-
-#[derive(Debug, Clone)]
-pub struct Outcome {
-    pub status: Status,
-    pub image_id: Option<String>,
-    /// Time spent building (all attempts) and pushing.
-    pub duration: Duration,
-    pub error: Option<String>,
-    /// For `parent-failed`: the failed ancestor it waited for.
-    pub failed_parent: Option<String>,
-    pub attempts: u32,
-    /// The last `TAIL_LINES` lines of its log.
-    pub tail: VecDeque<String>,
-    /// References moved in the registry (`--push`).
-    pub pushed: Vec<String>,
-    /// The registry's manifest digest of the image, when known.
-    pub digest: Option<String>,
-    /// When its step began and ended (RFC 3339), for items that ran.
-    pub started_at: Option<String>,
-    pub finished_at: Option<String>,
-    /// Its image tests' verdicts, when they ran.
-    pub tests: Vec<crate::imagetest::TestResult>,
-}
-
-impl Outcome {
-    fn new(status: Status) -> Outcome {
-        Outcome {
-            status,
-            image_id: None,
-            duration: Duration::ZERO,
-            error: None,
-            failed_parent: None,
-            attempts: 0,
-            tail: VecDeque::new(),
-            pushed: Vec::new(),
-            digest: None,
-            started_at: None,
-            finished_at: None,
-            tests: Vec::new(),
-        }
-    }
-}
-
-/// What the scheduler tells its observer, always from the one loop.
-pub enum Event<'a> {
-    Started { item: usize },
-    Line { item: usize, line: &'a str },
-    Pushing { item: usize },
-    Finished { item: usize, outcome: &'a Outcome },
-}
-
-pub trait Observer {
-    fn event(&mut self, items: &[Item], event: Event);
-}
-
-/// The result of a run; `outcomes` is index-aligned with the plan's items.
-pub struct Run {
-    pub outcomes: Vec<Outcome>,
-    pub interrupted: bool,
-    pub wall: Duration,
 }
 
 enum Msg {
