@@ -131,8 +131,9 @@ pub enum Command {
     },
     /// Build images in dependency order, in parallel, on the Docker engine.
     Build(BuildCommand),
-    /// Delete old tags from the registry by `retention:` in strata.yaml:
-    /// tags older than `max_age` that match no `keep` glob (and no
+    /// Delete old tags from the registry by `retention:` in strata.yaml.
+    ///
+    /// Tags older than `max_age` that match no `keep` glob (and no
     /// `keep-…` tag of `strata keep`), never a digest a kept tag shares.
     /// Prints the table of what goes and why; on a terminal that is all it
     /// does unless --yes is given.
@@ -148,7 +149,9 @@ pub enum Command {
         #[arg(long = "keep", value_name = "GLOB")]
         keep: Vec<String>,
     },
-    /// Run a devfile's default deploy command: build and push its image
+    /// Run a devfile's deploy: build, push, print manifests pinned by digest.
+    ///
+    /// The default deploy command: build and push its image
     /// components (as `build --push`), then print its kubernetes/openshift
     /// manifests with every built image pinned by digest (`repo@sha256:…`).
     Deploy {
@@ -161,7 +164,9 @@ pub enum Command {
         #[arg(long, value_enum, default_value_t = progress::Mode::Auto)]
         progress: progress::Mode,
     },
-    /// Print a pipeline for an existing CI system: one job per image to
+    /// Print a pipeline for GitLab, GitHub Actions, Jenkins or Zuul.
+    ///
+    /// One job per image to
     /// build (`strata build NAME --no-deps --push --no-publish`), each
     /// waiting for its parents' jobs, then one `strata publish` job. Without
     /// --all, only images the engine and registry lack (asks them).
@@ -172,15 +177,19 @@ pub enum Command {
         #[arg(long)]
         all: bool,
     },
-    /// Keep one build for good: tag REF (a reference, or IMAGE:TAG of the
+    /// Keep one build for good (tag it `keep-<tag>`).
+    ///
+    /// Tag REF (a reference, or IMAGE:TAG of the
     /// tree) as `keep-<tag>` in its repository; `strata prune` never deletes
     /// it (delete that tag to let it age again).
     Keep {
         #[arg(value_name = "REF")]
         reference: String,
     },
-    /// Run the image tests (`tests:` in image.yaml, `build.tests`) of images
-    /// that are built already, again; build nothing. Exit 1 when a test fails.
+    /// Run the image tests of images that are built already.
+    ///
+    /// The tests (`tests:` in image.yaml, `build.tests`) run again; nothing
+    /// is built. Exit 1 when a test fails.
     Test(TestCommand),
 }
 
