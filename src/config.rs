@@ -323,15 +323,6 @@ pub fn load(root: &Path, config_file: Option<&Path>, sets: &[String]) -> Result<
         Some(p) => root.join(p),
         None => root.join(CONFIG_FILE),
     };
-    // A folder with a devfile and no strata.yaml is a tree of the devfile.
-    if config_file.is_none() && !path.exists() {
-        if let Some(devfile) = crate::devfile::NAMES
-            .iter()
-            .find(|n| root.join(n).is_file())
-        {
-            return devfile_tree(root, Path::new(devfile), sets);
-        }
-    }
     let text = std::fs::read_to_string(&path).map_err(|e| {
         if e.kind() == std::io::ErrorKind::NotFound {
             Error::input(format!("no `{}` in `{}`", display_name(&path, root), root.display()))

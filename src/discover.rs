@@ -120,8 +120,6 @@ impl Image {
 pub struct Discovered {
     pub images: Vec<Image>,
     pub left_out: LeftOut,
-    /// The devfiles read (`devfiles:` or `--devfile`).
-    pub devfiles: Vec<crate::devfile::Devfile>,
 }
 
 /// Images of the tree that are not built, sorted by name.
@@ -147,7 +145,10 @@ fn exclusions(tree: &Tree) -> Result<globset::GlobSet> {
         .map_err(|e| Error::input(format!("invalid `exclude` globs: {e}")))
 }
 
-pub fn discover(tree: &Tree) -> Result<Discovered> {
+/// The images of the tree's image folders, and `extra` ones (a devfile's,
+/// with the file they come from), checked for unique names and left out by
+/// `exclude:` alike.
+pub fn discover(tree: &Tree, extra: Vec<(String, Image)>) -> Result<Discovered> {
     let excluded = exclusions(tree)?;
     let mut images: Vec<Image> = Vec::new();
     let mut left_out = LeftOut::default();
@@ -204,26 +205,19 @@ pub fn discover(tree: &Tree) -> Result<Discovered> {
             }
         }
     }
-    let mut devfiles = Vec::new();
-    for d in &tree.config.devfiles {
-        let path = tree.root.join(d);
-        inside_tree(&tree.root, &path, &format!("devfile `{d}`"))?;
-        let df = crate::devfile::read(&tree.root, &path, &tree.devfile_vars)?;
-        for image in &df.images {
-            if let Some(other) = seen.insert(image.name.clone(), df.path.clone()) {
-                return Err(Error::input(format!(
-                    "two images are named `{}`: in `{other}` and in `{}`",
-                    image.name, df.path
-                ))
-                .help("image names must be unique in the tree: rename one component or folder"));
-            }
-            if excluded.is_match(&image.name) {
-                left_out.excluded.push(image.name.clone());
-            } else {
-                images.push(image.clone());
-            }
+    for (origin, image) in extra {
+        if let Some(other) = seen.insert(image.name.clone(), origin.clone()) {
+            return Err(Error::input(format!(
+                "two images are named `{}`: in `{other}` and in `{origin}`",
+                image.name
+            ))
+            .help("image names must be unique in the tree: rename one component or folder"));
         }
-        devfiles.push(df);
+        if excluded.is_match(&image.name) {
+            left_out.excluded.push(image.name);
+        } else {
+            images.push(image);
+        }
     }
     if images.is_empty() {
         let folders: Vec<String> = tree
@@ -247,11 +241,7 @@ pub fn discover(tree: &Tree) -> Result<Discovered> {
     images.sort_by(|a, b| a.name.cmp(&b.name));
     left_out.disabled.sort();
     left_out.excluded.sort();
-    Ok(Discovered {
-        images,
-        left_out,
-        devfiles,
-    })
+    Ok(Discovered { images, left_out })
 }
 
 /// The image in `dir`, if `dir` is an image folder.

@@ -48,28 +48,53 @@ fn build_args(tree: &Tree, image: &Image) -> BTreeMap<String, String> {
     args
 }
 
-pub fn load(opts: &Options) -> Result<Loaded> {
+/// The tree the user pointed at: `strata.yaml` (or `--config`), else a
+/// devfile (`--devfile`, or `devfile.yaml` in a folder without
+/// `strata.yaml`); the command line's devfile variables and excludes added.
+pub fn tree(opts: &Options) -> Result<Tree> {
     let dir: &Path = if opts.dir.as_os_str().is_empty() {
         Path::new(".")
     } else {
         &opts.dir
     };
+    let no_config = opts.config.is_none() && !dir.join(config::CONFIG_FILE).exists();
+    let found_devfile = || {
+        crate::devfile::NAMES
+            .iter()
+            .map(PathBuf::from)
+            .find(|n| dir.join(n).is_file())
+    };
     let mut tree = match &opts.devfile {
         // `--devfile` alone: the devfile is the tree.
-        Some(d) if opts.config.is_none() && !dir.join(config::CONFIG_FILE).exists() => {
-            config::devfile_tree(dir, d, &opts.sets)?
-        }
+        Some(d) if no_config => config::devfile_tree(dir, d, &opts.sets)?,
         Some(d) => {
             let mut t = config::load(dir, opts.config.as_deref(), &opts.sets)?;
             t.config.devfiles.push(d.to_string_lossy().into_owned());
             t
         }
-        None => config::load(dir, opts.config.as_deref(), &opts.sets)?,
+        None => match found_devfile().filter(|_| no_config) {
+            Some(d) => config::devfile_tree(dir, &d, &opts.sets)?,
+            None => config::load(dir, opts.config.as_deref(), &opts.sets)?,
+        },
     };
     let var_files: Vec<PathBuf> = opts.var_files.iter().map(|f| dir.join(f)).collect();
     tree.devfile_vars = crate::devfile::variables(&opts.vars, &var_files)?;
     tree.config.exclude.extend(opts.exclude.iter().cloned());
-    let mut found = discover::discover(&tree)?;
+    Ok(tree)
+}
+
+pub fn load(opts: &Options) -> Result<Loaded> {
+    let mut tree = tree(opts)?;
+    let mut devfiles = Vec::new();
+    let mut extra = Vec::new();
+    for d in &tree.config.devfiles {
+        let path = tree.root.join(d);
+        config::inside_tree(&tree.root, &path, &format!("devfile `{d}`"))?;
+        let df = crate::devfile::read(&tree.root, &path, &tree.devfile_vars)?;
+        extra.extend(df.images.iter().map(|i| (df.path.clone(), i.clone())));
+        devfiles.push(df);
+    }
+    let mut found = discover::discover(&tree, extra)?;
     crate::tags::expand(&mut tree, &mut found.images)?;
     crate::names::check(&tree, &found.images)?;
     let overrides: Vec<PathBuf> = opts.overrides.iter().map(|o| tree.root.join(o)).collect();
@@ -97,7 +122,7 @@ pub fn load(opts: &Options) -> Result<Loaded> {
         &found.left_out,
     )?;
     Ok(Loaded {
-        devfiles: found.devfiles,
+        devfiles,
         tree,
         images: found.images,
         rendered,

@@ -255,15 +255,7 @@ pub fn prune(opts: &crate::load::Options, args: &PruneArgs) -> Result<crate::err
 /// same repository, which `prune` never deletes. REF is a reference, or
 /// `IMAGE:TAG` for an image of the tree.
 pub fn keep(opts: &crate::load::Options, reference: &str) -> Result<String> {
-    let tree = crate::config::load(
-        if opts.dir.as_os_str().is_empty() {
-            std::path::Path::new(".")
-        } else {
-            &opts.dir
-        },
-        opts.config.as_deref(),
-        &opts.sets,
-    )?;
+    let tree = crate::load::tree(opts)?;
     let config = &tree.config;
     let (repo, tag) = crate::engine::split_tag(reference);
     let full = if repo.contains('/') {
