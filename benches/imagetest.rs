@@ -12,22 +12,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-fn setting(name: &str) -> String {
-    if let Ok(v) = std::env::var(name) {
-        return v;
-    }
-    let file = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/ci/registry.env");
-    std::fs::read_to_string(&file)
-        .ok()
-        .and_then(|t| {
-            t.lines()
-                .find_map(|l| l.strip_prefix(&format!("{name}=")).map(str::to_string))
-        })
-        .unwrap_or_else(|| panic!("{name} is not set: run ci/setup.sh first"))
-}
-
 fn main() {
-    let cst = setting("STRATA_TEST_CST");
+    let cst = common::setting("STRATA_TEST_CST");
     let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/structure");
     let tree = tempfile::tempdir().unwrap();
     let dir = tree.path().join("images/subject");

@@ -11,21 +11,6 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-/// A variable from the environment, else from target/ci/registry.env.
-fn setting(name: &str) -> String {
-    if let Ok(v) = std::env::var(name) {
-        return v;
-    }
-    let file = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/ci/registry.env");
-    std::fs::read_to_string(&file)
-        .ok()
-        .and_then(|text| {
-            text.lines()
-                .find_map(|l| l.strip_prefix(&format!("{name}=")).map(str::to_string))
-        })
-        .unwrap_or_else(|| panic!("{name} is not set: run ci/setup.sh first"))
-}
-
 /// Run `cmd` to its end: wall time and the process's peak memory (bytes).
 /// The child is reaped by `wait4`, which also gives its resource usage.
 #[allow(clippy::zombie_processes)]
@@ -54,8 +39,8 @@ fn median_bytes(mut v: Vec<u64>) -> u64 {
 }
 
 fn main() {
-    let venv = PathBuf::from(setting("STRATA_TEST_KOLLA_VENV"));
-    let src = PathBuf::from(setting("STRATA_TEST_KOLLA_SRC"));
+    let venv = PathBuf::from(common::setting("STRATA_TEST_KOLLA_VENV"));
+    let src = PathBuf::from(common::setting("STRATA_TEST_KOLLA_SRC"));
     let config = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/kolla/strata.yaml");
     let work = tempfile::tempdir().unwrap();
     // Each run writes into a folder of its own: removing the last run's

@@ -53,6 +53,35 @@ pub(crate) struct BuildArgs {
     pub(crate) test_only: bool,
 }
 
+impl Default for BuildArgs {
+    /// Every image, the Docker engine, nothing pushed, output as the terminal allows.
+    fn default() -> Self {
+        BuildArgs {
+            selectors: Vec::new(),
+            jobs: None,
+            push: false,
+            ask: Ask::default(),
+            fail_fast: false,
+            retries: None,
+            pull: false,
+            progress: progress::Mode::Auto,
+            logs_dir: None,
+            summary: None,
+            junit: None,
+            metadata_file: None,
+            timeline: None,
+            buildkit: false,
+            engine: "docker".into(),
+            since: None,
+            no_wait: false,
+            no_publish: false,
+            no_cache: false,
+            no_tests: false,
+            test_only: false,
+        }
+    }
+}
+
 /// The `plan` command's arguments.
 pub(crate) struct PlanArgs<'a> {
     pub(crate) selectors: &'a [String],
@@ -151,6 +180,7 @@ fn tests_of(loaded: &Loaded, selected: &[usize]) -> Result<Vec<Option<Arc<imaget
         wanted.extend(loaded.graph.ancestors(id));
     }
     let mut suites = vec![None; loaded.images.len()];
+    let mut reader = imagetest::Reader::default();
     for id in wanted {
         let image = &loaded.images[id];
         let mut paths: Vec<PathBuf> = loaded
@@ -169,7 +199,7 @@ fn tests_of(loaded: &Loaded, selected: &[usize]) -> Result<Vec<Option<Arc<imaget
                 &format!("image test file `{}`", crate::config::display_name(p, root)),
             )?;
         }
-        suites[id] = imagetest::load(root, &paths)?.map(Arc::new);
+        suites[id] = reader.suite(root, &paths)?.map(Arc::new);
     }
     Ok(suites)
 }

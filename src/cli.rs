@@ -437,25 +437,14 @@ pub fn run(cli: Cli) -> Result<Code> {
             let args = BuildArgs {
                 selectors: t.selectors.clone(),
                 jobs: t.jobs.map(|j| j as usize),
-                push: false,
-                ask: Ask::default(),
-                fail_fast: false,
                 retries: Some(0),
-                pull: false,
-                buildkit: false,
                 progress: t.progress,
-                no_cache: false,
                 logs_dir: t.logs_dir.clone(),
                 summary: t.summary.clone(),
                 junit: t.junit.clone(),
-                metadata_file: None,
-                timeline: None,
                 engine: t.engine.clone(),
-                since: None,
-                no_wait: false,
-                no_publish: false,
-                no_tests: false,
                 test_only: true,
+                ..BuildArgs::default()
             };
             return build::run(&opts, &args);
         }

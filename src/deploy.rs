@@ -157,26 +157,10 @@ pub fn run(opts: &Options, args: &DeployArgs) -> Result<Code> {
 fn build_args(images: &[String], summary: PathBuf, progress: crate::progress::Mode) -> BuildArgs {
     BuildArgs {
         selectors: images.to_vec(),
-        jobs: None,
         push: true,
-        ask: Default::default(),
-        fail_fast: false,
-        retries: None,
-        pull: false,
         progress,
-        logs_dir: None,
         summary: Some(summary),
-        junit: None,
-        metadata_file: None,
-        timeline: None,
-        buildkit: false,
-        engine: "docker".into(),
-        since: None,
-        no_wait: false,
-        no_publish: false,
-        no_cache: false,
-        no_tests: false,
-        test_only: false,
+        ..BuildArgs::default()
     }
 }
 

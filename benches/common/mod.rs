@@ -106,3 +106,19 @@ pub fn time<T>(f: impl FnOnce() -> T) -> (T, Duration) {
     let out = f();
     (out, start.elapsed())
 }
+
+/// A setting of the test machine: from the environment, else from
+/// `target/ci/registry.env`, which ci/setup.sh writes.
+pub fn setting(name: &str) -> String {
+    if let Ok(v) = std::env::var(name) {
+        return v;
+    }
+    let file = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/ci/registry.env");
+    std::fs::read_to_string(&file)
+        .ok()
+        .and_then(|text| {
+            text.lines()
+                .find_map(|l| l.strip_prefix(&format!("{name}=")).map(str::to_string))
+        })
+        .unwrap_or_else(|| panic!("{name} is not set: run ci/setup.sh first"))
+}

@@ -151,34 +151,58 @@ impl Suite {
 }
 
 /// Read and check the test files `paths` (relative to `root`), in order.
-pub fn load(root: &Path, paths: &[PathBuf]) -> Result<Option<Suite>> {
-    if paths.is_empty() {
-        return Ok(None);
+/// Reads test files once each, however many images list them (a file of
+/// `build.tests` is listed by every image).
+#[derive(Default)]
+pub struct Reader {
+    /// Path → the file as read, with its text.
+    seen: std::collections::HashMap<PathBuf, (TestFile, String)>,
+}
+
+impl Reader {
+    /// Read and check the test files `paths` (relative to `root`), in order.
+    pub fn suite(&mut self, root: &Path, paths: &[PathBuf]) -> Result<Option<Suite>> {
+        if paths.is_empty() {
+            return Ok(None);
+        }
+        let mut hasher = blake3::Hasher::new();
+        hasher.update(b"strata-tests-v1");
+        let mut files = Vec::new();
+        for path in paths {
+            let (file, text) = match self.seen.get(path) {
+                Some(known) => known.clone(),
+                None => {
+                    let read = read(root, path)?;
+                    self.seen.insert(path.clone(), read.clone());
+                    read
+                }
+            };
+            hasher.update(file.path.as_bytes());
+            hasher.update(&(text.len() as u64).to_le_bytes());
+            hasher.update(text.as_bytes());
+            files.push(file);
+        }
+        Ok(Some(Suite {
+            files,
+            key: hasher.finalize().to_hex().to_string(),
+        }))
     }
-    let mut hasher = blake3::Hasher::new();
-    hasher.update(b"strata-tests-v1");
-    let mut files = Vec::new();
-    for path in paths {
-        let name = crate::config::display_name(path, root);
-        let text = std::fs::read_to_string(path).map_err(|e| {
-            if e.kind() == std::io::ErrorKind::NotFound {
-                Error::input(format!("image test file `{name}` does not exist"))
-                    .help("`tests:` lists container-structure-test files, relative to the image folder (image.yaml) or the tree root (build.tests)")
-            } else {
-                Error::read(path, e)
-            }
-        })?;
-        let spec: Spec = parse_yaml(&name, &text)?;
-        check(&name, &text, &spec)?;
-        hasher.update(name.as_bytes());
-        hasher.update(&(text.len() as u64).to_le_bytes());
-        hasher.update(text.as_bytes());
-        files.push(TestFile { path: name, spec });
-    }
-    Ok(Some(Suite {
-        files,
-        key: hasher.finalize().to_hex().to_string(),
-    }))
+}
+
+/// One test file, read and checked, and its text.
+fn read(root: &Path, path: &Path) -> Result<(TestFile, String)> {
+    let name = crate::config::display_name(path, root);
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        if e.kind() == std::io::ErrorKind::NotFound {
+            Error::input(format!("image test file `{name}` does not exist"))
+                .help("`tests:` lists container-structure-test files, relative to the image folder (image.yaml) or the tree root (build.tests)")
+        } else {
+            Error::read(path, e)
+        }
+    })?;
+    let spec: Spec = parse_yaml(&name, &text)?;
+    check(&name, &text, &spec)?;
+    Ok((TestFile { path: name, spec }, text))
 }
 
 /// What container-structure-test refuses, and what it would only find out

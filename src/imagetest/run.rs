@@ -76,7 +76,7 @@ pub async fn suite(
         };
         for t in &spec.command_tests {
             let begun = Instant::now();
-            let errors = command(engine, image, t, &global).await;
+            let errors = command(engine, image, t, &global, &env).await;
             record(&t.name, begun, errors)?;
         }
         for t in &spec.file_existence_tests {
@@ -119,9 +119,10 @@ async fn command(
     image: &str,
     t: &CommandTest,
     global: &[String],
+    env: &HashMap<String, String>,
 ) -> Result<Vec<String>, EngineError> {
     let mut made: Vec<String> = Vec::new();
-    let result = command_steps(engine, image, t, global, &mut made).await;
+    let result = command_steps(engine, image, t, global, env, &mut made).await;
     // The images committed by setup steps go, whatever happened.
     for id in made.iter().rev() {
         let _ = engine.remove_image(id).await;
@@ -129,20 +130,22 @@ async fn command(
     result
 }
 
+/// `image_env`: the image's environment with the file's global variables,
+/// as container-structure-test's driver sees it after committing them.
 async fn command_steps(
     engine: &dyn Engine,
     image: &str,
     t: &CommandTest,
     global: &[String],
+    image_env: &HashMap<String, String>,
     made: &mut Vec<String>,
 ) -> Result<Vec<String>, EngineError> {
     let mut current = image.to_string();
-    let image_env = env_map(&engine.image_config(&current).await?.env);
     let mut setup_env = global.to_vec();
     setup_env.extend(
         t.env_vars
             .iter()
-            .map(|p| format!("{}={}", p.key, expand(&p.value, &image_env))),
+            .map(|p| format!("{}={}", p.key, expand(&p.value, image_env))),
     );
     for step in &t.setup {
         let out = engine
@@ -162,7 +165,12 @@ async fn command_steps(
             current = id;
         }
     }
-    let env = env_map(&engine.image_config(&current).await?.env);
+    // A committed setup step keeps its container's environment: read it again.
+    let env = if t.setup.is_empty() {
+        image_env.clone()
+    } else {
+        env_map(&engine.image_config(&current).await?.env)
+    };
     let cmd: Vec<String> = std::iter::once(&t.command)
         .chain(&t.args)
         .map(|a| expand(a, &env))
@@ -178,38 +186,20 @@ async fn command_steps(
         })
         .await?;
     let mut errors = Vec::new();
-    for e in &t.expected_error {
-        if !found(e, &out.stderr) {
-            errors.push(format!(
-                "Expected string '{e}' not found in error '{}'",
-                out.stderr
-            ));
-        }
-    }
-    for e in &t.excluded_error {
-        if found(e, &out.stderr) {
-            errors.push(format!(
-                "Excluded string '{e}' found in error '{}'",
-                out.stderr
-            ));
-        }
-    }
-    for o in &t.expected_output {
-        if !found(o, &out.stdout) {
-            errors.push(format!(
-                "Expected string '{o}' not found in output '{}'",
-                out.stdout
-            ));
-        }
-    }
-    for o in &t.excluded_output {
-        if found(o, &out.stdout) {
-            errors.push(format!(
-                "Excluded string '{o}' found in output '{}'",
-                out.stdout
-            ));
-        }
-    }
+    check_text(
+        &mut errors,
+        &t.expected_error,
+        &t.excluded_error,
+        &out.stderr,
+        "error",
+    );
+    check_text(
+        &mut errors,
+        &t.expected_output,
+        &t.excluded_output,
+        &out.stdout,
+        "output",
+    );
     if t.exit_code != out.exit_code {
         errors.push(format!(
             "Test '{}' exited with incorrect error code. Expected: {}, Actual: {}",
@@ -332,21 +322,34 @@ async fn content(
     };
     let text = String::from_utf8_lossy(&data);
     let mut errors = Vec::new();
-    for s in &t.expected_contents {
-        if !found(s, &text) {
-            errors.push(format!(
-                "Expected string '{s}' not found in file content string '{text}'"
-            ));
-        }
-    }
-    for s in &t.excluded_contents {
-        if found(s, &text) {
-            errors.push(format!(
-                "Excluded string '{s}' found in file content string '{text}'"
-            ));
-        }
-    }
+    let (expected, excluded) = (&t.expected_contents, &t.excluded_contents);
+    check_text(
+        &mut errors,
+        expected,
+        excluded,
+        &text,
+        "file content string",
+    );
     Ok(errors)
+}
+
+/// Every `expected` pattern found in `text`, no `excluded` one, worded as
+/// container-structure-test words it (`what`: "output", "error", …).
+fn check_text(
+    errors: &mut Vec<String>,
+    expected: &[String],
+    excluded: &[String],
+    text: &str,
+    what: &str,
+) {
+    for e in expected.iter().filter(|e| !found(e, text)) {
+        errors.push(format!(
+            "Expected string '{e}' not found in {what} '{text}'"
+        ));
+    }
+    for e in excluded.iter().filter(|e| found(e, text)) {
+        errors.push(format!("Excluded string '{e}' found in {what} '{text}'"));
+    }
 }
 
 fn pair_matches(p: &Pair, value: &str) -> bool {
