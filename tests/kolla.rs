@@ -331,7 +331,9 @@ fn kolla_images_are_excluded_by_name() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("which is excluded"), "{err}");
     assert!(
-        err.contains("exclude `nova-api` too") || err.contains("too"),
+        err.contains(
+            "too (`exclude:` in strata.yaml or `--exclude`), or stop excluding `nova-base`"
+        ),
         "{err}"
     );
 }
