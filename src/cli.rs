@@ -117,8 +117,9 @@ pub enum Command {
         /// Refresh base images from their registries first (also `build.pull: true`).
         #[arg(long)]
         pull: bool,
-        #[arg(long, value_name = "ENGINE", default_value = "docker", hide = true)]
-        engine: String,
+        /// Ask these engines what exists (repeatable; as for `build`).
+        #[arg(long = "engine", value_name = "HOST[=JOBS]", value_parser = engine_spec)]
+        engines: Vec<crate::engine::pool::Spec>,
     },
     /// The images (and everything built on them) that a change to PATHs would rebuild.
     Affected {
@@ -322,9 +323,17 @@ pub struct BuildCommand {
     /// `docker buildx bake --metadata-file` (digest: the registry's, with --push).
     #[arg(long, value_name = "FILE")]
     metadata_file: Option<PathBuf>,
-    /// The engine: `docker` (DOCKER_HOST or the default socket) or `sim:SCRIPT.yaml` (simulated).
-    #[arg(long, value_name = "ENGINE", default_value = "docker", hide = true)]
-    engine: String,
+    /// Build on this engine, JOBS builds at once (default --jobs); repeat
+    /// it to build over several. `docker` is the one DOCKER_HOST (or the
+    /// docker context) names; also `unix:///…`, `tcp://HOST:PORT` (TLS with
+    /// DOCKER_TLS_VERIFY and DOCKER_CERT_PATH), or `sim:SCRIPT.yaml` (a
+    /// simulated engine). Replaces `engines:` in strata.yaml. With more
+    /// than one, images pass between engines through `registry:` (each is
+    /// pushed to its content tag as soon as it is built, and pulled by
+    /// digest where a child is built); an engine that stops answering is
+    /// left out and its builds run elsewhere.
+    #[arg(long = "engine", value_name = "HOST[=JOBS]", value_parser = engine_spec)]
+    engines: Vec<crate::engine::pool::Spec>,
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -379,7 +388,7 @@ pub fn run(cli: Cli) -> Result<Code> {
                 junit: b.junit.clone(),
                 metadata_file: b.metadata_file.clone(),
                 timeline: b.timeline.clone(),
-                engine: b.engine.clone(),
+                engines: b.engines.clone(),
                 since: b.since.clone(),
                 no_wait: b.no_wait,
                 no_publish: b.no_publish,
@@ -442,7 +451,7 @@ pub fn run(cli: Cli) -> Result<Code> {
                 logs_dir: t.logs_dir.clone(),
                 summary: t.summary.clone(),
                 junit: t.junit.clone(),
-                engine: t.engine.clone(),
+                engines: vec![crate::engine::pool::Spec::parse(&t.engine)?],
                 test_only: true,
                 ..BuildArgs::default()
             };
@@ -456,7 +465,7 @@ pub fn run(cli: Cli) -> Result<Code> {
             no_deps,
             since,
             pull,
-            engine,
+            engines,
         } => {
             opts.sets.extend(inputs.sets());
             let args = PlanArgs {
@@ -467,7 +476,7 @@ pub fn run(cli: Cli) -> Result<Code> {
                     force: *force,
                     no_deps: *no_deps,
                 },
-                engine,
+                engines,
                 since: since.as_deref(),
             };
             build::show_plan(&opts, &args)?
@@ -540,4 +549,12 @@ pub fn run(cli: Cli) -> Result<Code> {
         .write_all(out.as_bytes())
         .and_then(|_| stdout.flush());
     Ok(Code::Success)
+}
+
+/// `--engine HOST[=JOBS]`.
+fn engine_spec(text: &str) -> std::result::Result<crate::engine::pool::Spec, String> {
+    crate::engine::pool::Spec::parse(text).map_err(|e| match e.help {
+        Some(help) => format!("{}\n  help: {help}", e.message),
+        None => e.message,
+    })
 }

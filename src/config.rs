@@ -35,6 +35,9 @@ pub struct Config {
     pub retention: Retention,
     /// Devfiles whose image components join the tree, relative to the root.
     pub devfiles: Vec<String>,
+    /// The engines a run builds on (`--engine` replaces them); more than
+    /// one shares images through `registry:`.
+    pub engines: Vec<crate::engine::pool::Spec>,
 }
 
 /// `retention:`: tags matching `keep` (and `keep-*` tags) stay; other tags
@@ -239,6 +242,7 @@ impl Default for Config {
             exclude: Vec::new(),
             retention: Retention::default(),
             devfiles: Vec::new(),
+            engines: Vec::new(),
         }
     }
 }

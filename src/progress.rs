@@ -304,6 +304,7 @@ impl crate::execute::Observer for Display<'_> {
                 }
                 self.progress.finished(&items[item], outcome);
             }
+            Event::Note { text } => self.progress.note(text),
         }
     }
 }

@@ -32,7 +32,8 @@ pub struct ImageReport {
     /// When its step began and ended (RFC 3339), for images it ran.
     pub started_at: Option<String>,
     pub finished_at: Option<String>,
-    /// The engine it ran on (`DOCKER_HOST` or the socket).
+    /// The engine it ran on (`DOCKER_HOST` or the socket); with several,
+    /// the one it was built (or uploaded) on, empty when it ran on none.
     pub engine: String,
     /// For an image built: each parent in this run's plan → the image it
     /// was built on (the registry digest when the parent came from there,
@@ -52,6 +53,16 @@ pub struct Summary {
     pub duration_s: f64,
     /// `--no-tests`: no image test ran.
     pub tests_skipped: bool,
+    /// Engines of a pool that stopped answering during the run.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub engines_lost: Vec<LostEngine>,
+}
+
+/// An engine lost during a run, and the error that showed it.
+#[derive(Debug, Clone, Serialize)]
+pub struct LostEngine {
+    pub engine: String,
+    pub error: String,
 }
 
 impl Summary {
@@ -94,6 +105,7 @@ impl Summary {
             images,
             duration_s: run.wall.as_secs_f64(),
             tests_skipped: false,
+            engines_lost: Vec::new(),
         }
     }
 

@@ -93,6 +93,41 @@ pub async fn existing(
     Ok(out)
 }
 
+/// What each engine of a run holds ([`existing`] asked of each), merged:
+/// an image counts with the label of an engine that has it up to date
+/// (`fps`) when one does. Also what each engine holds, as given.
+pub async fn existing_on(
+    graph: &Graph,
+    selected: &[usize],
+    engines: &[&dyn Engine],
+    fps: &[fingerprint::Fingerprint],
+) -> Result<(HashMap<String, String>, Vec<HashMap<String, String>>)> {
+    let each = futures_util::future::join_all(
+        engines
+            .iter()
+            .map(|engine| existing(graph, selected, *engine)),
+    )
+    .await
+    .into_iter()
+    .collect::<Result<Vec<_>>>()?;
+    let current: HashMap<&str, &str> = graph
+        .nodes
+        .iter()
+        .zip(fps)
+        .map(|(n, fp)| (n.reference.as_str(), fp.hash.as_str()))
+        .collect();
+    let mut merged: HashMap<String, String> = HashMap::new();
+    for found in &each {
+        for (reference, label) in found {
+            let up_to_date = current.get(reference.as_str()) == Some(&label.as_str());
+            if up_to_date || !merged.contains_key(reference) {
+                merged.insert(reference.clone(), label.clone());
+            }
+        }
+    }
+    Ok((merged, each))
+}
+
 /// Registry questions in flight at once: each waits mostly on the network.
 const LOOKUPS: usize = 64;
 

@@ -26,6 +26,14 @@ impl DockerEngine {
     /// version check within `timeout`.
     pub async fn connect(timeout: Duration) -> Result<DockerEngine, EngineError> {
         let end = super::endpoint::resolve().map_err(EngineError::Unreachable)?;
+        Self::connect_to(end, timeout).await
+    }
+
+    /// Connect to the engine at `end` (one of a pool).
+    pub async fn connect_to(
+        end: super::endpoint::Endpoint,
+        timeout: Duration,
+    ) -> Result<DockerEngine, EngineError> {
         let host = end.host.clone();
         let docker = match &end.tls {
             Some(dir) => {

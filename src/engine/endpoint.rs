@@ -27,14 +27,7 @@ pub fn endpoint() -> Result<String, String> {
 /// The engine's address and TLS material, or why they cannot be found.
 pub fn resolve() -> Result<Endpoint, String> {
     if let Some(host) = std::env::var("DOCKER_HOST").ok().filter(|h| !h.is_empty()) {
-        let verify = std::env::var("DOCKER_TLS_VERIFY").is_ok_and(|v| !v.is_empty() && v != "0");
-        let tls = (verify || host.starts_with("https://")).then(|| {
-            std::env::var_os("DOCKER_CERT_PATH")
-                .filter(|p| !p.is_empty())
-                .map(PathBuf::from)
-                .unwrap_or_else(config_dir)
-        });
-        return with_tls(host, tls, "DOCKER_CERT_PATH");
+        return for_host(host);
     }
     let config = config_dir();
     let name = match std::env::var("DOCKER_CONTEXT")
@@ -59,6 +52,20 @@ pub fn resolve() -> Result<Endpoint, String> {
         ));
     }
     with_tls(host, tls, &format!("the docker context `{name}`"))
+}
+
+/// An engine named by its address (`DOCKER_HOST`, or one of a pool):
+/// `DOCKER_TLS_VERIFY` and `DOCKER_CERT_PATH` say whether and with what to
+/// speak TLS to a `tcp://` one, as for the CLI; `https://` always does.
+pub fn for_host(host: String) -> Result<Endpoint, String> {
+    let verify = std::env::var("DOCKER_TLS_VERIFY").is_ok_and(|v| !v.is_empty() && v != "0");
+    let tls = (host.starts_with("https://") || (verify && host.starts_with("tcp://"))).then(|| {
+        std::env::var_os("DOCKER_CERT_PATH")
+            .filter(|p| !p.is_empty())
+            .map(PathBuf::from)
+            .unwrap_or_else(config_dir)
+    });
+    with_tls(host, tls, "DOCKER_CERT_PATH")
 }
 
 /// Check that the TLS folder holds what a client needs.

@@ -6,6 +6,7 @@
 mod containers;
 pub mod docker;
 mod endpoint;
+pub mod pool;
 pub mod sim;
 
 use futures_util::future::BoxFuture;

@@ -16,8 +16,10 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 
 mod outcome;
+mod pool;
 mod tasks;
 pub use outcome::{Event, Observer, Outcome, Run, Status};
+pub use pool::Pool;
 pub use tasks::release_refs;
 
 /// Lines of each image's log kept for its outcome (shown under a failure).
@@ -50,8 +52,10 @@ pub struct Options {
 enum Msg {
     Line(usize, String),
     Built(usize, Result<String, EngineError>, Duration, u32),
-    /// The content tag is in the registry.
-    Uploaded(usize, Result<(), EngineError>, Duration),
+    /// The content tag is in the registry (with its digest, in a pool).
+    Uploaded(usize, Result<(), EngineError>, Duration, Option<String>),
+    /// The item's engine stopped answering during its step (a pool only).
+    Lost(usize, String),
     /// The release tags moved (those in the list), or one failed.
     Released(usize, Result<(), EngineError>, Vec<String>, Duration),
     /// An image only in the registry was pulled by digest and tagged.
@@ -114,7 +118,12 @@ struct Scheduler<'a> {
     items: &'a [Item],
     opts: &'a Options,
     observer: &'a mut dyn Observer,
-    engine: Arc<dyn Engine>,
+    /// The engines, and where each item runs.
+    place: pool::Placement,
+    /// The registry digest of each item's content tag, once known.
+    digests: Vec<Option<String>>,
+    /// Engines lost during the run, with why.
+    lost: Vec<(String, String)>,
     prio: Vec<f64>,
     children: Vec<Vec<usize>>,
     /// Parents each item still waits for.
@@ -134,7 +143,6 @@ struct Scheduler<'a> {
     releasing: JoinSet<()>,
     tx: mpsc::UnboundedSender<Msg>,
     push_slots: Arc<tokio::sync::Semaphore>,
-    running: usize,
     stopping: bool,
 }
 
@@ -161,6 +169,7 @@ impl<'a> Scheduler<'a> {
             outcome.finished_at = Some(crate::git::now_rfc3339_millis());
         }
         outcome.tail = std::mem::take(&mut self.tails[i]);
+        outcome.engine = self.place.name_of(i);
         outcome.tests = std::mem::take(&mut self.tested[i]);
         self.observer.event(
             self.items,
@@ -185,16 +194,21 @@ impl<'a> Scheduler<'a> {
             }
             let mut o = Outcome::new(Status::UpToDate);
             o.digest = item.published.clone();
-            if item.fetch {
+            // Several engines: what is only in the registry is pulled by
+            // digest where something is built on it, not here.
+            if item.fetch && !self.place.several() {
                 self.state[i] = State::Running;
                 self.outcomes[i] = Some(o);
                 self.tasks.spawn(tasks::fetch(
                     i,
                     item.clone(),
-                    self.engine.clone(),
+                    self.place.engine_of(i),
                     self.tx.clone(),
                 ));
             } else if self.opts.push && item.published.is_none() {
+                if let Some(e) = self.place.holder(i) {
+                    self.place.place(i, e);
+                }
                 self.state[i] = State::Pushing;
                 o.image_id = Some(item.reference.clone());
                 self.outcomes[i] = Some(o);
@@ -203,7 +217,7 @@ impl<'a> Scheduler<'a> {
                     i,
                     item.clone(),
                     Some(item.reference.clone()),
-                    self.engine.clone(),
+                    self.on(i),
                     self.push_slots.clone(),
                     self.tx.clone(),
                 ));
@@ -240,26 +254,55 @@ impl<'a> Scheduler<'a> {
         }
     }
 
+    /// The engine item `i` runs on, for a task.
+    fn on(&self, i: usize) -> tasks::On {
+        tasks::On {
+            engine: self.place.engine_of(i),
+            pool: self.place.several(),
+        }
+    }
+
+    /// Start ready items, highest priority first, each on the engine with
+    /// a free slot that holds most of its parents.
     fn start_ready(&mut self) {
-        while !self.stopping && self.running < self.opts.jobs.max(1) {
+        while !self.stopping && self.place.any_free() {
             let Some(i) = self.next_ready() else { break };
+            let Some(e) = self.place.choose(&self.items[i].parents) else {
+                self.ready(i);
+                break;
+            };
+            self.place.start(i, e);
             self.state[i] = State::Running;
             self.started[i] = Some(crate::git::now_rfc3339_millis());
-            self.running += 1;
             self.observer.event(self.items, Event::Started { item: i });
-            let item = self.items[i].clone();
+            let mut item = self.items[i].clone();
+            // Parents this engine lacks: pulled by digest before the build.
+            let missing: Vec<Item> = match self.place.several() {
+                false => Vec::new(),
+                true => item
+                    .parents
+                    .iter()
+                    .filter(|&&p| !self.place.holds(e, p))
+                    .map(|&p| {
+                        let mut parent = self.items[p].clone();
+                        parent.published = self.digests[p].clone();
+                        parent
+                    })
+                    .collect(),
+            };
             if item.action == Action::Test {
-                self.tasks.spawn(tasks::test_existing(
-                    i,
-                    item,
-                    self.engine.clone(),
-                    self.tx.clone(),
-                ));
+                if self.place.several() {
+                    item.local = self.place.holds(e, i);
+                    item.published = self.digests[i].clone();
+                }
+                self.tasks
+                    .spawn(tasks::test_existing(i, item, self.on(i), self.tx.clone()));
             } else {
                 self.tasks.spawn(tasks::build(
                     i,
                     item,
-                    self.engine.clone(),
+                    self.on(i),
+                    missing,
                     self.opts.retries,
                     self.opts.push,
                     self.tx.clone(),
@@ -292,7 +335,16 @@ impl<'a> Scheduler<'a> {
         took: Duration,
         attempts: u32,
     ) {
-        self.running -= 1;
+        self.place.release_slot(i);
+        if result.is_ok() {
+            // The engine now holds the item and every parent it was built on.
+            if let Some(e) = self.place.placed(i) {
+                self.place.hold(e, i);
+                for k in 0..self.items[i].parents.len() {
+                    self.place.hold(e, self.items[i].parents[k]);
+                }
+            }
+        }
         // An up-to-date image that was only tested stays up to date.
         let tested_only = self.items[i].action == Action::Test;
         let mut o = Outcome::new(if tested_only {
@@ -314,7 +366,7 @@ impl<'a> Scheduler<'a> {
                 i,
                 self.items[i].clone(),
                 None,
-                self.engine.clone(),
+                self.on(i),
                 self.push_slots.clone(),
                 self.tx.clone(),
             ));
@@ -327,11 +379,21 @@ impl<'a> Scheduler<'a> {
 
     /// The content tag is uploaded: move the release tags, unless the run
     /// is stopping (then no tag moves at all).
-    fn uploaded(&mut self, i: usize, result: Result<(), EngineError>, took: Duration) {
+    fn uploaded(
+        &mut self,
+        i: usize,
+        result: Result<(), EngineError>,
+        took: Duration,
+        digest: Option<String>,
+    ) {
         let Some(mut o) = self.outcomes[i].take() else {
             return;
         };
         o.duration += took;
+        if digest.is_some() {
+            self.digests[i] = digest.clone();
+            o.digest = o.digest.or(digest);
+        }
         if let Err(e) = result {
             return self.fail(i, o, e);
         }
@@ -347,7 +409,7 @@ impl<'a> Scheduler<'a> {
             i,
             self.items[i].clone(),
             id,
-            self.engine.clone(),
+            self.on(i),
             self.opts.publish_each,
             self.tx.clone(),
         ));
@@ -407,11 +469,58 @@ impl<'a> Scheduler<'a> {
         }
     }
 
+    /// Item `i`'s engine stopped answering: the engine is lost (said once),
+    /// and the item goes back to the queue to run elsewhere. When no
+    /// engine is left the run stops.
+    fn lost(&mut self, i: usize, why: String) {
+        if !matches!(
+            self.state[i],
+            State::Running | State::Pushing | State::Releasing
+        ) {
+            return;
+        }
+        self.place.release_slot(i);
+        let Some(e) = self.place.placed(i) else {
+            return;
+        };
+        if self.place.lose(e) {
+            let name = self.place.name(e).to_string();
+            let text = format!(
+                "strata: engine {name} lost ({why}); what ran there goes back to the queue"
+            );
+            self.observer.event(self.items, Event::Note { text: &text });
+            self.lost.push((name, why));
+        }
+        self.outcomes[i] = None;
+        self.tails[i].clear();
+        self.tested[i].clear();
+        self.started[i] = None;
+        self.state[i] = State::Waiting;
+        if self.place.all_lost() {
+            return self.stop();
+        }
+        if self.items[i].action == Action::Skip {
+            // Up to date only on the lost engine and not yet uploaded.
+            let mut o = Outcome::new(Status::Failed);
+            o.error = Some(format!(
+                "its only up-to-date copy was on engine {}, which was lost before the upload; build it again",
+                self.place.name(e)
+            ));
+            self.finish(i, o);
+            self.fail_descendants(i);
+            return;
+        }
+        if !self.stopping {
+            self.ready(i);
+        }
+    }
+
     fn handle(&mut self, msg: Msg) {
         match msg {
             Msg::Line(i, line) => self.line(i, &line),
             Msg::Built(i, result, took, attempts) => self.built(i, result, took, attempts),
-            Msg::Uploaded(i, result, took) => self.uploaded(i, result, took),
+            Msg::Uploaded(i, result, took, digest) => self.uploaded(i, result, took, digest),
+            Msg::Lost(i, why) => self.lost(i, why),
             Msg::Released(i, result, moved, took) => self.released(i, result, moved, took),
             Msg::Fetched(i, result, took) => self.fetched(i, result, took),
             Msg::Tested(i, results) => self.tested[i] = results,
@@ -465,6 +574,27 @@ pub async fn execute(
     observer: &mut dyn Observer,
     interrupt: impl std::future::Future<Output = ()>,
 ) -> Run {
+    execute_on(
+        items,
+        Pool::one(engine, opts.jobs),
+        opts,
+        observer,
+        interrupt,
+    )
+    .await
+}
+
+/// Run every item of a plan over the engines of `pool` (`opts.jobs` is
+/// not used: each engine has its own slots). With several, every item's
+/// step includes the upload of its content tag (`opts.push`), the hand-off
+/// to engines that build on it.
+pub async fn execute_on(
+    items: &[Item],
+    pool: Pool,
+    opts: &Options,
+    observer: &mut dyn Observer,
+    interrupt: impl std::future::Future<Output = ()>,
+) -> Run {
     let start = Instant::now();
     let n = items.len();
     let (tx, mut rx) = mpsc::unbounded_channel::<Msg>();
@@ -472,7 +602,9 @@ pub async fn execute(
         items,
         opts,
         observer,
-        engine,
+        place: pool::Placement::new(pool, n),
+        digests: items.iter().map(|i| i.published.clone()).collect(),
+        lost: Vec::new(),
         prio: priorities(items, opts.weights.as_deref()),
         children: children(items),
         missing: items.iter().map(|j| j.parents.len()).collect(),
@@ -487,7 +619,6 @@ pub async fn execute(
         releasing: JoinSet::new(),
         tx,
         push_slots: Arc::new(tokio::sync::Semaphore::new(opts.push_jobs.max(1))),
-        running: 0,
         stopping: false,
     };
     s.skip_up_to_date();
@@ -525,6 +656,8 @@ pub async fn execute(
     }
     s.wind_up(&mut rx);
     Run {
+        all_lost: s.place.all_lost(),
+        lost: s.lost,
         outcomes: s.outcomes.into_iter().flatten().collect(),
         interrupted,
         wall: start.elapsed(),

@@ -53,6 +53,8 @@ pub struct Outcome {
     pub finished_at: Option<String>,
     /// Its image tests' verdicts, when they ran.
     pub tests: Vec<crate::imagetest::TestResult>,
+    /// The engine it was built, tested or uploaded on, in a run over several.
+    pub engine: Option<String>,
 }
 
 impl Outcome {
@@ -70,16 +72,31 @@ impl Outcome {
             started_at: None,
             finished_at: None,
             tests: Vec::new(),
+            engine: None,
         }
     }
 }
 
 /// What the scheduler tells its observer, always from the one loop.
 pub enum Event<'a> {
-    Started { item: usize },
-    Line { item: usize, line: &'a str },
-    Pushing { item: usize },
-    Finished { item: usize, outcome: &'a Outcome },
+    Started {
+        item: usize,
+    },
+    Line {
+        item: usize,
+        line: &'a str,
+    },
+    Pushing {
+        item: usize,
+    },
+    Finished {
+        item: usize,
+        outcome: &'a Outcome,
+    },
+    /// Something about the run, not one image (an engine lost).
+    Note {
+        text: &'a str,
+    },
 }
 
 pub trait Observer {
@@ -91,4 +108,8 @@ pub struct Run {
     pub outcomes: Vec<Outcome>,
     pub interrupted: bool,
     pub wall: Duration,
+    /// Engines that stopped answering during the run, with why.
+    pub lost: Vec<(String, String)>,
+    /// Every engine was lost: the run could not go on (exit 3).
+    pub all_lost: bool,
 }

@@ -46,51 +46,68 @@ pub fn release_refs(item: &Item) -> impl Iterator<Item = &String> {
 pub(super) async fn build(
     i: usize,
     item: Item,
-    engine: Arc<dyn Engine>,
+    on: On,
+    missing: Vec<Item>,
     retries: u32,
     push: bool,
     tx: mpsc::UnboundedSender<Msg>,
 ) {
     let begun = Instant::now();
     let log = line_sink(i, &tx);
+    let engine = on.engine.clone();
     let mut attempts = 0;
-    let result = loop {
-        attempts += 1;
-        let built = match resolve(&*engine, &item.parent_refs).await {
-            Ok(before) => match engine.build(item.request.clone(), log.clone()).await {
-                Ok(id) => match still_on(&*engine, &before).await {
-                    Ok(()) => built_for(&*engine, &id, &item.request.platform)
-                        .await
-                        .map(|_| id),
+    // Parents built (or kept) on another engine come by digest first.
+    let mut pulled = Ok(());
+    for parent in &missing {
+        pulled = pull_pinned(&*engine, parent, &log, " (its parent, from another engine)").await;
+        if pulled.is_err() {
+            break;
+        }
+    }
+    let result = if let Err(e) = pulled {
+        Err(e)
+    } else {
+        loop {
+            attempts += 1;
+            let built = match resolve(&*engine, &item.parent_refs).await {
+                Ok(before) => match engine.build(item.request.clone(), log.clone()).await {
+                    Ok(id) => match still_on(&*engine, &before).await {
+                        Ok(()) => built_for(&*engine, &id, &item.request.platform)
+                            .await
+                            .map(|_| id),
+                        Err(e) => Err(e),
+                    },
                     Err(e) => Err(e),
                 },
                 Err(e) => Err(e),
-            },
-            Err(e) => Err(e),
-        };
-        // Tests run on the built image before any tag moves; a failing
-        // test is the image's verdict, not a flaky build: no retry.
-        let (built, test_failed) = match built {
-            Ok(id) => match test(i, &item, &*engine, &id, &log, &tx).await {
-                Ok(()) => (Ok(id), false),
-                Err(e) => (Err(e), true),
-            },
-            Err(e) => (Err(e), false),
-        };
-        let result = match built {
-            Ok(id) if push => engine.tag(&id, &content_ref(&item)).await.map(|_| id),
-            Ok(id) => tag_all(&*engine, &id, &item).await.map(|_| id),
-            Err(e) => Err(e),
-        };
-        match result {
-            Err(EngineError::Failed(e)) if attempts <= retries && !test_failed => {
-                log(&format!(
+            };
+            // Tests run on the built image before any tag moves; a failing
+            // test is the image's verdict, not a flaky build: no retry.
+            let (built, test_failed) = match built {
+                Ok(id) => match test(i, &item, &*engine, &id, &log, &tx).await {
+                    Ok(()) => (Ok(id), false),
+                    Err(e) => (Err(e), true),
+                },
+                Err(e) => (Err(e), false),
+            };
+            let result = match built {
+                Ok(id) if push => engine.tag(&id, &content_ref(&item)).await.map(|_| id),
+                Ok(id) => tag_all(&*engine, &id, &item).await.map(|_| id),
+                Err(e) => Err(e),
+            };
+            match result {
+                Err(EngineError::Failed(e)) if attempts <= retries && !test_failed => {
+                    log(&format!(
                     "strata: attempt {attempts} failed ({e}); retrying ({attempts} of {retries})"
                 ));
+                }
+                other => break other,
             }
-            other => break other,
         }
     };
+    if on.lost(i, &result, &tx).await {
+        return;
+    }
     let _ = tx.send(Msg::Built(i, result, begun.elapsed(), attempts));
 }
 
@@ -131,12 +148,8 @@ async fn test(
 
 /// Test an up-to-date image whose tests have not passed for the current
 /// test files: pulled by digest first when only the registry has it.
-pub(super) async fn test_existing(
-    i: usize,
-    item: Item,
-    engine: Arc<dyn Engine>,
-    tx: mpsc::UnboundedSender<Msg>,
-) {
+pub(super) async fn test_existing(i: usize, item: Item, on: On, tx: mpsc::UnboundedSender<Msg>) {
+    let engine = on.engine.clone();
     let begun = Instant::now();
     let log = line_sink(i, &tx);
     let mut result = Ok(());
@@ -153,6 +166,9 @@ pub(super) async fn test_existing(
         },
         Err(e) => Err(e),
     };
+    if on.lost(i, &result, &tx).await {
+        return;
+    }
     let _ = tx.send(Msg::Built(i, result, begun.elapsed(), 1));
 }
 
@@ -162,10 +178,11 @@ pub(super) async fn upload(
     i: usize,
     item: Item,
     source: Option<String>,
-    engine: Arc<dyn Engine>,
+    on: On,
     slots: Arc<tokio::sync::Semaphore>,
     tx: mpsc::UnboundedSender<Msg>,
 ) {
+    let engine = on.engine.clone();
     let _slot = slots.acquire_owned().await;
     let begun = Instant::now();
     let log = line_sink(i, &tx);
@@ -178,7 +195,21 @@ pub(super) async fn upload(
         Ok(()) => engine.push(&r, log).await.map_err(|e| failed_push(&r, e)),
         Err(e) => Err(e),
     };
-    let _ = tx.send(Msg::Uploaded(i, result, begun.elapsed()));
+    if on.lost(i, &result, &tx).await {
+        return;
+    }
+    // The registry's digest of what was pushed, for engines that pull it.
+    let digest = match &result {
+        Ok(()) if on.pool => engine.inspect(&r).await.ok().flatten().and_then(|info| {
+            let repo = crate::engine::split_tag(&r).0;
+            info.repo_digests.iter().find_map(|d| {
+                let (name, digest) = d.split_once('@')?;
+                (name == repo).then(|| digest.to_string())
+            })
+        }),
+        _ => None,
+    };
+    let _ = tx.send(Msg::Uploaded(i, result, begun.elapsed(), digest));
 }
 
 /// Move an uploaded item's release tags on this engine and, with `push`,
@@ -189,10 +220,11 @@ pub(super) async fn release(
     i: usize,
     item: Item,
     image_id: String,
-    engine: Arc<dyn Engine>,
+    on: On,
     push: bool,
     tx: mpsc::UnboundedSender<Msg>,
 ) {
+    let engine = on.engine.clone();
     let begun = Instant::now();
     let log = line_sink(i, &tx);
     let mut moved = Vec::new();
@@ -213,7 +245,43 @@ pub(super) async fn release(
     if result.is_ok() {
         result = tag_aliases(&*engine, &image_id, &item).await;
     }
+    if on.lost(i, &result, &tx).await {
+        return;
+    }
     let _ = tx.send(Msg::Released(i, result, moved, begun.elapsed()));
+}
+
+/// The engine a task runs on, and whether it is one of several.
+pub(super) struct On {
+    pub(super) engine: Arc<dyn Engine>,
+    pub(super) pool: bool,
+}
+
+/// How long an engine of a pool has to answer after an error before it
+/// counts as lost.
+const LOST_AFTER: std::time::Duration = std::time::Duration::from_secs(10);
+
+impl On {
+    /// In a pool, an error from an engine that no longer answers a ping is
+    /// the engine's loss, not the item's: say so (the item goes back to
+    /// the queue) and return true.
+    async fn lost<T>(
+        &self,
+        i: usize,
+        result: &Result<T, EngineError>,
+        tx: &mpsc::UnboundedSender<Msg>,
+    ) -> bool {
+        let Err(e) = result else { return false };
+        if !self.pool {
+            return false;
+        }
+        let answer = tokio::time::timeout(LOST_AFTER, self.engine.ping()).await;
+        if matches!(answer, Ok(Ok(()))) {
+            return false;
+        }
+        let _ = tx.send(Msg::Lost(i, e.to_string()));
+        true
+    }
 }
 
 /// The images `parents` point at just before a build.

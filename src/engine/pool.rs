@@ -1,0 +1,179 @@
+//! Several engines in one run: which ones (`engines:` in strata.yaml or
+//! `--engine HOST[=JOBS]`), each with its own number of build slots, and
+//! connecting to them. An engine that does not answer at the start is named
+//! and left out; the run goes on with the others.
+
+use super::{Engine, EngineError};
+use crate::error::{Error, Result};
+use std::path::Path;
+use std::sync::Arc;
+
+/// One engine of a run, as asked for.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Spec {
+    /// `docker` (DOCKER_HOST, the docker context, else the default socket),
+    /// `unix:///…`, `tcp://HOST:PORT`, `https://…`, or `sim:SCRIPT.yaml`.
+    pub host: String,
+    /// Builds at once on it; default `--jobs` (or `build.jobs`, or the CPUs here).
+    #[serde(default)]
+    pub jobs: Option<usize>,
+}
+
+impl Spec {
+    /// `HOST[=JOBS]`, as `--engine` takes it.
+    pub fn parse(text: &str) -> Result<Spec> {
+        let bad = |why: &str| {
+            Error::input(format!("--engine `{text}`: {why}"))
+                .help("give `--engine HOST[=JOBS]`, e.g. `--engine unix:///var/run/docker.sock=2` or `--engine tcp://10.0.0.12:2376=4`")
+        };
+        let (host, jobs) = match text.rsplit_once('=') {
+            Some((host, n)) if !n.contains('/') && !n.contains(':') => {
+                let jobs = n
+                    .parse::<usize>()
+                    .ok()
+                    .filter(|&j| j > 0)
+                    .ok_or_else(|| bad(&format!("`{n}` is not a number of builds above 0")))?;
+                (host, Some(jobs))
+            }
+            _ => (text, None),
+        };
+        if host.is_empty() {
+            return Err(bad("no engine address"));
+        }
+        Ok(Spec {
+            host: host.to_string(),
+            jobs,
+        })
+    }
+
+    pub fn is_sim(&self) -> bool {
+        self.host.starts_with("sim:")
+    }
+}
+
+/// One engine of the pool, connected.
+#[derive(Clone)]
+pub struct Member {
+    /// The engine's address (or `sim:PATH`), as the summary and messages name it.
+    pub name: String,
+    pub engine: Arc<dyn Engine>,
+    /// Builds at once on it.
+    pub jobs: usize,
+}
+
+/// The engines of a run: those on the command line, else `engines:` in
+/// strata.yaml, else the one `docker` names.
+pub fn specs(cli: &[Spec], config: &[Spec]) -> Vec<Spec> {
+    if !cli.is_empty() {
+        cli.to_vec()
+    } else if !config.is_empty() {
+        config.to_vec()
+    } else {
+        vec![Spec {
+            host: "docker".into(),
+            jobs: None,
+        }]
+    }
+}
+
+/// The name of the engine `spec` names, for locks, messages and the summary.
+pub fn name(spec: &Spec, root: &Path) -> String {
+    if spec.host == "docker" || spec.is_sim() {
+        super::identity(&spec.host, root)
+    } else {
+        spec.host.clone()
+    }
+}
+
+/// Connect to every engine. With one, its failure is the run's (exit 3);
+/// with several, each that does not answer is named on stderr and left
+/// out, and only when none answers is it exit 3.
+pub async fn connect(specs: &[Spec], root: &Path, jobs: usize) -> Result<Vec<Member>> {
+    let tries = specs.iter().map(|spec| async move {
+        let engine = connect_one(spec, root).await;
+        (spec, engine)
+    });
+    let mut results = futures_util::future::join_all(tries).await;
+    if results.len() == 1 {
+        let (spec, engine) = results.remove(0);
+        return Ok(vec![Member {
+            name: name(spec, root),
+            engine: engine?,
+            jobs: spec.jobs.unwrap_or(jobs),
+        }]);
+    }
+    let mut members = Vec::new();
+    let mut lost = Vec::new();
+    for (spec, engine) in results {
+        match engine {
+            Ok(engine) => members.push(Member {
+                name: name(spec, root),
+                engine,
+                jobs: spec.jobs.unwrap_or(jobs),
+            }),
+            Err(e) => {
+                eprintln!(
+                    "strata: engine {} left out of this run: {}",
+                    name(spec, root),
+                    e.message
+                );
+                lost.push(name(spec, root));
+            }
+        }
+    }
+    if members.is_empty() {
+        return Err(Error::engine(format!(
+            "none of the {} engines answers: {}",
+            lost.len(),
+            lost.join(", ")
+        ))
+        .help(
+            "start them, or name others with --engine HOST[=JOBS] (or `engines:` in strata.yaml)",
+        ));
+    }
+    Ok(members)
+}
+
+async fn connect_one(spec: &Spec, root: &Path) -> Result<Arc<dyn Engine>> {
+    if spec.host == "docker" || spec.is_sim() {
+        return super::connect(&spec.host, root).await;
+    }
+    let timeout = super::answer_timeout()?;
+    let end = super::endpoint::for_host(spec.host.clone())
+        .map_err(|m| super::unreachable(EngineError::Unreachable(m)))?;
+    let engine = super::docker::DockerEngine::connect_to(end, timeout)
+        .await
+        .map_err(super::unreachable)?;
+    tokio::time::timeout(timeout, engine.ping())
+        .await
+        .map_err(|_| {
+            super::unreachable(EngineError::Unreachable(format!(
+                "the Docker engine at `{}` did not answer a ping within {} s",
+                spec.host,
+                timeout.as_secs()
+            )))
+        })?
+        .map_err(super::unreachable)?;
+    Ok(Arc::new(engine))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn engines_are_read_with_their_slots() {
+        let s = Spec::parse("tcp://10.0.0.12:2376=4").unwrap();
+        assert_eq!((s.host.as_str(), s.jobs), ("tcp://10.0.0.12:2376", Some(4)));
+        let s = Spec::parse("unix:///var/run/docker.sock").unwrap();
+        assert_eq!(
+            (s.host.as_str(), s.jobs),
+            ("unix:///var/run/docker.sock", None)
+        );
+        let e = Spec::parse("tcp://h:2376=0").unwrap_err();
+        assert!(e.message.contains("above 0"), "{}", e.message);
+        let e = Spec::parse("=2").unwrap_err();
+        assert!(e.message.contains("no engine address"), "{}", e.message);
+    }
+}
