@@ -11,14 +11,28 @@
 //!   broken: {ms: 5, fail: true}
 //!   remote: {push_ms: 300, push_fail: false}
 //! ```
+//!
+//! Every simulated engine of a process shares one simulated registry: a
+//! push puts the image there under `repo@digest`, and a pull by that name
+//! (taking `push_ms` too) brings it to another engine, as a pool needs.
 
 use super::{BuildRequest, Engine, EngineError, ImageInfo, Log};
 use futures_util::future::BoxFuture;
 use futures_util::FutureExt;
 use serde::Deserialize;
 use std::collections::{BTreeMap, HashMap};
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
+
+/// Image IDs unique over every simulated engine of the process.
+static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+
+/// The simulated registry: `repo@digest` → image.
+fn registry() -> &'static Mutex<HashMap<String, ImageInfo>> {
+    static REGISTRY: OnceLock<Mutex<HashMap<String, ImageInfo>>> = OnceLock::new();
+    REGISTRY.get_or_init(Default::default)
+}
 
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -42,7 +56,6 @@ pub struct Step {
 struct State {
     /// image id -> info
     images: HashMap<String, ImageInfo>,
-    next_id: u64,
     failures: HashMap<String, u32>,
     /// Every build started, in order (names).
     pub builds: Vec<String>,
@@ -69,6 +82,33 @@ impl SimEngine {
 
     pub fn pushes(&self) -> Vec<String> {
         self.state.lock().expect("sim state").pushes.clone()
+    }
+}
+
+impl ImageInfo {
+    /// Whether `name` is this image's ID, one of its tags or a `repo@digest` of it.
+    fn named(&self, name: &str) -> bool {
+        self.id == name
+            || self
+                .tags
+                .iter()
+                .chain(&self.repo_digests)
+                .any(|t| t == name)
+    }
+}
+
+impl SimEngine {
+    /// The script's step for the image a reference names (`repo/name:tag`,
+    /// `repo/name@digest`).
+    fn step_of(&self, reference: &str) -> Step {
+        let name = reference
+            .rsplit('/')
+            .next()
+            .unwrap_or(reference)
+            .split([':', '@'])
+            .next()
+            .unwrap_or_default();
+        self.script.images.get(name).cloned().unwrap_or_default()
     }
 }
 
@@ -105,8 +145,7 @@ impl Engine for SimEngine {
                     req.name
                 )));
             }
-            state.next_id += 1;
-            let id = format!("sha256:{:064x}", state.next_id);
+            let id = format!("sha256:{:064x}", NEXT_ID.fetch_add(1, Ordering::Relaxed));
             let labels = req.labels.into_iter().collect();
             state.images.insert(
                 id.clone(),
@@ -134,7 +173,7 @@ impl Engine for SimEngine {
             let id = state
                 .images
                 .values()
-                .find(|i| i.id == image_id || i.tags.iter().any(|t| t == image_id))
+                .find(|i| i.named(image_id))
                 .map(|i| i.id.clone())
                 .ok_or_else(|| EngineError::Failed(format!("no image {image_id}")))?;
             for info in state.images.values_mut() {
@@ -150,34 +189,52 @@ impl Engine for SimEngine {
 
     fn pull<'a>(&'a self, reference: &'a str) -> BoxFuture<'a, Result<(), EngineError>> {
         async move {
-            Err(EngineError::Failed(format!(
-                "the simulated engine cannot pull `{reference}`"
-            )))
+            let found = registry()
+                .lock()
+                .expect("sim registry")
+                .get(reference)
+                .cloned();
+            let Some(mut image) = found else {
+                return Err(EngineError::Failed(format!(
+                    "the simulated registry has no `{reference}`"
+                )));
+            };
+            let step = self.step_of(reference);
+            tokio::time::sleep(Duration::from_millis(step.push_ms)).await;
+            image.tags.clear();
+            let mut state = self.state.lock().expect("sim state");
+            state.images.entry(image.id.clone()).or_insert(image);
+            Ok(())
         }
         .boxed()
     }
 
     fn push<'a>(&'a self, reference: &'a str, log: Log) -> BoxFuture<'a, Result<(), EngineError>> {
         async move {
-            let name = reference
-                .rsplit('/')
-                .next()
-                .unwrap_or(reference)
-                .split(':')
-                .next()
-                .unwrap_or_default();
-            let step = self.script.images.get(name).cloned().unwrap_or_default();
+            let step = self.step_of(reference);
             tokio::time::sleep(Duration::from_millis(step.push_ms)).await;
             let fail = step.push_fail;
             let mut state = self.state.lock().expect("sim state");
-            if !state
+            let Some(image) = state
                 .images
-                .values()
-                .any(|i| i.tags.iter().any(|t| t == reference))
-            {
+                .values_mut()
+                .find(|i| i.tags.iter().any(|t| t == reference))
+            else {
                 return Err(EngineError::Failed(format!(
                     "no image is tagged `{reference}`"
                 )));
+            };
+            if !fail {
+                // The digest names the image, as a registry's names its manifest.
+                let digest = format!("sha256:{}", &image.id[7..]);
+                let pinned = format!("{}@{digest}", super::split_tag(reference).0);
+                if !image.repo_digests.contains(&pinned) {
+                    image.repo_digests.push(pinned.clone());
+                }
+                registry()
+                    .lock()
+                    .expect("sim registry")
+                    .insert(pinned, image.clone());
             }
             state.pushes.push(reference.to_string());
             drop(state);
@@ -198,11 +255,7 @@ impl Engine for SimEngine {
     ) -> BoxFuture<'a, Result<Option<ImageInfo>, EngineError>> {
         async move {
             let state = self.state.lock().expect("sim state");
-            Ok(state
-                .images
-                .values()
-                .find(|i| i.id == reference || i.tags.iter().any(|t| t == reference))
-                .cloned())
+            Ok(state.images.values().find(|i| i.named(reference)).cloned())
         }
         .boxed()
     }
