@@ -20,6 +20,7 @@ mod jinja_oracle;
 mod kolla;
 mod output;
 mod podman;
+mod pool;
 mod push;
 mod registry;
 mod retention;

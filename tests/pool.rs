@@ -1,0 +1,419 @@
+//! One run over several engines: the main engine and the two of ci/setup.sh
+//! (ci/engine.sh: each its own data-root, socket and bridge), sharing only
+//! the loopback registry. The sample set built over three engines is in the
+//! registry with the right parents, spread over engines and built once; an
+//! engine killed mid-run leaves the set to the others; engines that do not
+//! answer at the start are left out.
+
+use crate::common::engine::{self, Namespace, BASE_IMAGE};
+use crate::common::{Running, TestTree};
+use crate::push::{docker_config, manifest_digest, registry, Registry};
+use std::collections::BTreeSet;
+use std::path::Path;
+use std::process::Command;
+
+/// The two extra engines of ci/setup.sh, or None (skipped on a laptop,
+/// a failure under CI).
+fn pool_engines() -> Option<Vec<String>> {
+    let hosts: Vec<String> = std::env::var("STRATA_TEST_POOL_ENGINES")
+        .unwrap_or_default()
+        .split_whitespace()
+        .map(str::to_string)
+        .collect();
+    if hosts.len() == 2 {
+        return Some(hosts);
+    }
+    let msg = "the engine-pool tests need STRATA_TEST_POOL_ENGINES (run through ci/test.sh)";
+    if std::env::var("CI").is_ok_and(|v| v == "true") {
+        panic!("{msg}");
+    }
+    eprintln!("SKIPPED {msg}");
+    None
+}
+
+/// The pool engines are used by one test at a time.
+fn pool_lock() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    LOCK.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn docker_on(host: &str, args: &[&str]) -> std::process::Output {
+    Command::new("docker")
+        .args(["-H", host])
+        .args(args)
+        .output()
+        .expect("docker")
+}
+
+/// The image ID `reference` has on the engine at `host`, if any.
+fn id_on(host: &str, reference: &str) -> Option<String> {
+    let out = docker_on(host, &["image", "inspect", "-f", "{{.Id}}", reference]);
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+}
+
+/// Remove the namespace's images from an extra engine.
+fn clear_on(host: &str, ns: &Namespace) {
+    let out = docker_on(host, &["images", "--format", "{{.Repository}}:{{.Tag}}"]);
+    let refs: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| l.contains(&format!("{}/", ns.0)))
+        .map(str::to_string)
+        .collect();
+    if !refs.is_empty() {
+        let mut args = vec!["rmi", "-f"];
+        args.extend(refs.iter().map(String::as_str));
+        docker_on(host, &args);
+    }
+}
+
+fn summary(t: &TestTree) -> serde_json::Value {
+    serde_json::from_str(&t.read("s.json")).expect("summary JSON")
+}
+
+const MAIN: &str = "unix:///var/run/docker.sock";
+
+#[test]
+fn the_sample_set_over_three_engines_is_in_the_registry_built_once_on_its_parents() {
+    let Some(r) = registry() else { return };
+    if !engine::available("pool_sample") {
+        return;
+    }
+    let Some(extra) = pool_engines() else { return };
+    let _pool = pool_lock();
+    let config = docker_config(&r.host, &r.user, &r.password);
+    let ns = Namespace::new("pool-sample");
+    let t = TestTree::sample();
+    let hosts = [MAIN.to_string(), extra[0].clone(), extra[1].clone()];
+    let mut args = vec![
+        "--set".to_string(),
+        ns.set(),
+        "--set".to_string(),
+        format!("registry={}", r.host),
+        "build".to_string(),
+        "--push".to_string(),
+        "--summary".to_string(),
+        "s.json".to_string(),
+    ];
+    for h in &hosts {
+        args.extend(["--engine".to_string(), format!("{h}=2")]);
+    }
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let run = |args: &[&str]| {
+        t.command(args)
+            .env("DOCKER_CONFIG", config.path())
+            .output()
+            .unwrap()
+    };
+    let _clear = ClearOn(extra.clone(), ns.0.clone());
+    let out = run(&args);
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(stderr.contains("building on 3 engines"), "{stderr}");
+
+    let s = summary(&t);
+    let images = s["images"].as_array().unwrap();
+    assert_eq!(images.len(), 13);
+    let mut used = BTreeSet::new();
+    for image in images {
+        let name = image["name"].as_str().unwrap();
+        assert_eq!(image["status"], "built", "{image}");
+        let on = image["engine"].as_str().unwrap();
+        assert!(hosts.iter().any(|h| h == on), "{name} on `{on}`");
+        used.insert(on.to_string());
+        // In the registry under its release tag, the digest the summary gives.
+        let digest = manifest_digest(&r, &format!("{}/{name}", ns.0), "latest");
+        assert_eq!(digest.as_deref(), image["digest"].as_str(), "{name}");
+        // Built once: every engine that has it has the same image.
+        let reference = image["ref"].as_str().unwrap();
+        let ids: BTreeSet<String> = hosts.iter().filter_map(|h| id_on(h, reference)).collect();
+        assert_eq!(ids.len(), 1, "{name} differs between engines: {ids:?}");
+        assert_eq!(
+            Some(ids.iter().next().unwrap().as_str()),
+            image["image_id"].as_str(),
+            "{name}"
+        );
+    }
+    assert!(used.len() > 1, "every image on one engine: {used:?}");
+
+    // A child's file system holds its parent's files: pulled here from the
+    // registry, nova-api's layers begin with nova-base's, and it has the
+    // base's release file.
+    let pulled = |name: &str| {
+        let reference = format!("{}/{}/{name}:latest", r.host, ns.0);
+        let ok = Command::new("docker")
+            .args(["--config", &config.path().display().to_string()])
+            .args(["pull", "-q", &reference])
+            .output()
+            .unwrap();
+        assert!(
+            ok.status.success(),
+            "{}",
+            String::from_utf8_lossy(&ok.stderr)
+        );
+        reference
+    };
+    for (child, parent) in [
+        ("nova-api", "nova-base"),
+        ("nova-base", "openstack-base"),
+        ("keystone-ssh", "keystone-base"),
+    ] {
+        let (c, p) = (
+            engine::layers(&pulled(child)),
+            engine::layers(&pulled(parent)),
+        );
+        assert!(
+            !p.is_empty() && c.starts_with(&p),
+            "{child} is not on {parent}"
+        );
+    }
+    let release = engine::run_in(&pulled("nova-api"), &["cat", "/etc/strata/release"]);
+    assert_eq!(release.trim(), "2026.1");
+
+    // Up to date on every engine and in the registry: nothing to build.
+    let mut plan_args = vec!["--set", &args[1], "--set", &args[3], "plan"];
+    for h in &hosts {
+        plan_args.extend(["--engine", h.as_str()]);
+    }
+    let plan = run(&plan_args);
+    let text = String::from_utf8_lossy(&plan.stdout);
+    assert!(text.contains("0 to build, 13 up to date"), "{text}");
+}
+
+/// Removes a namespace's images from the extra engines when the test ends
+/// (the main engine's go with the Namespace).
+struct ClearOn(Vec<String>, String);
+
+impl Drop for ClearOn {
+    fn drop(&mut self) {
+        for host in &self.0 {
+            clear_on(host, &Namespace(self.1.clone()));
+        }
+    }
+}
+
+/// An engine started for one test (ci/engine.sh), stopped by its pid files
+/// when the test ends, however it ends.
+struct OwnEngine {
+    name: &'static str,
+    host: String,
+}
+
+impl OwnEngine {
+    fn start(name: &'static str, n: u32) -> OwnEngine {
+        let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let out = Command::new(repo.join("ci/engine.sh"))
+            .args(["start", name, &n.to_string()])
+            .output()
+            .expect("ci/engine.sh");
+        assert!(
+            out.status.success(),
+            "ci/engine.sh start {name}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        OwnEngine {
+            name,
+            host: String::from_utf8_lossy(&out.stdout).trim().to_string(),
+        }
+    }
+
+    /// SIGKILL its dockerd, as a machine that goes away.
+    fn kill(&self) {
+        let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let pid_file = repo.join(format!("target/ci/engines/{}/dockerd.pid", self.name));
+        let pid = std::fs::read_to_string(&pid_file).expect("pid file");
+        let ok = Command::new("kill")
+            .args(["-9", pid.trim()])
+            .status()
+            .unwrap();
+        assert!(ok.success());
+    }
+}
+
+impl Drop for OwnEngine {
+    fn drop(&mut self) {
+        let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let _ = Command::new(repo.join("ci/engine.sh"))
+            .args(["stop", self.name])
+            .output();
+    }
+}
+
+/// `root` on the busybox base, and `children` images on it, each sleeping
+/// `sleep` seconds in a RUN step.
+fn sleepy_tree(ns: &Namespace, r: &Registry, children: usize, sleep: u32) -> TestTree {
+    let t = TestTree::new();
+    t.write(
+        "strata.yaml",
+        &format!(
+            "registry: '{}'\nnamespace: {}\nvars: {{base_image: '{BASE_IMAGE}'}}\n",
+            r.host, ns.0
+        ),
+    );
+    t.write(
+        "images/root/Dockerfile.j2",
+        "FROM {{ base_image }}\nRUN echo root > /root-file\n",
+    );
+    for i in 1..=children {
+        t.write(
+            &format!("images/c{i}/Dockerfile.j2"),
+            &format!(
+                "FROM {}/{}/root:latest\nRUN sleep {sleep} && echo c{i} > /c{i}\n",
+                r.host, ns.0
+            ),
+        );
+    }
+    t
+}
+
+#[test]
+fn an_engine_killed_mid_run_leaves_the_set_to_the_others() {
+    let Some(r) = registry() else { return };
+    if !engine::available("pool_kill") {
+        return;
+    }
+    let Some(extra) = pool_engines() else { return };
+    let _pool = pool_lock();
+    let victim = OwnEngine::start("pool-kill", 3);
+    let config = docker_config(&r.host, &r.user, &r.password);
+    let ns = Namespace::new("pool-kill");
+    let t = sleepy_tree(&ns, &r, 6, 4);
+    let mut cmd = t.command(&[
+        "build",
+        "--progress",
+        "plain",
+        "--summary",
+        "s.json",
+        "--engine",
+        &format!("{MAIN}=1"),
+        "--engine",
+        &format!("{}=1", extra[0]),
+        "--engine",
+        &format!("{}=1", victim.host),
+    ]);
+    cmd.env("DOCKER_CONFIG", config.path());
+    let _clear = ClearOn(vec![extra[0].clone()], ns.0.clone());
+    let running = Running::spawn(cmd);
+    // Kill the engine while a build runs on it.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    loop {
+        let ps = docker_on(&victim.host, &["ps", "-q"]);
+        if !String::from_utf8_lossy(&ps.stdout).trim().is_empty() {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no build ever ran on the victim engine"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    victim.kill();
+    let (code, stderr) = running.finish();
+    assert_eq!(code, 0, "{stderr}");
+    let lost: Vec<&str> = stderr.lines().filter(|l| l.contains(" lost (")).collect();
+    assert_eq!(lost.len(), 1, "{stderr}");
+    assert!(lost[0].contains(&victim.host), "{}", lost[0]);
+
+    let s = summary(&t);
+    assert_eq!(s["engines_lost"][0]["engine"], victim.host.as_str());
+    let images = s["images"].as_array().unwrap();
+    assert_eq!(images.len(), 7);
+    for image in images {
+        let name = image["name"].as_str().unwrap();
+        assert_eq!(image["status"], "built", "{image}");
+        let on = image["engine"].as_str().unwrap();
+        assert!(
+            [MAIN, extra[0].as_str(), victim.host.as_str()].contains(&on),
+            "{name} on `{on}`"
+        );
+        // Whatever ran on the lost engine and did not finish there was
+        // built again elsewhere; what is in the registry is what the
+        // summary names.
+        let content = format!("fp-{}", &image["fingerprint"].as_str().unwrap()[..24]);
+        let digest = manifest_digest(&r, &format!("{}/{name}", ns.0), &content);
+        assert_eq!(digest.as_deref(), image["digest"].as_str(), "{name}");
+    }
+    // The children were built where they ran, not all on one engine.
+    let spread: BTreeSet<&str> = images
+        .iter()
+        .map(|i| i["engine"].as_str().unwrap())
+        .collect();
+    assert!(spread.len() > 1, "{spread:?}");
+}
+
+#[test]
+fn engines_that_do_not_answer_at_the_start_are_left_out() {
+    let Some(r) = registry() else { return };
+    if !engine::available("pool_start") {
+        return;
+    }
+    let config = docker_config(&r.host, &r.user, &r.password);
+    let ns = Namespace::new("pool-start");
+    let t = sleepy_tree(&ns, &r, 1, 0);
+    let gone = "unix:///nonexistent/strata-test/docker.sock";
+    // One answers: the run goes on there, naming the other.
+    let out = t
+        .command(&[
+            "--set",
+            &ns.set(),
+            "--set",
+            &format!("registry={}", r.host),
+            "build",
+            "--engine",
+            "docker",
+            "--engine",
+            gone,
+        ])
+        .env("DOCKER_CONFIG", config.path())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(
+        stderr.contains(&format!("engine {gone} left out of this run")),
+        "{stderr}"
+    );
+    // None answers: exit 3, both named, nothing built.
+    let other = "tcp://".to_string() + &crate::common::closed_address();
+    let out = t
+        .command(&[
+            "--set",
+            &format!("registry={}", r.host),
+            "plan",
+            "--engine",
+            gone,
+            "--engine",
+            &other,
+        ])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{stderr}");
+    assert!(stderr.contains("none of the 2 engines answers"), "{stderr}");
+    assert!(stderr.contains(gone) && stderr.contains(&other), "{stderr}");
+    // Several engines without a registry: exit 2 before any is asked.
+    let out = t
+        .command(&[
+            "--set",
+            "registry=",
+            "build",
+            "--engine",
+            "docker",
+            "--engine",
+            gone,
+        ])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("`registry:` is not set"), "{stderr}");
+    // A bad --engine is exit 2 with what to give.
+    let out = t
+        .command(&["plan", "--engine", "docker=0"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("HOST[=JOBS]"), "{stderr}");
+}
