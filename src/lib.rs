@@ -30,6 +30,7 @@ mod load;
 mod lock;
 mod names;
 mod plan;
+mod prepare;
 mod progress;
 mod publish;
 mod registry;

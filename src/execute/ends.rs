@@ -1,0 +1,252 @@
+//! How each step ends: a build, an upload, a tag move, a fetch, a lost
+//! engine; failures and what they do to the items waiting; and the wind-up
+//! after the loop. Part of the scheduler's one loop (`mod.rs`), which owns
+//! all state; nothing here runs in a task.
+
+use super::{tasks, Event};
+use super::{Msg, Outcome, Scheduler, State, Status};
+use crate::engine::EngineError;
+use crate::plan::Action;
+use std::time::Duration;
+use tokio::sync::mpsc;
+
+impl Scheduler<'_> {
+    /// A build ended. Without `--push` that ends the item's step; with it,
+    /// the upload starts and children wait for the whole step.
+    fn built(
+        &mut self,
+        i: usize,
+        result: Result<String, EngineError>,
+        took: Duration,
+        attempts: u32,
+    ) {
+        self.place.release_slot(i);
+        if result.is_ok() {
+            // The engine now holds the item and every parent it was built on.
+            if let Some(e) = self.place.placed(i) {
+                self.place.hold(e, i);
+                for k in 0..self.items[i].parents.len() {
+                    self.place.hold(e, self.items[i].parents[k]);
+                }
+            }
+        }
+        // An up-to-date image that was only tested stays up to date.
+        let tested_only = self.items[i].action == Action::Test;
+        let mut o = Outcome::new(if tested_only {
+            Status::UpToDate
+        } else {
+            Status::Built
+        });
+        o.duration = took;
+        o.attempts = attempts;
+        o.digest = self.items[i].published.clone();
+        match result {
+            Ok(id) => o.image_id = Some(id),
+            Err(e) => return self.fail(i, o, e),
+        }
+        if self.opts.push && !(tested_only && self.items[i].published.is_some()) {
+            self.state[i] = State::Pushing;
+            self.observer.event(self.items, Event::Pushing { item: i });
+            self.tasks.spawn(tasks::upload(
+                i,
+                self.items[i].clone(),
+                None,
+                self.on(i),
+                self.push_slots.clone(),
+                self.tx.clone(),
+            ));
+            self.outcomes[i] = Some(o);
+        } else {
+            self.finish(i, o);
+            self.release_children(i);
+        }
+    }
+
+    /// The content tag is uploaded: move the release tags, unless the run
+    /// is stopping (then no tag moves at all).
+    fn uploaded(
+        &mut self,
+        i: usize,
+        result: Result<(), EngineError>,
+        took: Duration,
+        digest: Option<String>,
+    ) {
+        let Some(mut o) = self.outcomes[i].take() else {
+            return;
+        };
+        o.duration += took;
+        if digest.is_some() {
+            self.digests[i] = digest.clone();
+            o.digest = o.digest.or(digest);
+        }
+        if let Err(e) = result {
+            return self.fail(i, o, e);
+        }
+        if self.stopping {
+            o.status = Status::Cancelled;
+            o.error = Some("cancelled after the upload; no tag was moved".into());
+            return self.finish(i, o);
+        }
+        self.state[i] = State::Releasing;
+        let id = o.image_id.clone().unwrap_or_default();
+        self.outcomes[i] = Some(o);
+        self.releasing.spawn(tasks::release(
+            i,
+            self.items[i].clone(),
+            id,
+            self.on(i),
+            self.opts.publish_each,
+            self.tx.clone(),
+        ));
+    }
+
+    fn released(
+        &mut self,
+        i: usize,
+        result: Result<(), EngineError>,
+        moved: Vec<String>,
+        took: Duration,
+    ) {
+        let Some(mut o) = self.outcomes[i].take() else {
+            return;
+        };
+        o.duration += took;
+        o.pushed = moved;
+        self.end_step(i, o, result);
+    }
+
+    /// The item's whole step is over: a failure fails it and what waits
+    /// on it; success finishes it and lets its children start.
+    pub(super) fn end_step(&mut self, i: usize, o: Outcome, result: Result<(), EngineError>) {
+        match result {
+            Err(e) => self.fail(i, o, e),
+            Ok(()) => {
+                self.finish(i, o);
+                self.release_children(i);
+            }
+        }
+    }
+
+    /// The item's step failed: nothing waiting on it starts.
+    fn fail(&mut self, i: usize, mut o: Outcome, e: EngineError) {
+        o.status = Status::Failed;
+        o.error = Some(e.to_string());
+        self.finish(i, o);
+        self.fail_descendants(i);
+        if self.opts.fail_fast {
+            self.stop();
+        }
+    }
+
+    /// Mark every item waiting on `failed` as parent-failed; none of them starts.
+    fn fail_descendants(&mut self, failed: usize) {
+        let name = self.items[failed].name.clone();
+        let mut todo = self.children[failed].clone();
+        while let Some(c) = todo.pop() {
+            if self.state[c] != State::Waiting {
+                continue;
+            }
+            let mut o = Outcome::new(Status::ParentFailed);
+            o.failed_parent = Some(name.clone());
+            o.error = Some(format!("not built: parent `{name}` failed"));
+            self.finish(c, o);
+            todo.extend(self.children[c].clone());
+        }
+    }
+
+    /// Item `i`'s engine stopped answering: the engine is lost (said once),
+    /// and the item goes back to the queue to run elsewhere. When no
+    /// engine is left the run stops.
+    fn lost(&mut self, i: usize, why: String) {
+        if !matches!(
+            self.state[i],
+            State::Running | State::Pushing | State::Releasing
+        ) {
+            return;
+        }
+        self.place.release_slot(i);
+        let Some(e) = self.place.placed(i) else {
+            return;
+        };
+        if self.place.lose(e) {
+            let name = self.place.name(e).to_string();
+            let text = format!(
+                "strata: engine {name} lost ({why}); what ran there goes back to the queue"
+            );
+            self.observer.event(self.items, Event::Note { text: &text });
+            self.lost.push((name, why));
+        }
+        self.outcomes[i] = None;
+        self.tails[i].clear();
+        self.tested[i].clear();
+        self.started[i] = None;
+        self.state[i] = State::Waiting;
+        if self.place.all_lost() {
+            return self.stop();
+        }
+        if self.items[i].action == Action::Skip {
+            // Up to date only on the lost engine and not yet uploaded.
+            let mut o = Outcome::new(Status::Failed);
+            o.error = Some(format!(
+                "its only up-to-date copy was on engine {}, which was lost before the upload; build it again",
+                self.place.name(e)
+            ));
+            self.finish(i, o);
+            self.fail_descendants(i);
+            return;
+        }
+        if !self.stopping {
+            self.ready(i);
+        }
+    }
+
+    pub(super) fn handle(&mut self, msg: Msg) {
+        match msg {
+            Msg::Line(i, line) => self.line(i, &line),
+            Msg::Built(i, result, took, attempts) => self.built(i, result, took, attempts),
+            Msg::Uploaded(i, result, took, digest) => self.uploaded(i, result, took, digest),
+            Msg::Lost(i, why) => self.lost(i, why),
+            Msg::Released(i, result, moved, took) => self.released(i, result, moved, took),
+            Msg::Fetched(i, result, took) => self.fetched(i, result, took),
+            Msg::Tested(i, results) => self.tested[i] = results,
+        }
+    }
+
+    /// After the loop: what finished while stopping keeps its outcome
+    /// (an image built for `--push` but not uploaded moved no tag, so it
+    /// counts as cancelled); whatever did not finish was cancelled.
+    pub(super) fn wind_up(&mut self, rx: &mut mpsc::UnboundedReceiver<Msg>) {
+        while let Ok(msg) = rx.try_recv() {
+            match msg {
+                Msg::Built(i, Ok(id), took, attempts) if self.outcomes[i].is_none() => {
+                    let mut o = Outcome::new(Status::Built);
+                    o.image_id = Some(id);
+                    o.duration = took;
+                    o.attempts = attempts;
+                    if self.opts.push {
+                        o.status = Status::Cancelled;
+                        o.error = Some(
+                            "built, then cancelled before the upload; no tag was moved".into(),
+                        );
+                    }
+                    self.finish(i, o);
+                }
+                Msg::Built(..) => {}
+                other => self.handle(other),
+            }
+        }
+        for i in 0..self.items.len() {
+            let pushing = self.state[i] == State::Pushing;
+            if self.outcomes[i].is_none() || pushing {
+                let mut o = self.outcomes[i]
+                    .take()
+                    .unwrap_or_else(|| Outcome::new(Status::Cancelled));
+                o.status = Status::Cancelled;
+                if pushing {
+                    o.error = Some("cancelled during the upload; no tag was moved".into());
+                }
+                self.finish(i, o);
+            }
+        }
+    }
+}
