@@ -417,3 +417,52 @@ fn engines_that_do_not_answer_at_the_start_are_left_out() {
     assert_eq!(out.status.code(), Some(2), "{stderr}");
     assert!(stderr.contains("HOST[=JOBS]"), "{stderr}");
 }
+
+#[test]
+fn a_tls_engine_joins_a_pool_with_the_cli_variables() {
+    let Some(r) = registry() else { return };
+    if !engine::available("pool_tls") {
+        return;
+    }
+    let get = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+    let (Some(host), Some(certs)) = (get("STRATA_TEST_TLS_HOST"), get("STRATA_TEST_TLS_CERTS"))
+    else {
+        let msg = "needs the TLS engine (STRATA_TEST_TLS_HOST; run through ci/test.sh)";
+        if std::env::var("CI").is_ok_and(|v| v == "true") {
+            panic!("{msg}");
+        }
+        eprintln!("SKIPPED {msg}");
+        return;
+    };
+    let _engine = crate::common::second_engine();
+    let config = docker_config(&r.host, &r.user, &r.password);
+    let ns = Namespace::new("pool-tls");
+    let t = sleepy_tree(&ns, &r, 1, 0);
+    let plan = |tls: bool| {
+        let mut cmd = t.command(&["plan", "--engine", "docker", "--engine", &host]);
+        cmd.env("DOCKER_CONFIG", config.path());
+        if tls {
+            cmd.env("DOCKER_TLS_VERIFY", "1")
+                .env("DOCKER_CERT_PATH", &certs);
+        }
+        cmd.output().unwrap()
+    };
+    // With DOCKER_TLS_VERIFY and DOCKER_CERT_PATH both engines answer.
+    let out = plan(true);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(!stderr.contains("left out"), "{stderr}");
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("2 to build"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    // Without them the TLS-only engine is named and left out.
+    let out = plan(false);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(
+        stderr.contains(&format!("engine {host} left out of this run")),
+        "{stderr}"
+    );
+}
