@@ -15,20 +15,10 @@ use std::process::Command;
 /// The two extra engines of ci/setup.sh, or None (skipped on a laptop,
 /// a failure under CI).
 fn pool_engines() -> Option<Vec<String>> {
-    let hosts: Vec<String> = std::env::var("STRATA_TEST_POOL_ENGINES")
-        .unwrap_or_default()
-        .split_whitespace()
-        .map(str::to_string)
-        .collect();
-    if hosts.len() == 2 {
-        return Some(hosts);
-    }
-    let msg = "the engine-pool tests need STRATA_TEST_POOL_ENGINES (run through ci/test.sh)";
-    if std::env::var("CI").is_ok_and(|v| v == "true") {
-        panic!("{msg}");
-    }
-    eprintln!("SKIPPED {msg}");
-    None
+    let hosts = crate::common::settings(&["STRATA_TEST_POOL_ENGINES"], "the engine pool")?;
+    let hosts: Vec<String> = hosts[0].split_whitespace().map(str::to_string).collect();
+    assert_eq!(hosts.len(), 2, "STRATA_TEST_POOL_ENGINES: {hosts:?}");
+    Some(hosts)
 }
 
 /// The pool engines are used by one test at a time.
@@ -51,21 +41,6 @@ fn id_on(host: &str, reference: &str) -> Option<String> {
     out.status
         .success()
         .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
-}
-
-/// Remove the namespace's images from an extra engine.
-fn clear_on(host: &str, ns: &Namespace) {
-    let out = docker_on(host, &["images", "--format", "{{.Repository}}:{{.Tag}}"]);
-    let refs: Vec<String> = String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter(|l| l.contains(&format!("{}/", ns.0)))
-        .map(str::to_string)
-        .collect();
-    if !refs.is_empty() {
-        let mut args = vec!["rmi", "-f"];
-        args.extend(refs.iter().map(String::as_str));
-        docker_on(host, &args);
-    }
 }
 
 fn summary(t: &TestTree) -> serde_json::Value {
@@ -188,7 +163,7 @@ struct ClearOn(Vec<String>, String);
 impl Drop for ClearOn {
     fn drop(&mut self) {
         for host in &self.0 {
-            clear_on(host, &Namespace(self.1.clone()));
+            Namespace(self.1.clone()).clear_on(Some(host));
         }
     }
 }
@@ -424,14 +399,7 @@ fn a_tls_engine_joins_a_pool_with_the_cli_variables() {
     if !engine::available("pool_tls") {
         return;
     }
-    let get = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
-    let (Some(host), Some(certs)) = (get("STRATA_TEST_TLS_HOST"), get("STRATA_TEST_TLS_CERTS"))
-    else {
-        let msg = "needs the TLS engine (STRATA_TEST_TLS_HOST; run through ci/test.sh)";
-        if std::env::var("CI").is_ok_and(|v| v == "true") {
-            panic!("{msg}");
-        }
-        eprintln!("SKIPPED {msg}");
+    let Some((host, certs)) = crate::tls::tls_engine() else {
         return;
     };
     let _engine = crate::common::second_engine();

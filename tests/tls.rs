@@ -9,19 +9,14 @@ use crate::common::TestTree;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-fn tls_engine() -> Option<(String, PathBuf)> {
-    let get = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
-    match (get("STRATA_TEST_TLS_HOST"), get("STRATA_TEST_TLS_CERTS")) {
-        (Some(host), Some(certs)) => Some((host, certs.into())),
-        _ => {
-            let msg = "TLS tests need STRATA_TEST_TLS_HOST and STRATA_TEST_TLS_CERTS (run through ci/test.sh)";
-            if std::env::var("CI").is_ok_and(|v| v == "true") {
-                panic!("{msg}");
-            }
-            eprintln!("SKIPPED {msg}");
-            None
-        }
-    }
+/// The TLS-only engine of ci/setup.sh: its address and certificates folder.
+pub(crate) fn tls_engine() -> Option<(String, PathBuf)> {
+    let mut v = crate::common::settings(
+        &["STRATA_TEST_TLS_HOST", "STRATA_TEST_TLS_CERTS"],
+        "the TLS engine",
+    )?;
+    let certs = v.pop()?;
+    Some((v.pop()?, certs.into()))
 }
 
 fn docker(config: &Path, args: &[&str]) -> std::process::Output {

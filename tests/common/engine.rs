@@ -53,7 +53,19 @@ impl Drop for Namespace {
 impl Namespace {
     /// Remove every image of this namespace from the engine (a fresh worker).
     pub fn clear(&self) {
-        let Ok(out) = Command::new("docker")
+        self.clear_on(None);
+    }
+
+    /// The same on the engine at `host` (None: the docker CLI's own).
+    pub fn clear_on(&self, host: Option<&str>) {
+        let docker = || {
+            let mut cmd = Command::new("docker");
+            if let Some(h) = host {
+                cmd.args(["-H", h]);
+            }
+            cmd
+        };
+        let Ok(out) = docker()
             .args(["images", "--format", "{{.Repository}}:{{.Tag}}"])
             .output()
         else {
@@ -65,11 +77,7 @@ impl Namespace {
             .map(str::to_string)
             .collect();
         if !refs.is_empty() {
-            let _ = Command::new("docker")
-                .arg("rmi")
-                .arg("-f")
-                .args(&refs)
-                .output();
+            let _ = docker().arg("rmi").arg("-f").args(&refs).output();
         }
     }
 }

@@ -223,3 +223,23 @@ pub fn second_engine() -> std::sync::MutexGuard<'static, ()> {
     static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
     LOCK.lock().unwrap_or_else(|e| e.into_inner())
 }
+
+/// The values of the test-machine settings `names` (ci/setup.sh writes
+/// them to target/ci/registry.env, which ci/test.sh exports), or None when
+/// one is missing: under CI that fails the test, on a laptop it is skipped
+/// with a message saying what `what` needs.
+pub fn settings(names: &[&str], what: &str) -> Option<Vec<String>> {
+    let values: Vec<String> = names
+        .iter()
+        .filter_map(|k| std::env::var(k).ok().filter(|v| !v.is_empty()))
+        .collect();
+    if values.len() == names.len() {
+        return Some(values);
+    }
+    let msg = format!("{what} needs {} (run through ci/test.sh)", names.join(", "));
+    if std::env::var("CI").is_ok_and(|v| v == "true") {
+        panic!("{msg}");
+    }
+    eprintln!("SKIPPED {msg}");
+    None
+}
