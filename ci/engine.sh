@@ -3,7 +3,8 @@
 # benchmark. Idempotent:
 #   ci/engine.sh start NAME N   start it (if its socket does not answer) and
 #                               load the busybox base; prints its DOCKER_HOST
-#   ci/engine.sh stop NAME      stop it by its pid files (dockerd, then its containerd)
+#   ci/engine.sh stop NAME      stop it by its pid files (dockerd, then its containerd),
+#                               and the container shims that name its socket
 # Everything lives under target/ci/engines/NAME: data-root, exec-root, pid
 # file, socket, log. vfs storage, no iptables, and a bridge of its own
 # (strata-pN, 172.31.(240+N).1/24) created beforehand: a daemon without one
@@ -61,6 +62,10 @@ case "$cmd" in
   stop)
     stop_pid "$dir/dockerd.pid"
     stop_pid "$dir/exec/containerd/containerd.pid"
+    # Container shims outlive a killed engine; they name its own socket.
+    for pid in $(pgrep -f -- "-address $dir/exec/containerd/containerd.sock" || true); do
+      kill "$pid" 2>/dev/null || true
+    done
     rm -f "$sock"
     ;;
   *) echo "usage: ci/engine.sh start NAME N | stop NAME" >&2; exit 2 ;;
