@@ -2,8 +2,11 @@
 //! 43 images whose RUN steps sleep known durations, built with
 //! `strata build --push` on 1 engine × 2 jobs and on 3 engines × 2 jobs
 //! (the main engine and the two of ci/setup.sh, sharing the loopback
-//! registry), each ÷ its lower bound: the larger of the longest chain of
-//! sleeps and all sleeps ÷ the slots. The three-engine makespan includes
+//! registry), each ÷ its lower bound: the larger of the longest chain and
+//! all the work ÷ the slots. Two bounds: with the work the RUN sleeps
+//! alone, and with each image's time as one engine builds it (its sleep
+//! plus the engine's fixed cost of a build and the content tag's upload,
+//! from the one-engine run's summary). The three-engine makespan includes
 //! every registry hand-off (content tag pushed after each build, parents
 //! pulled by digest). Then the cost of one hand-off for a busybox image:
 //! a push of a content tag and a pull by digest on another engine.
@@ -71,16 +74,29 @@ fn write_tree(dir: &Path, registry: &str) {
     }
 }
 
-/// The lower bound of the makespan on `slots` slots, in seconds.
-fn lower_bound(slots: u64) -> f64 {
-    let n = LEVEL2 + LEVEL3 + 1;
-    let mut chain = vec![0u64; n];
-    for i in 0..n {
-        chain[i] = sleep_s(i) + parent(i).map_or(0, |p| chain[p]);
+/// The lower bound of the makespan on `slots` slots, in seconds, when
+/// image `i` takes `work[i]`: the longer of the longest chain and all the
+/// work spread evenly over the slots.
+fn lower_bound(work: &[f64], slots: f64) -> f64 {
+    let mut chain = vec![0.0; work.len()];
+    for i in 0..work.len() {
+        chain[i] = work[i] + parent(i).map_or(0.0, |p| chain[p]);
     }
-    let longest = *chain.iter().max().unwrap() as f64;
-    let work: u64 = (0..n).map(sleep_s).sum();
-    longest.max(work as f64 / slots as f64)
+    let longest = chain.iter().copied().fold(0.0, f64::max);
+    longest.max(work.iter().sum::<f64>() / slots)
+}
+
+/// Each image's time in a run's summary (its build, its content tag's
+/// upload and its tag moves), by image number.
+fn durations(summary: &Path) -> Vec<f64> {
+    let s: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(summary).unwrap()).unwrap();
+    let mut d = vec![0.0; LEVEL2 + LEVEL3 + 1];
+    for image in s["images"].as_array().unwrap() {
+        let i: usize = image["name"].as_str().unwrap()[3..].parse().unwrap();
+        d[i] = image["duration_s"].as_f64().unwrap();
+    }
+    d
 }
 
 fn main() {
@@ -122,13 +138,21 @@ fn main() {
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_secs();
+    // The last run of each set-up leaves its summary and timeline here.
+    let out_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/bench-pool");
+    std::fs::create_dir_all(&out_dir).unwrap();
     let mut build = |engines: &[String]| -> Duration {
         salt += 1;
+        let stem = out_dir.join(format!("{}-engines", engines.len()));
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_strata"));
         cmd.arg("-C")
             .arg(tree.path())
             .args(["--set", &format!("vars.salt={salt}")])
             .args(["build", "--push", "--progress", "quiet"])
+            .arg("--summary")
+            .arg(stem.with_extension("json"))
+            .arg("--timeline")
+            .arg(stem.with_extension("svg"))
             .env("DOCKER_CONFIG", config.path());
         for e in engines {
             cmd.args(["--engine", e]);
@@ -156,20 +180,29 @@ fn main() {
         common::median(t1).as_secs_f64(),
         common::median(t3).as_secs_f64(),
     );
-    let (lb2, lb6) = (lower_bound(2), lower_bound(6));
     let n = LEVEL2 + LEVEL3 + 1;
+    let sleeps: Vec<f64> = (0..n).map(|i| sleep_s(i) as f64).collect();
+    // Each image's own time as one engine builds it (no pulls): the RUN
+    // sleep, the engine's fixed cost of a build, the content tag's upload.
+    let measured = durations(&out_dir.join("1-engines.json"));
+    let fixed = (measured.iter().sum::<f64>() - sleeps.iter().sum::<f64>()) / n as f64;
     println!(
         "pool: {n} images, {} s of RUN sleeps, medians of {runs}",
-        (0..n).map(sleep_s).sum::<u64>()
+        sleeps.iter().sum::<f64>()
     );
-    println!(
-        "  1 engine  × 2 jobs: {m1:7.1} s   lower bound {lb2:6.1} s   ratio {:.3}",
-        m1 / lb2
-    );
-    println!(
-        "  3 engines × 2 jobs: {m3:7.1} s   lower bound {lb6:6.1} s   ratio {:.3}",
-        m3 / lb6
-    );
+    println!("  each image's fixed cost on one engine (build steps, upload): {fixed:.2} s");
+    println!("  set-up              makespan   ÷ bound of sleeps      ÷ bound of measured times");
+    for (label, m, slots) in [
+        ("1 engine  × 2 jobs", m1, 2.0),
+        ("3 engines × 2 jobs", m3, 6.0),
+    ] {
+        let (a, b) = (lower_bound(&sleeps, slots), lower_bound(&measured, slots));
+        println!(
+            "  {label}  {m:7.1} s   {:.3} (of {a:5.1} s)    {:.3} (of {b:5.1} s)",
+            m / a,
+            m / b
+        );
+    }
     println!("  speed-up 3 engines over 1: {:.2}×", m1 / m3);
 
     // One hand-off: push a content tag from the main engine, pull it by
@@ -234,11 +267,15 @@ fn main() {
 
     // The images of the runs go; the base stays.
     for host in [main, extra[0], extra[1]] {
-        let (list, _) = docker(host, &["images", "--format", "{{.Repository}}:{{.Tag}}"]);
-        let refs: Vec<&str> = list.lines().filter(|l| l.contains("bench-pool/")).collect();
-        if !refs.is_empty() {
+        let (list, _) = docker(host, &["images", "--format", "{{.Repository}} {{.ID}}"]);
+        let ids: std::collections::BTreeSet<&str> = list
+            .lines()
+            .filter(|l| l.contains("bench-pool/"))
+            .filter_map(|l| l.split_whitespace().nth(1))
+            .collect();
+        if !ids.is_empty() {
             let mut args = vec!["rmi", "-f"];
-            args.extend(refs);
+            args.extend(ids);
             docker(host, &args);
         }
     }

@@ -355,6 +355,9 @@ async fn build(
             .progress
             .note(&show::no_deps_note(&plan.stale_outside));
     }
+    // The critical path weighs each image by its last build time here.
+    opts.weights =
+        history::expected_durations(plan.items.iter().map(|i| engine::split_tag(&i.reference).0));
     if several {
         opts.push = true;
         opts.publish_each &= args.push;
@@ -385,6 +388,10 @@ async fn build(
     for (item, o) in plan.items.iter().zip(&run.outcomes) {
         if o.status == execute::Status::Built {
             history::remember(&item.fingerprint);
+            history::remember_duration(
+                engine::split_tag(&item.reference).0,
+                o.duration.as_secs_f64(),
+            );
         }
     }
     let mut summary = Summary::new(&plan, &run);

@@ -70,3 +70,63 @@ pub fn remember_pass(fingerprint: &str, tests_key: &str) {
         let _ = std::fs::write(path, b"");
     }
 }
+
+/// Where the last build time of each repository is kept.
+fn duration_file(repository: &str) -> Option<PathBuf> {
+    let name = blake3::hash(repository.as_bytes()).to_hex();
+    cache_dir().map(|d| d.join("durations").join(&name.as_str()[..16]))
+}
+
+/// Remember how long the last build of `repository` took (seconds).
+pub fn remember_duration(repository: &str, seconds: f64) {
+    if let Some(path) = duration_file(repository) {
+        if let Some(dir) = path.parent() {
+            let _ = std::fs::create_dir_all(dir);
+        }
+        let _ = std::fs::write(path, format!("{seconds:.3}\n"));
+    }
+}
+
+/// Expected build times, index-aligned with `repositories`: the last one
+/// recorded for each, and for those never built here the mean of the
+/// others. None when none was ever built here (every image counts alike).
+pub fn expected_durations<'a>(repositories: impl IntoIterator<Item = &'a str>) -> Option<Vec<f64>> {
+    let known: Vec<Option<f64>> = repositories
+        .into_iter()
+        .map(|r| {
+            let text = std::fs::read_to_string(duration_file(r)?).ok()?;
+            text.trim().parse::<f64>().ok().filter(|s| *s > 0.0)
+        })
+        .collect();
+    let seen: Vec<f64> = known.iter().flatten().copied().collect();
+    if seen.is_empty() {
+        return None;
+    }
+    let mean = seen.iter().sum::<f64>() / seen.len() as f64;
+    Some(known.into_iter().map(|k| k.unwrap_or(mean)).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn expected_durations_are_the_last_recorded_and_the_mean_for_the_rest() {
+        let unique = format!(
+            "test.invalid/strata-{}-{:?}",
+            std::process::id(),
+            std::time::Instant::now()
+        );
+        let (a, b, c) = (
+            format!("{unique}/a"),
+            format!("{unique}/b"),
+            format!("{unique}/c"),
+        );
+        assert_eq!(super::expected_durations([a.as_str(), b.as_str()]), None);
+        super::remember_duration(&a, 2.0);
+        super::remember_duration(&b, 5.0);
+        super::remember_duration(&b, 4.0);
+        assert_eq!(
+            super::expected_durations([a.as_str(), b.as_str(), c.as_str()]),
+            Some(vec![2.0, 4.0, 3.0])
+        );
+    }
+}
