@@ -265,18 +265,25 @@ fn main() {
         (push + pull).as_secs_f64() * 1e3
     );
 
-    // The images of the runs go; the base stays.
+    // The images of the runs go (their names; what they held is then
+    // dangling and goes with them); the base stays. Best effort.
     for host in [main, extra[0], extra[1]] {
-        let (list, _) = docker(host, &["images", "--format", "{{.Repository}} {{.ID}}"]);
-        let ids: std::collections::BTreeSet<&str> = list
+        let format = "{{.Repository}} {{.Tag}} {{.Digest}}";
+        let (list, _) = docker(host, &["images", "--digests", "--format", format]);
+        let refs: Vec<String> = list
             .lines()
             .filter(|l| l.contains("bench-pool/"))
-            .filter_map(|l| l.split_whitespace().nth(1))
+            .filter_map(|l| match l.split_whitespace().collect::<Vec<_>>()[..] {
+                [repo, tag, _] if tag != "<none>" => Some(format!("{repo}:{tag}")),
+                [repo, _, digest] if digest != "<none>" => Some(format!("{repo}@{digest}")),
+                _ => None,
+            })
             .collect();
-        if !ids.is_empty() {
-            let mut args = vec!["rmi", "-f"];
-            args.extend(ids);
-            docker(host, &args);
+        for chunk in refs.chunks(50) {
+            let _ = Command::new("docker")
+                .args(["-H", host, "rmi"])
+                .args(chunk)
+                .output();
         }
     }
 }

@@ -65,8 +65,14 @@ impl Namespace {
             }
             cmd
         };
+        // Tagged images by tag, images pulled by digest by `repo@digest`.
         let Ok(out) = docker()
-            .args(["images", "--format", "{{.Repository}}:{{.Tag}}"])
+            .args([
+                "images",
+                "--digests",
+                "--format",
+                "{{.Repository}} {{.Tag}} {{.Digest}}",
+            ])
             .output()
         else {
             return;
@@ -74,7 +80,11 @@ impl Namespace {
         let refs: Vec<String> = String::from_utf8_lossy(&out.stdout)
             .lines()
             .filter(|l| l.contains(&format!("{}/", self.0)))
-            .map(str::to_string)
+            .filter_map(|l| match l.split_whitespace().collect::<Vec<_>>()[..] {
+                [repo, tag, _] if tag != "<none>" => Some(format!("{repo}:{tag}")),
+                [repo, _, digest] if digest != "<none>" => Some(format!("{repo}@{digest}")),
+                _ => None,
+            })
             .collect();
         if !refs.is_empty() {
             let _ = docker().arg("rmi").arg("-f").args(&refs).output();
