@@ -224,4 +224,4 @@ echo "STRATA_TEST_TLS_CERTS=$TLS_CERTS" >>"$STATE/registry.env"
 POOL1=$(ci/engine.sh start pool-1 1)
 POOL2=$(ci/engine.sh start pool-2 2)
 log "pool engines on $POOL1 and $POOL2"
-echo "STRATA_TEST_POOL_ENGINES=$POOL1 $POOL2" >>"$STATE/registry.env"
+echo "STRATA_TEST_POOL_ENGINES=\"$POOL1 $POOL2\"" >>"$STATE/registry.env"

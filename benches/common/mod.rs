@@ -118,7 +118,8 @@ pub fn setting(name: &str) -> String {
         .ok()
         .and_then(|text| {
             text.lines()
-                .find_map(|l| l.strip_prefix(&format!("{name}=")).map(str::to_string))
+                .find_map(|l| l.strip_prefix(&format!("{name}=")))
+                .map(|v| v.trim_matches('"').to_string())
         })
         .unwrap_or_else(|| panic!("{name} is not set: run ci/setup.sh first"))
 }
