@@ -193,13 +193,14 @@ impl OwnEngine {
         }
     }
 
-    /// SIGKILL its dockerd, as a machine that goes away.
-    fn kill(&self) {
+    /// Send its dockerd `signal` (`KILL`: a machine that goes away;
+    /// `STOP`: one that hangs, still accepting connections).
+    fn signal(&self, signal: &str) {
         let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
         let pid_file = repo.join(format!("target/ci/engines/{}/dockerd.pid", self.name));
         let pid = std::fs::read_to_string(&pid_file).expect("pid file");
         let ok = Command::new("kill")
-            .args(["-9", pid.trim()])
+            .args([&format!("-{signal}"), pid.trim()])
             .status()
             .unwrap();
         assert!(ok.success());
@@ -244,15 +245,28 @@ fn sleepy_tree(ns: &Namespace, r: &Registry, children: usize, sleep: u32) -> Tes
 
 #[test]
 fn an_engine_killed_mid_run_leaves_the_set_to_the_others() {
+    engine_lost_mid_run("KILL", "pool-kill", 3, "connection");
+}
+
+#[test]
+fn an_engine_that_hangs_mid_run_is_found_and_left() {
+    engine_lost_mid_run("STOP", "pool-hang", 4, "no answer to a ping");
+}
+
+/// A root and six children over the main engine, pool-1 and an engine of
+/// the test's own, which gets `signal` while a build runs on it: the run
+/// completes on the other two, saying once that it lost it and why
+/// (`why`), and the summary says where each image went.
+fn engine_lost_mid_run(signal: &str, name: &'static str, n: u32, why: &str) {
     let Some(r) = registry() else { return };
-    if !engine::available("pool_kill") {
+    if !engine::available(name) {
         return;
     }
     let Some(extra) = pool_engines() else { return };
     let _pool = pool_lock();
-    let victim = OwnEngine::start("pool-kill", 3);
+    let victim = OwnEngine::start(name, n);
     let config = docker_config(&r.host, &r.user, &r.password);
-    let ns = Namespace::new("pool-kill");
+    let ns = Namespace::new(name);
     let t = sleepy_tree(&ns, &r, 6, 4);
     let mut cmd = t.command(&[
         "build",
@@ -283,12 +297,16 @@ fn an_engine_killed_mid_run_leaves_the_set_to_the_others() {
         );
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
-    victim.kill();
+    victim.signal(signal);
     let (code, stderr) = running.finish();
+    if signal == "STOP" {
+        victim.signal("CONT");
+    }
     assert_eq!(code, 0, "{stderr}");
     let lost: Vec<&str> = stderr.lines().filter(|l| l.contains(" lost (")).collect();
     assert_eq!(lost.len(), 1, "{stderr}");
     assert!(lost[0].contains(&victim.host), "{}", lost[0]);
+    assert!(lost[0].contains(why), "{}", lost[0]);
 
     let s = summary(&t);
     assert_eq!(s["engines_lost"][0]["engine"], victim.host.as_str());

@@ -47,14 +47,17 @@ impl Scheduler<'_> {
         if self.opts.push && !(tested_only && self.items[i].published.is_some()) {
             self.state[i] = State::Pushing;
             self.observer.event(self.items, Event::Pushing { item: i });
-            self.tasks.spawn(tasks::upload(
+            self.spawn_for(
                 i,
-                self.items[i].clone(),
-                None,
-                self.on(i),
-                self.push_slots.clone(),
-                self.tx.clone(),
-            ));
+                tasks::upload(
+                    i,
+                    self.items[i].clone(),
+                    None,
+                    self.on(i),
+                    self.push_slots.clone(),
+                    self.tx.clone(),
+                ),
+            );
             self.outcomes[i] = Some(o);
         } else {
             self.finish(i, o);
@@ -168,6 +171,30 @@ impl Scheduler<'_> {
         let Some(e) = self.place.placed(i) else {
             return;
         };
+        self.lose_engine(e, why);
+        self.requeue(i, e);
+    }
+
+    /// Engine `e` failed its health checks: it is lost, and every build or
+    /// upload running there is aborted and goes back to the queue. (Tag
+    /// moves under way are left to end by themselves, as on an interrupt.)
+    pub(super) fn engine_down(&mut self, e: usize, why: String) {
+        self.lose_engine(e, why);
+        for i in 0..self.items.len() {
+            if self.place.placed(i) == Some(e)
+                && matches!(self.state[i], State::Running | State::Pushing)
+            {
+                if let Some(task) = self.handles[i].take() {
+                    task.abort();
+                }
+                self.place.release_slot(i);
+                self.requeue(i, e);
+            }
+        }
+    }
+
+    /// Say once that engine `e` is lost; it holds nothing from now on.
+    fn lose_engine(&mut self, e: usize, why: String) {
         if self.place.lose(e) {
             let name = self.place.name(e).to_string();
             let text = format!(
@@ -176,6 +203,11 @@ impl Scheduler<'_> {
             self.observer.event(self.items, Event::Note { text: &text });
             self.lost.push((name, why));
         }
+    }
+
+    /// Item `i`'s step ended with its engine `e` lost: back to the queue
+    /// (or, with no engine left, the run stops).
+    fn requeue(&mut self, i: usize, e: usize) {
         self.outcomes[i] = None;
         self.tails[i].clear();
         self.tested[i].clear();

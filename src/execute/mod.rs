@@ -23,6 +23,10 @@ pub use outcome::{Event, Observer, Outcome, Run, Status};
 pub use pool::Pool;
 pub use tasks::release_refs;
 
+/// How often each engine of a pool is asked whether it answers, and how
+/// long it has to answer.
+const HEALTH_EVERY: Duration = Duration::from_secs(10);
+
 /// Lines of each image's log kept for its outcome (shown under a failure).
 pub const TAIL_LINES: usize = 30;
 
@@ -139,6 +143,8 @@ struct Scheduler<'a> {
     heap: BinaryHeap<Ready>,
     fifo: VecDeque<usize>,
     tasks: JoinSet<()>,
+    /// Each item's task in `tasks`, to abort it when its engine goes down.
+    handles: Vec<Option<tokio::task::AbortHandle>>,
     /// Release-tag moves: short, and never aborted, so an interrupt never
     /// leaves an image's tags half moved.
     releasing: JoinSet<()>,
@@ -200,12 +206,10 @@ impl<'a> Scheduler<'a> {
             if item.fetch && !self.place.several() {
                 self.state[i] = State::Running;
                 self.outcomes[i] = Some(o);
-                self.tasks.spawn(tasks::fetch(
+                self.spawn_for(
                     i,
-                    item.clone(),
-                    self.place.engine_of(i),
-                    self.tx.clone(),
-                ));
+                    tasks::fetch(i, item.clone(), self.place.engine_of(i), self.tx.clone()),
+                );
             } else if self.opts.push && item.published.is_none() {
                 if let Some(e) = self.place.holder(i) {
                     self.place.place(i, e);
@@ -214,14 +218,17 @@ impl<'a> Scheduler<'a> {
                 o.image_id = Some(item.reference.clone());
                 self.outcomes[i] = Some(o);
                 self.observer.event(self.items, Event::Pushing { item: i });
-                self.tasks.spawn(tasks::upload(
+                self.spawn_for(
                     i,
-                    item.clone(),
-                    Some(item.reference.clone()),
-                    self.on(i),
-                    self.push_slots.clone(),
-                    self.tx.clone(),
-                ));
+                    tasks::upload(
+                        i,
+                        item.clone(),
+                        Some(item.reference.clone()),
+                        self.on(i),
+                        self.push_slots.clone(),
+                        self.tx.clone(),
+                    ),
+                );
             } else {
                 self.state[i] = State::Done;
                 self.outcomes[i] = Some(o);
@@ -252,6 +259,29 @@ impl<'a> Scheduler<'a> {
             if self.missing[c] == 0 && self.state[c] == State::Waiting {
                 self.ready(c);
             }
+        }
+    }
+
+    /// Run item `i`'s build, test or upload task.
+    fn spawn_for(
+        &mut self,
+        i: usize,
+        task: impl std::future::Future<Output = ()> + Send + 'static,
+    ) {
+        self.handles[i] = Some(self.tasks.spawn(task));
+    }
+
+    /// Ask every engine still in the run whether it answers (a pool only),
+    /// one question per engine at a time.
+    fn check_engines(&mut self, checks: &mut JoinSet<(usize, bool)>, asking: &mut [bool]) {
+        for (e, engine) in self.place.to_check() {
+            if std::mem::replace(&mut asking[e], true) {
+                continue;
+            }
+            checks.spawn(async move {
+                let answer = tokio::time::timeout(HEALTH_EVERY, engine.ping()).await;
+                (e, matches!(answer, Ok(Ok(()))))
+            });
         }
     }
 
@@ -300,18 +330,21 @@ impl<'a> Scheduler<'a> {
                     item.local = self.place.holds(e, i);
                     item.published = self.digests[i].clone();
                 }
-                self.tasks
-                    .spawn(tasks::test_existing(i, item, self.on(i), self.tx.clone()));
+                let task = tasks::test_existing(i, item, self.on(i), self.tx.clone());
+                self.spawn_for(i, task);
             } else {
-                self.tasks.spawn(tasks::build(
+                self.spawn_for(
                     i,
-                    item,
-                    self.on(i),
-                    missing,
-                    self.opts.retries,
-                    self.opts.push,
-                    self.tx.clone(),
-                ));
+                    tasks::build(
+                        i,
+                        item,
+                        self.on(i),
+                        missing,
+                        self.opts.retries,
+                        self.opts.push,
+                        self.tx.clone(),
+                    ),
+                );
             }
         }
     }
@@ -382,6 +415,7 @@ pub async fn execute_on(
         heap: BinaryHeap::new(),
         fifo: VecDeque::new(),
         tasks: JoinSet::new(),
+        handles: vec![None; n],
         releasing: JoinSet::new(),
         tx,
         push_slots: Arc::new(tokio::sync::Semaphore::new(opts.push_jobs.max(1))),
@@ -390,6 +424,13 @@ pub async fn execute_on(
     s.skip_up_to_date();
     let mut interrupted = false;
     tokio::pin!(interrupt);
+    // With several engines each is asked every HEALTH_EVERY whether it
+    // answers: one that fails twice running is down, even when no step of
+    // its own has failed (a hung engine, a cut network).
+    let mut health = tokio::time::interval(HEALTH_EVERY);
+    health.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut checks: JoinSet<(usize, bool)> = JoinSet::new();
+    let mut asking = vec![false; s.place.len()];
     loop {
         s.start_ready();
         while s.tasks.try_join_next().is_some() {}
@@ -407,6 +448,21 @@ pub async fn execute_on(
             // Reap finished tasks, or the set never empties.
             Some(_) = s.tasks.join_next() => None,
             Some(_) = s.releasing.join_next() => None,
+            _ = health.tick(), if s.place.several() && !s.stopping => {
+                s.check_engines(&mut checks, &mut asking);
+                None
+            }
+            Some(Ok((e, answered))) = checks.join_next() => {
+                asking[e] = false;
+                if s.place.answered(e, answered) {
+                    let why = format!(
+                        "no answer to a ping within {} s, twice running",
+                        HEALTH_EVERY.as_secs()
+                    );
+                    s.engine_down(e, why);
+                }
+                None
+            }
         };
         match msg {
             Some(msg) => s.handle(msg),

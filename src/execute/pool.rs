@@ -37,6 +37,8 @@ pub(super) struct Placement {
     placed: Vec<Option<usize>>,
     /// Items holding a build slot.
     in_slot: Vec<bool>,
+    /// Health checks each engine failed in a row.
+    misses: Vec<u32>,
 }
 
 impl Placement {
@@ -54,6 +56,7 @@ impl Placement {
             holds,
             placed: vec![None; items],
             in_slot: vec![false; items],
+            misses: vec![0; n],
         }
     }
 
@@ -142,6 +145,25 @@ impl Placement {
         self.lost[e] = true;
         self.holds[e].iter_mut().for_each(|h| *h = false);
         first
+    }
+
+    pub(super) fn len(&self) -> usize {
+        self.members.len()
+    }
+
+    /// The engines still in the run, to ask whether they answer.
+    pub(super) fn to_check(&self) -> Vec<(usize, Arc<dyn Engine>)> {
+        (0..self.members.len())
+            .filter(|&e| !self.lost[e])
+            .map(|e| (e, self.members[e].engine.clone()))
+            .collect()
+    }
+
+    /// Record a health check of engine `e`; true when it has now failed
+    /// two in a row (and is not known lost already).
+    pub(super) fn answered(&mut self, e: usize, ok: bool) -> bool {
+        self.misses[e] = if ok { 0 } else { self.misses[e] + 1 };
+        !self.lost[e] && self.misses[e] >= 2
     }
 
     pub(super) fn all_lost(&self) -> bool {

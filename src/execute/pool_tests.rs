@@ -9,10 +9,12 @@ use crate::engine::sim::{SimEngine, Step};
 use crate::plan::Item;
 
 /// An engine that dies when its `after`-th build starts: that build and
-/// everything after it fail, and it no longer answers a ping.
+/// everything after it fail, and it no longer answers a ping. With `hang`
+/// it stops answering instead: every call from then on waits for ever.
 struct Dying {
     inner: SimEngine,
     after: usize,
+    hang: bool,
     started: std::sync::atomic::AtomicUsize,
     dead: std::sync::atomic::AtomicBool,
 }
@@ -22,13 +24,22 @@ impl Dying {
         Dying {
             inner: SimEngine::new(script(&[])),
             after,
+            hang: false,
             started: Default::default(),
             dead: Default::default(),
         }
     }
 
-    fn dead(&self) -> Result<(), EngineError> {
+    fn hung(after: usize) -> Dying {
+        Dying {
+            hang: true,
+            ..Dying::new(after)
+        }
+    }
+
+    async fn dead(&self) -> Result<(), EngineError> {
         match self.dead.load(std::sync::atomic::Ordering::SeqCst) {
+            true if self.hang => std::future::pending().await,
             true => Err(EngineError::Failed("connection refused".into())),
             false => Ok(()),
         }
@@ -37,7 +48,7 @@ impl Dying {
 
 impl Engine for Dying {
     fn ping(&self) -> futures_util::future::BoxFuture<'_, Result<(), EngineError>> {
-        Box::pin(async move { self.dead() })
+        Box::pin(async move { self.dead().await })
     }
     fn build(
         &self,
@@ -49,6 +60,7 @@ impl Engine for Dying {
             if self.started.fetch_add(1, SeqCst) + 1 >= self.after {
                 tokio::time::sleep(Duration::from_millis(5)).await;
                 self.dead.store(true, SeqCst);
+                self.dead().await?;
                 return Err(EngineError::Failed("connection reset by peer".into()));
             }
             self.inner.build(request, log).await
@@ -60,7 +72,7 @@ impl Engine for Dying {
         r: &'a str,
     ) -> futures_util::future::BoxFuture<'a, Result<(), EngineError>> {
         Box::pin(async move {
-            self.dead()?;
+            self.dead().await?;
             self.inner.tag(id, r).await
         })
     }
@@ -69,7 +81,7 @@ impl Engine for Dying {
         r: &'a str,
     ) -> futures_util::future::BoxFuture<'a, Result<(), EngineError>> {
         Box::pin(async move {
-            self.dead()?;
+            self.dead().await?;
             self.inner.pull(r).await
         })
     }
@@ -79,7 +91,7 @@ impl Engine for Dying {
         log: crate::engine::Log,
     ) -> futures_util::future::BoxFuture<'a, Result<(), EngineError>> {
         Box::pin(async move {
-            self.dead()?;
+            self.dead().await?;
             self.inner.push(r, log).await
         })
     }
@@ -89,7 +101,7 @@ impl Engine for Dying {
     ) -> futures_util::future::BoxFuture<'a, Result<Option<crate::engine::ImageInfo>, EngineError>>
     {
         Box::pin(async move {
-            self.dead()?;
+            self.dead().await?;
             self.inner.inspect(r).await
         })
     }
@@ -230,4 +242,32 @@ async fn losing_every_engine_ends_the_run() {
         .iter()
         .skip(1)
         .all(|o| o.status == Status::Cancelled));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_hung_engine_is_found_by_its_health_checks_and_its_builds_run_elsewhere() {
+    let jobs: Vec<Item> = std::iter::once(job("base", &[]))
+        .chain((1..=4).map(|i| job(&format!("c{i}"), &[0])))
+        .collect();
+    let healthy = Arc::new(SimEngine::new(script(&[])));
+    // Builds base, then hangs on its second build: nothing ever errors.
+    let hung = Arc::new(Dying::hung(2));
+    let run = tokio::time::timeout(
+        Duration::from_secs(600),
+        run_pool(
+            &jobs,
+            vec![member("hung", hung, 2), member("healthy", healthy, 1)],
+        ),
+    )
+    .await
+    .expect("the run ends");
+    assert!(
+        run.outcomes.iter().all(|o| o.status == Status::Built),
+        "{:?}",
+        run.outcomes.iter().map(|o| &o.error).collect::<Vec<_>>()
+    );
+    assert_eq!(run.lost.len(), 1);
+    assert!(run.lost[0].1.contains("twice running"), "{:?}", run.lost);
+    let on = engines_of(&run);
+    assert!(on[1..].iter().all(|e| *e == "healthy"), "{on:?}");
 }
