@@ -4,6 +4,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ci/setup.sh
+# The engine pool's two extra engines are stopped by their pid files at the
+# end, whatever the outcome (ci/setup.sh starts them again next time).
+trap 'ci/engine.sh stop pool-1; ci/engine.sh stop pool-2' EXIT
 set -a; . target/ci/registry.env; set +a
 cargo fmt --all -- --check
 cargo clippy --all-targets --quiet -- -D warnings
