@@ -452,3 +452,72 @@ fn a_tls_engine_joins_a_pool_with_the_cli_variables() {
         "{stderr}"
     );
 }
+
+#[test]
+fn a_base_only_in_the_registry_is_pulled_with_its_credentials_on_each_engine() {
+    let Some(r) = registry() else { return };
+    if !engine::available("pool_base") {
+        return;
+    }
+    let Some(extra) = pool_engines() else { return };
+    let _pool = pool_lock();
+    let config = docker_config(&r.host, &r.user, &r.password);
+    let ns = Namespace::new("pool-base");
+    let _clear = ClearOn(vec![extra[0].clone()], ns.0.clone());
+    // The base is only in the registry (htpasswd), outside the tree's
+    // namespace: neither engine has it.
+    let base_ns = Namespace(format!("{}-base", ns.0));
+    let _clear_base = ClearOn(vec![extra[0].clone()], base_ns.0.clone());
+    let base = format!("{}/{}/busybox:base", r.host, base_ns.0);
+    engine::tag(BASE_IMAGE, &base);
+    let cli = |host: &str, args: &[&str]| {
+        Command::new("docker")
+            .args(["--config", &config.path().display().to_string(), "-H", host])
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let pushed = cli(MAIN, &["push", &base]);
+    assert!(
+        pushed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&pushed.stderr)
+    );
+    cli(MAIN, &["rmi", &base]);
+    assert!(id_on(MAIN, &base).is_none() && id_on(&extra[0], &base).is_none());
+    let t = TestTree::new();
+    t.write(
+        "strata.yaml",
+        &format!("registry: '{}'\nnamespace: {}\n", r.host, ns.0),
+    );
+    for name in ["a", "b"] {
+        t.write(
+            &format!("images/{name}/Dockerfile.j2"),
+            &format!("FROM {base}\nRUN echo {name} > /{name}\n"),
+        );
+    }
+    let out = t
+        .command(&[
+            "build",
+            "--summary",
+            "s.json",
+            "--engine",
+            &format!("{MAIN}=1"),
+            "--engine",
+            &format!("{}=1", extra[0]),
+        ])
+        .env("DOCKER_CONFIG", config.path())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    let s = summary(&t);
+    let on: BTreeSet<&str> = s["images"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["engine"].as_str().unwrap())
+        .collect();
+    assert_eq!(on.len(), 2, "one image on each engine: {on:?}");
+    assert!(id_on(MAIN, &base).is_some() && id_on(&extra[0], &base).is_some());
+}

@@ -180,9 +180,10 @@ impl Engine for DockerEngine {
                 ..Default::default()
             };
             let mut vertices = BuildKitLog::default();
+            let credentials = from_credentials(&req.dockerfile);
             let mut stream =
                 self.docker
-                    .build_image(options, None, Some(bollard::body_try_stream(body)));
+                    .build_image(options, credentials, Some(bollard::body_try_stream(body)));
             let mut lines = Lines::default();
             let mut id = None;
             let mut error = None;
@@ -473,6 +474,30 @@ fn escape_char(dockerfile: &str) -> char {
         }
     }
     '\\'
+}
+
+/// The credentials of every registry a `FROM` line of `dockerfile` names,
+/// by server, for the builder to pull bases the engine lacks (a fresh
+/// engine of a pool, a fresh CI worker). None when there are none.
+fn from_credentials(
+    dockerfile: &str,
+) -> Option<std::collections::HashMap<String, bollard::auth::DockerCredentials>> {
+    let mut found = std::collections::HashMap::new();
+    for line in dockerfile.lines() {
+        let mut words = line.split_whitespace();
+        if !words.next().is_some_and(|w| w.eq_ignore_ascii_case("FROM")) {
+            continue;
+        }
+        let Some(reference) = words.find(|w| !w.starts_with("--")) else {
+            continue;
+        };
+        if let Some(c) = credentials_for(reference) {
+            if let Some(server) = c.serveraddress.clone() {
+                found.insert(server, c);
+            }
+        }
+    }
+    (!found.is_empty()).then_some(found)
 }
 
 /// Registry credentials for bollard (see `credential_for`).
