@@ -194,6 +194,7 @@ impl Scheduler<'_> {
     }
 
     /// Say once that engine `e` is lost; it holds nothing from now on.
+    /// With no engine left the run stops.
     fn lose_engine(&mut self, e: usize, why: String) {
         if self.place.lose(e) {
             let name = self.place.name(e).to_string();
@@ -202,6 +203,9 @@ impl Scheduler<'_> {
             );
             self.observer.event(self.items, Event::Note { text: &text });
             self.lost.push((name, why));
+        }
+        if self.place.all_lost() {
+            self.stop();
         }
     }
 

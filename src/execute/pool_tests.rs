@@ -271,3 +271,28 @@ async fn a_hung_engine_is_found_by_its_health_checks_and_its_builds_run_elsewher
     let on = engines_of(&run);
     assert!(on[1..].iter().all(|e| *e == "healthy"), "{on:?}");
 }
+
+#[tokio::test(start_paused = true)]
+async fn every_engine_hanging_ends_the_run_with_all_lost() {
+    let jobs: Vec<Item> = std::iter::once(job("base", &[]))
+        .chain((1..=3).map(|i| job(&format!("c{i}"), &[0])))
+        .collect();
+    // One hangs on its first build; the other never answers from the start.
+    let idle = Dying::hung(1);
+    idle.dead.store(true, std::sync::atomic::Ordering::SeqCst);
+    let run = tokio::time::timeout(
+        Duration::from_secs(600),
+        run_pool(
+            &jobs,
+            vec![
+                member("first", Arc::new(Dying::hung(1)), 1),
+                member("idle", Arc::new(idle), 1),
+            ],
+        ),
+    )
+    .await
+    .expect("the run ends");
+    assert!(run.all_lost);
+    assert_eq!(run.lost.len(), 2, "{:?}", run.lost);
+    assert!(run.outcomes.iter().all(|o| o.status == Status::Cancelled));
+}
