@@ -27,6 +27,32 @@ fn pool_lock() -> std::sync::MutexGuard<'static, ()> {
     LOCK.lock().unwrap_or_else(|e| e.into_inner())
 }
 
+/// What a pool test needs: the registry and credentials for it, the two
+/// extra engines, and the pool to itself. None (skipped, or a failure under
+/// CI) when the machine lacks them.
+struct Pool {
+    r: Registry,
+    config: tempfile::TempDir,
+    extra: Vec<String>,
+    _lock: std::sync::MutexGuard<'static, ()>,
+}
+
+fn pool(test: &str) -> Option<Pool> {
+    let r = registry()?;
+    if !engine::available(test) {
+        return None;
+    }
+    let extra = pool_engines()?;
+    let _lock = pool_lock();
+    let config = docker_config(&r.host, &r.user, &r.password);
+    Some(Pool {
+        r,
+        config,
+        extra,
+        _lock,
+    })
+}
+
 fn docker_on(host: &str, args: &[&str]) -> std::process::Output {
     Command::new("docker")
         .args(["-H", host])
@@ -51,13 +77,15 @@ const MAIN: &str = "unix:///var/run/docker.sock";
 
 #[test]
 fn the_sample_set_over_three_engines_is_in_the_registry_built_once_on_its_parents() {
-    let Some(r) = registry() else { return };
-    if !engine::available("pool_sample") {
+    let Some(Pool {
+        r,
+        config,
+        extra,
+        _lock,
+    }) = pool("pool_sample")
+    else {
         return;
-    }
-    let Some(extra) = pool_engines() else { return };
-    let _pool = pool_lock();
-    let config = docker_config(&r.host, &r.user, &r.password);
+    };
     let ns = Namespace::new("pool-sample");
     let t = TestTree::sample();
     let hosts = [MAIN.to_string(), extra[0].clone(), extra[1].clone()];
@@ -258,14 +286,16 @@ fn an_engine_that_hangs_mid_run_is_found_and_left() {
 /// completes on the other two, saying once that it lost it and why
 /// (`why`), and the summary says where each image went.
 fn engine_lost_mid_run(signal: &str, name: &'static str, n: u32, why: &str) {
-    let Some(r) = registry() else { return };
-    if !engine::available(name) {
+    let Some(Pool {
+        r,
+        config,
+        extra,
+        _lock,
+    }) = pool(name)
+    else {
         return;
-    }
-    let Some(extra) = pool_engines() else { return };
-    let _pool = pool_lock();
+    };
     let victim = OwnEngine::start(name, n);
-    let config = docker_config(&r.host, &r.user, &r.password);
     let ns = Namespace::new(name);
     let t = sleepy_tree(&ns, &r, 6, 4);
     let mut cmd = t.command(&[
@@ -455,13 +485,15 @@ fn a_tls_engine_joins_a_pool_with_the_cli_variables() {
 
 #[test]
 fn a_base_only_in_the_registry_is_pulled_with_its_credentials_on_each_engine() {
-    let Some(r) = registry() else { return };
-    if !engine::available("pool_base") {
+    let Some(Pool {
+        r,
+        config,
+        extra,
+        _lock,
+    }) = pool("pool_base")
+    else {
         return;
-    }
-    let Some(extra) = pool_engines() else { return };
-    let _pool = pool_lock();
-    let config = docker_config(&r.host, &r.user, &r.password);
+    };
     let ns = Namespace::new("pool-base");
     let _clear = ClearOn(vec![extra[0].clone()], ns.0.clone());
     // The base is only in the registry (htpasswd), outside the tree's
