@@ -355,9 +355,13 @@ async fn build(
             .progress
             .note(&show::no_deps_note(&plan.stale_outside));
     }
-    // The critical path weighs each image by its last build time here.
-    opts.weights =
-        history::expected_durations(plan.items.iter().map(|i| engine::split_tag(&i.reference).0));
+    // The critical path weighs each image by its last build time here
+    // (one small file each: read only when something is to be built).
+    if plan.to_build().next().is_some() {
+        opts.weights = history::expected_durations(
+            plan.items.iter().map(|i| engine::split_tag(&i.reference).0),
+        );
+    }
     if several {
         opts.push = true;
         opts.publish_each &= args.push;

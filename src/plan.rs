@@ -382,6 +382,12 @@ pub fn requests(
                 .unwrap_or_else(|| loaded.tree.config.build.network.clone()),
             labels_before_line: labels_before(&loaded.parsed[item.id].stages, &input.target),
             leave_out: input.leave_out.clone(),
+            from: loaded.graph.nodes[item.id]
+                .bases
+                .iter()
+                .chain(&item.parent_refs)
+                .cloned()
+                .collect(),
         };
     }
 }

@@ -180,7 +180,7 @@ impl Engine for DockerEngine {
                 ..Default::default()
             };
             let mut vertices = BuildKitLog::default();
-            let credentials = from_credentials(&req.dockerfile);
+            let credentials = from_credentials(&req.from);
             let mut stream =
                 self.docker
                     .build_image(options, credentials, Some(bollard::body_try_stream(body)));
@@ -476,27 +476,17 @@ fn escape_char(dockerfile: &str) -> char {
     '\\'
 }
 
-/// The credentials of every registry a `FROM` line of `dockerfile` names,
-/// by server, for the builder to pull bases the engine lacks (a fresh
-/// engine of a pool, a fresh CI worker). None when there are none.
+/// The credentials of the registries of `references` (what the build's
+/// `FROM` lines name), by server, for the builder to pull what the engine
+/// lacks (a fresh engine of a pool, a fresh CI worker). None when none.
 fn from_credentials(
-    dockerfile: &str,
+    references: &[String],
 ) -> Option<std::collections::HashMap<String, bollard::auth::DockerCredentials>> {
-    let mut found = std::collections::HashMap::new();
-    for line in dockerfile.lines() {
-        let mut words = line.split_whitespace();
-        if !words.next().is_some_and(|w| w.eq_ignore_ascii_case("FROM")) {
-            continue;
-        }
-        let Some(reference) = words.find(|w| !w.starts_with("--")) else {
-            continue;
-        };
-        if let Some(c) = credentials_for(reference) {
-            if let Some(server) = c.serveraddress.clone() {
-                found.insert(server, c);
-            }
-        }
-    }
+    let found: std::collections::HashMap<_, _> = references
+        .iter()
+        .filter_map(|r| credentials_for(r))
+        .filter_map(|c| Some((c.serveraddress.clone()?, c)))
+        .collect();
     (!found.is_empty()).then_some(found)
 }
 

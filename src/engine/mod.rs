@@ -39,6 +39,10 @@ pub struct BuildRequest {
     pub labels_before_line: Option<usize>,
     /// Context files (relative to it) not sent: the image's test files.
     pub leave_out: Vec<String>,
+    /// What its `FROM` lines name (bases and parents): the credentials of
+    /// their registries go with the build, for the builder to pull what the
+    /// engine lacks.
+    pub from: Vec<String>,
 }
 
 /// An image the engine has.
