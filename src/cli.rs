@@ -201,6 +201,15 @@ pub struct TestCommand {
     /// Tests at once [default: build.jobs, else the number of CPUs].
     #[arg(short = 'j', long = "jobs", value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
     jobs: Option<u64>,
+    #[command(flatten)]
+    reports: ReportFlags,
+    #[arg(long, value_name = "ENGINE", default_value = "docker", hide = true)]
+    engine: String,
+}
+
+/// What `build` and `test` show and write about a run.
+#[derive(clap::Args, Debug)]
+pub struct ReportFlags {
     #[arg(long, value_enum, default_value_t = progress::Mode::Auto)]
     progress: progress::Mode,
     /// Write DIR/<image>.log with the whole output of each image.
@@ -209,11 +218,10 @@ pub struct TestCommand {
     /// Write the summary JSON to FILE.
     #[arg(long, value_name = "FILE")]
     summary: Option<PathBuf>,
-    /// Write JUnit XML (one test case per image test) to FILE.
+    /// Write JUnit XML to FILE: one test case per image test (and, for
+    /// `build`, one per image).
     #[arg(long, value_name = "FILE")]
     junit: Option<PathBuf>,
-    #[arg(long, value_name = "ENGINE", default_value = "docker", hide = true)]
-    engine: String,
 }
 
 /// Build inputs given on the command line, as `docker build` and
@@ -302,17 +310,8 @@ pub struct BuildCommand {
     /// fail at once (exit 3) instead of waiting for it.
     #[arg(long)]
     no_wait: bool,
-    #[arg(long, value_enum, default_value_t = progress::Mode::Auto)]
-    progress: progress::Mode,
-    /// Write DIR/<image>.log with the whole output of each image.
-    #[arg(long, value_name = "DIR")]
-    logs_dir: Option<PathBuf>,
-    /// Write the summary JSON to FILE.
-    #[arg(long, value_name = "FILE")]
-    summary: Option<PathBuf>,
-    /// Write JUnit XML (one test case per image, and one per image test) to FILE.
-    #[arg(long, value_name = "FILE")]
-    junit: Option<PathBuf>,
+    #[command(flatten)]
+    reports: ReportFlags,
     /// Run no image tests (the summary says they were skipped).
     #[arg(long)]
     no_tests: bool,
@@ -380,12 +379,12 @@ pub fn run(cli: Cli) -> Result<Code> {
                 progress: if b.quiet {
                     progress::Mode::Quiet
                 } else {
-                    b.progress
+                    b.reports.progress
                 },
                 no_cache: b.no_cache,
-                logs_dir: b.logs_dir.clone(),
-                summary: b.summary.clone(),
-                junit: b.junit.clone(),
+                logs_dir: b.reports.logs_dir.clone(),
+                summary: b.reports.summary.clone(),
+                junit: b.reports.junit.clone(),
                 metadata_file: b.metadata_file.clone(),
                 timeline: b.timeline.clone(),
                 engines: b.engines.clone(),
@@ -447,10 +446,10 @@ pub fn run(cli: Cli) -> Result<Code> {
                 selectors: t.selectors.clone(),
                 jobs: t.jobs.map(|j| j as usize),
                 retries: Some(0),
-                progress: t.progress,
-                logs_dir: t.logs_dir.clone(),
-                summary: t.summary.clone(),
-                junit: t.junit.clone(),
+                progress: t.reports.progress,
+                logs_dir: t.reports.logs_dir.clone(),
+                summary: t.reports.summary.clone(),
+                junit: t.reports.junit.clone(),
                 engines: vec![crate::engine::pool::Spec::parse(&t.engine)?],
                 test_only: true,
                 ..BuildArgs::default()
