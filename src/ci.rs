@@ -28,6 +28,25 @@ pub struct Job {
     pub parents: Vec<String>,
 }
 
+/// The jobs for the images of `wanted` (graph ids), parents first, each
+/// waiting for its parents among them.
+pub fn jobs(graph: &crate::graph::Graph, wanted: &std::collections::BTreeSet<usize>) -> Vec<Job> {
+    graph
+        .order
+        .iter()
+        .filter(|i| wanted.contains(i))
+        .map(|&i| Job {
+            name: graph.nodes[i].name.clone(),
+            parents: graph.nodes[i]
+                .parents
+                .iter()
+                .filter(|p| wanted.contains(p))
+                .map(|&p| graph.nodes[p].name.clone())
+                .collect(),
+        })
+        .collect()
+}
+
 /// The `strata` invocation every job starts with: the tree's place and
 /// the options `strata ci` was given (so jobs see the same tree).
 pub struct Invocation {

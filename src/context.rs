@@ -5,6 +5,7 @@
 //! The tar is written while it is sent: it is never held whole in memory.
 
 use crate::dockerignore::Ignore;
+use crate::error::{Error, Result};
 use std::io::{self, Write};
 use std::path::{Component, Path, PathBuf};
 
@@ -29,30 +30,32 @@ pub struct Entry {
 }
 
 /// The rules of `context/.dockerignore` (none when there is no such file).
-pub fn ignore_rules(context: &Path) -> Result<Ignore, String> {
+pub fn ignore_rules(context: &Path) -> Result<Ignore> {
     let path = context.join(".dockerignore");
     if let (Ok(real), Ok(dir)) = (path.canonicalize(), context.canonicalize()) {
         if !real.starts_with(&dir) {
-            return Err(format!(
+            return Err(Error::input(format!(
                 "`.dockerignore` resolves to `{}`, outside the build context; make it a file of the context",
                 real.display()
-            ));
+            )));
         }
     }
     match std::fs::read_to_string(&path) {
         Ok(text) => {
-            Ignore::parse(&text).map_err(|e| format!("{}/.dockerignore: {e}", context.display()))
+            Ignore::parse(&text).map_err(|e| {
+                Error::input(format!("{}/.dockerignore: {}", context.display(), e.message))
+            })
         }
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Ignore::default()),
-        Err(e) => Err(format!(
+        Err(e) => Err(Error::input(format!(
             "cannot read {}/.dockerignore: {e}",
             context.display()
-        )),
+        ))),
     }
 }
 
 /// Every entry of `context` that its `.dockerignore` keeps, sorted by path.
-pub fn entries(context: &Path) -> Result<Vec<Entry>, String> {
+pub fn entries(context: &Path) -> Result<Vec<Entry>> {
     let ignore = ignore_rules(context)?;
     let mut out = Vec::new();
     let mut walk = walkdir::WalkDir::new(context)
@@ -61,7 +64,7 @@ pub fn entries(context: &Path) -> Result<Vec<Entry>, String> {
         .min_depth(1)
         .into_iter();
     while let Some(entry) = walk.next() {
-        let entry = entry.map_err(|e| format!("cannot read the build context: {e}"))?;
+        let entry = entry.map_err(|e| Error::input(format!("cannot read the build context: {e}")))?;
         let rel = entry
             .path()
             .strip_prefix(context)
@@ -82,16 +85,16 @@ pub fn entries(context: &Path) -> Result<Vec<Entry>, String> {
         let meta = entry
             .path()
             .symlink_metadata()
-            .map_err(|e| format!("cannot read `{rel}`: {e}"))?;
+            .map_err(|e| Error::input(format!("cannot read `{rel}`: {e}")))?;
         let mode = permissions(&meta);
         let kind = if ft.is_symlink() {
             let target = std::fs::read_link(entry.path())
-                .map_err(|e| format!("cannot read link `{rel}`: {e}"))?;
+                .map_err(|e| Error::input(format!("cannot read link `{rel}`: {e}")))?;
             if leaves(&rel, &target) {
-                return Err(format!(
+                return Err(Error::input(format!(
                     "`{rel}` is a symlink to `{}`, outside the build context; copy the file into the context instead",
                     target.display()
-                ));
+                )));
             }
             Kind::Symlink {
                 target: target.to_string_lossy().replace('\\', "/"),
@@ -297,7 +300,7 @@ mod tests {
         std::os::unix::fs::symlink("../../etc/passwd", dir.path().join("escape")).unwrap();
         let err = entries(dir.path()).unwrap_err();
         assert!(
-            err.contains("`escape` is a symlink to `../../etc/passwd`, outside the build context"),
+            err.message.contains("`escape` is a symlink to `../../etc/passwd`, outside the build context"),
             "{err}"
         );
     }

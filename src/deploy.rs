@@ -1,27 +1,28 @@
-//! `strata deploy`: a devfile's default `deploy` command, as odo runs it,
-//! but with the images built as a set: its `image` components are built
-//! and pushed as `build --push` does, then its `kubernetes`/`openshift`
-//! components are written out (or piped to `kubectl apply -f -`) with every
-//! reference to a built image pinned by digest (`repo@sha256:…`), as
-//! `ko resolve` does.
+//! A devfile's default `deploy` command, as odo runs it, but with the
+//! images built as a set: which components it deploys, the references of
+//! the built images pinned by digest (`repo@sha256:…`, as `ko resolve`
+//! does), the manifests written with them, and `kubectl apply`. The
+//! command (`commands/deploy.rs`) builds the images first and hands the
+//! build's summary over in memory.
 
-use crate::build::{self, BuildArgs};
 use crate::devfile;
 use crate::error::{Code, Error, Result};
-use crate::load::{self, Options};
+use crate::load::Loaded;
+use crate::report::Summary;
 use std::collections::BTreeMap;
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
-pub struct DeployArgs {
-    pub out: Option<PathBuf>,
-    pub apply: bool,
-    pub progress: crate::progress::Mode,
+/// What the default deploy commands of a tree's devfiles name: the image
+/// components to build and the manifests to write.
+pub struct Steps<'a> {
+    pub images: Vec<String>,
+    pub manifests: Vec<&'a devfile::Manifest>,
 }
 
-pub fn run(opts: &Options, args: &DeployArgs) -> Result<Code> {
-    let loaded = load::load(opts)?;
-    let root = loaded.tree.root.clone();
+/// The deploy steps of `loaded`, checked: there must be some, `kubectl`
+/// must be there for `apply`, and a registry to push to.
+pub fn steps(loaded: &Loaded, apply: bool) -> Result<Steps<'_>> {
     let steps: Vec<(&devfile::Devfile, &String)> = loaded
         .devfiles
         .iter()
@@ -31,7 +32,7 @@ pub fn run(opts: &Options, args: &DeployArgs) -> Result<Code> {
         return Err(Error::input("no devfile of this tree has a default `deploy` command")
             .help("add a command with `group: {kind: deploy, isDefault: true}` whose `apply` (or composite) names the components to deploy"));
     }
-    if args.apply && which("kubectl").is_none() {
+    if apply && which("kubectl").is_none() {
         return Err(Error::input("--apply pipes the manifests to `kubectl apply -f -`, and `kubectl` is not on PATH")
             .help("install kubectl (and point it at the cluster), or leave out --apply to print the manifests, or --out DIR to write them"));
     }
@@ -41,56 +42,52 @@ pub fn run(opts: &Options, args: &DeployArgs) -> Result<Code> {
                 .help("set `registry:` in strata.yaml, or pass `--set registry=HOST[:PORT]`"),
         );
     }
-    let images: Vec<String> = steps
-        .iter()
-        .filter(|(d, s)| d.images.iter().any(|i| &i.name == *s))
-        .map(|(_, s)| s.to_string())
-        .collect();
-    let manifests: Vec<&devfile::Manifest> = steps
-        .iter()
-        .filter_map(|(d, s)| d.manifests.iter().find(|m| &m.component == *s))
-        .collect();
-    let mut pinned: BTreeMap<String, String> = BTreeMap::new();
-    if !images.is_empty() {
-        // The build's summary says what was pushed where.
-        let summary =
-            std::env::temp_dir().join(format!("strata-deploy-{}.json", std::process::id()));
-        let code = build::run(opts, &build_args(&images, summary.clone(), args.progress));
-        let text = std::fs::read_to_string(&summary).unwrap_or_default();
-        let _ = std::fs::remove_file(&summary);
-        let code = code?;
-        if code != Code::Success {
-            eprintln!("strata: deploy stopped: the images did not all build and push; no manifest was written");
-            return Ok(code);
-        }
-        let json: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
-        let written: BTreeMap<&str, &str> = loaded
-            .devfiles
+    Ok(Steps {
+        images: steps
             .iter()
-            .flat_map(|d| d.image_names.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-            .collect();
-        for image in json["images"].as_array().into_iter().flatten() {
-            let (Some(name), Some(reference), Some(digest)) = (
-                image["name"].as_str(),
-                image["ref"].as_str(),
-                image["digest"].as_str(),
-            ) else {
-                continue;
-            };
-            let repo = crate::engine::split_tag(reference).0;
-            let to = format!("{repo}@{digest}");
-            for from in [reference.to_string(), repo.to_string()] {
-                pinned.insert(from, to.clone());
-            }
-            if let Some(w) = written.get(name) {
-                pinned.insert(w.to_string(), to.clone());
-                if !w.rsplit('/').next().unwrap_or(w).contains(':') {
-                    pinned.insert(format!("{w}:latest"), to.clone());
-                }
+            .filter(|(d, s)| d.images.iter().any(|i| &i.name == *s))
+            .map(|(_, s)| s.to_string())
+            .collect(),
+        manifests: steps
+            .iter()
+            .filter_map(|(d, s)| d.manifests.iter().find(|m| &m.component == *s))
+            .collect(),
+    })
+}
+
+/// Every name a built image goes by (its reference, its repository, the
+/// devfile's `imageName` as written) → `repo@digest`, from the summary.
+pub fn pins(loaded: &Loaded, summary: &Summary) -> BTreeMap<String, String> {
+    let written: BTreeMap<&str, &str> = loaded
+        .devfiles
+        .iter()
+        .flat_map(|d| d.image_names.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .collect();
+    let mut pinned = BTreeMap::new();
+    for image in &summary.images {
+        let Some(digest) = &image.digest else {
+            continue;
+        };
+        let repo = crate::reference::repository(&image.reference);
+        let to = crate::reference::pinned(&image.reference, digest);
+        for from in [image.reference.clone(), repo.to_string()] {
+            pinned.insert(from, to.clone());
+        }
+        if let Some(w) = written.get(image.name.as_str()) {
+            pinned.insert(w.to_string(), to.clone());
+            if !w.rsplit('/').next().unwrap_or(w).contains(':') {
+                pinned.insert(format!("{w}:latest"), to.clone());
             }
         }
     }
-    let mut all = String::new();
+    pinned
+}
+
+/// Each manifest as YAML with the built images pinned: (component, text).
+pub fn manifests(
+    manifests: &[&devfile::Manifest],
+    pinned: &BTreeMap<String, String>,
+) -> Result<Vec<(String, String)>> {
     let mut files = Vec::new();
     for m in manifests {
         let docs: Vec<serde_json::Value> = serde_saphyr::from_multiple(&m.text).map_err(|e| {
@@ -102,7 +99,7 @@ pub fn run(opts: &Options, args: &DeployArgs) -> Result<Code> {
         })?;
         let mut text = String::new();
         for mut doc in docs.into_iter().filter(|d| !d.is_null()) {
-            devfile::pin(&mut doc, &pinned);
+            devfile::pin(&mut doc, pinned);
             // Long single-line values (pinned references) stay plain scalars.
             let mut options = serde_saphyr::SerializerOptions::default();
             options.prefer_block_scalars = false;
@@ -118,50 +115,41 @@ pub fn run(opts: &Options, args: &DeployArgs) -> Result<Code> {
                 text.push('\n');
             }
         }
-        all.push_str(&text);
         files.push((m.component.clone(), text));
     }
-    if let Some(dir) = &args.out {
-        let dir = root.join(dir);
-        std::fs::create_dir_all(&dir).map_err(|e| Error::write(&dir, e))?;
-        for (component, text) in &files {
-            let path = dir.join(format!("{component}.yaml"));
-            std::fs::write(&path, text).map_err(|e| Error::write(&path, e))?;
-            eprintln!("strata: wrote {}", path.display());
-        }
-    }
-    if args.apply {
-        let mut child = std::process::Command::new("kubectl")
-            .args(["apply", "-f", "-"])
-            .stdin(std::process::Stdio::piped())
-            .spawn()
-            .map_err(|e| Error::input(format!("cannot run kubectl: {e}")))?;
-        if let Some(mut stdin) = child.stdin.take() {
-            let _ = stdin.write_all(all.as_bytes());
-        }
-        let status = child
-            .wait()
-            .map_err(|e| Error::input(format!("kubectl: {e}")))?;
-        return Ok(if status.success() {
-            Code::Success
-        } else {
-            Code::Failed
-        });
-    }
-    if args.out.is_none() {
-        print!("{all}");
-    }
-    Ok(Code::Success)
+    Ok(files)
 }
 
-fn build_args(images: &[String], summary: PathBuf, progress: crate::progress::Mode) -> BuildArgs {
-    BuildArgs {
-        selectors: images.to_vec(),
-        push: true,
-        progress,
-        summary: Some(summary),
-        ..BuildArgs::default()
+/// Write `DIR/<component>.yaml` for each manifest; the paths written.
+pub fn write(dir: &Path, files: &[(String, String)]) -> Result<Vec<PathBuf>> {
+    std::fs::create_dir_all(dir).map_err(|e| Error::write(dir, e))?;
+    let mut written = Vec::new();
+    for (component, text) in files {
+        let path = dir.join(format!("{component}.yaml"));
+        std::fs::write(&path, text).map_err(|e| Error::write(&path, e))?;
+        written.push(path);
     }
+    Ok(written)
+}
+
+/// Pipe `all` to `kubectl apply -f -`: exit 1 when kubectl fails.
+pub fn apply(all: &str) -> Result<Code> {
+    let mut child = std::process::Command::new("kubectl")
+        .args(["apply", "-f", "-"])
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .map_err(|e| Error::input(format!("cannot run kubectl: {e}")))?;
+    if let Some(mut stdin) = child.stdin.take() {
+        let _ = stdin.write_all(all.as_bytes());
+    }
+    let status = child
+        .wait()
+        .map_err(|e| Error::input(format!("kubectl: {e}")))?;
+    Ok(if status.success() {
+        Code::Success
+    } else {
+        Code::Failed
+    })
 }
 
 /// The program `name` on PATH, if any.

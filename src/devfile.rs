@@ -7,9 +7,10 @@
 //! an unknown one is reported at its file and line.
 //! Knows nothing of templates, the graph or engines.
 
-use crate::config::{display_name, parse_yaml};
+use crate::config::display_name;
 use crate::discover::{Image, ImageSpec};
 use crate::error::{Error, Result};
+use crate::yaml::parse as parse_yaml;
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -86,6 +87,54 @@ pub fn variables(vars: &[String], files: &[PathBuf]) -> Result<BTreeMap<String, 
 }
 
 /// Replace every `{{name}}` in `text` (the file `name` for messages).
+/// The devfile's own `variables:`, as text.
+fn own_variables(text: &str) -> BTreeMap<String, String> {
+    #[derive(Deserialize)]
+    struct Vars {
+        #[serde(default)]
+        variables: BTreeMap<String, serde_json::Value>,
+    }
+    let own: Vars = serde_saphyr::from_str(text).unwrap_or(Vars {
+        variables: BTreeMap::new(),
+    });
+    own.variables
+        .into_iter()
+        .map(|(k, v)| {
+            let text = v.as_str().map(str::to_string);
+            (k, text.unwrap_or_else(|| v.to_string()))
+        })
+        .collect()
+}
+
+/// Substitute `{{name}}` in every string of `value` (keys stay as written).
+/// An unknown variable is located in the devfile's `text`.
+fn substitute_in(
+    file: &str,
+    text: &str,
+    value: &mut serde_json::Value,
+    vars: &BTreeMap<String, String>,
+) -> Result<()> {
+    use serde_json::Value;
+    match value {
+        Value::String(s) if s.contains("{{") => {
+            *s = substitute(file, s, vars)
+                .map_err(|e| substitute(file, text, vars).err().unwrap_or(e))?;
+        }
+        Value::Array(items) => {
+            for v in items {
+                substitute_in(file, text, v, vars)?;
+            }
+        }
+        Value::Object(map) => {
+            for v in map.values_mut() {
+                substitute_in(file, text, v, vars)?;
+            }
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
 fn substitute(file: &str, text: &str, vars: &BTreeMap<String, String>) -> Result<String> {
     let mut out = String::with_capacity(text.len());
     let mut rest = text;
@@ -117,35 +166,74 @@ fn substitute(file: &str, text: &str, vars: &BTreeMap<String, String>) -> Result
     Ok(out)
 }
 
+/// The devfile schema's rule for component names
+/// (`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`, at most 63): no path can hide in one.
+fn is_component_name(name: &str) -> bool {
+    let ok = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit();
+    (1..=63).contains(&name.len())
+        && name.chars().all(|c| ok(c) || c == '-')
+        && name.starts_with(ok)
+        && name.ends_with(ok)
+}
+
+/// The manifest of a kubernetes/openshift component: inlined, or read
+/// from `uri`, a path relative to the devfile that must resolve inside the
+/// tree (symlinks included); its variables substituted.
+fn component_manifest(
+    dir: &Path,
+    root: &Path,
+    cname: &str,
+    k: &serde_json::Value,
+    vars: &BTreeMap<String, String>,
+    located: &dyn Fn(&str, String, &str) -> Error,
+) -> Result<String> {
+    if let Some(inlined) = k.get("inlined").and_then(|v| v.as_str()) {
+        return Ok(inlined.to_string());
+    }
+    let Some(uri) = k.get("uri").and_then(|v| v.as_str()) else {
+        return Err(located(
+            cname,
+            format!("component `{cname}` has neither `inlined` nor `uri`"),
+            "a kubernetes component needs its manifest inlined or named by `uri`",
+        ));
+    };
+    if uri.starts_with("http://") || uri.starts_with("https://") {
+        return Err(located(uri, format!("component `{cname}` names a manifest by URL (`{uri}`)"), "vendor the manifest into the project and name it by path: builds and deploys must not depend on the network silently"));
+    }
+    let p = dir.join(uri);
+    let what = format!("component `{cname}`'s manifest `{uri}`");
+    crate::config::inside_tree(root, &p, &what)?;
+    let outside = || Path::new(uri).is_absolute() || !p.starts_with(root);
+    if !p.exists() && outside() {
+        return Err(located(
+            uri,
+            format!("{what} is outside the tree"),
+            "strata reads only files inside the tree: name a manifest inside it",
+        ));
+    }
+    let t = std::fs::read_to_string(&p).map_err(|e| {
+        located(
+            uri,
+            format!("component `{cname}`: cannot read `{uri}`: {e}"),
+            "`uri` is a path relative to the devfile",
+        )
+    })?;
+    substitute(&display_name(&p, root), &t, vars)
+}
+
 /// Read the devfile at `path` (inside `root`), `vars` over its own variables.
 pub fn read(root: &Path, path: &Path, vars: &BTreeMap<String, String>) -> Result<Devfile> {
     let name = display_name(path, root);
     let text = std::fs::read_to_string(path).map_err(|e| Error::read(path, e))?;
     let dir = path.parent().unwrap_or(root).to_path_buf();
-    // The variables first (they hold no references), then the whole text.
-    #[derive(Deserialize)]
-    struct Vars {
-        #[serde(default)]
-        variables: BTreeMap<String, serde_json::Value>,
-    }
-    let own: Vars = serde_saphyr::from_str(&text).unwrap_or(Vars {
-        variables: BTreeMap::new(),
-    });
-    let mut all: BTreeMap<String, String> = own
-        .variables
-        .into_iter()
-        .map(|(k, v)| {
-            (
-                k,
-                v.as_str()
-                    .map(str::to_string)
-                    .unwrap_or_else(|| v.to_string()),
-            )
-        })
-        .collect();
+    let mut all = own_variables(&text);
     all.extend(vars.clone());
-    let text = substitute(&name, &text, &all)?;
-    let raw: Raw = parse_yaml(&name, &text)?;
+    // Variables are substituted into the parsed string values, never into
+    // the YAML text: a value cannot add structure (as odo does it).
+    let mut raw: Raw = parse_yaml(&name, &text)?;
+    for value in raw.components.iter_mut().chain(raw.commands.iter_mut()) {
+        substitute_in(&name, &text, value, &all)?;
+    }
     let located = |needle: &str, message: String, help: &str| {
         let err = Error::input(format!("{name}: {message}")).help(help.to_string());
         match text.find(needle).filter(|_| !needle.is_empty()) {
@@ -189,35 +277,21 @@ pub fn read(root: &Path, path: &Path, vars: &BTreeMap<String, String>) -> Result
                 "give every component a name",
             ));
         };
+        if !is_component_name(cname) {
+            return Err(located(
+                cname,
+                format!("component name `{cname}` is not a devfile component name"),
+                "a name is at most 63 lowercase letters, digits and `-`, starting and ending with a letter or digit (the devfile schema's rule)",
+            ));
+        }
         names.push(cname.to_string());
         if let Some(image) = obj.get("image") {
             component_image(&mut df, root, &dir, &name, &text, cname, image)?;
         } else if let Some(k) = obj.get("kubernetes").or_else(|| obj.get("openshift")) {
-            let body = if let Some(inlined) = k.get("inlined").and_then(|v| v.as_str()) {
-                inlined.to_string()
-            } else if let Some(uri) = k.get("uri").and_then(|v| v.as_str()) {
-                if uri.starts_with("http://") || uri.starts_with("https://") {
-                    return Err(located(uri, format!("component `{cname}` names a manifest by URL (`{uri}`)"), "vendor the manifest into the project and name it by path: builds and deploys must not depend on the network silently"));
-                }
-                let p = dir.join(uri);
-                let t = std::fs::read_to_string(&p).map_err(|e| {
-                    located(
-                        uri,
-                        format!("component `{cname}`: cannot read `{uri}`: {e}"),
-                        "`uri` is a path relative to the devfile",
-                    )
-                })?;
-                substitute(&display_name(&p, root), &t, &all)?
-            } else {
-                return Err(located(
-                    cname,
-                    format!("component `{cname}` has neither `inlined` nor `uri`"),
-                    "a kubernetes component needs its manifest inlined or named by `uri`",
-                ));
-            };
+            let text = component_manifest(&dir, root, cname, k, &all, &located)?;
             df.manifests.push(Manifest {
                 component: cname.to_string(),
-                text: body,
+                text,
             });
         } else if obj.contains_key("container") || obj.contains_key("volume") {
             // The inner loop's components: nothing to build.

@@ -2,8 +2,9 @@
 //! that holds a `Dockerfile.j2` or `Dockerfile`, named after the folder, with
 //! its optional `image.yaml`. Knows nothing of templates or Dockerfile syntax.
 
-use crate::config::{display_name, inside_tree, parse_yaml, Tree};
+use crate::config::{display_name, inside_tree, Tree};
 use crate::error::{Error, Result};
+use crate::yaml::parse as parse_yaml;
 use serde::Deserialize;
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};

@@ -39,9 +39,20 @@ pub struct Parsed {
     pub refs: Vec<Ref>,
     /// Every `ARG` name declared, in any stage: the build args that matter.
     pub args: std::collections::BTreeSet<String>,
+    /// The escape character (`# escape=`), `\\` by default.
+    pub escape: char,
 }
 
 impl Parsed {
+    /// The position of the stage named `name` (`AS name`, any case).
+    pub fn stage(&self, name: &str) -> Option<usize> {
+        self.stages.iter().position(|s| {
+            s.alias
+                .as_deref()
+                .is_some_and(|a| a.eq_ignore_ascii_case(name))
+        })
+    }
+
     /// The reference the final stage is built from, following stage names.
     pub fn final_base(&self) -> Option<&str> {
         let mut stage = self.stages.last()?;
@@ -68,8 +79,13 @@ struct Instruction {
 
 /// Parse `text` (the rendered Dockerfile called `name` in messages);
 /// `build_args` override the defaults of global `ARG`s.
+/// Longer than 100 lines on purpose: one pass over the instructions, each
+/// keyword's rule beside the others, as Docker's own parser reads them.
 pub fn parse(name: &str, text: &str, build_args: &BTreeMap<String, String>) -> Result<Parsed> {
-    let mut parsed = Parsed::default();
+    let mut parsed = Parsed {
+        escape: escape_char(text),
+        ..Parsed::default()
+    };
     let mut args: HashMap<String, String> = HashMap::new();
     let mut aliases: Vec<String> = Vec::new();
     let err = |line: usize, message: String, help: &str| {
@@ -103,44 +119,8 @@ pub fn parse(name: &str, text: &str, build_args: &BTreeMap<String, String>) -> R
             }
             "FROM" => {
                 let words = split_words(&ins.args);
-                let mut platform = None;
-                let mut rest = Vec::new();
-                for w in &words {
-                    if let Some(flag) = w.strip_prefix("--") {
-                        match flag.split_once('=') {
-                            Some(("platform", v)) => platform = Some(expand(&unquote(v), &args)),
-                            _ => {
-                                return Err(err(
-                                    line,
-                                    format!("unknown FROM flag `{w}`"),
-                                    "FROM takes only `--platform=…`",
-                                ))
-                            }
-                        }
-                    } else {
-                        rest.push(w.as_str());
-                    }
-                }
-                let (image, alias) = match rest.as_slice() {
-                    [image] => (*image, None),
-                    [image, as_, alias] if as_.eq_ignore_ascii_case("as") => {
-                        (*image, Some(alias.to_ascii_lowercase()))
-                    }
-                    [] => {
-                        return Err(err(
-                            line,
-                            "FROM names no image".into(),
-                            "write `FROM image[:tag] [AS name]`",
-                        ))
-                    }
-                    _ => {
-                        return Err(err(
-                            line,
-                            format!("cannot parse `FROM {}`", ins.args.trim()),
-                            "write `FROM [--platform=…] image[:tag] [AS name]`",
-                        ))
-                    }
-                };
+                let (image, alias, platform) = from_parts(&words, &args, &ins.args)
+                    .map_err(|(message, help)| err(line, message, help))?;
                 let base = expand(image, &args);
                 let is_stage = aliases.contains(&base.to_ascii_lowercase());
                 if !is_stage && base != "scratch" {
@@ -220,11 +200,54 @@ pub fn parse(name: &str, text: &str, build_args: &BTreeMap<String, String>) -> R
     Ok(parsed)
 }
 
+/// A `FROM` line: the image as written, the stage name (lower case) and
+/// `--platform` (expanded).
+type FromParts<'w> = (&'w str, Option<String>, Option<String>);
+
+/// What a `FROM` line says, or the message and help for an error.
+fn from_parts<'w>(
+    words: &'w [String],
+    args: &HashMap<String, String>,
+    text: &str,
+) -> std::result::Result<FromParts<'w>, (String, &'static str)> {
+    let mut platform = None;
+    let mut rest = Vec::new();
+    for w in words {
+        if let Some(flag) = w.strip_prefix("--") {
+            match flag.split_once('=') {
+                Some(("platform", v)) => platform = Some(expand(&unquote(v), args)),
+                _ => {
+                    return Err((
+                        format!("unknown FROM flag `{w}`"),
+                        "FROM takes only `--platform=…`",
+                    ))
+                }
+            }
+        } else {
+            rest.push(w.as_str());
+        }
+    }
+    match rest.as_slice() {
+        [image] => Ok((image, None, platform)),
+        [image, as_, alias] if as_.eq_ignore_ascii_case("as") => {
+            Ok((image, Some(alias.to_ascii_lowercase()), platform))
+        }
+        [] => Err((
+            "FROM names no image".into(),
+            "write `FROM image[:tag] [AS name]`",
+        )),
+        _ => Err((
+            format!("cannot parse `FROM {}`", text.trim()),
+            "write `FROM [--platform=…] image[:tag] [AS name]`",
+        )),
+    }
+}
+
 /// Split a Dockerfile into instructions: comments dropped, continuations
 /// joined, heredoc bodies skipped.
 fn instructions(text: &str) -> Vec<Instruction> {
     let lines: Vec<&str> = text.lines().collect();
-    let escape = escape_char(&lines);
+    let escape = escape_char(text);
     let mut out = Vec::new();
     let mut i = 0;
     while i < lines.len() {
@@ -285,18 +308,27 @@ fn instructions(text: &str) -> Vec<Instruction> {
     out
 }
 
-/// The `# escape=` parser directive, `\` by default.
-fn escape_char(lines: &[&str]) -> char {
-    for l in lines {
-        let Some(directive) = l.trim().strip_prefix('#') else {
+/// The escape character of a Dockerfile: its `# escape=` parser
+/// directive, else `\`. Docker's rule: directives are only read at the
+/// very top, and the first line that is not a known directive (a plain
+/// comment, an unknown `# key=value`, an empty line, an instruction) ends
+/// them, so `# note` before `# escape=` disables it.
+pub fn escape_char(dockerfile: &str) -> char {
+    for line in dockerfile.lines() {
+        let Some(directive) = line.trim().strip_prefix('#') else {
             break;
         };
-        match directive.split_once('=') {
-            Some((k, v)) if k.trim().eq_ignore_ascii_case("escape") => {
-                return v.trim().chars().next().unwrap_or('\\')
-            }
-            Some(_) => continue,
-            None => break,
+        let Some((key, value)) = directive.split_once('=') else {
+            break;
+        };
+        let key = key.trim();
+        if key.is_empty() || key.contains(char::is_whitespace) {
+            break;
+        }
+        match key.to_ascii_lowercase().as_str() {
+            "escape" => return value.trim().chars().next().unwrap_or('\\'),
+            "syntax" | "check" => continue,
+            _ => break,
         }
     }
     '\\'
@@ -484,126 +516,5 @@ pub fn normalize(reference: &str) -> String {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn refs(text: &str) -> Vec<(String, usize, RefKind)> {
-        parse("Dockerfile", text, &BTreeMap::new())
-            .unwrap()
-            .refs
-            .into_iter()
-            .map(|r| (r.reference, r.line, r.kind))
-            .collect()
-    }
-
-    use RefKind::*;
-
-    #[test]
-    fn finds_references_table() {
-        type Case<'a> = (&'a str, &'a [(&'a str, usize, RefKind)]);
-        let cases: &[Case] = &[
-            ("FROM debian:bookworm\n", &[("debian:bookworm", 1, From)]),
-            ("from --platform=linux/amd64 a/b:1 as build\nFROM build\n", &[("a/b:1", 1, From)]),
-            ("ARG BASE=x/base\nARG TAG\nFROM ${BASE}:${TAG:-latest}\n", &[("x/base:latest", 3, From)]),
-            ("FROM a AS one\nFROM b\nCOPY --from=one /x /y\nCOPY --from=0 /x /y\nCOPY --from=c/d:2 /x /y\n", &[("a", 1, From), ("b", 2, From), ("c/d:2", 5, CopyFrom)]),
-            ("FROM a\nRUN --mount=type=bind,from=tools,target=/t \\\n    ls /t\n", &[("a", 1, From), ("tools", 2, MountFrom)]),
-            ("# comment\nFROM \\\n  # inside\n  a:1\n", &[("a:1", 2, From)]),
-            ("FROM a\nRUN <<EOF\nFROM not/this\nEOF\nFROM b\n", &[("a", 1, From), ("b", 5, From)]),
-            ("FROM a\nCOPY <<-EOT /f\n\tFROM no\n\tEOT\nFROM b\n", &[("a", 1, From), ("b", 5, From)]),
-            ("# escape=`\nFROM a `\n  AS x\nFROM x\n", &[("a", 2, From)]),
-            ("FROM scratch\nCOPY --from=docker.io/library/busybox:1 / /\n", &[("docker.io/library/busybox:1", 2, CopyFrom)]),
-            ("FROM a AS Build\nFROM BUILD\n", &[("a", 1, From)]),
-            // A `<<` that Docker does not read as a heredoc swallows nothing.
-            ("FROM a\nRUN echo \"a<<END\" > /x\nCOPY --from=k/b /x /y\n", &[("a", 1, From), ("k/b", 3, CopyFrom)]),
-            ("FROM a\nRUN echo 'x <<EOF' > /x\nCOPY --from=k/b /x /y\n", &[("a", 1, From), ("k/b", 3, CopyFrom)]),
-            ("FROM a\nRUN echo a<<END\nCOPY --from=k/b /x /y\n", &[("a", 1, From), ("k/b", 3, CopyFrom)]),
-            ("FROM a\nRUN echo $((1<<2)) > /x\nCOPY --from=k/b /x /y\n", &[("a", 1, From), ("k/b", 3, CopyFrom)]),
-            ("FROM a\nRUN cat <<\"EOF\" > /x\nFROM no\nEOF\nFROM b\n", &[("a", 1, From), ("b", 5, From)]),
-            ("FROM a\nRUN cat <<'EOF' > /x\nFROM no\nEOF\nFROM b\n", &[("a", 1, From), ("b", 5, From)]),
-            ("FROM a\nRUN <<ONE cat && <<TWO cat\nFROM no\nONE\nFROM no2\nTWO\nFROM b\n", &[("a", 1, From), ("b", 7, From)]),
-            ("FROM a\nCOPY <<EOF /dest\nFROM no\nEOF\nFROM b\n", &[("a", 1, From), ("b", 5, From)]),
-            ("FROM a\nENV X=\"<<EOF\"\nFROM b\n", &[("a", 1, From), ("b", 3, From)]),
-            ("FROM a\nLABEL note=\"<<EOF\"\nFROM b\n", &[("a", 1, From), ("b", 3, From)]),
-            ("FROM a\nRUN echo \"<<EOF\"\nFROM b\n", &[("a", 1, From), ("b", 3, From)]),
-            ("FROM a\nRUN echo <<\"EOF'\nFROM b\n", &[("a", 1, From), ("b", 3, From)]),
-        ];
-        for (text, want) in cases {
-            let want: Vec<_> = want
-                .iter()
-                .map(|(r, l, k)| (r.to_string(), *l, *k))
-                .collect();
-            assert_eq!(refs(text), want, "for {text:?}");
-        }
-    }
-
-    #[test]
-    fn declared_args_are_collected_from_every_stage() {
-        let p = parse("D", "ARG A=1\nFROM x\nARG B\nARG C=3 D\n", &BTreeMap::new()).unwrap();
-        assert_eq!(
-            p.args.iter().map(String::as_str).collect::<Vec<_>>(),
-            ["A", "B", "C", "D"]
-        );
-    }
-
-    #[test]
-    fn build_args_override_global_arg_defaults() {
-        let args = BTreeMap::from([("TAG".to_string(), "9".to_string())]);
-        let p = parse("D", "ARG TAG=1\nFROM a:$TAG\n", &args).unwrap();
-        assert_eq!(p.refs[0].reference, "a:9");
-    }
-
-    #[test]
-    fn bad_from_is_an_error_with_line() {
-        for (text, line) in [
-            ("FROM\n", 1),
-            ("ARG X\nFROM a b c d\n", 2),
-            ("FROM Not:Valid:Ref\n", 1),
-            ("FROM ${EMPTY}\n", 1),
-        ] {
-            let e = parse("D", text, &BTreeMap::new()).unwrap_err();
-            let s = e.snippet.expect("located");
-            assert_eq!(
-                text[..s.span.0].matches('\n').count() + 1,
-                line,
-                "{text:?}: {}",
-                e.message
-            );
-        }
-        assert!(parse("D", "RUN true\n", &BTreeMap::new()).is_err());
-        assert!(parse("D", "# only a comment\n", &BTreeMap::new()).is_err());
-    }
-
-    #[test]
-    fn final_base_follows_stages() {
-        let p = parse(
-            "D",
-            "FROM a AS one\nFROM one AS two\nFROM b\nFROM two\n",
-            &BTreeMap::new(),
-        )
-        .unwrap();
-        assert_eq!(p.final_base(), Some("a"));
-        let p = parse("D", "FROM scratch\n", &BTreeMap::new()).unwrap();
-        assert_eq!(p.final_base(), None);
-    }
-
-    #[test]
-    fn normalize_familiar_forms() {
-        assert_eq!(normalize("docker.io/library/debian"), "debian:latest");
-        assert_eq!(normalize("debian:12"), "debian:12");
-        assert_eq!(normalize("docker.io/strata/base:1"), "strata/base:1");
-        assert_eq!(normalize("localhost:5000/a/b"), "localhost:5000/a/b:latest");
-        assert_eq!(normalize("a@sha256:00"), "a@sha256:00");
-    }
-
-    #[test]
-    fn expansion_forms() {
-        let vars = HashMap::from([
-            ("A".to_string(), "1".to_string()),
-            ("E".to_string(), String::new()),
-        ]);
-        assert_eq!(
-            expand("$A-${A}-${B:-x}-${A:+y}-${E:-z}-${E-w}-\\$A", &vars),
-            "1-1-x-y-z--$A"
-        );
-    }
-}
+#[path = "dockerfile_tests.rs"]
+mod tests;

@@ -144,8 +144,9 @@ pub fn fingerprints(
         // `FROM {{ namespace }}/…` names it), after the full one.
         for &p in &graph.nodes[id].parents {
             let parent = &graph.nodes[p];
-            let short = crate::engine::registry_of(&parent.reference)
-                .map(|host| parent.reference[host.len() + 1..].to_string());
+            let short = Some(crate::reference::short(&parent.reference))
+                .filter(|s| *s != parent.reference)
+                .map(str::to_string);
             for form in std::iter::once(parent.reference.clone()).chain(short) {
                 if text.contains(form.as_str()) {
                     let marker = format!("<image {}>", parent.name);

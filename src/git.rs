@@ -25,7 +25,7 @@ pub fn oci_labels(root: &Path) -> BTreeMap<String, String> {
     let mut labels = BTreeMap::new();
     labels.insert(
         "org.opencontainers.image.created".to_string(),
-        now_rfc3339(),
+        crate::clock::now_rfc3339(),
     );
     if let Some(rev) = git(root, &["rev-parse", "HEAD"]) {
         labels.insert("org.opencontainers.image.revision".to_string(), rev);
@@ -87,37 +87,6 @@ pub fn is_ancestor(root: &Path, older: &str, newer: &str) -> Option<bool> {
         Some(1) => Some(false),
         _ => None,
     }
-}
-
-/// Today in UTC as `YYYYMMDD`.
-pub fn today() -> String {
-    let now = time::OffsetDateTime::now_utc();
-    format!(
-        "{:04}{:02}{:02}",
-        now.year(),
-        u8::from(now.month()),
-        now.day()
-    )
-}
-
-/// Now, as RFC 3339 in UTC to the second (`2026-11-23T10:00:00Z`).
-pub fn now_rfc3339() -> String {
-    let format =
-        time::macros::format_description!("[year]-[month]-[day]T[hour]:[minute]:[second]Z");
-    time::OffsetDateTime::now_utc()
-        .format(&format)
-        .unwrap_or_default()
-}
-
-/// Now, as RFC 3339 in UTC to the millisecond, for the start and end of
-/// each image's step (a timeline needs finer than seconds).
-pub fn now_rfc3339_millis() -> String {
-    let format = time::macros::format_description!(
-        "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z"
-    );
-    time::OffsetDateTime::now_utc()
-        .format(&format)
-        .unwrap_or_default()
 }
 
 /// Paths changed between `rev` and the working tree (untracked files
@@ -202,12 +171,5 @@ mod tests {
         ] {
             assert_eq!(public_url(url), public, "{url}");
         }
-    }
-
-    #[test]
-    fn timestamps_are_rfc3339() {
-        let t = now_rfc3339();
-        assert_eq!(t.len(), 20, "{t}");
-        assert!(t.starts_with("20") && t.ends_with('Z'));
     }
 }

@@ -132,38 +132,14 @@ pub fn build(
             if let Some(prefix) = &tree_prefix {
                 if let Some(rest) = local.strip_prefix(prefix.as_str()) {
                     let name = rest.split([':', '@']).next().unwrap_or(rest);
-                    let err = |message: String, help: String| {
-                        Error::input(message)
-                            .help(help)
-                            .at_line(&file, rendered[i], r.line, "here")
+                    let at = |e: Error| e.at_line(&file, rendered[i], r.line, "here");
+                    let tree = Tree {
+                        config,
+                        images,
+                        left_out,
+                        prefix,
                     };
-                    if let Ok(j) = images.binary_search_by(|x| x.name.as_str().cmp(name)) {
-                        return Err(err(
-                            format!("image `{}` uses `{}`, image `{name}` of this tree at another tag or registry", image.name, r.reference),
-                            format!("the tree builds `{}`; use `{{{{ image_ref(\"{name}\") }}}}` to refer to it", images[j].reference(config)),
-                        ));
-                    }
-                    if left_out.disabled.iter().any(|d| d == name) {
-                        return Err(err(
-                            format!("image `{}` is built on `{name}`, which is disabled", image.name),
-                            format!("enable `{name}` (remove `enabled: false` from its image.yaml) or disable `{}` too", image.name),
-                        ));
-                    }
-                    if left_out.excluded.iter().any(|d| d == name) {
-                        return Err(err(
-                            format!("image `{}` is built on `{name}`, which is excluded", image.name),
-                            format!("exclude `{}` too (`exclude:` in strata.yaml or `--exclude`), or stop excluding `{name}`", image.name),
-                        ));
-                    }
-                    let hint = did_you_mean(name, images.iter().map(|x| x.name.as_str()))
-                        .unwrap_or_else(|| {
-                            "check the image name, or move this base out of the tree's namespace"
-                                .into()
-                        });
-                    return Err(err(
-                        format!("image `{}` uses `{}`: it is in this tree's namespace (`{prefix}`), but no image is named `{name}`", image.name, r.reference),
-                        hint,
-                    ));
+                    return Err(at(tree.no_such_image(image, &r.reference, name)));
                 }
             }
             bases.insert(familiar);
@@ -190,22 +166,80 @@ pub fn build(
             children[p].push(i);
         }
     }
-    let order = topological_order(&dag).map_err(|cycle| {
-        let path: Vec<&str> = cycle.iter().map(|&i| nodes[i].name.as_str()).collect();
-        let wheres: Vec<String> = cycle
-            .windows(2)
-            .map(|w| format!("`{}` uses `{}` at {}:{}", nodes[w[1]].name, nodes[w[0]].name, images[w[1]].dockerfile_path(), edge_lines[&(w[0], w[1])]))
-            .collect();
-        Error::input(format!("the images form a cycle: {}", path.join(" → "))).help(format!(
-            "an image cannot be built on itself, directly or through others; remove one of these uses:\n{}",
-            wheres.join("\n")
-        ))
-    })?;
+    let order = topological_order(&dag)
+        .map_err(|cycle| cycle_error(&cycle, &nodes, images, &edge_lines))?;
     Ok(Graph {
         nodes,
         order,
         children,
     })
+}
+
+/// The images form a cycle: the path, and where each image uses the next.
+fn cycle_error(
+    cycle: &[usize],
+    nodes: &[Node],
+    images: &[Image],
+    edge_lines: &HashMap<(usize, usize), usize>,
+) -> Error {
+    let path: Vec<&str> = cycle.iter().map(|&i| nodes[i].name.as_str()).collect();
+    let wheres: Vec<String> = cycle
+        .windows(2)
+        .map(|w| {
+            format!(
+                "`{}` uses `{}` at {}:{}",
+                nodes[w[1]].name,
+                nodes[w[0]].name,
+                images[w[1]].dockerfile_path(),
+                edge_lines[&(w[0], w[1])]
+            )
+        })
+        .collect();
+    Error::input(format!("the images form a cycle: {}", path.join(" → "))).help(format!(
+        "an image cannot be built on itself, directly or through others; remove one of these uses:\n{}",
+        wheres.join("\n")
+    ))
+}
+
+/// What a reference in the tree's namespace is checked against.
+struct Tree<'a> {
+    config: &'a Config,
+    images: &'a [Image],
+    left_out: &'a LeftOut,
+    /// `namespace/prefix`.
+    prefix: &'a str,
+}
+
+impl Tree<'_> {
+    /// `image` uses `reference`, in the tree's namespace, that names no
+    /// image of the tree as built (`name` is its image part): say why.
+    fn no_such_image(&self, image: &Image, reference: &str, name: &str) -> Error {
+        let (images, prefix) = (self.images, self.prefix);
+        if let Ok(j) = images.binary_search_by(|x| x.name.as_str().cmp(name)) {
+            return Error::input(format!("image `{}` uses `{reference}`, image `{name}` of this tree at another tag or registry", image.name))
+                .help(format!("the tree builds `{}`; use `{{{{ image_ref(\"{name}\") }}}}` to refer to it", images[j].reference(self.config)));
+        }
+        if self.left_out.disabled.iter().any(|d| d == name) {
+            return Error::input(format!(
+                "image `{}` is built on `{name}`, which is disabled",
+                image.name
+            ))
+            .help(format!(
+                "enable `{name}` (remove `enabled: false` from its image.yaml) or disable `{}` too",
+                image.name
+            ));
+        }
+        if self.left_out.excluded.iter().any(|d| d == name) {
+            return Error::input(format!("image `{}` is built on `{name}`, which is excluded", image.name))
+                .help(format!("exclude `{}` too (`exclude:` in strata.yaml or `--exclude`), or stop excluding `{name}`", image.name));
+        }
+        let hint =
+            did_you_mean(name, images.iter().map(|x| x.name.as_str())).unwrap_or_else(|| {
+                "check the image name, or move this base out of the tree's namespace".into()
+            });
+        Error::input(format!("image `{}` uses `{reference}`: it is in this tree's namespace (`{prefix}`), but no image is named `{name}`", image.name))
+            .help(hint)
+    }
 }
 
 /// Topological order of the DAG, ready images taken by name (ids are in

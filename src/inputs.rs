@@ -107,9 +107,9 @@ pub fn collect(loaded: &Loaded) -> Result<Vec<Inputs>> {
         .enumerate()
         .map(|(id, image)| {
             let fail = |e: String| Error::input(format!("image `{}`: {e}", image.name));
-            let ignore = context::ignore_rules(&image.context).map_err(fail)?;
+            let ignore = context::ignore_rules(&image.context).map_err(|e| fail(e.message))?;
             let leave_out = tests_in_context(tree, image);
-            let mut context = context::entries(&image.context).map_err(fail)?;
+            let mut context = context::entries(&image.context).map_err(|e| fail(e.message))?;
             context.retain(|e| !leave_out.contains(&e.rel));
             let mut sources = loaded.renderer.template_files(image);
             sources.push(format!("{}/image.yaml", image.rel_dir));
@@ -117,8 +117,7 @@ pub fn collect(loaded: &Loaded) -> Result<Vec<Inputs>> {
             sources.push(config_file.clone());
             sources.sort();
             sources.dedup();
-            let mut args = tree.config.build.args.clone();
-            args.extend(image.spec.args.clone());
+            let mut args = crate::load::build_args(tree, image);
             args.retain(|k, _| loaded.parsed[id].args.contains(k));
             let mut labels = tree.config.build.labels.clone();
             labels.extend(image.spec.labels.clone());
@@ -140,12 +139,7 @@ pub fn collect(loaded: &Loaded) -> Result<Vec<Inputs>> {
                     // The tree's target applies where the Dockerfile has that stage.
                     None => {
                         let wanted = &tree.config.build.target;
-                        let has = loaded.parsed[id].stages.iter().any(|st| {
-                            st.alias
-                                .as_deref()
-                                .is_some_and(|a| a.eq_ignore_ascii_case(wanted))
-                        });
-                        if has {
+                        if loaded.parsed[id].stage(wanted).is_some() {
                             wanted.clone()
                         } else {
                             String::new()

@@ -7,9 +7,10 @@
 //! re-exported below.
 
 mod affected;
-mod build;
 mod ci;
 mod cli;
+mod clock;
+mod commands;
 mod config;
 mod context;
 mod deploy;
@@ -33,17 +34,23 @@ mod plan;
 mod prepare;
 mod progress;
 mod publish;
+mod reference;
 mod registry;
 mod render;
 mod report;
 mod retention;
 mod select;
+mod session;
+mod settings;
 mod show;
 mod survey;
 mod tags;
 mod timeline;
+mod xml;
+mod yaml;
 
-pub use cli::{run, Cli};
+pub use cli::Cli;
+pub use commands::run;
 pub use context::{entries as context_entries, Kind as EntryKind};
 pub use engine::sim::{Script, SimEngine, Step};
 pub use error::Code;

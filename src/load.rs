@@ -42,7 +42,7 @@ pub struct Loaded {
 
 /// Build args as the parser expands `ARG` defaults with them: the tree's,
 /// then the image's own.
-fn build_args(tree: &Tree, image: &Image) -> BTreeMap<String, String> {
+pub(crate) fn build_args(tree: &Tree, image: &Image) -> BTreeMap<String, String> {
     let mut args = tree.config.build.args.clone();
     args.extend(image.spec.args.clone());
     args

@@ -140,51 +140,47 @@ pub fn check(tree: &Tree, images: &[Image]) -> Result<()> {
             );
         }
     }
-    for image in images {
-        let spec = image.dir.join(SPEC_FILE);
-        let folder = format!("image folder `{}`", image.rel_dir);
-        let name = format!("{}{}", c.prefix, image.name);
-        if !is_component(&name) {
-            return Err(
-                Error::input(format!("{folder}: `{name}` is not a valid image name")).help(
-                    format!(
-                        "rename the folder (and `prefix:`, if any); the rule: {COMPONENT_RULE}"
-                    ),
-                ),
-            );
+    images.iter().try_for_each(|image| check_image(tree, image))
+}
+
+/// Check one image: its name, repository length, tags, label and arg keys.
+fn check_image(tree: &Tree, image: &Image) -> Result<()> {
+    let c = &tree.config;
+    let spec = image.dir.join(SPEC_FILE);
+    let folder = format!("image folder `{}`", image.rel_dir);
+    let name = format!("{}{}", c.prefix, image.name);
+    if !is_component(&name) {
+        return Err(
+            Error::input(format!("{folder}: `{name}` is not a valid image name")).help(format!(
+                "rename the folder (and `prefix:`, if any); the rule: {COMPONENT_RULE}"
+            )),
+        );
+    }
+    let reference = image.reference(c);
+    let repository = crate::reference::repository(&reference).to_string();
+    if repository.len() > 255 {
+        return Err(Error::input(format!(
+            "{folder}: the repository `{repository}` is {} characters long",
+            repository.len()
+        ))
+        .help("Docker allows at most 255: shorten the folder name, `prefix:` or `namespace:`"));
+    }
+    for t in &image.spec.tags {
+        if !is_tag(t) {
+            let message = format!("`{t}` is not a valid tag");
+            return Err(bad(&tree.root, &spec, t, message, TAG_RULE));
         }
-        let reference = image.reference(c);
-        let repository = crate::engine::split_tag(&reference).0.to_string();
-        if repository.len() > 255 {
-            return Err(Error::input(format!(
-                "{folder}: the repository `{repository}` is {} characters long",
-                repository.len()
-            ))
-            .help(
-                "Docker allows at most 255: shorten the folder name, `prefix:` or `namespace:`",
+    }
+    for k in image.spec.labels.keys().chain(image.spec.args.keys()) {
+        if !is_key(k) {
+            let message = format!("`{k}` is not one word");
+            return Err(bad(
+                &tree.root,
+                &spec,
+                k,
+                message,
+                "no spaces, `=` or quotes",
             ));
-        }
-        for t in &image.spec.tags {
-            if !is_tag(t) {
-                return Err(bad(
-                    &tree.root,
-                    &spec,
-                    t,
-                    format!("`{t}` is not a valid tag"),
-                    TAG_RULE,
-                ));
-            }
-        }
-        for k in image.spec.labels.keys().chain(image.spec.args.keys()) {
-            if !is_key(k) {
-                return Err(bad(
-                    &tree.root,
-                    &spec,
-                    k,
-                    format!("`{k}` is not one word"),
-                    "no spaces, `=` or quotes",
-                ));
-            }
         }
     }
     Ok(())

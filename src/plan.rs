@@ -61,6 +61,8 @@ pub struct Item {
     /// Other names it gets on the engine only, never pushed: a devfile's
     /// `imageName` as written, which its siblings' `FROM` lines use.
     pub aliases: Vec<String>,
+    /// The engines of the run (by position) that hold it up to date.
+    pub held_on: Vec<usize>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -93,6 +95,7 @@ impl Item {
             },
             tests: None,
             aliases: Vec::new(),
+            held_on: Vec::new(),
         }
     }
 }
@@ -154,26 +157,7 @@ pub fn plan(
             }
         }
     }
-    // The fingerprint of what each image is really built on: a parent left
-    // stale by `--no-deps` is the image that exists, not the current one.
-    let mut used: Vec<Fingerprint> = fps.to_vec();
-    for &id in &graph.order {
-        let mut manifest: Option<Manifest> = None;
-        for &p in &graph.nodes[id].parents {
-            let parent_fp = if stale_outside.contains(&p) {
-                existing_fp(p).cloned().unwrap_or_default()
-            } else {
-                used[p].hash.clone()
-            };
-            if parent_fp != fps[p].hash {
-                let m = manifest.as_ref().unwrap_or(&used[id].manifest);
-                manifest = Some(m.with_parent(&graph.nodes[p].name, &parent_fp));
-            }
-        }
-        if let Some(m) = manifest {
-            used[id] = m.into();
-        }
-    }
+    let used = built_on(graph, fps, &stale_outside, known);
     let stale = |id: usize| !fresh(id, &used[id].hash);
     // A parent only in the registry joins the plan when something is built
     // on it: it is pulled by digest first (`fetch`).
@@ -193,50 +177,51 @@ pub fn plan(
     let mut items = Vec::new();
     for &id in graph.order.iter().filter(|i| scope.contains(i)) {
         let (action, reasons) = if stale(id) {
-            (
-                Action::Build,
-                why(graph, id, &used, known, &items, &position),
-            )
+            let reasons = why(graph, id, &used, known, &items, &position);
+            (Action::Build, reasons)
         } else if ask.force && chosen.contains(&id) {
             (Action::Build, vec!["forced".to_string()])
-        } else if existing_fp(id) == Some(&used[id].hash) {
-            (Action::Skip, vec!["up to date".to_string()])
         } else {
-            let digest = published(id, &used[id].hash).unwrap_or_default();
-            let short = digest.get(..19).unwrap_or(&digest);
             (
                 Action::Skip,
-                vec![format!("up to date in the registry ({short}…)")],
+                vec![up_to_date(
+                    published(id, &used[id].hash),
+                    existing_fp(id) == Some(&used[id].hash),
+                )],
             )
         };
-        let node = &graph.nodes[id];
+        let mut item = Item::to_build(&graph.nodes[id].name, &graph.nodes[id].reference, &[]);
+        item.id = id;
+        item.fingerprint = used[id].clone();
+        (item.action, item.reasons) = (action, reasons);
+        let parents = &graph.nodes[id].parents;
+        item.parents = parents
+            .iter()
+            .filter_map(|p| position.get(p).copied())
+            .collect();
+        item.parent_refs = parents
+            .iter()
+            .map(|&p| graph.nodes[p].reference.clone())
+            .collect();
+        item.local = existing_fp(id) == Some(&used[id].hash);
+        item.published = published(id, &used[id].hash);
+        item.request = BuildRequest::default();
         position.insert(id, items.len());
-        items.push(Item {
-            id,
-            name: node.name.clone(),
-            reference: node.reference.clone(),
-            extra_tags: Vec::new(),
-            fingerprint: used[id].clone(),
-            action,
-            reasons,
-            parents: node
-                .parents
-                .iter()
-                .filter_map(|p| position.get(p).copied())
-                .collect(),
-            parent_refs: node
-                .parents
-                .iter()
-                .map(|&p| graph.nodes[p].reference.clone())
-                .collect(),
-            local: existing_fp(id) == Some(&used[id].hash),
-            published: published(id, &used[id].hash),
-            fetch: false,
-            request: BuildRequest::default(),
-            tests: None,
-            aliases: Vec::new(),
-        });
+        items.push(item);
     }
+    mark_fetches(&mut items);
+    Plan {
+        items,
+        stale_outside: stale_outside
+            .into_iter()
+            .map(|i| graph.nodes[i].name.clone())
+            .collect(),
+    }
+}
+
+/// A parent up to date only in the registry, with something to build on
+/// it, is pulled by digest first.
+fn mark_fetches(items: &mut [Item]) {
     for i in 0..items.len() {
         if items[i].action == Action::Build {
             for k in items[i].parents.clone() {
@@ -245,13 +230,47 @@ pub fn plan(
             }
         }
     }
-    Plan {
-        items,
-        stale_outside: stale_outside
-            .into_iter()
-            .map(|i| graph.nodes[i].name.clone())
-            .collect(),
+}
+
+/// The fingerprint of what each image is really built on: a parent left
+/// stale by `--no-deps` (`stale_outside`) is the image that exists, not the
+/// current one.
+fn built_on(
+    graph: &Graph,
+    fps: &[Fingerprint],
+    stale_outside: &BTreeSet<usize>,
+    known: &Known,
+) -> Vec<Fingerprint> {
+    let existing_fp = |id: usize| known.existing.get(&graph.nodes[id].reference);
+    let mut used: Vec<Fingerprint> = fps.to_vec();
+    for &id in &graph.order {
+        let mut manifest: Option<Manifest> = None;
+        for &p in &graph.nodes[id].parents {
+            let parent_fp = if stale_outside.contains(&p) {
+                existing_fp(p).cloned().unwrap_or_default()
+            } else {
+                used[p].hash.clone()
+            };
+            if parent_fp != fps[p].hash {
+                let m = manifest.as_ref().unwrap_or(&used[id].manifest);
+                manifest = Some(m.with_parent(&graph.nodes[p].name, &parent_fp));
+            }
+        }
+        if let Some(m) = manifest {
+            used[id] = m.into();
+        }
     }
+    used
+}
+
+/// Why an image is up to date: here (`local`), else in the registry.
+fn up_to_date(published: Option<String>, local: bool) -> String {
+    if local {
+        return "up to date".to_string();
+    }
+    let digest = published.unwrap_or_default();
+    let short = digest.get(..19).unwrap_or(&digest);
+    format!("up to date in the registry ({short}…)")
 }
 
 fn why(
@@ -291,6 +310,45 @@ fn why(
     }
 }
 
+/// `strata test`: keep only the selected images, each of which must exist
+/// with its current inputs (nothing is built); the stale ancestors the plan
+/// added leave with their records, and parents are renumbered.
+pub fn keep_selected(
+    plan: &mut Plan,
+    selected: &[usize],
+    graph: &Graph,
+) -> crate::error::Result<()> {
+    let selected: BTreeSet<usize> = selected.iter().copied().collect();
+    let stale: Vec<&str> = plan
+        .items
+        .iter()
+        .filter(|i| selected.contains(&i.id) && (i.action == Action::Build || !i.local))
+        .map(|i| i.name.as_str())
+        .collect();
+    if !stale.is_empty() {
+        return Err(crate::error::Error::input(format!(
+            "not built with their current inputs here, so there is nothing to test: {}",
+            stale.join(", ")
+        ))
+        .help("build them first: `strata build` (which runs their tests too)"));
+    }
+    plan.items.retain(|i| selected.contains(&i.id));
+    let positions: HashMap<usize, usize> = plan
+        .items
+        .iter()
+        .enumerate()
+        .map(|(k, i)| (i.id, k))
+        .collect();
+    for item in &mut plan.items {
+        item.parents = graph.nodes[item.id]
+            .parents
+            .iter()
+            .filter_map(|p| positions.get(p).copied())
+            .collect();
+    }
+    Ok(())
+}
+
 /// Give each item its tests (`suites` by graph id; none with `--no-tests`).
 /// An up-to-date item whose tests have not passed (`passed(fingerprint,
 /// key)`) for its current test files is to be tested, not rebuilt.
@@ -312,16 +370,12 @@ pub fn attach_tests(
 
 /// Where the label step goes when `target` is not the last stage: before
 /// the next stage's `FROM`.
-fn labels_before(stages: &[crate::dockerfile::Stage], target: &str) -> Option<usize> {
+fn labels_before(parsed: &crate::dockerfile::Parsed, target: &str) -> Option<usize> {
     if target.is_empty() {
         return None;
     }
-    let i = stages.iter().position(|s| {
-        s.alias
-            .as_deref()
-            .is_some_and(|a| a.eq_ignore_ascii_case(target))
-    })?;
-    stages.get(i + 1).map(|next| next.line)
+    let i = parsed.stage(target)?;
+    parsed.stages.get(i + 1).map(|next| next.line)
 }
 
 /// Fill in the build request of every item to build: the rendered
@@ -337,7 +391,7 @@ pub fn requests(
 ) {
     for item in plan.items.iter_mut() {
         let image = &loaded.images[item.id];
-        let (repo, _) = crate::engine::split_tag(&item.reference);
+        let (repo, _) = crate::reference::split(&item.reference);
         let mut tags: Vec<&String> = loaded.tree.config.tags.iter().collect();
         tags.extend(&image.spec.tags);
         tags.dedup();
@@ -380,7 +434,8 @@ pub fn requests(
                 .network
                 .clone()
                 .unwrap_or_else(|| loaded.tree.config.build.network.clone()),
-            labels_before_line: labels_before(&loaded.parsed[item.id].stages, &input.target),
+            labels_before_line: labels_before(&loaded.parsed[item.id], &input.target),
+            escape: crate::engine::Escape(loaded.parsed[item.id].escape),
             leave_out: input.leave_out.clone(),
             from: loaded.graph.nodes[item.id]
                 .bases
@@ -389,5 +444,88 @@ pub fn requests(
                 .cloned()
                 .collect(),
         };
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::graph::Node;
+
+    fn chain() -> Graph {
+        let node = |name: &str, parents: Vec<usize>| Node {
+            name: name.into(),
+            reference: format!("t/{name}:1"),
+            path: name.into(),
+            primary_parent: parents.first().copied(),
+            parents,
+            bases: Vec::new(),
+            manual: false,
+        };
+        Graph {
+            nodes: vec![
+                node("base", vec![]),
+                node("leaf", vec![2]),
+                node("mid", vec![0]),
+            ],
+            order: vec![0, 2, 1],
+            children: vec![vec![2], vec![], vec![1]],
+        }
+    }
+
+    fn fp(hash: &str) -> Fingerprint {
+        Fingerprint {
+            hash: hash.into(),
+            manifest: Manifest::default(),
+        }
+    }
+
+    /// `strata test mid leaf` with a stale `base` the plan added: the base
+    /// leaves, and every other record stays with its image.
+    #[test]
+    fn keeping_the_selection_keeps_each_row_with_its_image() {
+        let graph = chain();
+        let fps = [fp("b2"), fp("l1"), fp("m1")];
+        let known = Known {
+            existing: [("t/base:1", "b1"), ("t/leaf:1", "l1"), ("t/mid:1", "m1")]
+                .map(|(r, f)| (r.to_string(), f.to_string()))
+                .into(),
+            ..Known::default()
+        };
+        let mut plan = plan(&graph, &[1, 2], &fps, &known, Ask::default());
+        let names: Vec<&str> = plan.items.iter().map(|i| i.name.as_str()).collect();
+        assert_eq!(names, ["base", "mid", "leaf"]);
+        for (k, item) in plan.items.iter_mut().enumerate() {
+            item.held_on = vec![k];
+            item.aliases = vec![format!("alias-of-{}", item.name)];
+        }
+        keep_selected(&mut plan, &[1, 2], &graph).unwrap();
+        let rows: Vec<(&str, &[usize], &str, &[usize])> = plan
+            .items
+            .iter()
+            .map(|i| {
+                (
+                    i.name.as_str(),
+                    &i.held_on[..],
+                    i.aliases[0].as_str(),
+                    &i.parents[..],
+                )
+            })
+            .collect();
+        assert_eq!(
+            rows,
+            [
+                ("mid", &[1][..], "alias-of-mid", &[][..]),
+                ("leaf", &[2][..], "alias-of-leaf", &[0][..]),
+            ]
+        );
+        // A selected image that is not built is refused, naming it.
+        let mut plan = super::plan(&graph, &[0, 2], &fps, &known, Ask::default());
+        let err = keep_selected(&mut plan, &[0, 2], &graph).unwrap_err();
+        assert!(
+            err.message.ends_with("nothing to test: base"),
+            "{}",
+            err.message
+        );
     }
 }

@@ -1,9 +1,9 @@
 //! The front half every command shares: load the tree and select
 //! (`scope`), then fingerprint and plan against what the engines and the
-//! registry hold (`prepare`). Which engines a run uses, and the registry it
-//! consults, are decided here too.
+//! registry hold (`prepare`), and the registry a run consults. The session
+//! (`session.rs`) calls these; commands never do.
 
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::imagetest;
 use crate::inputs::{self, Inputs};
 use crate::load::{self, Loaded, Options};
@@ -23,7 +23,11 @@ pub(crate) struct Scope {
 }
 
 pub(crate) fn scope(opts: &Options, selectors: &[String], since: Option<&str>) -> Result<Scope> {
-    let loaded = load::load(opts)?;
+    narrow(load::load(opts)?, selectors, since)
+}
+
+/// The scope of a tree loaded already.
+pub(crate) fn narrow(loaded: Loaded, selectors: &[String], since: Option<&str>) -> Result<Scope> {
     let inputs = inputs::collect(&loaded)?;
     let sel = select::select(&loaded.graph, &loaded.tree.config, selectors)?;
     let mut selected = sel.ids;
@@ -59,28 +63,10 @@ pub(crate) fn registry_for(s: &Scope, sim: bool) -> Option<registry::Registry> {
     ))
 }
 
-/// The engines of a run, their names and the registry requirement: more
-/// than one needs `registry:` (exit 2 otherwise), the simulated engine none.
-pub(crate) fn engine_specs(
-    s: &Scope,
-    cli: &[engine::pool::Spec],
-) -> Result<Vec<engine::pool::Spec>> {
-    let config = &s.loaded.tree.config;
-    let specs = engine::pool::specs(cli, &config.engines);
-    if specs.len() > 1 && config.registry.is_empty() && !specs.iter().all(|e| e.is_sim()) {
-        return Err(Error::input(format!(
-            "{} engines share the images they build through a registry, and `registry:` is not set",
-            specs.len()
-        ))
-        .help("set `registry:` in strata.yaml (or --set registry=HOST), or build on one engine"));
-    }
-    Ok(specs)
-}
-
 /// Fingerprints and the plan: what exists is asked of the engines first
 /// (bases of the first), then of the registry (for a push, of every
 /// image: what it lacks is uploaded; else only of those the engines lack).
-/// Also which plan items each engine holds up to date.
+/// Each item records the engines that hold it up to date (`held_on`).
 pub(crate) async fn prepare(
     s: &Scope,
     engines: &[engine::pool::Member],
@@ -88,7 +74,7 @@ pub(crate) async fn prepare(
     ask: Ask,
     pull: bool,
     push: bool,
-) -> Result<(Plan, Vec<Vec<bool>>)> {
+) -> Result<Plan> {
     let graph = &s.loaded.graph;
     let pull = pull || s.loaded.tree.config.build.pull;
     let first = engines[0].engine.as_ref();
@@ -107,17 +93,13 @@ pub(crate) async fn prepare(
         past,
         published,
     };
-    let plan = plan::plan(graph, &s.selected, &fps, &known, ask);
-    let holds = each
-        .iter()
-        .map(|found| {
-            plan.items
-                .iter()
-                .map(|i| found.get(&i.reference) == Some(&i.fingerprint.hash))
-                .collect()
-        })
-        .collect();
-    Ok((plan, holds))
+    let mut plan = plan::plan(graph, &s.selected, &fps, &known, ask);
+    for item in &mut plan.items {
+        item.held_on = (0..each.len())
+            .filter(|&e| each[e].get(&item.reference) == Some(&item.fingerprint.hash))
+            .collect();
+    }
+    Ok(plan)
 }
 
 /// The image tests of the selected images and their ancestors (by graph
@@ -153,11 +135,4 @@ fn tests_of(loaded: &Loaded, selected: &[usize]) -> Result<Vec<Option<Arc<imaget
         suites[id] = reader.suite(root, &paths)?.map(Arc::new);
     }
     Ok(suites)
-}
-
-pub(crate) fn runtime() -> Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| Error::engine(format!("cannot start the async runtime: {e}")))
 }

@@ -279,6 +279,23 @@ pub struct Display<'a> {
     pub logs: Option<&'a mut crate::report::LogFiles>,
 }
 
+impl<'a> Display<'a> {
+    /// The display of a run of `plan`, its events also written to `logs`.
+    /// With `--no-deps` it first says which stale parents are taken as they are.
+    pub fn for_plan(
+        plan: &crate::plan::Plan,
+        mode: Mode,
+        logs: Option<&'a mut crate::report::LogFiles>,
+        no_deps: bool,
+    ) -> Display<'a> {
+        let mut progress = choose(mode, plan.to_build().map(|i| i.name.as_str()));
+        if no_deps {
+            progress.note(&crate::show::no_deps_note(&plan.stale_outside));
+        }
+        Display { progress, logs }
+    }
+}
+
 impl crate::execute::Observer for Display<'_> {
     fn event(&mut self, items: &[Job], event: Event) {
         match event {

@@ -12,7 +12,8 @@
 
 use crate::execute::release_refs;
 use crate::plan::Item;
-use crate::registry::{content_ref, Registry};
+use crate::reference::content_tag as content_ref;
+use crate::registry::Registry;
 use futures_util::StreamExt;
 use std::path::Path;
 

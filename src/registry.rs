@@ -7,8 +7,8 @@
 //! can every registry the run pushes to be reached, and does it take our
 //! credentials? If not, the run stops with exit 3 and builds nothing.
 
-use crate::engine::registry_of;
 use crate::error::{Error, Result};
+use crate::reference::registry_of;
 use oci_client::errors::{OciDistributionError as E, OciErrorCode};
 use oci_client::secrets::RegistryAuth;
 use oci_client::{Client, Reference};
@@ -337,13 +337,6 @@ impl Registry {
     }
 }
 
-/// The content tag of the image `reference` with fingerprint `fp`:
-/// `repo:fp-<first 24 hex>`, immutable (the same inputs give the same tag).
-pub fn content_ref(reference: &str, fp: &str) -> String {
-    let (repo, _) = crate::engine::split_tag(reference);
-    format!("{repo}:fp-{}", fp.get(..24).unwrap_or(fp))
-}
-
 /// Manifest kinds asked for: what `docker push` writes, then OCI's.
 const MANIFEST_TYPES: &[&str] = &[
     "application/vnd.docker.distribution.manifest.v2+json",
@@ -448,7 +441,7 @@ fn is_loopback(host: &str) -> bool {
 /// Credentials for the registry of `reference`; anonymous when none.
 fn credentials(reference: &str) -> RegistryAuth {
     use docker_credential::DockerCredential as C;
-    match crate::engine::credential_for(reference) {
+    match crate::reference::credential_for(reference) {
         Some((_, C::UsernamePassword(u, p))) => RegistryAuth::Basic(u, p),
         Some((_, C::IdentityToken(t))) => RegistryAuth::Bearer(t),
         None => RegistryAuth::Anonymous,

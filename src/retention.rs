@@ -179,19 +179,28 @@ pub async fn apply(registry: &Registry, decisions: &[Decision]) -> Result<usize>
     Ok(deleted)
 }
 
-/// What `strata prune` was asked.
-pub struct PruneArgs {
-    pub selectors: Vec<String>,
-    pub dry_run: bool,
-    pub yes: bool,
-    pub keep: Vec<String>,
+/// What `prune` keeps: the keep globs (and their text, for the table),
+/// the age past which a tag goes, and now (seconds since the epoch).
+pub struct Rules<'a> {
+    pub keep: &'a globset::GlobSet,
+    pub globs: &'a [String],
+    pub max_age: Duration,
+    pub now: i64,
 }
 
-fn runtime() -> Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| Error::engine(format!("cannot start the async runtime: {e}")))
+/// Ask the registry for every tag of `repos` and decide for each.
+pub async fn survey(
+    registry: &Registry,
+    repos: &[String],
+    rules: &Rules<'_>,
+) -> Result<Vec<Decision>> {
+    let mut decisions = Vec::new();
+    for repo in repos {
+        let tags = registry.tags(repo).await?;
+        let (keep, globs) = (rules.keep, rules.globs);
+        decisions.extend(decide(repo, &tags, keep, globs, rules.max_age, rules.now));
+    }
+    Ok(decisions)
 }
 
 fn registry_for(config: &Config, refs: &[String]) -> Result<Registry> {
@@ -207,72 +216,42 @@ fn registry_for(config: &Config, refs: &[String]) -> Result<Registry> {
     ))
 }
 
-/// `strata prune`: the table of what goes and why; deleted unless this is
-/// a dry run (the default on a terminal without `--yes`).
-pub fn prune(opts: &crate::load::Options, args: &PruneArgs) -> Result<crate::error::Code> {
-    use std::io::IsTerminal;
-    let loaded = crate::load::load(opts)?;
-    let config = &loaded.tree.config;
-    let Some(max_age) = config.retention.max_age else {
-        return Err(Error::input("`retention.max_age` is not set: strata prune does not know what is old")
-            .help("set it in strata.yaml, e.g. `retention: {keep: [latest, master, \"stable-*\"], max_age: 7d}`"));
-    };
-    let (keep, globs) = keep_set(config, &args.keep)?;
-    let sel = crate::select::select(&loaded.graph, config, &args.selectors)?;
-    let repos: Vec<String> = sel
-        .ids
-        .iter()
-        .map(|&i| config.repository(&loaded.graph.nodes[i].name))
-        .collect();
-    let registry = registry_for(config, &repos)?;
-    let dry_run = args.dry_run || (!args.yes && std::io::stdin().is_terminal());
-    let now = time::OffsetDateTime::now_utc().unix_timestamp();
-    runtime()?.block_on(async {
-        let mut decisions = Vec::new();
-        for repo in &repos {
-            let tags = registry.tags(repo).await?;
-            decisions.extend(decide(repo, &tags, &keep, &globs, max_age.0, now));
-        }
-        print!("{}", table(&decisions, dry_run));
-        let doomed = decisions.iter().filter(|d| d.delete).count();
-        if dry_run {
-            eprintln!(
-                "strata: dry run: {doomed} of {} tags would be deleted; nothing was deleted (run with --yes to delete)",
-                decisions.len()
-            );
-            return Ok(crate::error::Code::Success);
-        }
-        let deleted = apply(&registry, &decisions).await?;
-        eprintln!(
-            "strata: {doomed} of {} tags deleted ({deleted} manifests); the registry frees their layers at its next garbage collection",
-            decisions.len()
-        );
-        Ok(crate::error::Code::Success)
-    })
-}
-
 /// `strata keep REF`: tag the image `REF` points at as `keep-<tag>` in the
-/// same repository, which `prune` never deletes. REF is a reference, or
-/// `IMAGE:TAG` for an image of the tree.
-pub fn keep(opts: &crate::load::Options, reference: &str) -> Result<String> {
-    let tree = crate::load::tree(opts)?;
-    let config = &tree.config;
-    let (repo, tag) = crate::engine::split_tag(reference);
-    let full = if repo.contains('/') {
+/// same repository, which `prune` never deletes. REF is a reference
+/// (`repo:tag` or `repo@sha256:…`, kept as `keep-sha256-<12 hex>`), or
+/// `IMAGE[:TAG]` for an image of the tree (`images`: the tree's names).
+pub fn keep_refs(config: &Config, images: &[&str], reference: &str) -> Result<(String, String)> {
+    let given = crate::reference::parse(reference)?;
+    let full = if given.repository.contains('/') {
         reference.to_string()
+    } else if images.contains(&given.repository) {
+        let rest = &reference[given.repository.len()..];
+        format!("{}{rest}", config.repository(given.repository))
     } else {
-        format!("{}:{tag}", config.repository(repo))
+        return Err(Error::input(format!(
+            "`{reference}` names no image of the tree and no repository"
+        ))
+        .help("give a whole reference (`REGISTRY/NAMESPACE/NAME:TAG` or `…@sha256:…`), or `IMAGE:TAG` with IMAGE an image of the tree (`strata list`)"));
     };
-    let (repo, tag) = crate::engine::split_tag(&full);
-    if tag.starts_with(KEEP_PREFIX) {
+    let p = crate::reference::parse(&full)?;
+    let label = match (p.tag, p.digest) {
+        (Some(tag), _) => tag.to_string(),
+        (None, Some(digest)) => {
+            let hex = digest.strip_prefix("sha256:").unwrap_or(digest);
+            format!("sha256-{}", &hex[..hex.len().min(12)])
+        }
+        (None, None) => "latest".to_string(),
+    };
+    if label.starts_with(KEEP_PREFIX) {
         return Err(Error::input(format!("`{full}` is a keep tag already")));
     }
-    let target = format!("{repo}:{KEEP_PREFIX}{tag}");
-    let registry = registry_for(config, &[full.clone(), target.clone()])?;
-    let digest = runtime()?.block_on(registry.copy_tag(&full, &target))?;
-    Ok(format!(
-        "{target} -> {digest} (kept by strata prune until the tag is removed)\n"
-    ))
+    let target = format!("{}:{KEEP_PREFIX}{label}", p.repository);
+    Ok((full, target))
+}
+
+/// The registry of a retention command, for `refs`.
+pub fn registry(config: &Config, refs: &[String]) -> Result<Registry> {
+    registry_for(config, refs)
 }
 
 #[cfg(test)]

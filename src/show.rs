@@ -290,3 +290,24 @@ pub fn no_deps_note(stale: &[String]) -> String {
     }
     note
 }
+
+/// What `plan` adds under its table: images devfiles hold that strata does
+/// not build, and images whose devfile says their build needs root.
+pub fn plan_notes(loaded: &crate::load::Loaded, plan: &crate::plan::Plan) -> String {
+    let mut notes = String::new();
+    for d in &loaded.devfiles {
+        for (name, why) in &d.unbuildable {
+            let _ = writeln!(notes, "not built by strata: {name} ({}): {why}", d.path);
+        }
+    }
+    for item in &plan.items {
+        if loaded.images[item.id].spec.root_required {
+            let _ = writeln!(
+                notes,
+                "{}: rootRequired (the devfile says its build needs root)",
+                item.name
+            );
+        }
+    }
+    notes
+}

@@ -51,7 +51,7 @@ pub async fn bases(
 
 /// The digest among `repo_digests` (`repo@sha256:…`) of `reference`'s repository.
 fn pulled_by(reference: &str, repo_digests: &[String]) -> Option<String> {
-    let (repo, _) = engine::split_tag(reference);
+    let (repo, _) = crate::reference::split(reference);
     repo_digests.iter().find_map(|d| {
         let (r, digest) = d.split_once('@')?;
         (r == repo).then(|| digest.to_string())
@@ -150,11 +150,11 @@ pub async fn published(
     let ask: Vec<usize> = scope
         .into_iter()
         .filter(|&id| all || existing.get(&graph.nodes[id].reference) != Some(&fps[id].hash))
-        .filter(|&id| engine::registry_of(&graph.nodes[id].reference).is_some())
+        .filter(|&id| crate::reference::registry_of(&graph.nodes[id].reference).is_some())
         .collect();
     let found: Vec<(usize, Result<Option<String>>)> = futures_util::stream::iter(ask)
         .map(|id| async move {
-            let content = crate::registry::content_ref(&graph.nodes[id].reference, &fps[id].hash);
+            let content = crate::reference::content_tag(&graph.nodes[id].reference, &fps[id].hash);
             (id, registry.published(&content, &fps[id].hash).await)
         })
         .buffer_unordered(LOOKUPS)

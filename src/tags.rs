@@ -48,7 +48,7 @@ impl Context {
         env.set_undefined_behavior(minijinja::UndefinedBehavior::Strict);
         Ok(Context {
             env,
-            values: minijinja::context! { git, date => crate::git::today() },
+            values: minijinja::context! { git, date => crate::clock::today() },
         })
     }
 

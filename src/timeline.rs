@@ -86,31 +86,11 @@ pub fn svg(bars: &[Bar]) -> Result<String> {
         );
     }
     timed.sort_by(|a, b| a.1.total_cmp(&b.1).then(a.0.name.cmp(&b.0.name)));
-    let t0 = timed[0].1;
-    // Rows: each bar on the first row free at its start.
-    let mut row_ends: Vec<f64> = Vec::new();
-    let mut placed = Vec::new();
-    for (bar, s, e) in timed {
-        let (start, end) = (s - t0, e - t0);
-        let row = match row_ends.iter().position(|&r| r <= start + 1e-9) {
-            Some(r) => r,
-            None => {
-                row_ends.push(0.0);
-                row_ends.len() - 1
-            }
-        };
-        row_ends[row] = end;
-        placed.push(Placed {
-            bar,
-            start,
-            end,
-            row,
-        });
-    }
+    let (placed, rows) = place(timed);
     let total = placed.iter().map(|p| p.end).fold(0.0, f64::max).max(0.001);
     let critical = critical_path(&placed);
     let scale = (WIDTH - 2.0 * LEFT) / total;
-    let height = TOP + ROW * row_ends.len() as f64 + 40.0;
+    let height = TOP + ROW * rows as f64 + 40.0;
     let mut out = String::new();
     let _ = writeln!(
         out,
@@ -121,7 +101,7 @@ pub fn svg(bars: &[Bar]) -> Result<String> {
         "<text x=\"{LEFT}\" y=\"18\" font-size=\"13\">strata build: {} images in {:.1} s on {} slots; outlined: the critical path</text>",
         placed.len(),
         total,
-        row_ends.len()
+        rows
     );
     for (i, p) in placed.iter().enumerate() {
         let x = LEFT + p.start * scale;
@@ -141,7 +121,7 @@ pub fn svg(bars: &[Bar]) -> Result<String> {
         let _ = writeln!(
             out,
             "<rect class=\"bar\" data-name=\"{name}\" x=\"{x:.2}\" y=\"{y:.1}\" width=\"{w:.2}\" height=\"{h:.1}\" fill=\"{colour}\"{outline}><title>{name}: {status}, {dur:.2} s (from {s:.2} s to {e:.2} s)</title></rect>",
-            name = xml(&p.bar.name),
+            name = crate::xml::escape(&p.bar.name),
             h = ROW - 4.0,
             status = p.bar.status,
             dur = p.end - p.start,
@@ -154,12 +134,43 @@ pub fn svg(bars: &[Bar]) -> Result<String> {
                 "<text x=\"{:.2}\" y=\"{:.1}\" fill=\"#fff\">{}</text>",
                 x + 3.0,
                 y + ROW - 10.0,
-                xml(&p.bar.name)
+                crate::xml::escape(&p.bar.name)
             );
         }
     }
-    // The time axis, ticks at a round step.
-    let axis_y = TOP + ROW * row_ends.len() as f64 + 6.0;
+    axis(&mut out, TOP + ROW * rows as f64 + 6.0, total, scale);
+    out.push_str("</svg>\n");
+    Ok(out)
+}
+
+/// Each bar (sorted by start) on the first row free at its start; the
+/// bars placed, from the first start, and the number of rows.
+fn place(timed: Vec<(&Bar, f64, f64)>) -> (Vec<Placed<'_>>, usize) {
+    let t0 = timed[0].1;
+    let mut row_ends: Vec<f64> = Vec::new();
+    let mut placed = Vec::new();
+    for (bar, s, e) in timed {
+        let (start, end) = (s - t0, e - t0);
+        let row = match row_ends.iter().position(|&r| r <= start + 1e-9) {
+            Some(r) => r,
+            None => {
+                row_ends.push(0.0);
+                row_ends.len() - 1
+            }
+        };
+        row_ends[row] = end;
+        placed.push(Placed {
+            bar,
+            start,
+            end,
+            row,
+        });
+    }
+    (placed, row_ends.len())
+}
+
+/// The time axis at `axis_y`, ticks at a round step.
+fn axis(out: &mut String, axis_y: f64, total: f64, scale: f64) {
     let _ = writeln!(
         out,
         "<line x1=\"{LEFT}\" y1=\"{axis_y}\" x2=\"{:.2}\" y2=\"{axis_y}\" stroke=\"#333\"/>",
@@ -183,8 +194,6 @@ pub fn svg(bars: &[Bar]) -> Result<String> {
         );
         t += step;
     }
-    out.push_str("</svg>\n");
-    Ok(out)
 }
 
 fn tick(t: f64) -> String {
@@ -221,11 +230,4 @@ fn critical_path(placed: &[Placed]) -> Vec<usize> {
         at = next;
     }
     path
-}
-
-fn xml(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
 }

@@ -3,8 +3,9 @@
 //! by default, BuildKit (through bollard's gRPC session) on request.
 //! Knows nothing of the graph: it builds, tags, pushes and lists images.
 
-use super::{split_tag, BuildRequest, Engine, EngineError, ImageInfo, Log};
+use super::{BuildRequest, Engine, EngineError, ImageInfo, Log};
 use crate::context;
+use crate::reference::split as split_tag;
 use bollard::models::BuildInfoAux;
 use bollard::query_parameters::{
     BuildImageOptions, BuilderVersion, CreateImageOptions, PushImageOptions, TagImageOptions,
@@ -25,7 +26,7 @@ impl DockerEngine {
     /// the default socket. Gives up when the engine has not answered the
     /// version check within `timeout`.
     pub async fn connect(timeout: Duration) -> Result<DockerEngine, EngineError> {
-        let end = super::endpoint::resolve().map_err(EngineError::Unreachable)?;
+        let end = super::endpoint::resolve()?;
         Self::connect_to(end, timeout).await
     }
 
@@ -137,7 +138,7 @@ impl Engine for DockerEngine {
 
     fn build(&self, req: BuildRequest, log: Log) -> BoxFuture<'_, Result<String, EngineError>> {
         async move {
-            let mut entries = context::entries(&req.context).map_err(EngineError::Failed)?;
+            let mut entries = context::entries(&req.context).map_err(|e| EngineError::Failed(e.message))?;
             entries.retain(|e| !req.leave_out.contains(&e.rel));
             let (tx, rx) = tokio::sync::mpsc::channel(8);
             // One LABEL step instead of the builder's one step per label option.
@@ -150,9 +151,9 @@ impl Engine for DockerEngine {
                         .map(str::len)
                         .sum();
                     let (head, tail) = req.dockerfile.split_at(cut);
-                    with_labels(head, &req.labels) + tail
+                    with_labels(head, req.escape.0, &req.labels) + tail
                 }
-                None => with_labels(&req.dockerfile, &req.labels),
+                None => with_labels(&req.dockerfile, req.escape.0, &req.labels),
             };
             let classic = !req.buildkit;
             let writer = tokio::task::spawn_blocking(move || {
@@ -413,8 +414,11 @@ impl BuildKitLog {
 /// line: a line continuation left open at the end of the file (which the
 /// builder ends there anyway) is closed first. Values are quoted and
 /// escaped so that the builder keeps them literally (`$` is not expanded).
-fn with_labels(dockerfile: &str, labels: &std::collections::BTreeMap<String, String>) -> String {
-    let escape = escape_char(dockerfile);
+fn with_labels(
+    dockerfile: &str,
+    escape: char,
+    labels: &std::collections::BTreeMap<String, String>,
+) -> String {
     let mut lines: Vec<&str> = dockerfile.trim_end().lines().collect();
     // The line whose trailing escape still continues at the end of the file.
     let mut open: Option<usize> = None;
@@ -458,24 +462,6 @@ fn with_labels(dockerfile: &str, labels: &std::collections::BTreeMap<String, Str
     out
 }
 
-/// The escape character of a Dockerfile: the `# escape=` parser directive
-/// among the comment lines that open the file, else `\`.
-fn escape_char(dockerfile: &str) -> char {
-    for line in dockerfile.lines() {
-        let Some(directive) = line.trim().strip_prefix('#') else {
-            break;
-        };
-        if let Some((key, value)) = directive.split_once('=') {
-            if key.trim().eq_ignore_ascii_case("escape") {
-                if let Some(c) = value.trim().chars().next() {
-                    return c;
-                }
-            }
-        }
-    }
-    '\\'
-}
-
 /// The credentials of the registries of `references` (what the build's
 /// `FROM` lines name), by server, for the builder to pull what the engine
 /// lacks (a fresh engine of a pool, a fresh CI worker). None when none.
@@ -492,7 +478,7 @@ fn from_credentials(
 
 /// Registry credentials for bollard (see `credential_for`).
 fn credentials_for(reference: &str) -> Option<bollard::auth::DockerCredentials> {
-    let (server, credential) = super::credential_for(reference)?;
+    let (server, credential) = crate::reference::credential_for(reference)?;
     match credential {
         docker_credential::DockerCredential::UsernamePassword(user, password) => {
             Some(bollard::auth::DockerCredentials {
@@ -522,12 +508,12 @@ mod tests {
         ]
         .into();
         assert_eq!(
-            super::with_labels("FROM x\n\n", &labels),
+            super::with_labels("FROM x\n\n", '\\', &labels),
             "FROM x\nLABEL \"a.b\"=\"say \\\"hi\\\"\" \"c\"=\"x\\\\y\"\n"
         );
         let dollar = [("k".to_string(), "$HOME".to_string())].into();
         assert_eq!(
-            super::with_labels("# escape=`\nFROM x\nRUN a `\n  b `\n# note\n", &dollar),
+            super::with_labels("# escape=`\nFROM x\nRUN a `\n  b `\n# note\n", '`', &dollar),
             "# escape=`\nFROM x\nRUN a `\n  b \n# note\nLABEL \"k\"=\"`$HOME\"\n"
         );
     }

@@ -7,6 +7,7 @@
 //! `DOCKER_HOST`, `DOCKER_TLS_VERIFY` and `DOCKER_CERT_PATH` (default the
 //! config folder) say whether and with what to speak TLS, as for the CLI.
 
+use super::EngineError;
 use std::path::PathBuf;
 
 pub const DEFAULT: &str = "unix:///var/run/docker.sock";
@@ -20,12 +21,12 @@ pub struct Endpoint {
 }
 
 /// The engine's address, or why it cannot be found (said to the user).
-pub fn endpoint() -> Result<String, String> {
+pub fn endpoint() -> Result<String, EngineError> {
     resolve().map(|e| e.host)
 }
 
 /// The engine's address and TLS material, or why they cannot be found.
-pub fn resolve() -> Result<Endpoint, String> {
+pub fn resolve() -> Result<Endpoint, EngineError> {
     if let Some(host) = std::env::var("DOCKER_HOST").ok().filter(|h| !h.is_empty()) {
         return for_host(host);
     }
@@ -45,11 +46,11 @@ pub fn resolve() -> Result<Endpoint, String> {
     }
     let (host, tls) = context(&config, &name)?;
     if host.starts_with("ssh://") {
-        return Err(format!(
+        return Err(EngineError::Unreachable(format!(
             "the docker context `{name}` is `{host}`, and strata does not speak ssh; \
              forward the socket (`ssh -NL /tmp/docker.sock:/var/run/docker.sock HOST`) \
              and set DOCKER_HOST=unix:///tmp/docker.sock"
-        ));
+        )));
     }
     with_tls(host, tls, &format!("the docker context `{name}`"))
 }
@@ -57,7 +58,7 @@ pub fn resolve() -> Result<Endpoint, String> {
 /// An engine named by its address (`DOCKER_HOST`, or one of a pool):
 /// `DOCKER_TLS_VERIFY` and `DOCKER_CERT_PATH` say whether and with what to
 /// speak TLS to a `tcp://` one, as for the CLI; `https://` always does.
-pub fn for_host(host: String) -> Result<Endpoint, String> {
+pub fn for_host(host: String) -> Result<Endpoint, EngineError> {
     let verify = std::env::var("DOCKER_TLS_VERIFY").is_ok_and(|v| !v.is_empty() && v != "0");
     let tls = (host.starts_with("https://") || (verify && host.starts_with("tcp://"))).then(|| {
         std::env::var_os("DOCKER_CERT_PATH")
@@ -69,14 +70,14 @@ pub fn for_host(host: String) -> Result<Endpoint, String> {
 }
 
 /// Check that the TLS folder holds what a client needs.
-fn with_tls(host: String, tls: Option<PathBuf>, from: &str) -> Result<Endpoint, String> {
+fn with_tls(host: String, tls: Option<PathBuf>, from: &str) -> Result<Endpoint, EngineError> {
     if let Some(dir) = &tls {
         for f in ["ca.pem", "cert.pem", "key.pem"] {
             if !dir.join(f).is_file() {
-                return Err(format!(
+                return Err(EngineError::Unreachable(format!(
                     "{from} asks for TLS, and `{}` has no `{f}`; it needs ca.pem, cert.pem and key.pem",
                     dir.display()
-                ));
+                )));
             }
         }
     }
@@ -97,7 +98,7 @@ fn current_context(config: &std::path::Path) -> Option<String> {
 }
 
 /// The docker endpoint of context `name`, and its TLS folder when it has one.
-fn context(config: &std::path::Path, name: &str) -> Result<(String, Option<PathBuf>), String> {
+fn context(config: &std::path::Path, name: &str) -> Result<(String, Option<PathBuf>), EngineError> {
     let meta = config.join("contexts").join("meta");
     let entries = std::fs::read_dir(&meta).map_err(|_| missing(name, &meta))?;
     for entry in entries.flatten() {
@@ -113,12 +114,16 @@ fn context(config: &std::path::Path, name: &str) -> Result<(String, Option<PathB
         let host = json["Endpoints"]["docker"]["Host"]
             .as_str()
             .filter(|h| !h.is_empty())
-            .ok_or_else(|| format!("the docker context `{name}` names no docker endpoint"))?;
+            .ok_or_else(|| {
+                EngineError::Unreachable(format!(
+                    "the docker context `{name}` names no docker endpoint"
+                ))
+            })?;
         if json["Endpoints"]["docker"]["SkipTLSVerify"].as_bool() == Some(true) {
-            return Err(format!(
+            return Err(EngineError::Unreachable(format!(
                 "the docker context `{name}` skips verifying the engine's certificate, which strata does not do; \
                  give the context the engine's CA (`docker context update {name} --docker \"host={host},ca=…,cert=…,key=…\"`)"
-            ));
+            )));
         }
         let tls_dir = config
             .join("contexts")
@@ -130,9 +135,9 @@ fn context(config: &std::path::Path, name: &str) -> Result<(String, Option<PathB
     Err(missing(name, &meta))
 }
 
-fn missing(name: &str, meta: &std::path::Path) -> String {
-    format!(
+fn missing(name: &str, meta: &std::path::Path) -> EngineError {
+    EngineError::Unreachable(format!(
         "the docker context `{name}` does not exist (looked in {}); `docker context ls` lists them",
         meta.display()
-    )
+    ))
 }

@@ -37,12 +37,26 @@ pub struct BuildRequest {
     /// next stage's `FROM`, before which the label step goes, so that the
     /// target image carries strata's labels.
     pub labels_before_line: Option<usize>,
+    /// The Dockerfile's escape character (its `# escape=` directive, as the
+    /// parser read it), for the label step.
+    pub escape: Escape,
     /// Context files (relative to it) not sent: the image's test files.
     pub leave_out: Vec<String>,
     /// What its `FROM` lines name (bases and parents): the credentials of
     /// their registries go with the build, for the builder to pull what the
     /// engine lacks.
     pub from: Vec<String>,
+}
+
+/// A Dockerfile's escape character, `\\` unless its `# escape=` directive
+/// says otherwise (the parser reads it; the engine only uses it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Escape(pub char);
+
+impl Default for Escape {
+    fn default() -> Self {
+        Escape('\\')
+    }
 }
 
 /// An image the engine has.
@@ -195,7 +209,7 @@ pub async fn connect(spec: &str, root: &std::path::Path) -> crate::error::Result
         let path = root.join(script);
         let text =
             std::fs::read_to_string(&path).map_err(|e| crate::error::Error::read(&path, e))?;
-        let script: sim::Script = crate::config::parse_yaml(script, &text)?;
+        let script: sim::Script = crate::yaml::parse(script, &text)?;
         return Ok(Arc::new(sim::SimEngine::new(script)));
     }
     let timeout = answer_timeout()?;
@@ -249,52 +263,5 @@ pub fn unreachable(e: EngineError) -> crate::error::Error {
             "start the Docker engine, or point strata at one with DOCKER_HOST (e.g. `DOCKER_HOST=unix:///run/user/1000/docker.sock` or `tcp://host:2375`)",
         ),
         EngineError::Failed(m) => Error::engine(format!("the engine refused: {m}")),
-    }
-}
-
-/// Split `reference` into repository and tag (`latest` when none).
-pub fn split_tag(reference: &str) -> (&str, &str) {
-    let last_slash = reference.rfind('/').map_or(0, |i| i + 1);
-    match reference[last_slash..].rfind(':') {
-        Some(i) => (
-            &reference[..last_slash + i],
-            &reference[last_slash + i + 1..],
-        ),
-        None => (reference, "latest"),
-    }
-}
-
-/// Credentials for the registry of `reference` from the Docker config
-/// (`DOCKER_CONFIG`, `auths`, `credsStore`, `credHelpers`), with the server
-/// name they are filed under; None when there are none. Never logged.
-pub fn credential_for(reference: &str) -> Option<(&str, docker_credential::DockerCredential)> {
-    let server = registry_of(reference).unwrap_or("https://index.docker.io/v1/");
-    Some((server, docker_credential::get_credential(server).ok()?))
-}
-
-/// The registry host of `reference`, or None for Docker Hub.
-pub fn registry_of(reference: &str) -> Option<&str> {
-    let (first, rest) = reference.split_once('/')?;
-    (!rest.is_empty() && (first.contains('.') || first.contains(':') || first == "localhost"))
-        .then_some(first)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn references_split() {
-        assert_eq!(
-            split_tag("127.0.0.1:5000/a/b:1"),
-            ("127.0.0.1:5000/a/b", "1")
-        );
-        assert_eq!(
-            split_tag("127.0.0.1:5000/a/b"),
-            ("127.0.0.1:5000/a/b", "latest")
-        );
-        assert_eq!(registry_of("127.0.0.1:5000/a/b:1"), Some("127.0.0.1:5000"));
-        assert_eq!(registry_of("strata/base:1"), None);
-        assert_eq!(registry_of("localhost/base"), Some("localhost"));
     }
 }

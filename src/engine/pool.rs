@@ -47,6 +47,14 @@ impl Spec {
         })
     }
 
+    /// The engine `DOCKER_HOST` (or the docker context) names.
+    pub fn docker() -> Spec {
+        Spec {
+            host: "docker".into(),
+            jobs: None,
+        }
+    }
+
     pub fn is_sim(&self) -> bool {
         self.host.starts_with("sim:")
     }
@@ -70,10 +78,7 @@ pub fn specs(cli: &[Spec], config: &[Spec]) -> Vec<Spec> {
     } else if !config.is_empty() {
         config.to_vec()
     } else {
-        vec![Spec {
-            host: "docker".into(),
-            jobs: None,
-        }]
+        vec![Spec::docker()]
     }
 }
 
@@ -140,8 +145,7 @@ async fn connect_one(spec: &Spec, root: &Path) -> Result<Arc<dyn Engine>> {
         return super::connect(&spec.host, root).await;
     }
     let timeout = super::answer_timeout()?;
-    let end = super::endpoint::for_host(spec.host.clone())
-        .map_err(|m| super::unreachable(EngineError::Unreachable(m)))?;
+    let end = super::endpoint::for_host(spec.host.clone()).map_err(super::unreachable)?;
     let engine = super::docker::DockerEngine::connect_to(end, timeout)
         .await
         .map_err(super::unreachable)?;

@@ -45,20 +45,10 @@ impl Scheduler<'_> {
             Err(e) => return self.fail(i, o, e),
         }
         if self.opts.push && !(tested_only && self.items[i].published.is_some()) {
-            self.state[i] = State::Pushing;
+            self.set_state(i, State::Pushing);
             self.observer.event(self.items, Event::Pushing { item: i });
-            self.spawn_for(
-                i,
-                tasks::upload(
-                    i,
-                    self.items[i].clone(),
-                    None,
-                    self.on(i),
-                    self.push_slots.clone(),
-                    self.tx.clone(),
-                ),
-            );
-            self.outcomes[i] = Some(o);
+            self.upload(i, None);
+            self.slots[i].outcome = Some(o);
         } else {
             self.finish(i, o);
             self.release_children(i);
@@ -74,12 +64,12 @@ impl Scheduler<'_> {
         took: Duration,
         digest: Option<String>,
     ) {
-        let Some(mut o) = self.outcomes[i].take() else {
+        let Some(mut o) = self.slots[i].outcome.take() else {
             return;
         };
         o.duration += took;
         if digest.is_some() {
-            self.digests[i] = digest.clone();
+            self.slots[i].digest = digest.clone();
             o.digest = o.digest.or(digest);
         }
         if let Err(e) = result {
@@ -90,12 +80,12 @@ impl Scheduler<'_> {
             o.error = Some("cancelled after the upload; no tag was moved".into());
             return self.finish(i, o);
         }
-        self.state[i] = State::Releasing;
+        self.set_state(i, State::Releasing);
         let id = o.image_id.clone().unwrap_or_default();
-        self.outcomes[i] = Some(o);
+        self.slots[i].outcome = Some(o);
         self.releasing.spawn(tasks::release(
             i,
-            self.items[i].clone(),
+            self.shared[i].clone(),
             id,
             self.on(i),
             self.opts.publish_each,
@@ -110,7 +100,7 @@ impl Scheduler<'_> {
         moved: Vec<String>,
         took: Duration,
     ) {
-        let Some(mut o) = self.outcomes[i].take() else {
+        let Some(mut o) = self.slots[i].outcome.take() else {
             return;
         };
         o.duration += took;
@@ -146,7 +136,7 @@ impl Scheduler<'_> {
         let name = self.items[failed].name.clone();
         let mut todo = self.children[failed].clone();
         while let Some(c) = todo.pop() {
-            if self.state[c] != State::Waiting {
+            if self.slots[c].state != State::Waiting {
                 continue;
             }
             let mut o = Outcome::new(Status::ParentFailed);
@@ -162,7 +152,7 @@ impl Scheduler<'_> {
     /// engine is left the run stops.
     fn lost(&mut self, i: usize, why: String) {
         if !matches!(
-            self.state[i],
+            self.slots[i].state,
             State::Running | State::Pushing | State::Releasing
         ) {
             return;
@@ -182,9 +172,9 @@ impl Scheduler<'_> {
         self.lose_engine(e, why);
         for i in 0..self.items.len() {
             if self.place.placed(i) == Some(e)
-                && matches!(self.state[i], State::Running | State::Pushing)
+                && matches!(self.slots[i].state, State::Running | State::Pushing)
             {
-                if let Some(task) = self.handles[i].take() {
+                if let Some(task) = self.slots[i].handle.take() {
                     task.abort();
                 }
                 self.place.release_slot(i);
@@ -212,11 +202,12 @@ impl Scheduler<'_> {
     /// Item `i`'s step ended with its engine `e` lost: back to the queue
     /// (or, with no engine left, the run stops).
     fn requeue(&mut self, i: usize, e: usize) {
-        self.outcomes[i] = None;
-        self.tails[i].clear();
-        self.tested[i].clear();
-        self.started[i] = None;
-        self.state[i] = State::Waiting;
+        let slot = &mut self.slots[i];
+        slot.outcome = None;
+        slot.tail.clear();
+        slot.tested.clear();
+        slot.started = None;
+        self.set_state(i, State::Waiting);
         if self.place.all_lost() {
             return self.stop();
         }
@@ -236,6 +227,16 @@ impl Scheduler<'_> {
         }
     }
 
+    /// An item's tests ran: keep the verdicts for its outcome, and
+    /// remember a pass of these test files on this fingerprint.
+    fn tested(&mut self, i: usize, results: Vec<crate::imagetest::TestResult>) {
+        let item = &self.items[i];
+        if let (Some(suite), true) = (&item.tests, results.iter().all(|r| r.passed)) {
+            crate::history::remember_pass(&item.fingerprint.hash, &suite.key);
+        }
+        self.slots[i].tested = results;
+    }
+
     pub(super) fn handle(&mut self, msg: Msg) {
         match msg {
             Msg::Line(i, line) => self.line(i, &line),
@@ -244,7 +245,7 @@ impl Scheduler<'_> {
             Msg::Lost(i, why) => self.lost(i, why),
             Msg::Released(i, result, moved, took) => self.released(i, result, moved, took),
             Msg::Fetched(i, result, took) => self.fetched(i, result, took),
-            Msg::Tested(i, results) => self.tested[i] = results,
+            Msg::Tested(i, results) => self.tested(i, results),
         }
     }
 
@@ -254,7 +255,7 @@ impl Scheduler<'_> {
     pub(super) fn wind_up(&mut self, rx: &mut mpsc::UnboundedReceiver<Msg>) {
         while let Ok(msg) = rx.try_recv() {
             match msg {
-                Msg::Built(i, Ok(id), took, attempts) if self.outcomes[i].is_none() => {
+                Msg::Built(i, Ok(id), took, attempts) if self.slots[i].outcome.is_none() => {
                     let mut o = Outcome::new(Status::Built);
                     o.image_id = Some(id);
                     o.duration = took;
@@ -272,9 +273,10 @@ impl Scheduler<'_> {
             }
         }
         for i in 0..self.items.len() {
-            let pushing = self.state[i] == State::Pushing;
-            if self.outcomes[i].is_none() || pushing {
-                let mut o = self.outcomes[i]
+            let pushing = self.slots[i].state == State::Pushing;
+            if self.slots[i].outcome.is_none() || pushing {
+                let mut o = self.slots[i]
+                    .outcome
                     .take()
                     .unwrap_or_else(|| Outcome::new(Status::Cancelled));
                 o.status = Status::Cancelled;

@@ -118,33 +118,59 @@ impl Ord for Ready {
     }
 }
 
+/// Everything the loop knows of one item: one record per image, changed
+/// only by the loop (its state only through `set_state`).
+struct Slot {
+    state: State,
+    /// Parents it still waits for.
+    missing: usize,
+    /// How it ended, or (while pushing or releasing) how its build ended.
+    outcome: Option<Outcome>,
+    /// The last `TAIL_LINES` lines of its log.
+    tail: VecDeque<String>,
+    /// When its step started (RFC 3339).
+    started: Option<String>,
+    /// Its test verdicts, until it finishes.
+    tested: Vec<crate::imagetest::TestResult>,
+    /// Its task, to abort it when its engine goes down.
+    handle: Option<tokio::task::AbortHandle>,
+    /// The registry digest of its content tag, once known.
+    digest: Option<String>,
+}
+
+impl Slot {
+    /// An item waiting for its parents.
+    fn new(item: &Item) -> Slot {
+        Slot {
+            state: State::Waiting,
+            missing: item.parents.len(),
+            outcome: None,
+            tail: VecDeque::new(),
+            started: None,
+            tested: Vec::new(),
+            handle: None,
+            digest: item.published.clone(),
+        }
+    }
+}
+
 /// All state of one run, owned by the loop in `execute`.
 struct Scheduler<'a> {
     items: &'a [Item],
+    /// The items as tasks share them (one copy per run, not per task).
+    shared: Vec<Arc<Item>>,
+    slots: Vec<Slot>,
     opts: &'a Options,
     observer: &'a mut dyn Observer,
     /// The engines, and where each item runs.
     place: pool::Placement,
-    /// The registry digest of each item's content tag, once known.
-    digests: Vec<Option<String>>,
     /// Engines lost during the run, with why.
     lost: Vec<(String, String)>,
     prio: Vec<f64>,
     children: Vec<Vec<usize>>,
-    /// Parents each item still waits for.
-    missing: Vec<usize>,
-    state: Vec<State>,
-    outcomes: Vec<Option<Outcome>>,
-    tails: Vec<VecDeque<String>>,
-    /// When each running item started (RFC 3339).
-    started: Vec<Option<String>>,
-    /// Test verdicts reported for each item, until it finishes.
-    tested: Vec<Vec<crate::imagetest::TestResult>>,
     heap: BinaryHeap<Ready>,
     fifo: VecDeque<usize>,
     tasks: JoinSet<()>,
-    /// Each item's task in `tasks`, to abort it when its engine goes down.
-    handles: Vec<Option<tokio::task::AbortHandle>>,
     /// Release-tag moves: short, and never aborted, so an interrupt never
     /// leaves an image's tags half moved.
     releasing: JoinSet<()>,
@@ -154,6 +180,33 @@ struct Scheduler<'a> {
 }
 
 impl<'a> Scheduler<'a> {
+    fn new(
+        items: &'a [Item],
+        pool: Pool,
+        opts: &'a Options,
+        observer: &'a mut dyn Observer,
+        tx: mpsc::UnboundedSender<Msg>,
+    ) -> Scheduler<'a> {
+        Scheduler {
+            items,
+            shared: items.iter().cloned().map(Arc::new).collect(),
+            slots: items.iter().map(Slot::new).collect(),
+            opts,
+            observer,
+            place: pool::Placement::new(pool, items),
+            lost: Vec::new(),
+            prio: priorities(items, opts.weights.as_deref()),
+            children: children(items),
+            heap: BinaryHeap::new(),
+            fifo: VecDeque::new(),
+            tasks: JoinSet::new(),
+            releasing: JoinSet::new(),
+            tx,
+            push_slots: Arc::new(tokio::sync::Semaphore::new(opts.push_jobs.max(1))),
+            stopping: false,
+        }
+    }
+
     fn ready(&mut self, i: usize) {
         match self.opts.order {
             Order::CriticalPath => self.heap.push(Ready(self.prio[i], i)),
@@ -168,24 +221,45 @@ impl<'a> Scheduler<'a> {
         }
     }
 
-    /// The one place an item ends: record its outcome and tell the observer.
+    /// Every change of an item's state goes through here (see the state
+    /// machine in docs/architecture.md); a change it does not allow is a bug.
+    fn set_state(&mut self, i: usize, to: State) {
+        use State::*;
+        let from = self.slots[i].state;
+        debug_assert!(
+            matches!(
+                (from, to),
+                (Waiting, Running | Pushing | Done)
+                    | (Running, Pushing | Done | Waiting)
+                    | (Pushing, Releasing | Done | Waiting)
+                    | (Releasing, Done | Waiting)
+            ),
+            "item {i}: {from:?} -> {to:?}"
+        );
+        self.slots[i].state = to;
+    }
+
+    /// The one place an item ends: record its outcome and tell the observer
+    /// (an item up to date from the start is no news to it).
     fn finish(&mut self, i: usize, mut outcome: Outcome) {
-        self.state[i] = State::Done;
-        if let Some(at) = self.started[i].take() {
+        let news = !(self.slots[i].state == State::Waiting && outcome.status == Status::UpToDate);
+        self.set_state(i, State::Done);
+        let slot = &mut self.slots[i];
+        if let Some(at) = slot.started.take() {
             outcome.started_at = Some(at);
-            outcome.finished_at = Some(crate::git::now_rfc3339_millis());
+            outcome.finished_at = Some(crate::clock::now_rfc3339_millis());
         }
-        outcome.tail = std::mem::take(&mut self.tails[i]);
+        outcome.tail = std::mem::take(&mut slot.tail);
+        outcome.tests = std::mem::take(&mut slot.tested);
         outcome.engine = self.place.name_of(i);
-        outcome.tests = std::mem::take(&mut self.tested[i]);
-        self.observer.event(
-            self.items,
-            Event::Finished {
+        if news {
+            let event = Event::Finished {
                 item: i,
                 outcome: &outcome,
-            },
-        );
-        self.outcomes[i] = Some(outcome);
+            };
+            self.observer.event(self.items, event);
+        }
+        self.slots[i].outcome = Some(outcome);
     }
 
     /// Items to skip are up to date before anything starts, except those
@@ -204,48 +278,54 @@ impl<'a> Scheduler<'a> {
             // Several engines: what is only in the registry is pulled by
             // digest where something is built on it, not here.
             if item.fetch && !self.place.several() {
-                self.state[i] = State::Running;
-                self.outcomes[i] = Some(o);
-                self.spawn_for(
+                self.set_state(i, State::Running);
+                self.slots[i].outcome = Some(o);
+                let task = tasks::fetch(
                     i,
-                    tasks::fetch(i, item.clone(), self.place.engine_of(i), self.tx.clone()),
+                    self.shared[i].clone(),
+                    self.place.engine_of(i),
+                    self.tx.clone(),
                 );
+                self.spawn_for(i, task);
             } else if self.opts.push && item.published.is_none() {
                 if let Some(e) = self.place.holder(i) {
                     self.place.place(i, e);
                 }
-                self.state[i] = State::Pushing;
+                self.set_state(i, State::Pushing);
                 o.image_id = Some(item.reference.clone());
-                self.outcomes[i] = Some(o);
+                self.slots[i].outcome = Some(o);
                 self.observer.event(self.items, Event::Pushing { item: i });
-                self.spawn_for(
-                    i,
-                    tasks::upload(
-                        i,
-                        item.clone(),
-                        Some(item.reference.clone()),
-                        self.on(i),
-                        self.push_slots.clone(),
-                        self.tx.clone(),
-                    ),
-                );
+                self.upload(i, Some(item.reference.clone()));
             } else {
-                self.state[i] = State::Done;
-                self.outcomes[i] = Some(o);
+                self.finish(i, o);
                 for k in 0..self.children[i].len() {
-                    self.missing[self.children[i][k]] -= 1;
+                    self.slots[self.children[i][k]].missing -= 1;
                 }
             }
         }
         for i in 0..self.items.len() {
-            if self.state[i] == State::Waiting && self.missing[i] == 0 {
+            if self.slots[i].state == State::Waiting && self.slots[i].missing == 0 {
                 self.ready(i);
             }
         }
     }
 
+    /// Upload item `i` under its content tag (`source`: an existing image
+    /// that gets the tag first).
+    fn upload(&mut self, i: usize, source: Option<String>) {
+        let task = tasks::upload(
+            i,
+            self.shared[i].clone(),
+            source,
+            self.on(i),
+            self.push_slots.clone(),
+            self.tx.clone(),
+        );
+        self.spawn_for(i, task);
+    }
+
     fn fetched(&mut self, i: usize, result: Result<(), EngineError>, took: Duration) {
-        let Some(mut o) = self.outcomes[i].take() else {
+        let Some(mut o) = self.slots[i].outcome.take() else {
             return;
         };
         o.duration = took;
@@ -255,8 +335,8 @@ impl<'a> Scheduler<'a> {
     fn release_children(&mut self, i: usize) {
         for k in 0..self.children[i].len() {
             let c = self.children[i][k];
-            self.missing[c] -= 1;
-            if self.missing[c] == 0 && self.state[c] == State::Waiting {
+            self.slots[c].missing -= 1;
+            if self.slots[c].missing == 0 && self.slots[c].state == State::Waiting {
                 self.ready(c);
             }
         }
@@ -268,7 +348,7 @@ impl<'a> Scheduler<'a> {
         i: usize,
         task: impl std::future::Future<Output = ()> + Send + 'static,
     ) {
-        self.handles[i] = Some(self.tasks.spawn(task));
+        self.slots[i].handle = Some(self.tasks.spawn(task));
     }
 
     /// Ask every engine still in the run whether it answers (a pool only),
@@ -303,48 +383,50 @@ impl<'a> Scheduler<'a> {
                 break;
             };
             self.place.start(i, e);
-            self.state[i] = State::Running;
-            self.started[i] = Some(crate::git::now_rfc3339_millis());
+            self.set_state(i, State::Running);
+            self.slots[i].started = Some(crate::clock::now_rfc3339_millis());
             self.observer.event(self.items, Event::Started { item: i });
             if self.place.several() {
                 let text = format!("strata: on engine {}", self.place.name(e));
                 self.line(i, &text);
             }
-            let mut item = self.items[i].clone();
+            let item = self.shared[i].clone();
             // Parents this engine lacks: pulled by digest before the build.
-            let missing: Vec<Item> = match self.place.several() {
+            let missing: Vec<tasks::Pinned> = match self.place.several() {
                 false => Vec::new(),
                 true => item
                     .parents
                     .iter()
                     .filter(|&&p| !self.place.holds(e, p))
-                    .map(|&p| {
-                        let mut parent = self.items[p].clone();
-                        parent.published = self.digests[p].clone();
-                        parent
+                    .map(|&p| tasks::Pinned {
+                        item: self.shared[p].clone(),
+                        digest: self.slots[p].digest.clone().unwrap_or_default(),
                     })
                     .collect(),
             };
             if item.action == Action::Test {
-                if self.place.several() {
-                    item.local = self.place.holds(e, i);
-                    item.published = self.digests[i].clone();
-                }
-                let task = tasks::test_existing(i, item, self.on(i), self.tx.clone());
+                // Pulled by digest first unless this engine holds it.
+                let pinned = match self.place.several() {
+                    true => (!self.place.holds(e, i)).then(|| self.slots[i].digest.clone()),
+                    false => (!item.local).then(|| item.published.clone()),
+                };
+                let pinned = pinned.map(|d| tasks::Pinned {
+                    item: item.clone(),
+                    digest: d.unwrap_or_default(),
+                });
+                let task = tasks::test_existing(i, item, self.on(i), pinned, self.tx.clone());
                 self.spawn_for(i, task);
             } else {
-                self.spawn_for(
+                let task = tasks::build(
                     i,
-                    tasks::build(
-                        i,
-                        item,
-                        self.on(i),
-                        missing,
-                        self.opts.retries,
-                        self.opts.push,
-                        self.tx.clone(),
-                    ),
+                    item,
+                    self.on(i),
+                    missing,
+                    self.opts.retries,
+                    self.opts.push,
+                    self.tx.clone(),
                 );
+                self.spawn_for(i, task);
             }
         }
     }
@@ -355,7 +437,7 @@ impl<'a> Scheduler<'a> {
     }
 
     fn line(&mut self, i: usize, line: &str) {
-        let tail = &mut self.tails[i];
+        let tail = &mut self.slots[i].tail;
         if tail.len() == TAIL_LINES {
             tail.pop_front();
         }
@@ -395,32 +477,8 @@ pub async fn execute_on(
     interrupt: impl std::future::Future<Output = ()>,
 ) -> Run {
     let start = Instant::now();
-    let n = items.len();
     let (tx, mut rx) = mpsc::unbounded_channel::<Msg>();
-    let mut s = Scheduler {
-        items,
-        opts,
-        observer,
-        place: pool::Placement::new(pool, n),
-        digests: items.iter().map(|i| i.published.clone()).collect(),
-        lost: Vec::new(),
-        prio: priorities(items, opts.weights.as_deref()),
-        children: children(items),
-        missing: items.iter().map(|j| j.parents.len()).collect(),
-        state: vec![State::Waiting; n],
-        outcomes: vec![None; n],
-        tails: vec![VecDeque::new(); n],
-        started: vec![None; n],
-        tested: vec![Vec::new(); n],
-        heap: BinaryHeap::new(),
-        fifo: VecDeque::new(),
-        tasks: JoinSet::new(),
-        handles: vec![None; n],
-        releasing: JoinSet::new(),
-        tx,
-        push_slots: Arc::new(tokio::sync::Semaphore::new(opts.push_jobs.max(1))),
-        stopping: false,
-    };
+    let mut s = Scheduler::new(items, pool, opts, observer, tx);
     s.skip_up_to_date();
     let mut interrupted = false;
     tokio::pin!(interrupt);
@@ -480,9 +538,14 @@ pub async fn execute_on(
     Run {
         all_lost: s.place.all_lost(),
         lost: s.lost,
-        outcomes: s.outcomes.into_iter().flatten().collect(),
+        outcomes: s
+            .slots
+            .into_iter()
+            .filter_map(|slot| slot.outcome)
+            .collect(),
         interrupted,
         wall: start.elapsed(),
+        notes: Vec::new(),
     }
 }
 

@@ -112,4 +112,37 @@ pub struct Run {
     pub lost: Vec<(String, String)>,
     /// Every engine was lost: the run could not go on (exit 3).
     pub all_lost: bool,
+    /// What the run has to say after its progress: why no tag moved.
+    pub notes: Vec<String>,
+}
+
+impl Run {
+    /// Whether the set's release tags may move: nothing interrupted, every
+    /// image of the `items` built or up to date. Says why not.
+    pub fn publishable(&mut self, items: usize) -> bool {
+        if self.interrupted {
+            let note = "strata: interrupted; no release tag was moved in the registry";
+            self.notes.push(note.into());
+            return false;
+        }
+        let not_ok = self.outcomes.iter().filter(|o| !o.status.is_ok()).count();
+        if not_ok > 0 {
+            self.notes.push(format!(
+                "strata: no release tag was moved in the registry: {not_ok} of {items} images did not build or upload"
+            ));
+        }
+        not_ok == 0
+    }
+
+    /// Record what the publish step did to each item (index-aligned).
+    pub fn published(&mut self, done: Vec<crate::publish::Published>) {
+        for (o, d) in self.outcomes.iter_mut().zip(done) {
+            o.pushed = d.moved;
+            o.digest = d.digest.or(o.digest.take());
+            if let Some(e) = d.error {
+                o.status = Status::Failed;
+                o.error = Some(e);
+            }
+        }
+    }
 }

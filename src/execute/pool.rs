@@ -6,11 +6,10 @@ use crate::engine::pool::Member;
 use crate::engine::Engine;
 use std::sync::Arc;
 
-/// The engines a plan runs on, and which items each already holds up to
-/// date (`holds[engine][item]`, by position in the plan).
+/// The engines a plan runs on (what each holds up to date is on the items:
+/// `Item::held_on`).
 pub struct Pool {
     pub members: Vec<Member>,
-    pub holds: Vec<Vec<bool>>,
 }
 
 impl Pool {
@@ -22,7 +21,6 @@ impl Pool {
                 engine,
                 jobs,
             }],
-            holds: Vec::new(),
         }
     }
 }
@@ -42,12 +40,13 @@ pub(super) struct Placement {
 }
 
 impl Placement {
-    pub(super) fn new(pool: Pool, items: usize) -> Placement {
-        let n = pool.members.len();
-        let mut holds = pool.holds;
-        holds.resize(n, Vec::new());
-        for h in &mut holds {
-            h.resize(items, false);
+    pub(super) fn new(pool: Pool, plan: &[crate::plan::Item]) -> Placement {
+        let (n, items) = (pool.members.len(), plan.len());
+        let mut holds = vec![vec![false; items]; n];
+        for (i, item) in plan.iter().enumerate() {
+            for &e in item.held_on.iter().filter(|&&e| e < n) {
+                holds[e][i] = true;
+            }
         }
         Placement {
             running: vec![0; n],

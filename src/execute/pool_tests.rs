@@ -118,10 +118,7 @@ fn member(name: &str, engine: Arc<dyn Engine>, jobs: usize) -> crate::engine::po
 async fn run_pool(jobs: &[Item], members: Vec<crate::engine::pool::Member>) -> Run {
     let mut o = opts(1);
     o.push = true;
-    let pool = Pool {
-        members,
-        holds: Vec::new(),
-    };
+    let pool = Pool { members };
     let mut rec = Record(Vec::new());
     execute_on(jobs, pool, &o, &mut rec, std::future::pending()).await
 }

@@ -1,6 +1,7 @@
 //! The work the scheduler hands out: build one item, upload it, move its
-//! tags. Tasks touch only the engine and send messages back; every decision
-//! stays with the loop in `mod.rs`.
+//! tags. Tasks share the items (`Arc`), touch only the engine and send
+//! messages back; every decision and every cache write stays with the loop
+//! in `mod.rs`.
 //!
 //! Without `--push` an item's step is its build, and its tags move right
 //! after it. With `--push` the built image first gets its content tag
@@ -33,7 +34,7 @@ pub(super) fn line_sink(i: usize, tx: &mpsc::UnboundedSender<Msg>) -> Log {
 
 /// The immutable tag of an item's inputs: `repo:fp-<first 24 hex>`.
 pub fn content_ref(item: &Item) -> String {
-    crate::registry::content_ref(&item.reference, &item.fingerprint.hash)
+    crate::reference::content_tag(&item.reference, &item.fingerprint.hash)
 }
 
 /// The references a finished item's step moves: its own, then extra tags.
@@ -41,13 +42,19 @@ pub fn release_refs(item: &Item) -> impl Iterator<Item = &String> {
     std::iter::once(&item.reference).chain(&item.extra_tags)
 }
 
+/// An image of the plan to pull by digest (`repo@digest`) before a step.
+pub(super) struct Pinned {
+    pub(super) item: Arc<Item>,
+    pub(super) digest: String,
+}
+
 /// Build one item (with retries), then tag it: with its release tags, or
 /// with its content tag only when it is to be pushed first.
 pub(super) async fn build(
     i: usize,
-    item: Item,
+    item: Arc<Item>,
     on: On,
-    missing: Vec<Item>,
+    missing: Vec<Pinned>,
     retries: u32,
     push: bool,
     tx: mpsc::UnboundedSender<Msg>,
@@ -59,7 +66,8 @@ pub(super) async fn build(
     // Parents built (or kept) on another engine come by digest first.
     let mut pulled = Ok(());
     for parent in &missing {
-        pulled = pull_pinned(&*engine, parent, &log, " (its parent, from another engine)").await;
+        let why = " (its parent, from another engine)";
+        pulled = pull_pinned(&*engine, parent, &log, why).await;
         if pulled.is_err() {
             break;
         }
@@ -136,7 +144,6 @@ async fn test(
         .collect();
     let _ = tx.send(Msg::Tested(i, results));
     if failed.is_empty() {
-        crate::history::remember_pass(&item.fingerprint.hash, &suite.key);
         Ok(())
     } else {
         Err(EngineError::Failed(format!(
@@ -147,14 +154,20 @@ async fn test(
 }
 
 /// Test an up-to-date image whose tests have not passed for the current
-/// test files: pulled by digest first when only the registry has it.
-pub(super) async fn test_existing(i: usize, item: Item, on: On, tx: mpsc::UnboundedSender<Msg>) {
+/// test files: pulled by digest first (`pinned`) when the engine lacks it.
+pub(super) async fn test_existing(
+    i: usize,
+    item: Arc<Item>,
+    on: On,
+    pinned: Option<Pinned>,
+    tx: mpsc::UnboundedSender<Msg>,
+) {
     let engine = on.engine.clone();
     let begun = Instant::now();
     let log = line_sink(i, &tx);
     let mut result = Ok(());
-    if !item.local {
-        result = pull_pinned(&*engine, &item, &log, " to test it").await;
+    if let Some(p) = &pinned {
+        result = pull_pinned(&*engine, p, &log, " to test it").await;
     }
     let result = match result {
         Ok(()) => match engine.inspect(&item.reference).await {
@@ -176,7 +189,7 @@ pub(super) async fn test_existing(i: usize, item: Item, on: On, tx: mpsc::Unboun
 /// item has that tag already; an existing one (`source`) gets it first.
 pub(super) async fn upload(
     i: usize,
-    item: Item,
+    item: Arc<Item>,
     source: Option<String>,
     on: On,
     slots: Arc<tokio::sync::Semaphore>,
@@ -201,7 +214,7 @@ pub(super) async fn upload(
     // The registry's digest of what was pushed, for engines that pull it.
     let digest = match &result {
         Ok(()) if on.pool => engine.inspect(&r).await.ok().flatten().and_then(|info| {
-            let repo = crate::engine::split_tag(&r).0;
+            let repo = crate::reference::repository(&r);
             info.repo_digests.iter().find_map(|d| {
                 let (name, digest) = d.split_once('@')?;
                 (name == repo).then(|| digest.to_string())
@@ -218,7 +231,7 @@ pub(super) async fn upload(
 /// ends, interrupt or not.
 pub(super) async fn release(
     i: usize,
-    item: Item,
+    item: Arc<Item>,
     image_id: String,
     on: On,
     push: bool,
@@ -340,13 +353,15 @@ async fn built_for(engine: &dyn Engine, id: &str, platform: &str) -> Result<(), 
 /// point its reference here at exactly that image, for what is built on it.
 pub(super) async fn fetch(
     i: usize,
-    item: Item,
+    item: Arc<Item>,
     engine: Arc<dyn Engine>,
     tx: mpsc::UnboundedSender<Msg>,
 ) {
     let begun = Instant::now();
     let log = line_sink(i, &tx);
-    let result = pull_pinned(&*engine, &item, &log, "").await;
+    let digest = item.published.clone().unwrap_or_default();
+    let pinned = Pinned { item, digest };
+    let result = pull_pinned(&*engine, &pinned, &log, "").await;
     let _ = tx.send(Msg::Fetched(i, result, begun.elapsed()));
 }
 
@@ -354,12 +369,12 @@ pub(super) async fn fetch(
 /// aliases) here at exactly that image.
 async fn pull_pinned(
     engine: &dyn Engine,
-    item: &Item,
+    image: &Pinned,
     log: &Log,
     why: &str,
 ) -> Result<(), EngineError> {
-    let digest = item.published.clone().unwrap_or_default();
-    let pinned = format!("{}@{digest}", crate::engine::split_tag(&item.reference).0);
+    let item = &image.item;
+    let pinned = crate::reference::pinned(&item.reference, &image.digest);
     log(&format!("pulling {pinned}{why}"));
     let result = match engine.pull(&pinned).await {
         Ok(()) => tag_item(engine, &pinned, item).await,
@@ -406,8 +421,9 @@ async fn tag_aliases(engine: &dyn Engine, id: &str, item: &Item) -> Result<(), E
 /// built on this image and not on one pulled from elsewhere.
 async fn tag_here(engine: &dyn Engine, id: &str, reference: &str) -> Result<(), EngineError> {
     engine.tag(id, reference).await?;
-    if let Some(host) = crate::engine::registry_of(reference) {
-        engine.tag(id, &reference[host.len() + 1..]).await?;
+    let short = crate::reference::short(reference);
+    if short != reference {
+        engine.tag(id, short).await?;
     }
     Ok(())
 }

@@ -6,8 +6,8 @@
 
 pub mod run;
 
-use crate::config::parse_yaml;
 use crate::error::{Error, Result};
+use crate::yaml::parse as parse_yaml;
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
 
@@ -205,6 +205,49 @@ fn read(root: &Path, path: &Path) -> Result<(TestFile, String)> {
     Ok((TestFile { path: name, spec }, text))
 }
 
+/// A command test needs a name, a command, no empty setup or teardown
+/// command, and a key and value for each variable.
+fn check_command(t: &CommandTest, at: &dyn Fn(&str, String, &str) -> Error) -> Result<()> {
+    if t.name.is_empty() {
+        return Err(at(
+            "commandTests",
+            "a command test has no `name`".into(),
+            "give every test a name",
+        ));
+    }
+    if t.command.is_empty() {
+        return Err(at(
+            &t.name,
+            format!("command test `{}` has no `command`", t.name),
+            "name the program to run under `command:`",
+        ));
+    }
+    if t.setup.iter().chain(&t.teardown).any(Vec::is_empty) {
+        return Err(at(
+            &t.name,
+            format!(
+                "command test `{}` has an empty setup or teardown command",
+                t.name
+            ),
+            "remove the empty command",
+        ));
+    }
+    if t.env_vars
+        .iter()
+        .any(|p| p.key.is_empty() || p.value.is_empty())
+    {
+        return Err(at(
+            &t.name,
+            format!(
+                "command test `{}` has an environment variable without a key or value",
+                t.name
+            ),
+            "give every `envVars` entry a `key` and a `value`",
+        ));
+    }
+    Ok(())
+}
+
 /// What container-structure-test refuses, and what it would only find out
 /// while running (a bad regular expression), refused before anything is built.
 fn check(name: &str, text: &str, spec: &Spec) -> Result<()> {
@@ -224,43 +267,7 @@ fn check(name: &str, text: &str, spec: &Spec) -> Result<()> {
     }
     let mut regexes: Vec<&String> = Vec::new();
     for t in &spec.command_tests {
-        if t.name.is_empty() {
-            return Err(at(
-                "commandTests",
-                "a command test has no `name`".into(),
-                "give every test a name",
-            ));
-        }
-        if t.command.is_empty() {
-            return Err(at(
-                &t.name,
-                format!("command test `{}` has no `command`", t.name),
-                "name the program to run under `command:`",
-            ));
-        }
-        if t.setup.iter().chain(&t.teardown).any(Vec::is_empty) {
-            return Err(at(
-                &t.name,
-                format!(
-                    "command test `{}` has an empty setup or teardown command",
-                    t.name
-                ),
-                "remove the empty command",
-            ));
-        }
-        if t.env_vars
-            .iter()
-            .any(|p| p.key.is_empty() || p.value.is_empty())
-        {
-            return Err(at(
-                &t.name,
-                format!(
-                    "command test `{}` has an environment variable without a key or value",
-                    t.name
-                ),
-                "give every `envVars` entry a `key` and a `value`",
-            ));
-        }
+        check_command(t, &at)?;
         regexes.extend(t.expected_output.iter().chain(&t.excluded_output));
         regexes.extend(t.expected_error.iter().chain(&t.excluded_error));
     }

@@ -7,15 +7,17 @@
 
 mod kolla;
 mod python;
+mod sources;
 
-use crate::config::{display_name, Compat, EnvVars, Tree, Undefined};
-use crate::discover::{inside, Image, LeftOut};
+use crate::config::{Compat, EnvVars, Tree, Undefined};
+use crate::discover::{Image, LeftOut};
 use crate::error::{did_you_mean, Error, Result};
 use minijinja::{Environment, ErrorKind, UndefinedBehavior, Value};
 use rayon::prelude::*;
+use sources::{load_template, Sources, IMAGE_PREFIX, OVERRIDE_PREFIX};
 use std::borrow::Cow;
-use std::collections::{BTreeMap, HashMap};
-use std::path::{Path, PathBuf};
+use std::collections::BTreeMap;
+use std::path::PathBuf;
 use std::sync::Arc;
 
 /// One image's rendered Dockerfile.
@@ -28,97 +30,124 @@ pub struct Rendered {
 /// The most render errors shown at once.
 const MAX_ERRORS: usize = 20;
 
-const IMAGE_PREFIX: &str = "image:";
-const OVERRIDE_PREFIX: &str = "override:";
-
-/// Where each template name comes from.
-struct Sources {
-    root: PathBuf,
-    /// Template folders, in search order, canonical.
-    template_dirs: Vec<PathBuf>,
-    template_dir_names: Vec<String>,
-    /// image name -> image folder (canonical).
-    image_dirs: HashMap<String, PathBuf>,
-    overrides: Vec<PathBuf>,
+/// The environment of a tree: its `render:` settings (undefined,
+/// whitespace, Python's methods and printing, Kolla's helpers, fuel).
+fn environment(tree: &Tree) -> Result<Environment<'static>> {
+    let settings = &tree.config.render;
+    let mut env = Environment::new();
+    env.set_undefined_behavior(match settings.undefined {
+        Undefined::Strict => UndefinedBehavior::Strict,
+        Undefined::Lenient => UndefinedBehavior::Lenient,
+    });
+    env.set_auto_escape_callback(|_| minijinja::AutoEscape::None);
+    let syntax = minijinja::syntax::SyntaxConfig::builder()
+        .trim_blocks(settings.trim_blocks)
+        .lstrip_blocks(settings.lstrip_blocks)
+        .keep_trailing_newline(settings.keep_trailing_newline)
+        .build()
+        .map_err(|e| Error::input(format!("render settings: {e}")))?;
+    env.set_syntax(syntax);
+    // Python's string, list and dict methods, as templates written for
+    // Jinja2 call them (`name.endswith('-api')`, `d.items()`).
+    env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
+    let (strict, python_repr) = (
+        settings.undefined == Undefined::Strict,
+        settings.python_repr,
+    );
+    env.add_filter(
+        "join",
+        move |value: Value,
+              joiner: Option<String>,
+              attribute: Option<String>,
+              kwargs: minijinja::value::Kwargs| {
+            let joiner = joiner.or(kwargs.get::<Option<String>>("d")?);
+            let attribute = attribute.or(kwargs.get::<Option<String>>("attribute")?);
+            kwargs.assert_all_used()?;
+            python::join(
+                &value,
+                joiner.as_deref(),
+                attribute.as_deref(),
+                strict,
+                python_repr,
+            )
+        },
+    );
+    if settings.python_repr {
+        env.set_formatter(|out, state, value| match python::repr_top(value) {
+            Some(text) => out.write_str(&text).map_err(minijinja::Error::from),
+            None => minijinja::escape_formatter(out, state, value),
+        });
+    }
+    if settings.compat == Compat::Kolla {
+        kolla::install(&mut env, tree)?;
+    }
+    env.set_debug(true);
+    let fuel = settings.fuel;
+    env.set_fuel((fuel > 0).then_some(fuel));
+    Ok(env)
 }
 
-impl Sources {
-    /// The file behind a template name, if it is allowed and exists.
-    fn file(&self, name: &str) -> std::result::Result<Option<PathBuf>, String> {
-        if let Some(rest) = name.strip_prefix(IMAGE_PREFIX) {
-            let (image, rel) = rest.split_once('/').unwrap_or((rest, ""));
-            let Some(dir) = self.image_dirs.get(image) else {
-                return Ok(None);
-            };
-            return Ok(confined(dir, rel));
-        }
-        if let Some(index) = name.strip_prefix(OVERRIDE_PREFIX) {
-            return Ok(index
-                .parse::<usize>()
-                .ok()
-                .and_then(|i| self.overrides.get(i))
-                .cloned());
-        }
-        if !inside(name) {
-            return Err(format!(
-                "refused to load `{name}`: templates are loaded only from the template folders ({}) and the image's own folder",
-                self.template_dir_names.join(", ")
-            ));
-        }
-        Ok(self
-            .template_dirs
+/// `image_ref(name)`: the reference of an image of the tree; an unknown,
+/// excluded or disabled name is an error that says what to do.
+fn add_image_ref(
+    env: &mut Environment<'static>,
+    tree: &Tree,
+    images: &[Image],
+    left_out: &LeftOut,
+) {
+    let refs: Arc<BTreeMap<String, String>> = Arc::new(
+        images
             .iter()
-            .find_map(|dir| confined(dir, name)))
-    }
-
-    /// Resolve `name` as referenced from the template `parent`: a file in the
-    /// including image's own folder wins, else the name is looked up in the
-    /// template folders.
-    fn join(&self, name: &str, parent: &str) -> String {
-        if let Some(rest) = parent.strip_prefix(IMAGE_PREFIX) {
-            let image = rest.split('/').next().unwrap_or_default();
-            if let Some(dir) = self.image_dirs.get(image) {
-                if !name.starts_with(IMAGE_PREFIX) && confined(dir, name).is_some() {
-                    return format!("{IMAGE_PREFIX}{image}/{name}");
-                }
+            .map(|i| (i.name.clone(), i.reference(&tree.config)))
+            .collect(),
+    );
+    let left_out = left_out.clone();
+    env.add_function(
+        "image_ref",
+        move |name: String| -> std::result::Result<String, minijinja::Error> {
+            let why = if left_out.excluded.contains(&name) {
+                Some("excluded (`exclude:` or `--exclude`): exclude this image too, or stop excluding it")
+            } else if left_out.disabled.contains(&name) {
+                Some("disabled (`enabled: false`): disable this image too, or enable it")
+            } else {
+                None
+            };
+            if let Some(why) = why {
+                return Err(minijinja::Error::new(
+                    ErrorKind::InvalidOperation,
+                    format!("image_ref(`{name}`): image `{name}` is {why}"),
+                ));
             }
-        }
-        name.to_string()
-    }
-
-    /// A template name as a path for people: relative to the tree root.
-    fn display(&self, name: &str) -> String {
-        match self.file(name) {
-            Ok(Some(path)) => {
-                let root = self
-                    .root
-                    .canonicalize()
-                    .unwrap_or_else(|_| self.root.clone());
-                display_name(&path, &root)
-            }
-            _ => name.to_string(),
-        }
-    }
+            refs.get(&name).cloned().ok_or_else(|| {
+                let hint = did_you_mean(&name, refs.keys().map(String::as_str))
+                    .map(|h| format!("; {h}"))
+                    .unwrap_or_default();
+                minijinja::Error::new(
+                    ErrorKind::InvalidOperation,
+                    format!("image_ref(`{name}`): no image named `{name}` in the tree{hint}"),
+                )
+            })
+        },
+    );
 }
 
-/// `dir/rel` if it is a file that stays inside `dir` (symlinks resolved);
-/// `dir` is canonical. Only a path with a link in it is resolved whole.
-fn confined(dir: &Path, rel: &str) -> Option<PathBuf> {
-    if !inside(rel) {
-        return None;
+/// What every template sees of the tree: namespace, registry, prefix, tag,
+/// `env` when asked for, and the tree's variables (converted once).
+fn globals(tree: &Tree) -> BTreeMap<String, Value> {
+    let c = &tree.config;
+    let mut globals = BTreeMap::from([
+        ("namespace".to_string(), Value::from(c.namespace.clone())),
+        ("registry".to_string(), Value::from(c.registry.clone())),
+        ("prefix".to_string(), Value::from(c.prefix.clone())),
+        ("tag".to_string(), Value::from(c.tag.clone())),
+    ]);
+    if let Some(env) = environment_values(&c.render.env) {
+        globals.insert("env".to_string(), env);
     }
-    let mut path = dir.to_path_buf();
-    for part in Path::new(rel).components() {
-        if part == std::path::Component::CurDir {
-            continue;
-        }
-        path.push(part);
-        if path.symlink_metadata().ok()?.file_type().is_symlink() {
-            let real = dir.join(rel).canonicalize().ok()?;
-            return (real.starts_with(dir) && real.is_file()).then_some(real);
-        }
+    for (k, v) in &c.vars {
+        globals.insert(k.clone(), Value::from(minijinja::value::Serde(v)));
     }
-    path.is_file().then_some(path)
+    globals
 }
 
 /// Renders the images of one tree.
@@ -137,189 +166,18 @@ impl Renderer {
         left_out: &LeftOut,
         overrides: &[PathBuf],
     ) -> Result<Renderer> {
-        let canon = |p: &Path| p.canonicalize().map_err(|e| Error::read(p, e));
-        let mut template_dirs = Vec::new();
-        let mut template_dir_names = Vec::new();
-        for folder in &tree.config.templates {
-            let dir = tree.root.join(folder);
-            template_dir_names.push(format!("`{folder}`"));
-            crate::config::inside_tree(&tree.root, &dir, &format!("templates folder `{folder}`"))?;
-            if dir.is_dir() {
-                template_dirs.push(canon(&dir)?);
-            }
-        }
-        let mut override_files = Vec::new();
-        for o in overrides {
-            if !o.is_file() {
-                return Err(Error::input(format!("override template `{}` does not exist", o.display()))
-                    .help("`--override FILE` names a template file whose blocks replace those of every image"));
-            }
-            override_files.push(canon(o)?);
-        }
-        // Image folders were found by a walk that follows no link below the
-        // image folders of strata.yaml: each is its canonical image folder
-        // joined with the rest of its path.
-        let mut tops = Vec::new();
-        for folder in &tree.config.images {
-            let top = tree.root.join(folder);
-            if top.is_dir() {
-                tops.push((top.clone(), canon(&top)?));
-            }
-        }
-        let image_dirs = images
-            .iter()
-            .map(|i| {
-                let dir = tops
-                    .iter()
-                    .find_map(|(top, real)| Some(real.join(i.dir.strip_prefix(top).ok()?)));
-                Ok((
-                    i.name.clone(),
-                    match dir {
-                        Some(d) => d,
-                        None => canon(&i.dir)?,
-                    },
-                ))
-            })
-            .collect::<Result<_>>()?;
-        let sources = Arc::new(Sources {
-            root: tree.root.clone(),
-            template_dirs,
-            template_dir_names,
-            image_dirs,
-            overrides: override_files,
-        });
-
-        let settings = &tree.config.render;
-        let mut env = Environment::new();
-        env.set_undefined_behavior(match settings.undefined {
-            Undefined::Strict => UndefinedBehavior::Strict,
-            Undefined::Lenient => UndefinedBehavior::Lenient,
-        });
-        env.set_auto_escape_callback(|_| minijinja::AutoEscape::None);
-        env.set_syntax(
-            minijinja::syntax::SyntaxConfig::builder()
-                .trim_blocks(settings.trim_blocks)
-                .lstrip_blocks(settings.lstrip_blocks)
-                .keep_trailing_newline(settings.keep_trailing_newline)
-                .build()
-                .expect("valid syntax config"),
-        );
-        // Python's string, list and dict methods, as templates written for
-        // Jinja2 call them (`name.endswith('-api')`, `d.items()`).
-        env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
-        let (strict, python_repr) = (
-            settings.undefined == Undefined::Strict,
-            settings.python_repr,
-        );
-        env.add_filter(
-            "join",
-            move |value: Value,
-                  joiner: Option<String>,
-                  attribute: Option<String>,
-                  kwargs: minijinja::value::Kwargs| {
-                let joiner = joiner.or(kwargs.get::<Option<String>>("d")?);
-                let attribute = attribute.or(kwargs.get::<Option<String>>("attribute")?);
-                kwargs.assert_all_used()?;
-                python::join(
-                    &value,
-                    joiner.as_deref(),
-                    attribute.as_deref(),
-                    strict,
-                    python_repr,
-                )
-            },
-        );
-        if settings.python_repr {
-            env.set_formatter(|out, state, value| match python::repr_top(value) {
-                Some(text) => out.write_str(&text).map_err(minijinja::Error::from),
-                None => minijinja::escape_formatter(out, state, value),
-            });
-        }
-        if settings.compat == Compat::Kolla {
-            kolla::install(&mut env, tree)?;
-        }
-        env.set_debug(true);
-        let fuel = tree.config.render.fuel;
-        env.set_fuel((fuel > 0).then_some(fuel));
+        let sources = Arc::new(Sources::of(tree, images, overrides)?);
+        let mut env = environment(tree)?;
         let loader_sources = sources.clone();
-        env.set_loader(move |name| {
-            let path = loader_sources
-                .file(name)
-                .map_err(|why| minijinja::Error::new(ErrorKind::InvalidOperation, why))?;
-            let Some(path) = path else { return Ok(None) };
-            let text = std::fs::read_to_string(&path).map_err(|e| {
-                minijinja::Error::new(
-                    ErrorKind::InvalidOperation,
-                    format!("cannot read `{}`: {e}", path.display()),
-                )
-            })?;
-            Ok(Some(
-                match name
-                    .strip_prefix(OVERRIDE_PREFIX)
-                    .and_then(|i| i.parse::<usize>().ok())
-                {
-                    Some(index) => chain_override(&text, index),
-                    None => text,
-                },
-            ))
-        });
+        env.set_loader(move |name| load_template(&loader_sources, name));
         let join_sources = sources.clone();
         env.set_path_join_callback(move |name, parent| Cow::Owned(join_sources.join(name, parent)));
-
-        let refs: Arc<BTreeMap<String, String>> = Arc::new(
-            images
-                .iter()
-                .map(|i| (i.name.clone(), i.reference(&tree.config)))
-                .collect(),
-        );
-        let left_out = left_out.clone();
-        env.add_function(
-            "image_ref",
-            move |name: String| -> std::result::Result<String, minijinja::Error> {
-                let why = if left_out.excluded.contains(&name) {
-                    Some("excluded (`exclude:` or `--exclude`): exclude this image too, or stop excluding it")
-                } else if left_out.disabled.contains(&name) {
-                    Some("disabled (`enabled: false`): disable this image too, or enable it")
-                } else {
-                    None
-                };
-                if let Some(why) = why {
-                    return Err(minijinja::Error::new(
-                        ErrorKind::InvalidOperation,
-                        format!("image_ref(`{name}`): image `{name}` is {why}"),
-                    ));
-                }
-                refs.get(&name).cloned().ok_or_else(|| {
-                    let hint = did_you_mean(&name, refs.keys().map(String::as_str))
-                        .map(|h| format!("; {h}"))
-                        .unwrap_or_default();
-                    minijinja::Error::new(
-                        ErrorKind::InvalidOperation,
-                        format!("image_ref(`{name}`): no image named `{name}` in the tree{hint}"),
-                    )
-                })
-            },
-        );
-
-        let c = &tree.config;
-        let mut globals = BTreeMap::from([
-            ("namespace".to_string(), Value::from(c.namespace.clone())),
-            ("registry".to_string(), Value::from(c.registry.clone())),
-            ("prefix".to_string(), Value::from(c.prefix.clone())),
-            ("tag".to_string(), Value::from(c.tag.clone())),
-        ]);
-        if let Some(env) = environment(&settings.env) {
-            globals.insert("env".to_string(), env);
-        }
-        // The tree's variables, converted once for every image.
-        for (k, v) in &c.vars {
-            globals.insert(k.clone(), Value::from(minijinja::value::Serde(v)));
-        }
+        add_image_ref(&mut env, tree, images, left_out);
         Ok(Renderer {
             env,
             sources,
-            globals,
-            fuel: c.render.fuel,
+            globals: globals(tree),
+            fuel: tree.config.render.fuel,
         })
     }
 
@@ -528,29 +386,6 @@ impl Renderer {
     }
 }
 
-/// Override `index` extends the previous override, the first one the image's
-/// own template (`parent_template`). An override without `extends` gets one.
-fn chain_override(text: &str, index: usize) -> String {
-    let parent = if index == 0 {
-        "parent_template".to_string()
-    } else {
-        format!("\"{OVERRIDE_PREFIX}{}\"", index - 1)
-    };
-    let first = text
-        .lines()
-        .find(|l| !l.trim().is_empty())
-        .unwrap_or_default();
-    if first.contains("extends") {
-        if index == 0 {
-            text.to_string()
-        } else {
-            text.replacen("parent_template", &parent, 1)
-        }
-    } else {
-        format!("{{% extends {parent} %}}{text}")
-    }
-}
-
 /// Literal template names in `include`, `import`, `from` and `extends` tags.
 /// Whether `source` names a template by an expression rather than a literal.
 fn has_computed_reference(source: &str) -> bool {
@@ -584,7 +419,7 @@ fn referenced_templates(source: &str) -> Vec<String> {
 
 /// The process environment as the template variable `env`, as much of it as
 /// `render.env` asks for (a variable that is not set is left out).
-fn environment(wanted: &EnvVars) -> Option<Value> {
+fn environment_values(wanted: &EnvVars) -> Option<Value> {
     let vars: BTreeMap<String, String> = match wanted {
         EnvVars::All(false) => return None,
         EnvVars::Names(names) if names.is_empty() => return None,

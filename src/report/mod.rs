@@ -6,6 +6,9 @@ use crate::error::{Error, Result};
 use crate::execute::{Run, Status};
 use crate::plan::Plan;
 use serde::Serialize;
+
+mod close;
+pub use close::{close, note, out, published, summarize, Files};
 use std::collections::{HashMap, VecDeque};
 use std::fmt::Write as _;
 use std::io::Write;
@@ -155,7 +158,7 @@ impl LogFiles {
                 }
             }
         }
-        let stamp = crate::git::now_rfc3339().replace(':', "");
+        let stamp = crate::clock::now_rfc3339().replace(':', "");
         let dir = runs.join(format!("{stamp}-{}", std::process::id()));
         let mut logs = LogFiles::new(&dir).ok()?;
         logs.failed_only = true;
@@ -272,22 +275,6 @@ fn write_file(path: &Path, text: &str) -> Result<()> {
     std::fs::write(path, text).map_err(|e| Error::write(path, e))
 }
 
-fn xml(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&apos;"),
-            c if (c as u32) < 0x20 && !matches!(c, '\n' | '\t' | '\r') => {}
-            c => out.push(c),
-        }
-    }
-    out
-}
-
 /// JUnit XML: one test case per image; failures carry the error and log tail;
 /// `parent-failed` and `cancelled` are skipped, naming why. Then one test
 /// case per image test (classname the image), its failure the mismatch.
@@ -320,7 +307,7 @@ pub fn write_junit(path: &Path, summary: &Summary) -> Result<()> {
         let _ = write!(
             x,
             "    <testcase classname=\"strata\" name=\"{}\" time=\"{:.3}\"",
-            xml(&i.name),
+            crate::xml::escape(&i.name),
             i.duration_s
         );
         match i.status {
@@ -328,7 +315,7 @@ pub fn write_junit(path: &Path, summary: &Summary) -> Result<()> {
                 let _ = writeln!(
                     x,
                     ">\n      <system-out>{} {}</system-out>\n    </testcase>",
-                    xml(&i.reference),
+                    crate::xml::escape(&i.reference),
                     i.status.as_str()
                 );
             }
@@ -338,8 +325,8 @@ pub fn write_junit(path: &Path, summary: &Summary) -> Result<()> {
                 let _ = writeln!(
                     x,
                     ">\n      <failure message=\"{}\" type=\"build\">{}</failure>\n    </testcase>",
-                    xml(error),
-                    xml(&tail.join("\n"))
+                    crate::xml::escape(error),
+                    crate::xml::escape(&tail.join("\n"))
                 );
             }
             Status::ParentFailed => {
@@ -347,7 +334,7 @@ pub fn write_junit(path: &Path, summary: &Summary) -> Result<()> {
                 let _ = writeln!(
                     x,
                     ">\n      <skipped message=\"parent `{}` failed\"/>\n    </testcase>",
-                    xml(parent)
+                    crate::xml::escape(parent)
                 );
             }
             Status::Cancelled => {
@@ -369,9 +356,9 @@ pub fn write_junit(path: &Path, summary: &Summary) -> Result<()> {
             let _ = write!(
                 x,
                 "    <testcase classname=\"{}\" name=\"{}\" file=\"{}\" time=\"{:.3}\"",
-                xml(image),
-                xml(&t.name),
-                xml(&t.file),
+                crate::xml::escape(image),
+                crate::xml::escape(&t.name),
+                crate::xml::escape(&t.file),
                 t.duration.as_secs_f64()
             );
             if t.passed {
@@ -380,8 +367,8 @@ pub fn write_junit(path: &Path, summary: &Summary) -> Result<()> {
                 let _ = writeln!(
                     x,
                     ">\n      <failure message=\"{}\" type=\"image test\">{}</failure>\n    </testcase>",
-                    xml(&t.message),
-                    xml(&t.message)
+                    crate::xml::escape(&t.message),
+                    crate::xml::escape(&t.message)
                 );
             }
         }

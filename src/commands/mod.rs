@@ -1,0 +1,57 @@
+//! The commands: one small file each, run on a parsed command line. A
+//! command resolves its settings, opens a session (or only loads the
+//! tree), calls the stages in order and hands what they made to the
+//! report. Commands never call an engine and never print themselves.
+//! See "Settings, session, command" in docs/architecture.md.
+
+mod build;
+mod ci;
+mod deploy;
+mod plan;
+mod prune;
+mod publish;
+mod show;
+mod test;
+
+use crate::cli::{Cli, Command};
+use crate::error::{Code, Result};
+
+/// Run the parsed command line; returns how it ended.
+pub fn run(cli: Cli) -> Result<Code> {
+    let opts = cli.options();
+    match &cli.command {
+        Command::List { selectors, json } => show::list(&opts, selectors, *json),
+        Command::Graph { selectors, format } => show::graph(&opts, selectors, *format),
+        Command::Render { selectors, out } => show::render(&opts, selectors, out.as_deref()),
+        Command::Plan(flags) => plan::run(opts, flags),
+        Command::Build(flags) => build::run(opts, flags),
+        Command::Test(flags) => test::run(&opts, flags),
+        Command::Publish { selectors, engine } => publish::run(&opts, selectors, engine),
+        Command::Prune {
+            selectors,
+            dry_run,
+            yes,
+            keep,
+        } => prune::prune(
+            &opts,
+            selectors,
+            *dry_run || !*yes && prune::on_terminal(),
+            keep,
+        ),
+        Command::Keep { reference } => prune::keep(&opts, reference),
+        Command::Ci {
+            system,
+            selectors,
+            all,
+        } => ci::run(&cli, *system, selectors, *all),
+        Command::Deploy {
+            out,
+            apply,
+            progress,
+        } => deploy::run(&opts, out.as_deref(), *apply, *progress),
+        Command::Affected { paths, json } => show::affected(&opts, paths, *json),
+        Command::Timeline { summary, out } => show::timeline(&opts, summary, out),
+        Command::Completions { shell } => show::completions(*shell),
+        Command::Man => show::man(),
+    }
+}

@@ -1,0 +1,36 @@
+//! `strata publish`: every image of the selection (and the stale parents
+//! the plan adds) must be in the registry under its current content tag;
+//! then each release reference moves to it. Nothing moves otherwise.
+
+use crate::engine::pool::Spec;
+use crate::error::{Code, Result};
+use crate::load::Options;
+use crate::report;
+use crate::session::{self, Session};
+use crate::settings::Settings;
+
+pub fn run(opts: &Options, selectors: &[String], engine: &Spec) -> Result<Code> {
+    let mut session = Session::open(opts, selectors, None)?;
+    if session.config().registry.is_empty() || engine.is_sim() {
+        return Err(session::no_registry());
+    }
+    let mut settings = Settings::new(session.config(), std::slice::from_ref(engine))?;
+    settings.upload = true;
+    let plan = session.plan(&settings)?;
+    let missing: Vec<&str> = plan
+        .items
+        .iter()
+        .filter(|i| i.published.is_none())
+        .map(|i| i.name.as_str())
+        .collect();
+    if !missing.is_empty() {
+        report::note(&format!(
+            "strata: nothing was published: not in the registry with their current inputs: {}\n  \
+             help: push them first (`strata build --push`)",
+            missing.join(", ")
+        ));
+        return Ok(Code::Failed);
+    }
+    let done = session.release(&plan)?;
+    Ok(report::published(&plan, &done))
+}

@@ -1,0 +1,285 @@
+//! A session: what a command that talks to engines opens once. The loaded
+//! and selected tree (`prepare::scope`), the async runtime, the run locks,
+//! the engines (one shape: the settings' specs, connected in `plan`) and
+//! the registry. `plan` is the only connect-and-prepare; `execute`,
+//! `publish` and `remember` drive the stages after it. Commands call these
+//! and never an engine themselves. Knows nothing of clap or of how results
+//! are shown.
+
+use crate::config::Config;
+use crate::engine::pool::Member;
+use crate::error::{Error, Result};
+use crate::execute::{self, Order, Run, Status};
+use crate::load::Options;
+use crate::plan::{self, Action, Plan};
+use crate::prepare::{self, Scope};
+use crate::settings::{Publish, Settings, Tests};
+use crate::{engine, git, history, lock, progress, publish, registry};
+use std::path::Path;
+
+pub struct Session {
+    pub scope: Scope,
+    /// The registry consulted (set by `plan`; none without `registry:` or
+    /// with the simulated engine).
+    pub registry: Option<registry::Registry>,
+    runtime: Option<tokio::runtime::Runtime>,
+    /// Connected by `plan`, handed to the scheduler by `execute`.
+    engines: Vec<Member>,
+    /// The names of the engines of the run, as the summary gives them.
+    pub engine_names: Vec<String>,
+    locks: Vec<Option<lock::RunLock>>,
+}
+
+impl Session {
+    /// Load the tree and select: selectors, narrowed to what changed since
+    /// `since` when given. Bad input is exit 2 here, before any engine.
+    pub fn open(opts: &Options, selectors: &[String], since: Option<&str>) -> Result<Session> {
+        Session::of(prepare::scope(opts, selectors, since)?)
+    }
+
+    /// A session over a scope made already.
+    pub fn of(scope: Scope) -> Result<Session> {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| Error::engine(format!("cannot start the async runtime: {e}")))?;
+        Ok(Session {
+            scope,
+            registry: None,
+            runtime: Some(runtime),
+            engines: Vec::new(),
+            engine_names: Vec::new(),
+            locks: Vec::new(),
+        })
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.scope.loaded.tree.config
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.scope.loaded.tree.root
+    }
+
+    /// One run per engine and namespace: the lock of every engine of the
+    /// run, taken in one order (so two runs over the same engines never
+    /// wait on each other crosswise).
+    pub fn lock(&mut self, s: &Settings) -> Result<()> {
+        let config = self.config();
+        let scope_key = format!("{}/{}", config.registry, config.namespace);
+        let mut names: Vec<String> = s
+            .engines
+            .iter()
+            .map(|e| engine::pool::name(e, self.root()))
+            .collect();
+        names.sort();
+        names.dedup();
+        self.locks = names
+            .iter()
+            .map(|name| lock::acquire(name, &scope_key, s.wait))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(())
+    }
+
+    fn block_on<T>(&self, work: impl std::future::Future<Output = T>) -> T {
+        match &self.runtime {
+            Some(rt) => rt.block_on(work),
+            None => unreachable!("the runtime lives until the session is dropped"),
+        }
+    }
+
+    /// Connect the engines and plan: fingerprints, what exists where, build
+    /// or skip and why; then the plan completes its records (tests, build
+    /// requests, what each engine holds). Up-to-date images get their
+    /// local aliases here. Exit 2 or 3 before anything is built.
+    pub fn plan(&mut self, s: &Settings) -> Result<Plan> {
+        self.registry = prepare::registry_for(&self.scope, s.simulated());
+        let (scope, registry) = (&self.scope, self.registry.as_ref());
+        let root = scope.loaded.tree.root.clone();
+        let work = async {
+            let engines = engine::pool::connect(&s.engines, &root, s.jobs).await?;
+            builders_fit(&engines, s)?;
+            let mut plan =
+                prepare::prepare(scope, &engines, registry, s.ask, s.pull, s.upload).await?;
+            if s.push && registry.is_none() && !s.simulated() {
+                check_push(
+                    &plan,
+                    scope.loaded.tree.config.insecure_registries.as_slice(),
+                )
+                .await?;
+            }
+            complete(&mut plan, scope, s)?;
+            tag_aliases(&engines, &plan).await?;
+            Ok::<_, Error>((engines, plan))
+        };
+        let (engines, plan) = self.block_on(work)?;
+        self.engine_names = engines.iter().map(|m| m.name.clone()).collect();
+        self.engines = engines;
+        Ok(plan)
+    }
+
+    /// Run the plan over the engines `plan` connected, showing progress.
+    pub fn execute(&mut self, plan: &Plan, s: &Settings, display: &mut progress::Display) -> Run {
+        let mut opts = execute::Options {
+            jobs: s.jobs,
+            retries: s.retries,
+            fail_fast: s.fail_fast,
+            push: s.upload,
+            push_jobs: s.push_jobs,
+            publish_each: s.publish == Publish::Each,
+            order: Order::CriticalPath,
+            weights: None,
+        };
+        // The critical path weighs each image by its last build time here
+        // (one small file each: read only when something is to be built).
+        if plan.to_build().next().is_some() {
+            let repos = plan.items.iter();
+            opts.weights = history::expected_durations(
+                repos.map(|i| crate::reference::repository(&i.reference)),
+            );
+        }
+        if self.engines.len() > 1 {
+            display.progress.note(&format!(
+                "strata: building on {} engines: {}",
+                self.engines.len(),
+                self.engines
+                    .iter()
+                    .map(|m| format!("{} ({} at once)", m.name, m.jobs))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ));
+        }
+        let pool = execute::Pool {
+            members: std::mem::take(&mut self.engines),
+        };
+        let work = execute::execute_on(&plan.items, pool, &opts, display, execute::interrupted());
+        let run = self.block_on(work);
+        display.progress.done();
+        run
+    }
+
+    /// The publish step of a `--push` run (`build.publish: all`): every
+    /// release tag moves in the registry, or none does when an image of
+    /// the set failed or the run was interrupted.
+    pub fn publish(&self, plan: &Plan, run: &mut Run, s: &Settings) {
+        let Some(registry) = self.registry.as_ref() else {
+            return;
+        };
+        if s.publish != Publish::Set || !run.publishable(plan.items.len()) {
+            return;
+        }
+        let items: Vec<&plan::Item> = plan.items.iter().collect();
+        let commit = publish::Commit::head(&self.scope.loaded.tree.root);
+        let work = publish::release(&items, registry, commit.as_ref());
+        run.published(self.block_on(work));
+    }
+
+    /// `strata publish`: move every release reference of `plan` to its
+    /// content tag (all in the registry already).
+    pub fn release(&self, plan: &Plan) -> Result<Vec<publish::Published>> {
+        let registry = self.registry.as_ref().ok_or_else(no_registry)?;
+        let items: Vec<&plan::Item> = plan.items.iter().collect();
+        let commit = publish::Commit::head(&self.scope.loaded.tree.root);
+        Ok(self.block_on(publish::release(&items, registry, commit.as_ref())))
+    }
+
+    /// Remember what was built: its inputs (to explain the next plan) and
+    /// how long it took (to weigh the next critical path).
+    pub fn remember(&self, plan: &Plan, run: &Run) {
+        for (item, o) in plan.items.iter().zip(&run.outcomes) {
+            if o.status == Status::Built {
+                history::remember(&item.fingerprint);
+                let repo = crate::reference::repository(&item.reference);
+                history::remember_duration(repo, o.duration.as_secs_f64());
+            }
+        }
+    }
+}
+
+impl Drop for Session {
+    /// Everything that matters is written; a tar writer still blocked on an
+    /// engine that stopped reading must not keep the process alive.
+    fn drop(&mut self) {
+        if let Some(rt) = self.runtime.take() {
+            rt.shutdown_timeout(std::time::Duration::from_millis(500));
+        }
+    }
+}
+
+/// `strata publish` and its kin move tags in a registry.
+pub fn no_registry() -> Error {
+    Error::input("`strata publish` moves tags in a registry, and `registry:` is not set")
+        .help("set `registry:` in strata.yaml (or --set registry=HOST)")
+}
+
+/// BuildKit was asked for, and an engine is Podman (Buildah builds there).
+fn builders_fit(engines: &[Member], s: &Settings) -> Result<()> {
+    match engines.iter().find(|m| m.engine.is_podman()) {
+        Some(podman) if s.buildkit => Err(Error::input(format!(
+            "--buildkit: the engine at `{}` is Podman, which builds with Buildah, not BuildKit",
+            podman.name
+        ))
+        .help("leave out --buildkit (and build.buildkit) with Podman")),
+        _ => Ok(()),
+    }
+}
+
+/// `--push` without `registry:`: the registries the references name must
+/// take our credentials, found before anything is built (exit 3). With
+/// `registry:` set, `prepare` has asked it about every image already.
+async fn check_push(plan: &Plan, insecure: &[String]) -> Result<()> {
+    let refs: Vec<&str> = plan
+        .to_build()
+        .flat_map(|item| execute::release_refs(item).map(String::as_str))
+        .collect();
+    if refs.is_empty() {
+        return Ok(());
+    }
+    registry::Registry::new(refs.iter().copied(), insecure)
+        .check_push(&refs)
+        .await
+}
+
+/// The plan completes its own records: with `strata test` only the
+/// selected images (each must be built); their tests; the build requests.
+fn complete(plan: &mut Plan, scope: &Scope, s: &Settings) -> Result<()> {
+    let loaded = &scope.loaded;
+    if s.tests == Tests::Only {
+        plan::keep_selected(plan, &scope.selected, &loaded.graph)?;
+    }
+    match s.tests {
+        Tests::Skip => {}
+        Tests::Only => plan::attach_tests(plan, &scope.suites, |_, _| false),
+        Tests::Run => plan::attach_tests(plan, &scope.suites, history::passed),
+    }
+    // Two git calls; a no-op build needs no labels.
+    let labels = match plan.to_build().next() {
+        Some(_) => git::oci_labels(&loaded.tree.root),
+        None => Default::default(),
+    };
+    plan::requests(plan, loaded, &scope.inputs, &labels, s.buildkit);
+    for item in plan.items.iter_mut() {
+        item.request.no_cache = s.no_cache;
+    }
+    Ok(())
+}
+
+/// Up-to-date images keep the names their siblings' FROM lines use, on
+/// every engine that holds them.
+async fn tag_aliases(engines: &[Member], plan: &Plan) -> Result<()> {
+    for item in &plan.items {
+        if item.action == Action::Build {
+            continue;
+        }
+        for &e in &item.held_on {
+            for alias in &item.aliases {
+                engines[e]
+                    .engine
+                    .tag(&item.reference, alias)
+                    .await
+                    .map_err(engine::unreachable)?;
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,364 @@
+//! Settings resolved once: the raw flags of a command (as clap parsed
+//! them) and strata.yaml become one typed value before anything runs, as
+//! ripgrep turns its low-level args into high-level ones. Every default,
+//! every "flag or config", every output path and the engines of a run are
+//! decided here and nowhere else. Knows nothing of engines' answers, the
+//! plan or the scheduler.
+
+use crate::config::{Config, Publish as PublishMode};
+use crate::engine::pool::Spec;
+use crate::error::{Error, Result};
+use crate::plan::Ask;
+use crate::progress;
+use crate::report;
+use std::path::{Path, PathBuf};
+
+/// Build inputs given on the command line, as `docker build` and
+/// `buildx bake` take them; the same as `--set build.args.KEY=VALUE` and
+/// `--set build.platform=P` (so `plan` given the same flags agrees).
+#[derive(clap::Args, Debug, Clone, Default)]
+pub struct InputFlags {
+    /// A build arg for every image (repeatable); overrides `build.args`.
+    #[arg(long = "build-arg", value_name = "KEY=VALUE", value_parser = key_value)]
+    build_args: Vec<String>,
+    /// The platform to build for, e.g. `linux/amd64` (one); overrides `build.platform`.
+    #[arg(long, value_name = "OS/ARCH")]
+    platform: Option<String>,
+    /// The stage to build in the images that have one of that name and no
+    /// `target:` of their own (sets `build.target`); the others build their last.
+    #[arg(long, value_name = "STAGE")]
+    target: Option<String>,
+    /// The network for RUN steps, e.g. `host` or `none` (sets `build.network`).
+    #[arg(long, value_name = "MODE")]
+    network: Option<String>,
+}
+
+impl InputFlags {
+    /// The `--set` overrides these flags stand for.
+    pub fn sets(&self) -> impl Iterator<Item = String> + '_ {
+        let args = self.build_args.iter().map(|kv| format!("build.args.{kv}"));
+        args.chain(self.platform.iter().map(|p| format!("build.platform={p}")))
+            .chain(self.target.iter().map(|t| format!("build.target={t}")))
+            .chain(self.network.iter().map(|n| format!("build.network={n}")))
+    }
+}
+
+fn key_value(s: &str) -> Result<String> {
+    match s.split_once('=') {
+        Some((k, _)) if !k.is_empty() => Ok(s.to_string()),
+        _ => Err(Error::input(format!("`{s}` is not KEY=VALUE"))),
+    }
+}
+
+/// `--engine HOST[=JOBS]`: clap shows an error's message only, so the
+/// help goes into it.
+pub fn engine_spec(text: &str) -> Result<Spec> {
+    Spec::parse(text).map_err(|e| match e.help {
+        Some(help) => Error::input(format!("{}\n  help: {help}", e.message)),
+        None => e,
+    })
+}
+
+/// What `build` and `test` show and write about a run.
+#[derive(clap::Args, Debug, Clone)]
+pub struct ReportFlags {
+    #[arg(long, value_enum, default_value_t = progress::Mode::Auto)]
+    pub progress: progress::Mode,
+    /// Write DIR/<image>.log with the whole output of each image.
+    #[arg(long, value_name = "DIR")]
+    pub logs_dir: Option<PathBuf>,
+    /// Write the summary JSON to FILE.
+    #[arg(long, value_name = "FILE")]
+    pub summary: Option<PathBuf>,
+    /// Write JUnit XML to FILE: one test case per image test (and, for
+    /// `build`, one per image).
+    #[arg(long, value_name = "FILE")]
+    pub junit: Option<PathBuf>,
+}
+
+impl Default for ReportFlags {
+    fn default() -> Self {
+        ReportFlags {
+            progress: progress::Mode::Auto,
+            logs_dir: None,
+            summary: None,
+            junit: None,
+        }
+    }
+}
+
+/// `strata build`'s flags, as given.
+#[derive(clap::Args, Debug, Clone, Default)]
+pub struct BuildFlags {
+    pub selectors: Vec<String>,
+    #[command(flatten)]
+    pub inputs: InputFlags,
+    /// Do not use the engine's layer cache for the images built (every step
+    /// runs afresh; add --force to rebuild up-to-date images too).
+    #[arg(long)]
+    pub no_cache: bool,
+    /// Print only failed images and the result (same as --progress quiet).
+    #[arg(short = 'q', long, conflicts_with = "progress")]
+    pub quiet: bool,
+    /// Builds at once [default: build.jobs, else the number of CPUs].
+    #[arg(short = 'j', long = "jobs", value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    pub jobs: Option<u64>,
+    /// Upload what the registry lacks under content tags (`repo:fp-…`), then
+    /// move the release tags there once every image is done (`build.publish`).
+    /// Credentials from the Docker config.
+    #[arg(long)]
+    pub push: bool,
+    /// Rebuild the selection even when it is up to date (stale parents are built too).
+    #[arg(long)]
+    pub force: bool,
+    /// Build only the selection, on whatever parent images exist.
+    #[arg(long)]
+    pub no_deps: bool,
+    /// Stop starting builds at the first failure and cancel running ones.
+    #[arg(long)]
+    pub fail_fast: bool,
+    /// Retry a failed build N times [default: build.retries].
+    #[arg(long, value_name = "N")]
+    pub retries: Option<u32>,
+    /// Refresh base images from their registries first (also `build.pull: true`);
+    /// a new base rebuilds every image on it.
+    #[arg(long)]
+    pub pull: bool,
+    /// Only images whose inputs changed since git revision REV, and what is built on them.
+    #[arg(long, value_name = "REV")]
+    pub since: Option<String>,
+    /// Build with BuildKit instead of the classic builder (also `build.buildkit: true`).
+    #[arg(long)]
+    pub buildkit: bool,
+    /// With --push: upload content tags only and move no release tag in the
+    /// registry (CI fan-out jobs; run `strata publish` once at the end).
+    #[arg(long, requires = "push")]
+    pub no_publish: bool,
+    /// When another run is building the same namespace on the same engine,
+    /// fail at once (exit 3) instead of waiting for it.
+    #[arg(long)]
+    pub no_wait: bool,
+    #[command(flatten)]
+    pub reports: ReportFlags,
+    /// Run no image tests (the summary says they were skipped).
+    #[arg(long)]
+    pub no_tests: bool,
+    /// Draw the run as a Gantt chart: FILE.svg, or FILE.html (with hovers).
+    #[arg(long, value_name = "FILE")]
+    pub timeline: Option<PathBuf>,
+    /// Write {name: {ref, digest}} of every image to FILE, like
+    /// `docker buildx bake --metadata-file` (digest: the registry's, with --push).
+    #[arg(long, value_name = "FILE")]
+    pub metadata_file: Option<PathBuf>,
+    /// Build on this engine, JOBS builds at once (default --jobs); repeat
+    /// it to build over several. `docker` is the one DOCKER_HOST (or the
+    /// docker context) names; also `unix:///…`, `tcp://HOST:PORT` (TLS with
+    /// DOCKER_TLS_VERIFY and DOCKER_CERT_PATH), or `sim:SCRIPT.yaml` (a
+    /// simulated engine). Replaces `engines:` in strata.yaml. With more
+    /// than one, images pass between engines through `registry:` (each is
+    /// pushed to its content tag as soon as it is built, and pulled by
+    /// digest where a child is built); an engine that stops answering is
+    /// left out and its builds run elsewhere.
+    #[arg(long = "engine", value_name = "HOST[=JOBS]", value_parser = engine_spec)]
+    pub engines: Vec<Spec>,
+}
+
+/// `strata test`'s flags: the reporting flags of `build`.
+#[derive(clap::Args, Debug, Clone)]
+pub struct TestFlags {
+    pub selectors: Vec<String>,
+    /// Tests at once [default: build.jobs, else the number of CPUs].
+    #[arg(short = 'j', long = "jobs", value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    pub jobs: Option<u64>,
+    #[command(flatten)]
+    pub reports: ReportFlags,
+    #[arg(long, value_name = "ENGINE", default_value = "docker", hide = true, value_parser = engine_spec)]
+    pub engine: Spec,
+}
+
+/// Which image tests a run runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Tests {
+    /// After each build, and on up-to-date images whose tests have not passed.
+    Run,
+    /// None (`--no-tests`); the summary says so.
+    Skip,
+    /// `strata test`: the tests of the selected images, which must be built; nothing is built.
+    Only,
+}
+
+/// Where the release tags of a pushed run move.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Publish {
+    /// All at once at the end, or none when anything failed (`build.publish: all`).
+    Set,
+    /// Each image's as soon as it is uploaded (`build.publish: each`).
+    Each,
+    /// None: content tags only (`--no-publish`, or no `--push`).
+    No,
+}
+
+/// Everything a run was asked to do, resolved.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Builds at once (per engine without its own `=JOBS`).
+    pub jobs: usize,
+    pub retries: u32,
+    pub fail_fast: bool,
+    /// `--push`: the set is pushed to the registry.
+    pub push: bool,
+    /// Content tags are uploaded as images finish: `--push`, or any run
+    /// over several engines (the hand-off between them).
+    pub upload: bool,
+    pub publish: Publish,
+    /// Uploads at once.
+    pub push_jobs: usize,
+    pub buildkit: bool,
+    pub pull: bool,
+    pub no_cache: bool,
+    pub tests: Tests,
+    pub ask: Ask,
+    /// Wait for another run's lock (else exit 3 at once).
+    pub wait: bool,
+    /// The engines of the run: `--engine`, else `engines:`, else `docker`.
+    pub engines: Vec<Spec>,
+    pub reports: report::Files,
+}
+
+impl Settings {
+    /// strata.yaml's values for everything a flag can change, over
+    /// `engines` (empty: `engines:` of strata.yaml, else `docker`).
+    pub fn new(config: &Config, engines: &[Spec]) -> Result<Settings> {
+        let engines = crate::engine::pool::specs(engines, &config.engines);
+        if engines.len() > 1 && config.registry.is_empty() && !engines.iter().all(Spec::is_sim) {
+            return Err(Error::input(format!(
+                "{} engines share the images they build through a registry, and `registry:` is not set",
+                engines.len()
+            ))
+            .help("set `registry:` in strata.yaml (or --set registry=HOST), or build on one engine"));
+        }
+        let cpus = std::thread::available_parallelism().map_or(2, |n| n.get());
+        let build = &config.build;
+        Ok(Settings {
+            jobs: build.jobs.unwrap_or(cpus),
+            retries: build.retries,
+            fail_fast: false,
+            push: false,
+            upload: engines.len() > 1,
+            publish: Publish::No,
+            push_jobs: build.push_jobs,
+            buildkit: build.buildkit,
+            pull: build.pull,
+            no_cache: false,
+            tests: Tests::Run,
+            ask: Ask::default(),
+            wait: true,
+            engines,
+            reports: report::Files {
+                progress: progress::Mode::Auto,
+                logs_dir: None,
+                summary: None,
+                junit: None,
+                metadata: None,
+                timeline: None,
+            },
+        })
+    }
+
+    /// `strata build`.
+    pub fn build(flags: &BuildFlags, config: &Config, root: &Path) -> Result<Settings> {
+        let progress = match flags.quiet {
+            true => progress::Mode::Quiet,
+            false => flags.reports.progress,
+        };
+        let files = [&flags.metadata_file, &flags.timeline];
+        let reports = Settings::files(&flags.reports, progress, files, root)?;
+        let mut s = Settings::new(config, &flags.engines)?;
+        s.reports = reports;
+        s.jobs = flags.jobs.map_or(s.jobs, |j| j as usize);
+        s.retries = flags.retries.unwrap_or(s.retries);
+        s.fail_fast = flags.fail_fast;
+        s.push = flags.push;
+        s.upload |= flags.push;
+        s.publish = match (flags.push, flags.no_publish, config.build.publish) {
+            (false, _, _) | (true, true, _) => Publish::No,
+            (true, false, PublishMode::Each) => Publish::Each,
+            (true, false, PublishMode::All) => Publish::Set,
+        };
+        s.buildkit |= flags.buildkit;
+        s.pull |= flags.pull;
+        s.no_cache = flags.no_cache;
+        s.tests = if flags.no_tests {
+            Tests::Skip
+        } else {
+            Tests::Run
+        };
+        s.ask = Ask {
+            force: flags.force,
+            no_deps: flags.no_deps,
+        };
+        s.wait = !flags.no_wait;
+        Ok(s)
+    }
+
+    /// `strata test`: the selected images' tests, no retries, nothing built.
+    pub fn test(flags: &TestFlags, config: &Config, root: &Path) -> Result<Settings> {
+        let r = &flags.reports;
+        let reports = Settings::files(r, r.progress, [&None, &None], root)?;
+        let mut s = Settings::new(config, std::slice::from_ref(&flags.engine))?;
+        s.reports = reports;
+        s.jobs = flags.jobs.map_or(s.jobs, |j| j as usize);
+        s.retries = 0;
+        s.pull = false;
+        s.buildkit = false;
+        s.tests = Tests::Only;
+        Ok(s)
+    }
+
+    /// `strata deploy`: its images built and pushed as `build --push` does.
+    pub fn deploy(config: &Config, progress: progress::Mode) -> Result<Settings> {
+        let mut s = Settings::new(config, &[])?;
+        s.push = true;
+        s.upload = true;
+        s.publish = match config.build.publish {
+            PublishMode::Each => Publish::Each,
+            PublishMode::All => Publish::Set,
+        };
+        s.reports.progress = progress;
+        Ok(s)
+    }
+
+    /// Whether every engine is simulated (no registry is consulted).
+    pub fn simulated(&self) -> bool {
+        self.engines.iter().all(Spec::is_sim)
+    }
+}
+
+impl Settings {
+    /// Output paths against `root`, each checked writable now: a bad path
+    /// is exit 2 before anything is built.
+    fn files(
+        flags: &ReportFlags,
+        progress: progress::Mode,
+        [metadata, timeline]: [&Option<PathBuf>; 2],
+        root: &Path,
+    ) -> Result<report::Files> {
+        let file = |p: &Option<PathBuf>| -> Result<Option<PathBuf>> {
+            let Some(p) = p else { return Ok(None) };
+            if report::is_stdout(p) {
+                return Ok(Some(p.clone()));
+            }
+            let path = root.join(p);
+            report::check_writable(&path)?;
+            Ok(Some(path))
+        };
+        Ok(report::Files {
+            progress,
+            logs_dir: flags.logs_dir.as_ref().map(|d| root.join(d)),
+            summary: file(&flags.summary)?,
+            junit: file(&flags.junit)?,
+            metadata: file(metadata)?,
+            timeline: file(timeline)?,
+        })
+    }
+}
