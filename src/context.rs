@@ -41,11 +41,13 @@ pub fn ignore_rules(context: &Path) -> Result<Ignore> {
         }
     }
     match std::fs::read_to_string(&path) {
-        Ok(text) => {
-            Ignore::parse(&text).map_err(|e| {
-                Error::input(format!("{}/.dockerignore: {}", context.display(), e.message))
-            })
-        }
+        Ok(text) => Ignore::parse(&text).map_err(|e| {
+            Error::input(format!(
+                "{}/.dockerignore: {}",
+                context.display(),
+                e.message
+            ))
+        }),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Ignore::default()),
         Err(e) => Err(Error::input(format!(
             "cannot read {}/.dockerignore: {e}",
@@ -64,7 +66,8 @@ pub fn entries(context: &Path) -> Result<Vec<Entry>> {
         .min_depth(1)
         .into_iter();
     while let Some(entry) = walk.next() {
-        let entry = entry.map_err(|e| Error::input(format!("cannot read the build context: {e}")))?;
+        let entry =
+            entry.map_err(|e| Error::input(format!("cannot read the build context: {e}")))?;
         let rel = entry
             .path()
             .strip_prefix(context)
@@ -300,7 +303,8 @@ mod tests {
         std::os::unix::fs::symlink("../../etc/passwd", dir.path().join("escape")).unwrap();
         let err = entries(dir.path()).unwrap_err();
         assert!(
-            err.message.contains("`escape` is a symlink to `../../etc/passwd`, outside the build context"),
+            err.message
+                .contains("`escape` is a symlink to `../../etc/passwd`, outside the build context"),
             "{err}"
         );
     }

@@ -41,8 +41,9 @@ impl Ignore {
             if cleaned.len() > 1 && cleaned.starts_with('/') {
                 cleaned.remove(0);
             }
-            let regex = Regex::new(&to_regex(&cleaned))
-                .map_err(|e| crate::error::Error::input(format!("invalid pattern `{line}`: {e}")))?;
+            let regex = Regex::new(&to_regex(&cleaned)).map_err(|e| {
+                crate::error::Error::input(format!("invalid pattern `{line}`: {e}"))
+            })?;
             ignore.lines.push(if exclusion {
                 format!("!{cleaned}")
             } else {

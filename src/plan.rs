@@ -100,6 +100,13 @@ impl Item {
     }
 }
 
+impl Item {
+    /// The references a finished item's step moves: its own, then extra tags.
+    pub fn release_refs(&self) -> impl Iterator<Item = &String> {
+        std::iter::once(&self.reference).chain(&self.extra_tags)
+    }
+}
+
 impl Plan {
     pub fn to_build(&self) -> impl Iterator<Item = &Item> {
         self.items.iter().filter(|i| i.action == Action::Build)

@@ -10,7 +10,6 @@
 //! the tag is kept, so a run for an older commit that finishes last never
 //! takes a tag from a newer one.
 
-use crate::execute::release_refs;
 use crate::plan::Item;
 use crate::reference::content_tag as content_ref;
 use crate::registry::Registry;
@@ -71,7 +70,7 @@ pub async fn release(
                 digest: None,
                 error: None,
             };
-            for r in release_refs(item) {
+            for r in item.release_refs() {
                 if let Some(commit) = commit {
                     let why = match registry.revision(r).await {
                         Ok(Some(published)) => commit.keeps(&published),

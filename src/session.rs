@@ -39,10 +39,7 @@ impl Session {
 
     /// A session over a scope made already.
     pub fn of(scope: Scope) -> Result<Session> {
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .enable_all()
-            .build()
-            .map_err(|e| Error::engine(format!("cannot start the async runtime: {e}")))?;
+        let runtime = runtime()?;
         Ok(Session {
             scope,
             registry: None,
@@ -171,7 +168,15 @@ impl Session {
         let items: Vec<&plan::Item> = plan.items.iter().collect();
         let commit = publish::Commit::head(&self.scope.loaded.tree.root);
         let work = publish::release(&items, registry, commit.as_ref());
-        run.published(self.block_on(work));
+        let done = self.block_on(work);
+        for (o, d) in run.outcomes.iter_mut().zip(done) {
+            o.pushed = d.moved;
+            o.digest = d.digest.or(o.digest.take());
+            if let Some(e) = d.error {
+                o.status = Status::Failed;
+                o.error = Some(e);
+            }
+        }
     }
 
     /// `strata publish`: move every release reference of `plan` to its
@@ -206,6 +211,15 @@ impl Drop for Session {
     }
 }
 
+/// The async runtime of a command (engines and registries are asked
+/// concurrently).
+pub fn runtime() -> Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Error::engine(format!("cannot start the async runtime: {e}")))
+}
+
 /// `strata publish` and its kin move tags in a registry.
 pub fn no_registry() -> Error {
     Error::input("`strata publish` moves tags in a registry, and `registry:` is not set")
@@ -230,7 +244,7 @@ fn builders_fit(engines: &[Member], s: &Settings) -> Result<()> {
 async fn check_push(plan: &Plan, insecure: &[String]) -> Result<()> {
     let refs: Vec<&str> = plan
         .to_build()
-        .flat_map(|item| execute::release_refs(item).map(String::as_str))
+        .flat_map(|item| item.release_refs().map(String::as_str))
         .collect();
     if refs.is_empty() {
         return Ok(());

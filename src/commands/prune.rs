@@ -4,6 +4,7 @@
 
 use crate::error::{Code, Error, Result};
 use crate::load::{self, Options};
+use crate::session::runtime;
 use crate::{report, retention, select};
 
 /// Whether standard input is a terminal.
@@ -66,11 +67,4 @@ pub fn keep(opts: &Options, reference: &str) -> Result<Code> {
         "{target} -> {digest} (kept by strata prune until the tag is removed)\n"
     ));
     Ok(Code::Success)
-}
-
-fn runtime() -> Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| Error::engine(format!("cannot start the async runtime: {e}")))
 }

@@ -138,7 +138,8 @@ impl Engine for DockerEngine {
 
     fn build(&self, req: BuildRequest, log: Log) -> BoxFuture<'_, Result<String, EngineError>> {
         async move {
-            let mut entries = context::entries(&req.context).map_err(|e| EngineError::Failed(e.message))?;
+            let mut entries =
+                context::entries(&req.context).map_err(|e| EngineError::Failed(e.message))?;
             entries.retain(|e| !req.leave_out.contains(&e.rel));
             let (tx, rx) = tokio::sync::mpsc::channel(8);
             // One LABEL step instead of the builder's one step per label option.

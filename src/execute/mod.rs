@@ -21,7 +21,6 @@ mod pool;
 mod tasks;
 pub use outcome::{Event, Observer, Outcome, Run, Status};
 pub use pool::Pool;
-pub use tasks::release_refs;
 
 /// How often each engine of a pool is asked whether it answers, and how
 /// long it has to answer.

@@ -133,16 +133,4 @@ impl Run {
         }
         not_ok == 0
     }
-
-    /// Record what the publish step did to each item (index-aligned).
-    pub fn published(&mut self, done: Vec<crate::publish::Published>) {
-        for (o, d) in self.outcomes.iter_mut().zip(done) {
-            o.pushed = d.moved;
-            o.digest = d.digest.or(o.digest.take());
-            if let Some(e) = d.error {
-                o.status = Status::Failed;
-                o.error = Some(e);
-            }
-        }
-    }
 }

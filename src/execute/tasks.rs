@@ -37,11 +37,6 @@ pub fn content_ref(item: &Item) -> String {
     crate::reference::content_tag(&item.reference, &item.fingerprint.hash)
 }
 
-/// The references a finished item's step moves: its own, then extra tags.
-pub fn release_refs(item: &Item) -> impl Iterator<Item = &String> {
-    std::iter::once(&item.reference).chain(&item.extra_tags)
-}
-
 /// An image of the plan to pull by digest (`repo@digest`) before a step.
 pub(super) struct Pinned {
     pub(super) item: Arc<Item>,
@@ -242,7 +237,7 @@ pub(super) async fn release(
     let log = line_sink(i, &tx);
     let mut moved = Vec::new();
     let mut result = Ok(());
-    for r in release_refs(&item) {
+    for r in item.release_refs() {
         let step = match tag_here(&*engine, &image_id, r).await {
             Ok(()) if push => engine.push(r, log.clone()).await,
             other => other,
@@ -394,7 +389,7 @@ fn failed_push(reference: &str, e: EngineError) -> EngineError {
 }
 
 async fn tag_all(engine: &dyn Engine, id: &str, item: &Item) -> Result<(), EngineError> {
-    for r in release_refs(item) {
+    for r in item.release_refs() {
         tag_here(engine, id, r).await?;
     }
     tag_aliases(engine, id, item).await
