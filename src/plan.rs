@@ -63,6 +63,10 @@ pub struct Item {
     pub aliases: Vec<String>,
     /// The engines of the run (by position) that hold it up to date.
     pub held_on: Vec<usize>,
+    /// Up to date on an engine: its image ID there, and the digest its
+    /// registry knows it by (for the summary of an image not built).
+    pub image_id: Option<String>,
+    pub published_digest: Option<String>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -96,6 +100,8 @@ impl Item {
             tests: None,
             aliases: Vec::new(),
             held_on: Vec::new(),
+            image_id: None,
+            published_digest: None,
         }
     }
 }

@@ -82,7 +82,11 @@ pub(crate) async fn prepare(
     let dockerfiles: Vec<&str> = s.loaded.rendered.iter().map(|r| r.text.as_str()).collect();
     let fps = fingerprint::fingerprints(graph, &dockerfiles, &s.inputs, &bases)?;
     let on: Vec<&dyn engine::Engine> = engines.iter().map(|m| m.engine.as_ref()).collect();
-    let (existing, each) = survey::existing_on(graph, &s.selected, &on, &fps).await?;
+    let (held, each) = survey::existing_on(graph, &s.selected, &on, &fps).await?;
+    let existing: std::collections::HashMap<String, String> = held
+        .iter()
+        .map(|(r, h)| (r.clone(), h.fingerprint.clone()))
+        .collect();
     let past = history::recall(existing.values().map(String::as_str));
     let published = match registry {
         Some(r) => survey::published(graph, &s.selected, &fps, &existing, r, push).await?,
@@ -95,9 +99,16 @@ pub(crate) async fn prepare(
     };
     let mut plan = plan::plan(graph, &s.selected, &fps, &known, ask);
     for item in &mut plan.items {
+        let fp = &item.fingerprint.hash;
         item.held_on = (0..each.len())
-            .filter(|&e| each[e].get(&item.reference) == Some(&item.fingerprint.hash))
+            .filter(|&e| each[e].get(&item.reference).map(|h| &h.fingerprint) == Some(fp))
             .collect();
+        // What the summary says of an image up to date here: its ID, and
+        // the registry's digest when the engine knows it.
+        if let Some(h) = held.get(&item.reference).filter(|h| &h.fingerprint == fp) {
+            item.image_id = Some(h.id.clone());
+            item.published_digest = item.published.clone().or(h.digest.clone());
+        }
     }
     Ok(plan)
 }

@@ -58,7 +58,16 @@ fn pulled_by(reference: &str, repo_digests: &[String]) -> Option<String> {
     })
 }
 
-/// Reference → fingerprint label (empty when the image has none) for the
+/// An image of the tree an engine has: its fingerprint label (empty when
+/// it has none), its image ID, and the digest its registry knows it by.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Held {
+    pub fingerprint: String,
+    pub id: String,
+    pub digest: Option<String>,
+}
+
+/// Reference → what the engine holds under it, for the
 /// images of `selected` and their ancestors that the engine has. Listing
 /// every image instead costs the engine time in proportion to all the images
 /// it holds (see docs/incremental.md).
@@ -66,7 +75,7 @@ pub async fn existing(
     graph: &Graph,
     selected: &[usize],
     engine: &dyn Engine,
-) -> Result<HashMap<String, String>> {
+) -> Result<HashMap<String, Held>> {
     let mut scope = BTreeSet::new();
     for &id in selected {
         scope.extend(graph.ancestors(id));
@@ -82,12 +91,17 @@ pub async fn existing(
     let mut out = HashMap::new();
     for (id, info) in found {
         if let Some(image) = info.map_err(engine::unreachable)? {
-            let fp = image
-                .labels
-                .get(fingerprint::LABEL)
-                .cloned()
-                .unwrap_or_default();
-            out.insert(graph.nodes[id].reference.clone(), fp);
+            let reference = &graph.nodes[id].reference;
+            let held = Held {
+                fingerprint: image
+                    .labels
+                    .get(fingerprint::LABEL)
+                    .cloned()
+                    .unwrap_or_default(),
+                digest: pulled_by(reference, &image.repo_digests),
+                id: image.id,
+            };
+            out.insert(reference.clone(), held);
         }
     }
     Ok(out)
@@ -101,7 +115,7 @@ pub async fn existing_on(
     selected: &[usize],
     engines: &[&dyn Engine],
     fps: &[fingerprint::Fingerprint],
-) -> Result<(HashMap<String, String>, Vec<HashMap<String, String>>)> {
+) -> Result<(HashMap<String, Held>, Vec<HashMap<String, Held>>)> {
     let each = futures_util::future::join_all(
         engines
             .iter()
@@ -116,12 +130,12 @@ pub async fn existing_on(
         .zip(fps)
         .map(|(n, fp)| (n.reference.as_str(), fp.hash.as_str()))
         .collect();
-    let mut merged: HashMap<String, String> = HashMap::new();
+    let mut merged: HashMap<String, Held> = HashMap::new();
     for found in &each {
-        for (reference, label) in found {
-            let up_to_date = current.get(reference.as_str()) == Some(&label.as_str());
+        for (reference, held) in found {
+            let up_to_date = current.get(reference.as_str()) == Some(&held.fingerprint.as_str());
             if up_to_date || !merged.contains_key(reference) {
-                merged.insert(reference.clone(), label.clone());
+                merged.insert(reference.clone(), held.clone());
             }
         }
     }

@@ -25,5 +25,6 @@ mod push;
 mod registry;
 mod retention;
 mod structure_oracle;
+mod sweep;
 mod timeline;
 mod tls;

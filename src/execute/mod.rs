@@ -273,7 +273,8 @@ impl<'a> Scheduler<'a> {
                 continue;
             }
             let mut o = Outcome::new(Status::UpToDate);
-            o.digest = item.published.clone();
+            o.digest = item.published.clone().or(item.published_digest.clone());
+            o.image_id = item.image_id.clone();
             // Several engines: what is only in the registry is pulled by
             // digest where something is built on it, not here.
             if item.fetch && !self.place.several() {
