@@ -97,14 +97,15 @@ pub enum Command {
     ///
     /// Tags older than `max_age` that match no `keep` glob (and no
     /// `keep-…` tag of `strata keep`), never a digest a kept tag shares.
-    /// Prints the table of what goes and why; on a terminal that is all it
-    /// does unless --yes is given.
+    /// Prints the table of what goes and why; that is all it does unless
+    /// --yes is given (as `docker image prune -f`), terminal or not.
+    /// `retention.max_age` must be set: it has no default.
     Prune {
         selectors: Vec<String>,
         /// Print the table only; delete nothing.
         #[arg(long, conflicts_with = "yes")]
         dry_run: bool,
-        /// Delete without asking, even on a terminal.
+        /// Delete what the table says goes (without it nothing is deleted).
         #[arg(long)]
         yes: bool,
         /// Also keep tags matching GLOB (repeatable), besides `retention.keep`.

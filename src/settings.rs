@@ -271,6 +271,9 @@ impl Settings {
             true => progress::Mode::Quiet,
             false => flags.reports.progress,
         };
+        if let Some(path) = &flags.timeline {
+            crate::timeline::check_path(path)?;
+        }
         let files = [&flags.metadata_file, &flags.timeline];
         let reports = Settings::files(&flags.reports, progress, files, root)?;
         let mut s = Settings::new(config, &flags.engines)?;

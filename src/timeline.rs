@@ -38,8 +38,22 @@ pub fn read(path: &Path) -> Result<Vec<Bar>> {
     Ok(summary.images)
 }
 
+/// A timeline is SVG (`.svg`) or an HTML page around it (`.html`); any
+/// other name is refused before anything is built (exit 2).
+pub fn check_path(path: &Path) -> Result<()> {
+    match path.extension().and_then(|e| e.to_str()) {
+        Some("svg" | "html") => Ok(()),
+        _ => Err(Error::input(format!(
+            "`{}`: a timeline is drawn as SVG or HTML, and this name ends in neither",
+            path.display()
+        ))
+        .help("name the file `….svg` or `….html` (for a PNG, convert the SVG, e.g. `rsvg-convert run.svg -o run.png`)")),
+    }
+}
+
 /// Write the picture of `bars` to `path`: SVG, or HTML when it ends in `.html`.
 pub fn write(path: &Path, bars: &[Bar]) -> Result<()> {
+    check_path(path)?;
     let svg = svg(bars)?;
     let text = if path.extension().is_some_and(|e| e == "html") {
         format!(
@@ -80,10 +94,7 @@ pub fn svg(bars: &[Bar]) -> Result<String> {
         })
         .collect();
     if timed.is_empty() {
-        return Err(
-            Error::input("nothing to draw: no image of this run has start and end times")
-                .help("draw a run that built something (the summary of a no-op run has no bars)"),
-        );
+        return Ok(nothing_built(bars.len()));
     }
     timed.sort_by(|a, b| a.1.total_cmp(&b.1).then(a.0.name.cmp(&b.0.name)));
     let (placed, rows) = place(timed);
@@ -141,6 +152,19 @@ pub fn svg(bars: &[Bar]) -> Result<String> {
     axis(&mut out, TOP + ROW * rows as f64 + 6.0, total, scale);
     out.push_str("</svg>\n");
     Ok(out)
+}
+
+/// The picture of a run in which no image ran (an incremental run that
+/// found everything up to date): a line that says so.
+fn nothing_built(images: usize) -> String {
+    let were = match images {
+        1 => "1 image was".to_string(),
+        n => format!("{n} images were"),
+    };
+    format!(
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{WIDTH}\" height=\"60\" viewBox=\"0 0 {WIDTH} 60\" font-family=\"sans-serif\" font-size=\"13\">\n\
+         <text x=\"{LEFT}\" y=\"30\">strata build: nothing was built; {were} up to date</text>\n</svg>\n"
+    )
 }
 
 /// Each bar (sorted by start) on the first row free at its start; the

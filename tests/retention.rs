@@ -184,8 +184,19 @@ fn prune_deletes_exactly_the_old_unkept_tags() {
         "a dry run deletes nothing"
     );
 
-    // For real (stdin is no terminal): exactly the two old, unkept tags go.
+    // Without --yes nothing is deleted, terminal or not (a CI job that
+    // meant --dry-run must not delete).
     let out = strata(&["prune"]);
+    assert!(out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("nothing was deleted (run with --yes to delete)"),
+        "{err}"
+    );
+    assert_eq!(tags_in(&r, &r.host, &repo_path, true).len(), 9);
+
+    // For real: exactly the two old, unkept tags go.
+    let out = strata(&["prune", "--yes"]);
     assert!(
         out.status.success(),
         "{}",

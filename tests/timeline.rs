@@ -113,3 +113,60 @@ fn a_bad_summary_is_a_clear_error() {
         run.stderr
     );
 }
+
+/// A name that is neither `.svg` nor `.html` is refused before building.
+#[test]
+fn a_timeline_of_another_kind_is_refused_before_building() {
+    let t = tree();
+    let args = [
+        "build",
+        "--engine",
+        "sim:sim.yaml",
+        "--progress",
+        "plain",
+        "--timeline",
+        "run.png",
+    ];
+    let run = t.run(&args).expect(2);
+    assert!(run.stderr.contains("SVG or HTML"), "{}", run.stderr);
+    assert!(!run.stderr.contains("building"), "{}", run.stderr);
+    assert!(!t.path().join("run.png").exists());
+}
+
+/// A no-op run (everything up to date) draws a picture that says nothing
+/// was built, and exits 0 (an incremental CI run must not fail).
+#[test]
+fn a_no_op_run_draws_a_note_and_succeeds() {
+    use crate::common::engine::{self, Namespace, BASE_IMAGE};
+    if !engine::available("a_no_op_run_draws_a_note") {
+        return;
+    }
+    let ns = Namespace::new("timeline-noop");
+    let t = TestTree::new();
+    t.write(
+        "strata.yaml",
+        &format!("vars: {{base_image: '{BASE_IMAGE}'}}\n"),
+    )
+    .write(
+        "images/one/Dockerfile.j2",
+        "FROM {{ base_image }}\nRUN true\n",
+    );
+    let set = ns.set();
+    t.run(&["--set", &set, "build", "--progress", "plain"])
+        .expect(0);
+    t.run(&[
+        "--set",
+        &set,
+        "build",
+        "--progress",
+        "plain",
+        "--timeline",
+        "noop.svg",
+    ])
+    .expect(0);
+    let svg = t.read("noop.svg");
+    assert!(
+        svg.contains("nothing was built; 1 image was up to date"),
+        "{svg}"
+    );
+}

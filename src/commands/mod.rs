@@ -32,12 +32,7 @@ pub fn run(cli: Cli) -> Result<Code> {
             dry_run,
             yes,
             keep,
-        } => prune::prune(
-            &opts,
-            selectors,
-            *dry_run || !*yes && prune::on_terminal(),
-            keep,
-        ),
+        } => prune::prune(&opts, selectors, *dry_run || !*yes, keep),
         Command::Keep { reference } => prune::keep(&opts, reference),
         Command::Ci {
             system,

@@ -7,11 +7,6 @@ use crate::load::{self, Options};
 use crate::session::runtime;
 use crate::{report, retention, select};
 
-/// Whether standard input is a terminal.
-pub fn on_terminal() -> bool {
-    std::io::IsTerminal::is_terminal(&std::io::stdin())
-}
-
 /// The table of what goes and why; deleted unless `dry_run`.
 pub fn prune(opts: &Options, selectors: &[String], dry_run: bool, keep: &[String]) -> Result<Code> {
     let loaded = load::load(opts)?;
