@@ -33,28 +33,10 @@ pub fn oci_labels(root: &Path) -> BTreeMap<String, String> {
     if let Some(url) = git(root, &["remote", "get-url", "origin"]) {
         labels.insert(
             "org.opencontainers.image.source".to_string(),
-            public_url(&url),
+            crate::url::public(&url),
         );
     }
     labels
-}
-
-/// A remote URL fit to publish: no `user:password@` (even with an unencoded
-/// `/` in the password), no query string (`?private_token=…`), no fragment.
-pub fn public_url(url: &str) -> String {
-    let url = url.split(['?', '#']).next().unwrap_or(url);
-    match url.split_once("://") {
-        Some((scheme, rest)) => {
-            // The user info ends at the last `@` before the path; a password
-            // may hold `/`, so look for `@` in the whole rest first.
-            let rest = match rest.rsplit_once('@') {
-                Some((_, host_and_path)) => host_and_path,
-                None => rest,
-            };
-            format!("{scheme}://{rest}")
-        }
-        None => url.to_string(),
-    }
 }
 
 /// The commit checked out, its short form and branch, for tag templates;
@@ -142,34 +124,4 @@ pub fn changed_since(root: &Path, rev: &str) -> Result<Vec<String>> {
     out.sort();
     out.dedup();
     Ok(out)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn credentials_and_queries_are_stripped() {
-        for (url, public) in [
-            (
-                "https://u:secret@git.example/a/b.git",
-                "https://git.example/a/b.git",
-            ),
-            (
-                "https://u:se/cr@et@git.example/a/b.git",
-                "https://git.example/a/b.git",
-            ),
-            (
-                "https://git.example/a/b.git?private_token=xyz",
-                "https://git.example/a/b.git",
-            ),
-            (
-                "https://oauth2:tok@git.example/a.git#frag",
-                "https://git.example/a.git",
-            ),
-            ("git@host:a/b.git", "git@host:a/b.git"),
-        ] {
-            assert_eq!(public_url(url), public, "{url}");
-        }
-    }
 }

@@ -46,6 +46,7 @@ mod show;
 mod survey;
 mod tags;
 mod timeline;
+mod url;
 mod xml;
 mod yaml;
 

@@ -72,6 +72,14 @@ pub fn check(tree: &Tree, images: &[Image]) -> Result<()> {
     let fail =
         |value: &str, message: String, rule: &str| Err(bad(&tree.root, file, value, message, rule));
     let registry = c.registry.trim_end_matches('/');
+    if registry.contains('@') {
+        // Never echoed: it holds credentials.
+        return Err(Error::input(format!(
+            "`registry:` holds credentials (`…@{}`); strata never reads them from there",
+            crate::url::shown(registry)
+        ))
+        .help("give the host alone (`registry: host:port`) and the credentials to `docker login`, which files them in the Docker config strata reads"));
+    }
     if !registry.is_empty() && !is_registry(registry) {
         return fail(
             registry,

@@ -67,7 +67,7 @@ impl Session {
         let mut names: Vec<String> = s
             .engines
             .iter()
-            .map(|e| engine::pool::name(e, self.root()))
+            .map(|e| engine::pool::lock_key(e, self.root()))
             .collect();
         names.sort();
         names.dedup();

@@ -135,3 +135,76 @@ fn an_up_to_date_image_has_its_id_and_digest_in_the_summary() {
         );
     }
 }
+
+/// Item 25: the run lock keys on the engine's socket, not on how its
+/// address is spelled: a second run through `unix:////var/run/../run/…`
+/// waits for (or with --no-wait is refused by) the first.
+#[test]
+fn the_lock_holds_however_the_socket_is_spelled() {
+    if !engine::available("lock-spelling") {
+        return;
+    }
+    let socket = match std::env::var("DOCKER_HOST") {
+        Ok(h) if !h.is_empty() => h,
+        _ => "unix:///var/run/docker.sock".to_string(),
+    };
+    let Some(path) = socket.strip_prefix("unix://") else {
+        eprintln!("SKIPPED the_lock_holds_however_the_socket_is_spelled: DOCKER_HOST is not a unix socket");
+        return;
+    };
+    let dir = std::path::Path::new(path).parent().unwrap();
+    let file = std::path::Path::new(path)
+        .file_name()
+        .unwrap()
+        .to_string_lossy();
+    let last = dir.file_name().unwrap().to_string_lossy();
+    let odd = format!("unix:///{}/../{last}/{file}", dir.display());
+    let ns = Namespace::new("lock-spelling");
+    let t = TestTree::new();
+    t.write(
+        "strata.yaml",
+        &format!("vars: {{base_image: '{BASE_IMAGE}'}}\n"),
+    )
+    .write(
+        "images/slow/Dockerfile.j2",
+        "FROM {{ base_image }}\nRUN echo slow-sleeping && sleep 5\n",
+    );
+    let set = ns.set();
+    let mut first =
+        crate::common::Running::spawn(t.command(&["--set", &set, "build", "--progress", "plain"]));
+    first.wait_for("slow-sleeping", 120);
+    let out = t
+        .command(&["--set", &set, "build", "--no-wait"])
+        .env("DOCKER_HOST", &odd)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{odd}: {err}");
+    assert!(err.contains("another strata run (pid"), "{err}");
+    let (code, err) = first.finish();
+    assert_eq!(code, 0, "{err}");
+}
+
+/// Item 24: credentials written into an engine or registry address are
+/// never echoed.
+#[test]
+fn credentials_in_addresses_are_never_shown() {
+    let t = TestTree::new();
+    t.write("strata.yaml", "registry: 'ci:hunter2@127.0.0.1:9'\n")
+        .write("images/one/Dockerfile", "FROM scratch\n");
+    let run = t.run(&["list"]).expect(2);
+    assert!(!run.stderr.contains("hunter2"), "{}", run.stderr);
+    assert!(run.stderr.contains("holds credentials"), "{}", run.stderr);
+    t.write("strata.yaml", "namespace: x\n");
+    let addr = crate::common::closed_address();
+    let out = t
+        .command(&["plan"])
+        .env("DOCKER_HOST", format!("tcp://ci:hunter2@{addr}"))
+        .env("STRATA_ENGINE_TIMEOUT", "3")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{err}");
+    assert!(!err.contains("hunter2"), "{err}");
+    assert!(err.contains(&format!("tcp://{addr}")), "{err}");
+}

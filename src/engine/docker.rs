@@ -83,10 +83,12 @@ impl DockerEngine {
 
 /// The engine the docker CLI would use, for messages and locks.
 pub fn endpoint() -> String {
-    super::endpoint::endpoint().unwrap_or_else(|_| super::endpoint::DEFAULT.into())
+    let host = super::endpoint::endpoint().unwrap_or_else(|_| super::endpoint::DEFAULT.into());
+    crate::url::shown(&host)
 }
 
 fn unreachable(host: &str, e: &dyn std::fmt::Display) -> EngineError {
+    let host = crate::url::shown(host);
     EngineError::Unreachable(format!("cannot reach the Docker engine at `{host}`: {e}"))
 }
 

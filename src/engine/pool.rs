@@ -87,7 +87,21 @@ pub fn name(spec: &Spec, root: &Path) -> String {
     if spec.host == "docker" || spec.is_sim() {
         super::identity(&spec.host, root)
     } else {
-        spec.host.clone()
+        crate::url::shown(&spec.host)
+    }
+}
+
+/// The key of the run lock of the engine `spec` names: its name, with a
+/// `unix://` socket's path resolved (`unix:////var/run/../run/docker.sock`
+/// and a symlinked `/var/run` are the same engine as `unix:///run/docker.sock`).
+pub fn lock_key(spec: &Spec, root: &Path) -> String {
+    let name = name(spec, root);
+    match name.strip_prefix("unix://") {
+        Some(path) => match std::fs::canonicalize(path) {
+            Ok(real) => format!("unix://{}", real.display()),
+            Err(_) => name,
+        },
+        None => name,
     }
 }
 
@@ -154,7 +168,7 @@ async fn connect_one(spec: &Spec, root: &Path) -> Result<Arc<dyn Engine>> {
         .map_err(|_| {
             super::unreachable(EngineError::Unreachable(format!(
                 "the Docker engine at `{}` did not answer a ping within {} s",
-                spec.host,
+                crate::url::shown(&spec.host),
                 timeout.as_secs()
             )))
         })?
