@@ -9,6 +9,7 @@
 //! script runs each level's images in `parallel`; Zuul: jobs with
 //! `dependencies:` in a project pipeline.
 
+use crate::error::{Error, Result};
 use clap::ValueEnum;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -48,46 +49,76 @@ pub fn jobs(graph: &crate::graph::Graph, wanted: &std::collections::BTreeSet<usi
 }
 
 /// The `strata` invocation every job starts with: the tree's place and
-/// the options `strata ci` was given (so jobs see the same tree).
+/// every option `strata ci` was given that changes the set or its inputs
+/// (so jobs build exactly what the plan showed).
 pub struct Invocation {
     pub prefix: String,
     pub selectors: Vec<String>,
 }
 
+/// What `strata ci` was given, as the jobs must see it again.
+pub struct Given<'a> {
+    pub dir: &'a std::path::Path,
+    pub config: Option<&'a std::path::Path>,
+    pub sets: &'a [String],
+    pub excludes: &'a [String],
+    pub overrides: &'a [std::path::PathBuf],
+    pub devfile: Option<&'a std::path::Path>,
+    pub vars: &'a [String],
+    pub var_files: &'a [std::path::PathBuf],
+    pub selectors: &'a [String],
+}
+
 impl Invocation {
-    pub fn new(
-        dir: &std::path::Path,
-        config: Option<&std::path::Path>,
-        sets: &[String],
-        excludes: &[String],
-        selectors: &[String],
-    ) -> Invocation {
+    /// The invocation for `system`; a value the system's file cannot carry
+    /// safely is refused (exit 2), naming it.
+    pub fn new(given: &Given, system: System) -> Result<Invocation> {
+        let mut words: Vec<(&str, String)> = Vec::new();
+        if given.dir != std::path::Path::new(".") && !given.dir.as_os_str().is_empty() {
+            words.push(("-C", given.dir.display().to_string()));
+        }
+        if let Some(c) = given.config {
+            words.push(("--config", c.display().to_string()));
+        }
+        words.extend(given.sets.iter().map(|s| ("--set", s.clone())));
+        words.extend(given.excludes.iter().map(|e| ("--exclude", e.clone())));
+        words.extend(
+            given
+                .overrides
+                .iter()
+                .map(|o| ("--override", o.display().to_string())),
+        );
+        if let Some(d) = given.devfile {
+            words.push(("--devfile", d.display().to_string()));
+        }
+        words.extend(given.vars.iter().map(|v| ("--var", v.clone())));
+        words.extend(
+            given
+                .var_files
+                .iter()
+                .map(|f| ("--var-file", f.display().to_string())),
+        );
         let mut prefix = String::from("strata");
-        if dir != std::path::Path::new(".") && !dir.as_os_str().is_empty() {
-            let _ = write!(prefix, " -C {}", quote(&dir.display().to_string()));
+        for (flag, value) in &words {
+            carried(system, flag, value)?;
+            let _ = write!(prefix, " {flag} {}", quote(value));
         }
-        if let Some(c) = config {
-            let _ = write!(prefix, " --config {}", quote(&c.display().to_string()));
+        for s in given.selectors {
+            carried(system, "a selector", s)?;
         }
-        for s in sets {
-            let _ = write!(prefix, " --set {}", quote(s));
-        }
-        for e in excludes {
-            let _ = write!(prefix, " --exclude {}", quote(e));
-        }
-        Invocation {
+        Ok(Invocation {
             prefix,
-            selectors: selectors.to_vec(),
-        }
+            selectors: given.selectors.to_vec(),
+        })
     }
 
     fn build(&self, job: &Job) -> String {
         format!(
-            "{} build {} --no-deps --push --no-publish --progress plain --summary summary-{}.json --junit junit-{}.xml",
+            "{} build {} --no-deps --push --no-publish --progress plain --summary {} --junit {}",
             self.prefix,
             quote(&job.name),
-            job.name,
-            job.name
+            quote(&format!("summary-{}.json", job.name)),
+            quote(&format!("junit-{}.xml", job.name)),
         )
     }
 
@@ -99,6 +130,37 @@ impl Invocation {
             format!(" {}", sel.join(" "))
         };
         format!("{} publish{sel}", self.prefix)
+    }
+}
+
+/// Whether `value` (given as `flag`) can reach a job of `system` as the
+/// very text given: control characters (a newline, U+0085, DEL, ESC) are
+/// refused everywhere; GitHub evaluates `${{ … }}` in `run:` and `env:`
+/// before any shell sees it, and Zuul's Ansible templates `{{ … }}` and
+/// `{% … %}` in job variables, so those are refused there.
+pub fn carried(system: System, flag: &str, value: &str) -> Result<()> {
+    let refuse = |why: &str, help: &str| {
+        Err(
+            Error::input(format!("{flag} `{}`: {why}", value.escape_debug()))
+                .help(help.to_string()),
+        )
+    };
+    if value.chars().any(char::is_control) {
+        return refuse(
+            "holds a control character, which no CI file carries safely",
+            "give the value without newlines or other control characters",
+        );
+    }
+    match system {
+        System::Github if value.contains("${{") => refuse(
+            "holds `${{`, which GitHub Actions would evaluate before the shell runs the job",
+            "put the value in strata.yaml (or a file the job reads) instead of the command line",
+        ),
+        System::Zuul if value.contains("{{") || value.contains("{%") => refuse(
+            "holds `{{` or `{%`, which Ansible would template in the job's variables",
+            "put the template in strata.yaml (`tag:`, `tags:` and `vars` are templated there)",
+        ),
+        _ => Ok(()),
     }
 }
 
@@ -165,13 +227,29 @@ fn ident(name: &str, system: System) -> String {
     }
 }
 
-/// The publish job's name, which no image job takes.
-fn publish_name(jobs: &[Job]) -> String {
-    let mut name = "strata-publish".to_string();
-    while jobs.iter().any(|j| j.name == name) {
-        name.insert(0, '_');
+/// Each job's identifier, one-to-one: where two names map to one
+/// identifier (GitHub's `a.b` and `a_b`; GitLab's renamed `image` and a real
+/// `build-image`), the later one gets a suffix; the publish job's name
+/// (under `""`) is taken by no image job.
+fn ids(jobs: &[Job], system: System) -> BTreeMap<String, String> {
+    let mut taken = std::collections::BTreeSet::new();
+    let mut out = BTreeMap::new();
+    let sep = if system == System::Github { '_' } else { '-' };
+    for name in jobs.iter().map(|j| j.name.as_str()).chain([""]) {
+        let base = match name {
+            "" => ident("strata-publish", system),
+            _ => ident(name, system),
+        };
+        let mut id = base.clone();
+        let mut n = 1;
+        while taken.contains(&id) || (name.is_empty() && jobs.iter().any(|j| j.name == id)) {
+            n += 1;
+            id = format!("{base}{sep}{n}");
+        }
+        taken.insert(id.clone());
+        out.insert(name.to_string(), id);
     }
-    name
+    out
 }
 
 /// The pipeline for `system`.
@@ -187,17 +265,14 @@ pub fn emit(system: System, jobs: &[Job], inv: &Invocation) -> String {
 const HEADER: &str = "# Generated by `strata ci`: one job per image, each waiting for its parents' jobs,\n# building with `--push --no-publish` (content tags only); the last job moves the\n# release tags. Jobs share only the registry; each needs an engine, `strata`, and\n# registry credentials in its Docker config.\n";
 
 fn gitlab(jobs: &[Job], inv: &Invocation) -> String {
+    let ids = ids(jobs, System::Gitlab);
     let mut x = String::from(HEADER);
     x.push_str("# Run it as a child pipeline: `trigger: {include: [{artifact: strata-ci.yml, job: …}]}`.\nstages: [build, publish]\n");
     for j in jobs {
-        let _ = writeln!(x, "\n{}:", y(&ident(&j.name, System::Gitlab)));
+        let _ = writeln!(x, "\n{}:", y(&ids[&j.name]));
         x.push_str("  stage: build\n");
         if !j.parents.is_empty() {
-            let needs: Vec<String> = j
-                .parents
-                .iter()
-                .map(|p| y(&ident(p, System::Gitlab)))
-                .collect();
+            let needs: Vec<String> = j.parents.iter().map(|p| y(&ids[p])).collect();
             let _ = writeln!(x, "  needs: [{}]", needs.join(", "));
         } else {
             x.push_str("  needs: []\n");
@@ -210,11 +285,8 @@ fn gitlab(jobs: &[Job], inv: &Invocation) -> String {
             y(&format!("junit-{}.xml", j.name))
         );
     }
-    let needs: Vec<String> = jobs
-        .iter()
-        .map(|j| y(&ident(&j.name, System::Gitlab)))
-        .collect();
-    let _ = writeln!(x, "\n{}:", y(&publish_name(jobs)));
+    let needs: Vec<String> = jobs.iter().map(|j| y(&ids[&j.name])).collect();
+    let _ = writeln!(x, "\n{}:", y(&ids[""]));
     x.push_str("  stage: publish\n");
     let _ = writeln!(x, "  needs: [{}]", needs.join(", "));
     let _ = writeln!(x, "  script:\n    - {}", y(&inv.publish()));
@@ -222,14 +294,15 @@ fn gitlab(jobs: &[Job], inv: &Invocation) -> String {
 }
 
 fn github(jobs: &[Job], inv: &Invocation) -> String {
+    let ids = ids(jobs, System::Github);
     let mut x = String::from(HEADER);
     x.push_str("name: strata\non:\n  workflow_dispatch: {}\njobs:\n");
     for j in jobs {
-        let _ = writeln!(x, "  {}:", ident(&j.name, System::Github));
+        let _ = writeln!(x, "  {}:", ids[&j.name]);
         let _ = writeln!(x, "    name: {}", y(&j.name));
         x.push_str("    runs-on: ubuntu-latest\n");
         if !j.parents.is_empty() {
-            let needs: Vec<String> = j.parents.iter().map(|p| ident(p, System::Github)).collect();
+            let needs: Vec<&str> = j.parents.iter().map(|p| ids[p].as_str()).collect();
             let _ = writeln!(x, "    needs: [{}]", needs.join(", "));
         }
         x.push_str("    steps:\n      - uses: actions/checkout@v4\n");
@@ -241,11 +314,8 @@ fn github(jobs: &[Job], inv: &Invocation) -> String {
             y(&format!("summary-{0}.json\njunit-{0}.xml", j.name))
         );
     }
-    let needs: Vec<String> = jobs
-        .iter()
-        .map(|j| ident(&j.name, System::Github))
-        .collect();
-    let _ = writeln!(x, "  {}:", ident(&publish_name(jobs), System::Github));
+    let needs: Vec<&str> = jobs.iter().map(|j| ids[&j.name].as_str()).collect();
+    let _ = writeln!(x, "  {}:", ids[""]);
     x.push_str("    runs-on: ubuntu-latest\n");
     if !needs.is_empty() {
         let _ = writeln!(x, "    needs: [{}]", needs.join(", "));
@@ -331,7 +401,7 @@ fn zuul(jobs: &[Job], inv: &Invocation) -> String {
             y(&inv.build(j))
         );
     }
-    let publish = publish_name(jobs);
+    let publish = ids(jobs, System::Zuul)[""].clone();
     let _ = writeln!(
         x,
         "\n- job:\n    name: {}\n    parent: strata-build\n    vars:\n      strata_command: {}",
@@ -405,5 +475,24 @@ mod tests {
         assert_eq!(ident("9lives.x", System::Github), "_9lives_x");
         assert_eq!(ident("image", System::Gitlab), "build-image");
         assert_eq!(quote("it's"), r"'it'\''s'");
+        let named = |names: &[&str]| -> Vec<Job> {
+            names
+                .iter()
+                .map(|n| Job {
+                    name: n.to_string(),
+                    parents: vec![],
+                })
+                .collect()
+        };
+        let gh = ids(&named(&["a.b", "a_b", "strata-publish"]), System::Github);
+        assert_eq!(
+            (gh["a.b"].as_str(), gh["a_b"].as_str(), gh[""].as_str()),
+            ("a_b", "a_b_2", "strata-publish_2")
+        );
+        let gl = ids(&named(&["build-image", "image"]), System::Gitlab);
+        assert_eq!(
+            (gl["build-image"].as_str(), gl["image"].as_str()),
+            ("build-image", "build-image-2")
+        );
     }
 }

@@ -208,3 +208,192 @@ fn credentials_in_addresses_are_never_shown() {
     assert!(!err.contains("hunter2"), "{err}");
     assert!(err.contains(&format!("tcp://{addr}")), "{err}");
 }
+
+/// A `strata` stand-in that writes the words it was given, NUL-separated,
+/// to `$STRATA_ARGS_OUT`: what a CI job's shell really passed.
+fn fake_strata() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("strata");
+    std::fs::write(
+        &path,
+        "#!/bin/sh\nfor a in \"$@\"; do printf '%s\\0' \"$a\"; done > \"$STRATA_ARGS_OUT\"\n",
+    )
+    .unwrap();
+    let mut perm = std::fs::metadata(&path).unwrap().permissions();
+    std::os::unix::fs::PermissionsExt::set_mode(&mut perm, 0o755);
+    std::fs::set_permissions(&path, perm).unwrap();
+    dir
+}
+
+/// Run one job's command line in a shell, as the CI system's runner
+/// would, with the stand-in `strata`: the words it received.
+fn words_of(line: &str, fake: &std::path::Path, work: &std::path::Path) -> Vec<String> {
+    let out = work.join("args");
+    let _ = std::fs::remove_file(&out);
+    let path = format!(
+        "{}:{}",
+        fake.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let status = std::process::Command::new("sh")
+        .args(["-c", line])
+        .current_dir(work)
+        .env("PATH", path)
+        .env("STRATA_ARGS_OUT", &out)
+        .status()
+        .unwrap();
+    assert!(status.success(), "{line}");
+    let bytes = std::fs::read(&out).unwrap_or_default();
+    bytes
+        .split(|b| *b == 0)
+        .filter(|w| !w.is_empty())
+        .map(|w| String::from_utf8_lossy(w).to_string())
+        .collect()
+}
+
+/// The build command of the job for image `a` in each system's file.
+fn job_line(system: &str, text: &str) -> String {
+    let doc: serde_json::Value =
+        serde_saphyr::from_str(text).unwrap_or_else(|e| panic!("{e}\n{text}"));
+    match system {
+        "gitlab" => doc["a"]["script"][0].as_str().unwrap().to_string(),
+        "github" => doc["jobs"]["a"]["steps"][1]["run"]
+            .as_str()
+            .unwrap()
+            .to_string(),
+        "zuul" => doc
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|d| d["job"]["name"] == "strata-build-a")
+            .map(|d| {
+                d["job"]["vars"]["strata_command"]
+                    .as_str()
+                    .unwrap()
+                    .to_string()
+            })
+            .unwrap(),
+        _ => {
+            // Jenkins: the Groovy single-quoted string of `sh '…'` in the
+            // Job Builder's dsl (whose braces are doubled).
+            let dsl = doc[0]["job"]["dsl"]
+                .as_str()
+                .unwrap()
+                .replace("{{", "{")
+                .replace("}}", "}");
+            let at = dsl.find("steps { sh '").unwrap() + "steps { sh '".len();
+            let mut out = String::new();
+            let mut chars = dsl[at..].chars();
+            while let Some(c) = chars.next() {
+                match c {
+                    '\\' => out.push(chars.next().unwrap()),
+                    '\'' => break,
+                    c => out.push(c),
+                }
+            }
+            out
+        }
+    }
+}
+
+/// Items 3, 22, 23, 30: every emitter carries hostile values to the job's
+/// shell exactly as given (shown by running the emitted command in `sh`),
+/// or refuses them with exit 2; every option that changes the set reaches
+/// the jobs; job ids stay one-to-one.
+#[test]
+fn hostile_values_reach_ci_jobs_as_given_or_are_refused() {
+    let t = TestTree::new();
+    t.write("strata.yaml", "namespace: hostile\n")
+        .write("images/a/Dockerfile", "FROM scratch\n")
+        .write("over.j2", "{% extends parent_template %}\n");
+    let fake = fake_strata();
+    let hostile = [
+        "$(touch pwned)",
+        "`touch pwned`",
+        "a; touch pwned",
+        "it's \"quoted\"",
+        "${HOME} $HOME",
+        "* ?",
+        ": # not a comment",
+        "&anchor *alias !tag",
+        "- item",
+        "{a: b}",
+        "[x, y]",
+        "%{x} @x | > <",
+        "back\\slash",
+        "x {{ curly }}",
+    ];
+    for system in ["gitlab", "github", "jenkins", "zuul"] {
+        for value in hostile {
+            let set = format!("vars.x={value}");
+            let run = t.run(&[
+                "--set",
+                &set,
+                "--override",
+                "over.j2",
+                "--var",
+                "K=v",
+                "ci",
+                system,
+                "--all",
+            ]);
+            if system == "zuul" && value.contains("{{") {
+                assert_eq!(run.code, 2, "{system} {value}: {}", run.stderr);
+                continue;
+            }
+            assert_eq!(run.code, 0, "{system} {value}: {}", run.stderr);
+            let words = words_of(&job_line(system, &run.stdout), fake.path(), t.path());
+            let at = words.iter().position(|w| w == "--set").expect("--set");
+            assert_eq!(words[at + 1], set, "{system}: {words:?}");
+            for (flag, given) in [("--override", "over.j2"), ("--var", "K=v")] {
+                let i = words
+                    .iter()
+                    .position(|w| w == flag)
+                    .unwrap_or_else(|| panic!("{system}: {flag} dropped: {words:?}"));
+                assert_eq!(words[i + 1], given);
+            }
+            assert!(!t.path().join("pwned").exists(), "{system} {value}");
+        }
+        for value in ["a\nb", "a\u{85}b", "a\u{7f}b", "a\u{1b}[31mb"] {
+            let set = format!("vars.x={value}");
+            let run = t.run(&["--set", &set, "ci", system, "--all"]);
+            assert_eq!(run.code, 2, "{system} {value:?}: {}", run.stderr);
+            assert!(run.stderr.contains("control character"), "{}", run.stderr);
+        }
+    }
+    let run = t.run(&[
+        "--set",
+        "vars.x=${{ secrets.GITHUB_TOKEN }}",
+        "ci",
+        "github",
+        "--all",
+    ]);
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert!(
+        run.stderr.contains("GitHub Actions would evaluate"),
+        "{}",
+        run.stderr
+    );
+}
+
+/// Item 30: names that map to one job id get distinct ids; no job is lost.
+#[test]
+fn colliding_ci_job_ids_get_a_suffix() {
+    let t = TestTree::new();
+    t.write("strata.yaml", "namespace: ids\n");
+    for name in ["a.b", "a_b", "image", "build-image", "strata-publish"] {
+        t.write(&format!("images/{name}/Dockerfile"), "FROM scratch\n");
+    }
+    for (system, jobs) in [("github", "jobs"), ("gitlab", "")] {
+        let run = t.run(&["ci", system, "--all"]).expect(0);
+        let doc: serde_json::Value = serde_saphyr::from_str(&run.stdout).unwrap();
+        let map = if jobs.is_empty() { &doc } else { &doc[jobs] };
+        let ids: Vec<&String> = map
+            .as_object()
+            .unwrap()
+            .keys()
+            .filter(|k| !["stages", "name", "on", "jobs"].contains(&k.as_str()))
+            .collect();
+        assert_eq!(ids.len(), 6, "{system}: five images and publish: {ids:?}");
+    }
+}

@@ -11,6 +11,19 @@ use crate::settings::Settings;
 use std::collections::BTreeSet;
 
 pub fn run(cli: &Cli, system: System, selectors: &[String], all: bool) -> Result<Code> {
+    // What cannot reach a job safely is refused before anything is asked.
+    let given = ci::Given {
+        dir: &cli.dir,
+        config: cli.config.as_deref(),
+        sets: &cli.sets,
+        excludes: &cli.exclude,
+        overrides: &cli.overrides,
+        devfile: cli.devfile.as_deref(),
+        vars: &cli.vars,
+        var_files: &cli.var_files,
+        selectors,
+    };
+    let inv = ci::Invocation::new(&given, system)?;
     let mut session = Session::open(&cli.options(), selectors, None)?;
     let wanted: BTreeSet<usize> = if all {
         session.scope.selected.iter().copied().collect()
@@ -20,13 +33,9 @@ pub fn run(cli: &Cli, system: System, selectors: &[String], all: bool) -> Result
         session.plan(&settings)?.to_build().map(|i| i.id).collect()
     };
     let jobs = ci::jobs(&session.scope.loaded.graph, &wanted);
-    let inv = ci::Invocation::new(
-        &cli.dir,
-        cli.config.as_deref(),
-        &cli.sets,
-        &cli.exclude,
-        selectors,
-    );
+    for job in &jobs {
+        ci::carried(system, "the image name", &job.name)?;
+    }
     crate::report::out(&ci::emit(system, &jobs, &inv));
     Ok(Code::Success)
 }
