@@ -32,9 +32,8 @@ pub fn steps(loaded: &Loaded, apply: bool) -> Result<Steps<'_>> {
         return Err(Error::input("no devfile of this tree has a default `deploy` command")
             .help("add a command with `group: {kind: deploy, isDefault: true}` whose `apply` (or composite) names the components to deploy"));
     }
-    if apply && which("kubectl").is_none() {
-        return Err(Error::input("--apply pipes the manifests to `kubectl apply -f -`, and `kubectl` is not on PATH")
-            .help("install kubectl (and point it at the cluster), or leave out --apply to print the manifests, or --out DIR to write them"));
+    if apply {
+        kubectl_runs()?;
     }
     if loaded.tree.config.registry.is_empty() {
         return Err(
@@ -152,11 +151,29 @@ pub fn apply(all: &str) -> Result<Code> {
     })
 }
 
-/// The program `name` on PATH, if any.
-fn which(name: &str) -> Option<PathBuf> {
-    std::env::var_os("PATH").and_then(|paths| {
-        std::env::split_paths(&paths)
-            .map(|p| p.join(name))
-            .find(|p| p.is_file())
-    })
+/// `--apply` needs a `kubectl` that runs (`kubectl version --client`),
+/// found before anything is built.
+fn kubectl_runs() -> Result<()> {
+    let help = "install kubectl (and point it at the cluster), or leave out --apply to print the manifests, or --out DIR to write them";
+    let ran = std::process::Command::new("kubectl")
+        .args(["version", "--client"])
+        .stdin(std::process::Stdio::null())
+        .output();
+    match ran {
+        Ok(out) if out.status.success() => Ok(()),
+        Ok(out) => Err(Error::input(format!(
+            "--apply pipes the manifests to `kubectl apply -f -`, and `kubectl version --client` failed ({}): {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        ))
+        .help(help)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(Error::input(
+            "--apply pipes the manifests to `kubectl apply -f -`, and `kubectl` is not on PATH",
+        )
+        .help(help)),
+        Err(e) => Err(Error::input(format!(
+            "--apply pipes the manifests to `kubectl apply -f -`, and `kubectl` cannot be run: {e}"
+        ))
+        .help(help)),
+    }
 }

@@ -242,6 +242,16 @@ fn a_devfile_builds_pushes_and_deploys_pinned_by_digest() {
     let out = cmd.output().unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("`kubectl` is not on PATH"));
+    // A `kubectl` that is there but cannot run: the same, not a build first.
+    let bin = tempfile::tempdir().unwrap();
+    std::fs::write(bin.path().join("kubectl"), "not a program\n").unwrap();
+    let mut cmd = t.command(&["--set", &ns.set(), "deploy", "--apply"]);
+    cmd.env("PATH", bin.path());
+    let out = cmd.output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("`kubectl` cannot be run"), "{err}");
+    assert!(!err.contains("building"), "{err}");
 }
 
 #[test]

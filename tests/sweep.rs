@@ -397,3 +397,63 @@ fn colliding_ci_job_ids_get_a_suffix() {
         assert_eq!(ids.len(), 6, "{system}: five images and publish: {ids:?}");
     }
 }
+
+/// Items 1, 2, 20: a devfile cannot read or write outside the tree, and a
+/// variable's value never adds YAML structure.
+#[test]
+fn devfiles_stay_inside_the_tree_and_variables_stay_values() {
+    let outside = tempfile::tempdir().unwrap();
+    std::fs::write(
+        outside.path().join("secret.yaml"),
+        "kind: Secret # hunter2\n",
+    )
+    .unwrap();
+    let t = TestTree::new();
+    let devfile = |uri: &str| {
+        format!(
+            "schemaVersion: 2.2.0\ncomponents:\n  - name: app\n    image:\n      imageName: app\n      dockerfile: {{uri: Dockerfile}}\n  - name: deploy\n    kubernetes: {{uri: '{uri}'}}\ncommands:\n  - id: d\n    apply: {{component: deploy}}\n    group: {{kind: deploy, isDefault: true}}\n"
+        )
+    };
+    t.write("Dockerfile", "FROM scratch\n");
+    let secret = outside.path().join("secret.yaml").display().to_string();
+    let relative = format!("../../../../../../../../..{secret}");
+    for uri in [secret.as_str(), relative.as_str(), "/proc/self/environ"] {
+        t.write("devfile.yaml", &devfile(uri));
+        let run = t.run(&["--set", "registry=127.0.0.1:9", "deploy", "--out", "m"]);
+        assert_eq!(run.code, 2, "{uri}: {}", run.stderr);
+        assert!(
+            run.stderr.contains("outside the tree"),
+            "{uri}: {}",
+            run.stderr
+        );
+        assert!(!run.stdout.contains("hunter2") && !run.stderr.contains("hunter2"));
+    }
+    // A component name that is a path: refused by the devfile schema's rule.
+    t.write(
+        "devfile.yaml",
+        &devfile("k.yaml")
+            .replace("name: deploy", "name: ../../../../tmp/x/evil")
+            .replace("component: deploy", "component: ../../../../tmp/x/evil"),
+    )
+    .write("k.yaml", "kind: ConfigMap\n");
+    let run = t.run(&["list"]).expect(2);
+    assert!(
+        run.stderr.contains("is not a devfile component name"),
+        "{}",
+        run.stderr
+    );
+    // Values are substituted into parsed strings: quotes and newlines in a
+    // value stay in that value (before, they broke or added YAML).
+    t.write(
+        "devfile.yaml",
+        "schemaVersion: 2.2.0\ncomponents:\n  - name: app\n    image:\n      imageName: app\n      dockerfile:\n        uri: Dockerfile\n        args: [\"--build-arg\", \"G={{G}}\"]\n",
+    );
+    let injected =
+        "x\"]\n  - name: evil\n    image: {imageName: evil, dockerfile: {uri: Dockerfile}}\n#";
+    let run = t
+        .run(&["--var", &format!("G={injected}"), "list", "--json"])
+        .expect(0);
+    let list: Vec<serde_json::Value> = serde_json::from_str(&run.stdout).unwrap();
+    let names: Vec<&str> = list.iter().map(|i| i["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["app"], "{}", run.stdout);
+}
