@@ -14,6 +14,10 @@ use oci_client::secrets::RegistryAuth;
 use oci_client::{Client, Reference};
 use std::time::Duration;
 
+/// Tags asked for per page of a tag list, and the most pages read.
+const TAG_PAGE: usize = 1000;
+const MAX_TAG_PAGES: usize = 10_000;
+
 /// How long a registry has to answer before it counts as unreachable.
 const TIMEOUT: Duration = Duration::from_secs(20);
 
@@ -198,18 +202,33 @@ impl Registry {
     pub async fn tags(&self, repository: &str) -> Result<Vec<TagInfo>> {
         let t = Target::of(&format!("{repository}:latest"))?;
         let mut names: Vec<String> = Vec::new();
+        let mut seen = std::collections::HashSet::new();
         let mut last: Option<String> = None;
-        loop {
+        for page_number in 1.. {
             let asked = self
                 .client
-                .list_tags(&t.parsed, &t.auth, Some(1000), last.as_deref());
+                .list_tags(&t.parsed, &t.auth, Some(TAG_PAGE), last.as_deref());
             let Some(page) = t.answer(asked).await? else {
                 break;
             };
-            let done = page.tags.len() < 1000;
-            last = page.tags.last().cloned();
-            names.extend(page.tags);
-            if done || last.is_none() {
+            let full = page.tags.len() >= TAG_PAGE;
+            let fresh: Vec<String> = page
+                .tags
+                .into_iter()
+                .filter(|t| seen.insert(t.clone()))
+                .collect();
+            // A page with nothing new: the registry ignores `last=`, and
+            // would be asked forever; so would one with no end.
+            if (full && fresh.is_empty()) || page_number > MAX_TAG_PAGES {
+                return Err(Error::engine(format!(
+                    "the registry `{}` pages its tag list of `{repository}` without end (page {page_number} brought no new tag, or over {MAX_TAG_PAGES} pages); nothing was deleted",
+                    t.host
+                ))
+                .help("the registry does not follow the Distribution API's tag-list pagination (`n` and `last`): upgrade or fix it"));
+            }
+            last = fresh.last().cloned();
+            names.extend(fresh);
+            if !full || last.is_none() {
                 break;
             }
         }
@@ -407,6 +426,12 @@ fn classify(e: E, host: &str, anonymous: bool) -> Result<()> {
                 .any(|e| matches!(e.code, OciErrorCode::Unauthorized | OciErrorCode::Denied)) =>
         {
             Err(refused(host, anonymous))
+        }
+        E::DigestError(oci_client::errors::DigestError::VerificationError { expected, actual }) => {
+            Err(Error::engine(format!(
+                "the registry `{host}` failed an integrity check: it named the digest `{expected}` for content whose digest is `{actual}`"
+            ))
+            .help("the registry (or something between) altered what it served; nothing was moved: check the registry and its storage"))
         }
         e => Err(unreachable(host, &e)),
     }

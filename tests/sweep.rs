@@ -457,3 +457,202 @@ fn devfiles_stay_inside_the_tree_and_variables_stay_values() {
     let names: Vec<&str> = list.iter().map(|i| i["name"].as_str().unwrap()).collect();
     assert_eq!(names, ["app"], "{}", run.stdout);
 }
+
+const META_PASSING: &str = "schemaVersion: 2.0.0\nmetadataTest:\n  envVars:\n    - key: PATH\n      value: /bin\n      isRegex: true\n";
+const FAILING_FILE: &str = "schemaVersion: 2.0.0\nfileExistenceTests:\n  - name: no such file\n    path: /nope\n    shouldExist: true\n";
+
+/// Item 8: an edited test file is re-run by the next build, whatever runs
+/// came before (`build --no-tests`, a failing `test`, `build --push`).
+#[test]
+fn an_edited_test_file_is_run_again_after_any_sequence() {
+    let Some(p) = pushed("sweep-test-key", "") else {
+        return;
+    };
+    p.t.write("images/app/image.yaml", "tests: [fail.yaml]\n")
+        .write("images/app/fail.yaml", FAILING_FILE)
+        .write("images/app/meta.yaml", META_PASSING);
+    let build = |args: &[&str]| {
+        let mut all = vec!["build", "--progress", "plain", "--summary", "s.json"];
+        all.extend_from_slice(args);
+        let (code, _, err) = p.run(&all);
+        let s: serde_json::Value = serde_json::from_str(&p.t.read("s.json")).unwrap_or_default();
+        let app = s["images"]
+            .as_array()
+            .and_then(|a| a.iter().find(|i| i["name"] == "app").cloned())
+            .unwrap_or_default();
+        (code, err, app)
+    };
+    assert_eq!(build(&["--no-tests"]).0, 0);
+    let (code, _, err) = p.run(&["test", "app"]);
+    assert_eq!(code, 1, "{err}");
+    p.t.write("images/app/image.yaml", "tests: [meta.yaml]\n");
+    let (code, err, app) = build(&["--push"]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(app["tests"].as_array().map(Vec::len), Some(1), "{app}");
+    let (code, err, app) = build(&[]);
+    assert_eq!(
+        (code, app["status"].as_str()),
+        (0, Some("up-to-date")),
+        "{err}"
+    );
+    assert_eq!(
+        app["tests"].as_array().map(Vec::len),
+        Some(0),
+        "passed already: {app}"
+    );
+    p.t.write(
+        "images/app/meta.yaml",
+        &META_PASSING.replace("/bin", "/usr"),
+    );
+    let (code, err, app) = build(&[]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(app["status"], "up-to-date", "not rebuilt: {app}");
+    assert_eq!(
+        app["tests"].as_array().map(Vec::len),
+        Some(1),
+        "run again: {app}"
+    );
+    let (_, plan, _) = p.run(&["plan"]);
+    assert!(plan.contains("0 to build"), "{plan}");
+}
+
+/// A registry that misbehaves, on loopback: each request's method and path
+/// go to `answer`, which gives the status, extra headers and body. The
+/// requests seen are kept, in order.
+struct FakeRegistry {
+    host: String,
+    seen: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+type Answer = (u16, Vec<(&'static str, String)>, Vec<u8>);
+
+fn fake_registry(answer: fn(&str, &str) -> Answer) -> FakeRegistry {
+    use std::io::{BufRead, BufReader, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let host = listener.local_addr().unwrap().to_string();
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let log = seen.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten().take(20_000) {
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let mut line = String::new();
+            if reader.read_line(&mut line).is_err() {
+                continue;
+            }
+            let mut length = 0;
+            loop {
+                let mut h = String::new();
+                if reader.read_line(&mut h).unwrap_or(0) == 0 || h == "\r\n" {
+                    break;
+                }
+                if let Some(v) = h.to_ascii_lowercase().strip_prefix("content-length:") {
+                    length = v.trim().parse().unwrap_or(0);
+                }
+            }
+            let mut body = vec![0; length];
+            let _ = std::io::Read::read_exact(&mut reader, &mut body);
+            let mut words = line.split_whitespace();
+            let (method, path) = (words.next().unwrap_or(""), words.next().unwrap_or(""));
+            log.lock().unwrap().push(format!("{method} {path}"));
+            let (status, headers, body) = answer(method, path);
+            let mut out = stream;
+            let mut head = format!(
+                "HTTP/1.1 {status} X\r\nContent-Length: {}\r\nConnection: close\r\n",
+                body.len()
+            );
+            for (k, v) in headers {
+                head.push_str(&format!("{k}: {v}\r\n"));
+            }
+            head.push_str("\r\n");
+            let _ = out.write_all(head.as_bytes());
+            let _ = out.write_all(&body);
+        }
+    });
+    FakeRegistry { host, seen }
+}
+
+/// Item 29: a registry that ignores tag-list pagination stops `prune`
+/// with exit 3 naming it, instead of asking forever.
+#[test]
+fn a_registry_that_pages_forever_stops_prune() {
+    let r = fake_registry(|_, path| {
+        if path.contains("/tags/list") {
+            let tags: Vec<String> = (0..1000).map(|i| format!("\"t{i}\"")).collect();
+            let body = format!("{{\"name\": \"x\", \"tags\": [{}]}}", tags.join(","));
+            return (
+                200,
+                vec![("Content-Type", "application/json".into())],
+                body.into_bytes(),
+            );
+        }
+        (200, vec![], b"{}".to_vec())
+    });
+    let t = TestTree::new();
+    t.write(
+        "strata.yaml",
+        &format!(
+            "registry: '{}'\nnamespace: p\nretention: {{max_age: 1d}}\n",
+            r.host
+        ),
+    )
+    .write("images/one/Dockerfile", "FROM scratch\n");
+    let run = t.run(&["prune", "--dry-run"]);
+    assert_eq!(run.code, 3, "{}", run.stderr);
+    assert!(
+        run.stderr
+            .contains(&format!("`{}` pages its tag list", r.host)),
+        "{}",
+        run.stderr
+    );
+    let asked = r
+        .seen
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|l| l.contains("/tags/list"))
+        .count();
+    assert_eq!(asked, 2, "the second page brought nothing new");
+}
+
+/// Item 10: a registry that serves a manifest under the wrong digest is an
+/// integrity failure (exit 3, said as such), and nothing is moved.
+#[test]
+fn a_wrong_digest_from_the_registry_is_an_integrity_failure() {
+    let r = fake_registry(|method, path| {
+        if method == "GET" && path.contains("/manifests/") {
+            let body = br#"{"schemaVersion":2,"mediaType":"application/vnd.docker.distribution.manifest.v2+json","config":{"mediaType":"application/vnd.docker.container.image.v1+json","size":2,"digest":"sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a"},"layers":[]}"#.to_vec();
+            let wrong = format!("sha256:{}", "0".repeat(64));
+            return (
+                200,
+                vec![
+                    (
+                        "Content-Type",
+                        "application/vnd.docker.distribution.manifest.v2+json".into(),
+                    ),
+                    ("Docker-Content-Digest", wrong),
+                ],
+                body,
+            );
+        }
+        (200, vec![], b"{}".to_vec())
+    });
+    let t = TestTree::new();
+    t.write(
+        "strata.yaml",
+        &format!("registry: '{}'\nnamespace: d\n", r.host),
+    )
+    .write("images/one/Dockerfile", "FROM scratch\n");
+    let run = t.run(&["keep", "one:v1"]);
+    assert_eq!(run.code, 3, "{}", run.stderr);
+    assert!(
+        run.stderr.contains("failed an integrity check"),
+        "{}",
+        run.stderr
+    );
+    assert!(!run.stderr.contains("cannot reach"), "{}", run.stderr);
+    let seen = r.seen.lock().unwrap();
+    assert!(
+        !seen.iter().any(|l| l.starts_with("PUT")),
+        "nothing moved: {seen:?}"
+    );
+}
