@@ -95,6 +95,17 @@ pub fn content_tag(reference: &str, fingerprint: &str) -> String {
     format!("{repo}:fp-{}", fingerprint.get(..24).unwrap_or(fingerprint))
 }
 
+/// The tag that holds an image from the end of its build until its own tags
+/// are on it (`repo:strata-hold-<pid>`): an untagged image is what
+/// `docker image prune` takes. Never pushed; removed by the run.
+pub fn hold_tag(reference: &str) -> String {
+    format!(
+        "{}:strata-hold-{}",
+        repository(reference),
+        std::process::id()
+    )
+}
+
 /// `repo@digest`: the image a reference pointed at, pinned.
 pub fn pinned(reference: &str, digest: &str) -> String {
     format!("{}@{digest}", repository(reference))

@@ -656,3 +656,50 @@ fn a_wrong_digest_from_the_registry_is_an_integrity_failure() {
         "nothing moved: {seen:?}"
     );
 }
+
+/// Item 5: an image test with a `setup:` step passes during `build` (the
+/// committed setup image's removal took the untagged image under test).
+/// Items 17, 31: from the end of its build an image is held by a tag, so
+/// another job's `docker image prune` cannot take it; the hold goes after.
+#[test]
+fn setup_steps_work_in_build_and_a_prune_mid_run_takes_nothing() {
+    if !engine::available("setup-step-in-build") {
+        return;
+    }
+    let ns = Namespace::new("setup-in-build");
+    let t = TestTree::new();
+    t.write("strata.yaml", &format!("vars: {{base_image: '{BASE_IMAGE}'}}\n"))
+        .write("images/app/Dockerfile.j2", "FROM {{ base_image }}\nRUN echo app > /app\n")
+        .write("images/app/image.yaml", "tests: [t.yaml]\nlabels: {sweep.test: setup-in-build}\n")
+        .write(
+            "images/app/t.yaml",
+            "schemaVersion: 2.0.0\ncommandTests:\n  - name: setup is seen\n    setup: [[\"touch\", \"/tmp/ready\"]]\n    command: sh\n    args: [\"-c\", \"sleep 4 && ls /tmp/ready\"]\n    expectedOutput: [\"/tmp/ready\"]\n",
+        );
+    let set = ns.set();
+    let mut run =
+        crate::common::Running::spawn(t.command(&["--set", &set, "build", "--progress", "plain"]));
+    run.wait_for("running 1 image tests", 120);
+    let repo = format!("{}/app", ns.0);
+    let held = std::process::Command::new("docker")
+        .args(["images", "--format", "{{.Repository}}:{{.Tag}}", &repo])
+        .output()
+        .unwrap();
+    let held = String::from_utf8_lossy(&held.stdout).to_string();
+    assert!(held.contains(&format!("{repo}:strata-hold-")), "{held}");
+    // Only this test's images: the engine is shared with the other tests.
+    let pruned = std::process::Command::new("docker")
+        .args(["image", "prune", "-f", "--filter", "label=sweep.test=setup-in-build"])
+        .status()
+        .unwrap();
+    assert!(pruned.success());
+    let (code, err) = run.finish();
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("✓ 1 test"), "{err}");
+    let after = std::process::Command::new("docker")
+        .args(["images", "--format", "{{.Repository}}:{{.Tag}}", &repo])
+        .output()
+        .unwrap();
+    let after = String::from_utf8_lossy(&after.stdout).to_string();
+    assert!(!after.contains("strata-hold-"), "the hold is gone: {after}");
+    assert!(after.contains(&format!("{repo}:latest")), "{after}");
+}

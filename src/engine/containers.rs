@@ -200,8 +200,12 @@ impl DockerEngine {
         self.docker()
             .remove_image(
                 image,
+                // Only this name: an image it is the last name of goes,
+                // never its parents (the untagged image under test is the
+                // parent of a committed setup step).
                 Some(RemoveImageOptions {
-                    force: true,
+                    force: false,
+                    noprune: true,
                     ..Default::default()
                 }),
                 None,

@@ -188,7 +188,9 @@ pub trait Engine: Send + Sync {
         let _ = image;
         Box::pin(async { Err(no_containers()) })
     }
-    /// Remove an image strata made for a test (a committed setup step).
+    /// Remove a name strata made (a committed setup step's image, a hold
+    /// tag): the image goes only when nothing else names it, its parents
+    /// never.
     fn remove_image<'a>(&'a self, image: &'a str) -> BoxFuture<'a, Result<(), EngineError>> {
         let _ = image;
         Box::pin(async { Err(no_containers()) })

@@ -72,37 +72,12 @@ pub(super) async fn build(
     } else {
         loop {
             attempts += 1;
-            let built = match resolve(&*engine, &item.parent_refs).await {
-                Ok(before) => match engine.build(item.request.clone(), log.clone()).await {
-                    Ok(id) => match still_on(&*engine, &before).await {
-                        Ok(()) => built_for(&*engine, &id, &item.request.platform)
-                            .await
-                            .map(|_| id),
-                        Err(e) => Err(e),
-                    },
-                    Err(e) => Err(e),
-                },
-                Err(e) => Err(e),
-            };
-            // Tests run on the built image before any tag moves; a failing
-            // test is the image's verdict, not a flaky build: no retry.
-            let (built, test_failed) = match built {
-                Ok(id) => match test(i, &item, &*engine, &id, &log, &tx).await {
-                    Ok(()) => (Ok(id), false),
-                    Err(e) => (Err(e), true),
-                },
-                Err(e) => (Err(e), false),
-            };
-            let result = match built {
-                Ok(id) if push => engine.tag(&id, &content_ref(&item)).await.map(|_| id),
-                Ok(id) => tag_all(&*engine, &id, &item).await.map(|_| id),
-                Err(e) => Err(e),
-            };
+            let (result, test_failed) = attempt(i, &item, &*engine, &log, &tx, push).await;
             match result {
                 Err(EngineError::Failed(e)) if attempts <= retries && !test_failed => {
                     log(&format!(
-                    "strata: attempt {attempts} failed ({e}); retrying ({attempts} of {retries})"
-                ));
+                        "strata: attempt {attempts} failed ({e}); retrying ({attempts} of {retries})"
+                    ));
                 }
                 other => break other,
             }
@@ -112,6 +87,69 @@ pub(super) async fn build(
         return;
     }
     let _ = tx.send(Msg::Built(i, result, begun.elapsed(), attempts));
+}
+
+/// One attempt at an item: build, hold the image by a run-scoped tag at
+/// once (another job's `docker image prune` on a shared engine must not
+/// take it while it is untagged), check its parents did not move and its
+/// platform, test it, tag it; then let the hold go. Whether a test failed.
+async fn attempt(
+    i: usize,
+    item: &Item,
+    engine: &dyn Engine,
+    log: &Log,
+    tx: &mpsc::UnboundedSender<Msg>,
+    push: bool,
+) -> (Result<String, EngineError>, bool) {
+    let before = match resolve(engine, &item.parent_refs).await {
+        Ok(before) => before,
+        Err(e) => return (Err(e), false),
+    };
+    let id = match engine.build(item.request.clone(), log.clone()).await {
+        Ok(id) => id,
+        Err(e) => return (Err(e), false),
+    };
+    let hold = crate::reference::hold_tag(&item.reference);
+    let held = engine.tag(&id, &hold).await.map_err(|e| vanished(&id, e));
+    let built = match held {
+        Ok(()) => match still_on(engine, &before).await {
+            Ok(()) => built_for(engine, &id, &item.request.platform).await,
+            Err(e) => Err(e),
+        },
+        Err(e) => Err(e),
+    };
+    // Tests run on the built image before any tag moves; a failing test is
+    // the image's verdict, not a flaky build: no retry.
+    let (built, test_failed) = match built {
+        Ok(()) => match test(i, item, engine, &id, log, tx).await {
+            Ok(()) => (Ok(()), false),
+            Err(e) => (Err(e), true),
+        },
+        Err(e) => (Err(e), false),
+    };
+    let result = match built {
+        Ok(()) if push => engine.tag(&id, &content_ref(item)).await,
+        Ok(()) => tag_all(engine, &id, item).await,
+        Err(e) => Err(e),
+    };
+    // The hold goes; a failed image goes with it (nothing else names it).
+    let _ = engine.remove_image(&hold).await;
+    (
+        result.map(|_| id.clone()).map_err(|e| vanished(&id, e)),
+        test_failed,
+    )
+}
+
+/// An image strata built that the engine no longer has: say that it
+/// vanished (someone pruned or removed it), not a bare "No such image".
+fn vanished(id: &str, e: EngineError) -> EngineError {
+    match e {
+        EngineError::Failed(m) if m.contains("No such image") => EngineError::Failed(format!(
+            "image {} vanished before it was tagged; was the engine pruned (`docker image prune`, `docker rmi`) meanwhile? ({m})",
+            id.strip_prefix("sha256:").map_or(id, |h| &h[..h.len().min(12)])
+        )),
+        other => other,
+    }
 }
 
 /// Run the item's tests on `image` and report them; remember a pass. A
