@@ -90,6 +90,10 @@ pub enum Command {
     /// image is not in the registry with its current inputs.
     Publish {
         selectors: Vec<String>,
+        /// Keep a release tag when its commit is unknown here and the commit
+        /// times cannot tell which is newer (the default moves it, warning).
+        #[arg(long)]
+        keep_on_unknown: bool,
         #[arg(long, value_name = "ENGINE", default_value = "docker", hide = true, value_parser = engine_spec)]
         engine: crate::engine::pool::Spec,
     },

@@ -27,8 +27,11 @@ pub fn oci_labels(root: &Path) -> BTreeMap<String, String> {
         "org.opencontainers.image.created".to_string(),
         crate::clock::now_rfc3339(),
     );
-    if let Some(rev) = git(root, &["rev-parse", "HEAD"]) {
+    if let Some((rev, time)) = commit_and_time(root) {
         labels.insert("org.opencontainers.image.revision".to_string(), rev);
+        if let Some(t) = time {
+            labels.insert(COMMIT_TIME_LABEL.to_string(), t.to_string());
+        }
     }
     if let Some(url) = git(root, &["remote", "get-url", "origin"]) {
         labels.insert(
@@ -37,6 +40,18 @@ pub fn oci_labels(root: &Path) -> BTreeMap<String, String> {
         );
     }
     labels
+}
+
+/// The label with the committer time of the commit an image was built
+/// from (seconds since the epoch): what decides between two commits when
+/// one of them is not in the local history (a shallow clone, a force-push).
+pub const COMMIT_TIME_LABEL: &str = "io.strata.commit-time";
+
+/// The commit checked out and its committer time (one git call).
+pub fn commit_and_time(root: &Path) -> Option<(String, Option<i64>)> {
+    let out = git(root, &["log", "-1", "--format=%H %ct", "HEAD"])?;
+    let (id, time) = out.split_once(' ').unwrap_or((&out, ""));
+    Some((id.to_string(), time.trim().parse().ok()))
 }
 
 /// The commit checked out, its short form and branch, for tag templates;

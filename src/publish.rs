@@ -30,26 +30,66 @@ pub struct Published {
 pub struct Commit<'a> {
     pub root: &'a Path,
     pub id: String,
+    /// Its committer time (seconds since the epoch).
+    pub time: Option<i64>,
+    /// `--keep-on-unknown`: when nothing can tell which commit is newer,
+    /// keep the tag instead of moving it with a warning.
+    pub keep_on_unknown: bool,
+}
+
+/// What the race rule says of one release tag, and which rule said it.
+#[derive(Debug, PartialEq)]
+pub enum Race {
+    Move(Option<String>),
+    Keep(String),
 }
 
 impl Commit<'_> {
     /// The commit checked out in `root`; None outside git (no race check).
-    pub fn head(root: &Path) -> Option<Commit<'_>> {
-        crate::git::head(root).map(|(id, _, _)| Commit { root, id })
+    pub fn head(root: &Path, keep_on_unknown: bool) -> Option<Commit<'_>> {
+        let (id, time) = crate::git::commit_and_time(root)?;
+        Some(Commit {
+            root,
+            id,
+            time,
+            keep_on_unknown,
+        })
     }
 
-    /// Why a tag whose image was built from `published` must stay, if it must.
-    fn keeps(&self, published: &str) -> Option<String> {
+    /// Whether a tag whose image was built from `published` (committed at
+    /// `at`) may move to this commit's image. Ancestry decides when git
+    /// knows both commits; else their commit times; a tie or a missing
+    /// time moves the tag with a warning (or keeps it, `keep_on_unknown`).
+    pub fn race(&self, published: &str, at: Option<i64>) -> Race {
         if published == self.id {
-            return None;
+            return Race::Move(None);
         }
         let short = published.get(..7).unwrap_or(published);
         match crate::git::is_ancestor(self.root, published, &self.id) {
-            Some(true) => None,
-            Some(false) => Some(format!("a newer commit ({short}) is published")),
-            None => Some(format!(
-                "the published commit ({short}) is unknown here; fetch more history to compare"
+            Some(true) => return Race::Move(None),
+            Some(false) => {
+                return Race::Keep(format!(
+                    "a newer commit ({short}) is published (decided by ancestry)"
+                ))
+            }
+            None => {}
+        }
+        let unknown = format!("the published commit ({short}) is not in the local history");
+        match (at, self.time) {
+            (Some(theirs), Some(ours)) if theirs > ours => Race::Keep(format!(
+                "a newer commit ({short}) is published: {unknown}, and it was committed {}s after this one (decided by commit time)",
+                theirs - ours
             )),
+            (Some(theirs), Some(ours)) if theirs < ours => Race::Move(Some(format!(
+                "{unknown}; this commit is {}s newer (decided by commit time)",
+                ours - theirs
+            ))),
+            _ if self.keep_on_unknown => Race::Keep(format!(
+                "{unknown} and the commit times do not tell which is newer (--keep-on-unknown)"
+            )),
+            _ => Race::Move(Some(format!(
+                "warning: {unknown} and the commit times do not tell which is newer; moved (--keep-on-unknown keeps it)"
+            ))),
         }
     }
 }
@@ -72,18 +112,22 @@ pub async fn release(
             };
             for r in item.release_refs() {
                 if let Some(commit) = commit {
-                    let why = match registry.revision(r).await {
-                        Ok(Some(published)) => commit.keeps(&published),
-                        Ok(None) => None,
+                    let race = match registry.revision(r).await {
+                        Ok(Some((published, at))) => commit.race(&published, at),
+                        Ok(None) => Race::Move(None),
                         Err(e) => {
                             done.error = Some(format!("cannot read `{r}`: {e}"));
                             break;
                         }
                     };
-                    if let Some(why) = why {
-                        eprintln!("strata: kept `{r}`: {why}");
-                        done.kept.push(r.clone());
-                        continue;
+                    match race {
+                        Race::Keep(why) => {
+                            eprintln!("strata: kept `{r}`: {why}");
+                            done.kept.push(r.clone());
+                            continue;
+                        }
+                        Race::Move(Some(why)) => eprintln!("strata: moving `{r}`: {why}"),
+                        Race::Move(None) => {}
                     }
                 }
                 match registry.copy_tag(&source, r).await {

@@ -117,20 +117,23 @@ impl Registry {
     }
 
     /// The commit the image at `reference` was built from (its
-    /// `org.opencontainers.image.revision` label); None when the tag does
-    /// not exist or the image has no such label.
-    pub async fn revision(&self, reference: &str) -> Result<Option<String>> {
+    /// `org.opencontainers.image.revision` label) and that commit's time
+    /// (`io.strata.commit-time`, when recorded); None when the tag does
+    /// not exist or the image has no revision label.
+    pub async fn revision(&self, reference: &str) -> Result<Option<(String, Option<i64>)>> {
         let t = Target::of(reference)?;
         let asked = self.client.pull_manifest_and_config(&t.parsed, &t.auth);
         let Some((_, _, config)) = t.answer(asked).await? else {
             return Ok(None);
         };
         let config: serde_json::Value = serde_json::from_str(&config).unwrap_or_default();
-        Ok(
-            config["config"]["Labels"]["org.opencontainers.image.revision"]
-                .as_str()
-                .map(str::to_string),
-        )
+        let labels = &config["config"]["Labels"];
+        let time = labels[crate::git::COMMIT_TIME_LABEL]
+            .as_str()
+            .and_then(|t| t.parse().ok());
+        Ok(labels["org.opencontainers.image.revision"]
+            .as_str()
+            .map(|rev| (rev.to_string(), time)))
     }
 
     /// Point `target` at the manifest `source` points at, in the same

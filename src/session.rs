@@ -166,7 +166,7 @@ impl Session {
             return;
         }
         let items: Vec<&plan::Item> = plan.items.iter().collect();
-        let commit = publish::Commit::head(&self.scope.loaded.tree.root);
+        let commit = publish::Commit::head(&self.scope.loaded.tree.root, s.keep_on_unknown);
         let work = publish::release(&items, registry, commit.as_ref());
         let done = self.block_on(work);
         for (o, d) in run.outcomes.iter_mut().zip(done) {
@@ -181,10 +181,10 @@ impl Session {
 
     /// `strata publish`: move every release reference of `plan` to its
     /// content tag (all in the registry already).
-    pub fn release(&self, plan: &Plan) -> Result<Vec<publish::Published>> {
+    pub fn release(&self, plan: &Plan, s: &Settings) -> Result<Vec<publish::Published>> {
         let registry = self.registry.as_ref().ok_or_else(no_registry)?;
         let items: Vec<&plan::Item> = plan.items.iter().collect();
-        let commit = publish::Commit::head(&self.scope.loaded.tree.root);
+        let commit = publish::Commit::head(&self.scope.loaded.tree.root, s.keep_on_unknown);
         Ok(self.block_on(publish::release(&items, registry, commit.as_ref())))
     }
 

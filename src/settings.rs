@@ -134,6 +134,11 @@ pub struct BuildFlags {
     /// registry (CI fan-out jobs; run `strata publish` once at the end).
     #[arg(long, requires = "push")]
     pub no_publish: bool,
+    /// When the commit a release tag's image was built from is not in the
+    /// local history and the commit times cannot tell which is newer, keep
+    /// the tag (the default moves it, with a warning).
+    #[arg(long)]
+    pub keep_on_unknown: bool,
     /// When another run is building the same namespace on the same engine,
     /// fail at once (exit 3) instead of waiting for it.
     #[arg(long)]
@@ -220,6 +225,8 @@ pub struct Settings {
     pub ask: Ask,
     /// Wait for another run's lock (else exit 3 at once).
     pub wait: bool,
+    /// The race rule keeps a tag it cannot decide on (`--keep-on-unknown`).
+    pub keep_on_unknown: bool,
     /// The engines of the run: `--engine`, else `engines:`, else `docker`.
     pub engines: Vec<Spec>,
     pub reports: report::Files,
@@ -253,6 +260,7 @@ impl Settings {
             tests: Tests::Run,
             ask: Ask::default(),
             wait: true,
+            keep_on_unknown: false,
             engines,
             reports: report::Files {
                 progress: progress::Mode::Auto,
@@ -301,6 +309,7 @@ impl Settings {
             no_deps: flags.no_deps,
         };
         s.wait = !flags.no_wait;
+        s.keep_on_unknown = flags.keep_on_unknown;
         Ok(s)
     }
 

@@ -593,3 +593,98 @@ fn the_sample_set_on_a_fresh_worker() {
         "built on nova-base as published"
     );
 }
+
+/// Commit `message` in `dir` at `date` (committer and author time).
+fn commit_at(dir: &std::path::Path, message: &str, date: &str) {
+    let out = std::process::Command::new("git")
+        .arg("-C")
+        .arg(dir)
+        .args(["commit", "-q", "-am", message])
+        .env("GIT_AUTHOR_NAME", "t")
+        .env("GIT_AUTHOR_EMAIL", "t@example.invalid")
+        .env("GIT_COMMITTER_NAME", "t")
+        .env("GIT_COMMITTER_EMAIL", "t@example.invalid")
+        .env("GIT_AUTHOR_DATE", date)
+        .env("GIT_COMMITTER_DATE", date)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// The release race when the published commit is not in the local history
+/// (issue "Hostile and real-world", item 34): a depth-1 CI clone and a
+/// force-pushed branch move the tag when their commit is newer by commit
+/// time; an older commit never takes it, whichever rule decides.
+#[test]
+fn shallow_clones_and_force_pushes_decide_by_commit_time() {
+    let Some(s) = setup("commit-time") else {
+        return;
+    };
+    let origin = s.t.path();
+    s.t.write(".gitignore", "s.json\n");
+    git(origin, &["init", "-q", "-b", "main"]);
+    git(origin, &["add", "."]);
+    commit_at(origin, "a", "2026-01-01T00:00:00Z");
+    let edit = |text: &str| {
+        s.t.write(
+            "images/base/Dockerfile.j2",
+            &format!("FROM {{{{ base_image }}}}\nRUN echo {text} > /base\n"),
+        );
+    };
+    let (code, err, _) = s.build(&["--push"]);
+    assert_eq!(code, 0, "{err}");
+    let latest = || s.latest("base");
+    // Build and push in a fresh clone of `origin` at depth `depth`.
+    let work = tempfile::tempdir().unwrap();
+    let mut clones = 0;
+    let mut in_clone = |depth: &str| {
+        clones += 1;
+        let clone = work.path().join(format!("c{clones}"));
+        let url = format!("file://{}", origin.display());
+        let mut args = vec!["clone", "-q", "-b", "main"];
+        if !depth.is_empty() {
+            args.extend(["--depth", depth]);
+        }
+        args.extend([url.as_str(), clone.to_str().unwrap()]);
+        git(work.path(), &args);
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_strata"))
+            .arg("-C")
+            .arg(&clone)
+            .args(["build", "--push", "--progress", "plain"])
+            .env("DOCKER_CONFIG", s.config.path())
+            .output()
+            .unwrap();
+        (out.status.code(), String::from_utf8_lossy(&out.stderr).to_string())
+    };
+
+    // A depth-1 clone of a newer commit: the published one is unknown there.
+    edit("b");
+    commit_at(origin, "b", "2026-01-02T00:00:00Z");
+    let before = latest();
+    let (code, err) = in_clone("1");
+    assert_eq!(code, Some(0), "{err}");
+    assert!(err.contains("decided by commit time"), "{err}");
+    assert_ne!(latest(), before, "latest moved to b");
+    let b = latest();
+
+    // A force-push: main rewritten from a; b is gone from every clone.
+    git(origin, &["reset", "-q", "--hard", "HEAD~1"]);
+    edit("c");
+    commit_at(origin, "c", "2026-01-03T00:00:00Z");
+    git(origin, &["reflog", "expire", "--expire=now", "--all"]);
+    git(origin, &["gc", "-q", "--prune=now"]);
+    let (code, err) = in_clone("");
+    assert_eq!(code, Some(0), "{err}");
+    assert!(err.contains("decided by commit time"), "{err}");
+    assert_ne!(latest(), b, "latest moved to c");
+    let c = latest();
+
+    // An older commit (by time) from a clone that does not know c: kept.
+    git(origin, &["reset", "-q", "--hard", "HEAD~1"]);
+    edit("d");
+    commit_at(origin, "d", "2026-01-02T12:00:00Z");
+    let (code, err) = in_clone("1");
+    assert_eq!(code, Some(0), "{err}");
+    assert!(err.contains("(decided by commit time)") && err.contains("kept"), "{err}");
+    assert_eq!(latest(), c, "an older commit never takes the tag");
+}

@@ -688,7 +688,13 @@ fn setup_steps_work_in_build_and_a_prune_mid_run_takes_nothing() {
     assert!(held.contains(&format!("{repo}:strata-hold-")), "{held}");
     // Only this test's images: the engine is shared with the other tests.
     let pruned = std::process::Command::new("docker")
-        .args(["image", "prune", "-f", "--filter", "label=sweep.test=setup-in-build"])
+        .args([
+            "image",
+            "prune",
+            "-f",
+            "--filter",
+            "label=sweep.test=setup-in-build",
+        ])
         .status()
         .unwrap();
     assert!(pruned.success());

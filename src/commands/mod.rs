@@ -26,7 +26,11 @@ pub fn run(cli: Cli) -> Result<Code> {
         Command::Plan(flags) => plan::run(opts, flags),
         Command::Build(flags) => build::run(opts, flags),
         Command::Test(flags) => test::run(&opts, flags),
-        Command::Publish { selectors, engine } => publish::run(&opts, selectors, engine),
+        Command::Publish {
+            selectors,
+            keep_on_unknown,
+            engine,
+        } => publish::run(&opts, selectors, engine, *keep_on_unknown),
         Command::Prune {
             selectors,
             dry_run,

@@ -9,13 +9,19 @@ use crate::report;
 use crate::session::{self, Session};
 use crate::settings::Settings;
 
-pub fn run(opts: &Options, selectors: &[String], engine: &Spec) -> Result<Code> {
+pub fn run(
+    opts: &Options,
+    selectors: &[String],
+    engine: &Spec,
+    keep_on_unknown: bool,
+) -> Result<Code> {
     let mut session = Session::open(opts, selectors, None)?;
     if session.config().registry.is_empty() || engine.is_sim() {
         return Err(session::no_registry());
     }
     let mut settings = Settings::new(session.config(), std::slice::from_ref(engine))?;
     settings.upload = true;
+    settings.keep_on_unknown = keep_on_unknown;
     let plan = session.plan(&settings)?;
     let missing: Vec<&str> = plan
         .items
@@ -31,6 +37,6 @@ pub fn run(opts: &Options, selectors: &[String], engine: &Spec) -> Result<Code> 
         ));
         return Ok(Code::Failed);
     }
-    let done = session.release(&plan)?;
+    let done = session.release(&plan, &settings)?;
     Ok(report::published(&plan, &done))
 }

@@ -291,12 +291,31 @@ impl Engine for DockerEngine {
             };
             let mut stream = self.docker.push_image(repo, Some(options), credentials);
             let mut last = String::new();
+            // The engine retries a layer that fails ("Retrying in N
+            // seconds", for each layer, each second): said once, counted.
+            let mut retries = 0;
             while let Some(item) = stream.next().await {
                 let info = item.map_err(failed)?;
                 if let Some(detail) = info.error_detail {
-                    let message = detail.message.unwrap_or_else(|| "the push failed".into());
+                    let mut message = detail.message.unwrap_or_else(|| "the push failed".into());
+                    if retries > 0 {
+                        message = format!("{message} (after the engine retried {retries} times)");
+                    }
                     log(&format!("push error: {message}"));
                     return Err(EngineError::Failed(message));
+                }
+                if let Some(status) = info
+                    .status
+                    .as_deref()
+                    .filter(|s| s.starts_with("Retrying in"))
+                {
+                    retries += 1;
+                    if retries == 1 {
+                        log(&format!(
+                            "push: {status} (further retries are counted, not shown)"
+                        ));
+                    }
+                    continue;
                 }
                 if let Some(status) = info.status {
                     // Layer progress repeats; log each distinct status once.
