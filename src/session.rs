@@ -146,11 +146,28 @@ impl Session {
                     .join(", ")
             ));
         }
+        let engines: Vec<_> = self.engines.iter().map(|m| m.engine.clone()).collect();
         let pool = execute::Pool {
             members: std::mem::take(&mut self.engines),
         };
         let work = execute::execute_on(&plan.items, pool, &opts, display, execute::interrupted());
         let run = self.block_on(work);
+        // An interrupted run dropped its tests mid-way: their containers
+        // go, and so do the hold tags of builds that never got their own.
+        let cleanup = futures_util::future::join_all(engines.iter().map(|e| e.remove_containers()));
+        self.block_on(cleanup);
+        if run.interrupted || run.all_lost {
+            let holds: Vec<String> = plan
+                .to_build()
+                .map(|i| crate::reference::hold_tag(&i.reference))
+                .collect();
+            let unhold = futures_util::future::join_all(
+                engines
+                    .iter()
+                    .flat_map(|e| holds.iter().map(move |h| e.remove_image(h))),
+            );
+            self.block_on(unhold);
+        }
         display.progress.done();
         run
     }

@@ -608,7 +608,11 @@ fn commit_at(dir: &std::path::Path, message: &str, date: &str) {
         .env("GIT_COMMITTER_DATE", date)
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 /// The release race when the published commit is not in the local history
@@ -654,7 +658,10 @@ fn shallow_clones_and_force_pushes_decide_by_commit_time() {
             .env("DOCKER_CONFIG", s.config.path())
             .output()
             .unwrap();
-        (out.status.code(), String::from_utf8_lossy(&out.stderr).to_string())
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).to_string(),
+        )
     };
 
     // A depth-1 clone of a newer commit: the published one is unknown there.
@@ -685,6 +692,9 @@ fn shallow_clones_and_force_pushes_decide_by_commit_time() {
     commit_at(origin, "d", "2026-01-02T12:00:00Z");
     let (code, err) = in_clone("1");
     assert_eq!(code, Some(0), "{err}");
-    assert!(err.contains("(decided by commit time)") && err.contains("kept"), "{err}");
+    assert!(
+        err.contains("(decided by commit time)") && err.contains("kept"),
+        "{err}"
+    );
     assert_eq!(latest(), c, "an older commit never takes the tag");
 }

@@ -709,3 +709,98 @@ fn setup_steps_work_in_build_and_a_prune_mid_run_takes_nothing() {
     assert!(!after.contains("strata-hold-"), "the hold is gone: {after}");
     assert!(after.contains(&format!("{repo}:latest")), "{after}");
 }
+
+/// Item 15: a command test that never ends fails at its `timeout:`, its
+/// container removed; an interrupted test's container is removed too; a
+/// huge output stays whole in the log file only.
+#[test]
+fn image_tests_are_bounded_in_time_and_output() {
+    if !engine::available("bounded-image-tests") {
+        return;
+    }
+    let ns = Namespace::new("bounded-tests");
+    let t = TestTree::new();
+    let test_file = |command: &str, extra: &str| {
+        format!("schemaVersion: 2.0.0\ncommandTests:\n  - name: bounded\n    command: sh\n    args: [\"-c\", \"{command}\"]\n    expectedOutput: [\"never printed\"]\n{extra}")
+    };
+    t.write(
+        "strata.yaml",
+        &format!("vars: {{base_image: '{BASE_IMAGE}'}}\n"),
+    )
+    .write(
+        "images/app/Dockerfile.j2",
+        "FROM {{ base_image }}\nRUN true\n",
+    )
+    .write("images/app/image.yaml", "tests: [t.yaml]\n")
+    .write(
+        "images/app/t.yaml",
+        &test_file("sleep 100017", "    timeout: 3s\n"),
+    );
+    let set = ns.set();
+    let leftovers = || {
+        let out = std::process::Command::new("docker")
+            .args(["ps", "-a", "--no-trunc", "--format", "{{.Command}}"])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).contains("100017")
+    };
+    let run = t
+        .run(&["--set", &set, "build", "--progress", "plain"])
+        .expect(1);
+    assert!(
+        run.stderr.contains("did not end within 3s"),
+        "{}",
+        run.stderr
+    );
+    assert!(!leftovers(), "the timed-out container is gone");
+
+    t.write("images/app/t.yaml", &test_file("sleep 100017", ""));
+    let mut running =
+        crate::common::Running::spawn(t.command(&["--set", &set, "build", "--progress", "plain"]));
+    running.wait_for("running 1 image tests", 120);
+    std::thread::sleep(std::time::Duration::from_secs(1));
+    running.interrupt();
+    let (code, err) = running.finish();
+    assert_eq!(code, 130, "{err}");
+    assert!(
+        !leftovers(),
+        "the interrupted test's container is gone: {err}"
+    );
+
+    t.write(
+        "images/app/t.yaml",
+        &test_file("head -c 5000000 /dev/zero | tr '\\\\\\\\0' x", ""),
+    );
+    let run = t
+        .run(&[
+            "--set",
+            &set,
+            "build",
+            "--progress",
+            "plain",
+            "--logs-dir",
+            "logs",
+            "--summary",
+            "s.json",
+        ])
+        .expect(1);
+    assert!(
+        run.stderr.len() < 64 << 10,
+        "stderr is {} bytes",
+        run.stderr.len()
+    );
+    let summary = t.read("s.json");
+    assert!(
+        summary.len() < 64 << 10,
+        "the summary is {} bytes",
+        summary.len()
+    );
+    assert!(
+        summary.contains("bytes cut; the whole message is in the image's log file"),
+        "{summary}"
+    );
+    let log = std::fs::metadata(t.path().join("logs/app.log"))
+        .unwrap()
+        .len();
+    assert!(log > 5_000_000, "the log file has it whole: {log} bytes");
+}

@@ -28,11 +28,31 @@ impl DockerEngine {
         self.docker()
             .create_container(None, body)
             .await
-            .map(|c| c.id)
+            .map(|c| {
+                if let Ok(mut live) = self.live.lock() {
+                    live.insert(c.id.clone());
+                }
+                c.id
+            })
             .map_err(|e| failed(&format!("cannot create a container of `{image}`"), e))
     }
 
+    /// Remove every test container still there (an interrupted run: its
+    /// tasks were dropped mid-test).
+    pub(super) async fn remove_live(&self) {
+        let ids: Vec<String> = match self.live.lock() {
+            Ok(mut live) => live.drain().collect(),
+            Err(_) => return,
+        };
+        for id in ids {
+            self.remove(&id).await;
+        }
+    }
+
     async fn remove(&self, id: &str) {
+        if let Ok(mut live) = self.live.lock() {
+            live.remove(id);
+        }
         let _ = self
             .docker()
             .remove_container(
@@ -61,26 +81,44 @@ impl DockerEngine {
                 ..Default::default()
             })
             .await?;
-        let result = self.run_created(&id, run.commit).await;
+        let result = self.run_created(&id, run.commit, run.timeout).await;
         self.remove(&id).await;
         result
     }
 
-    async fn run_created(&self, id: &str, commit: bool) -> Result<ContainerOutput, EngineError> {
+    async fn run_created(
+        &self,
+        id: &str,
+        commit: bool,
+        timeout: std::time::Duration,
+    ) -> Result<ContainerOutput, EngineError> {
         let docker = self.docker();
         docker
             .start_container(id, None)
             .await
             .map_err(|e| failed("cannot start the test container", e))?;
         let mut exit_code = 0;
-        let mut wait = docker.wait_container(id, None);
-        while let Some(r) = wait.next().await {
-            match r {
-                Ok(w) => exit_code = w.status_code,
-                Err(bollard::errors::Error::DockerContainerWaitError { code, .. }) => {
-                    exit_code = code
+        let waited = tokio::time::timeout(timeout, async {
+            let mut wait = docker.wait_container(id, None);
+            while let Some(r) = wait.next().await {
+                match r {
+                    Ok(w) => exit_code = w.status_code,
+                    Err(bollard::errors::Error::DockerContainerWaitError { code, .. }) => {
+                        exit_code = code
+                    }
+                    Err(e) => return Err(failed("waiting for the test container", e)),
                 }
-                Err(e) => return Err(failed("waiting for the test container", e)),
+            }
+            Ok(())
+        })
+        .await;
+        match waited {
+            Ok(result) => result?,
+            Err(_) => {
+                return Err(EngineError::Failed(format!(
+                    "the command did not end within {}s (the test's `timeout:`, 10m by default); its container was removed",
+                    timeout.as_secs()
+                )))
             }
         }
         let mut out = ContainerOutput {

@@ -19,6 +19,8 @@ pub struct DockerEngine {
     docker: Docker,
     host: String,
     podman: bool,
+    /// Containers made for image tests and not yet removed.
+    pub(super) live: std::sync::Mutex<std::collections::HashSet<String>>,
 }
 
 impl DockerEngine {
@@ -71,6 +73,7 @@ impl DockerEngine {
             docker,
             host,
             podman,
+            live: Default::default(),
         })
     }
 }
@@ -372,6 +375,10 @@ impl Engine for DockerEngine {
         run: super::ContainerRun,
     ) -> BoxFuture<'_, Result<super::ContainerOutput, EngineError>> {
         self.run_in_container(run).boxed()
+    }
+
+    fn remove_containers(&self) -> BoxFuture<'_, ()> {
+        self.remove_live().boxed()
     }
 
     fn read_path<'a>(

@@ -92,6 +92,9 @@ pub struct ContainerRun {
     pub env: Vec<String>,
     /// Commit the container's file system as a new image afterwards.
     pub commit: bool,
+    /// How long the command may run; then the container is removed and
+    /// the run fails.
+    pub timeout: std::time::Duration,
 }
 
 /// What a container run gave.
@@ -187,6 +190,11 @@ pub trait Engine: Send + Sync {
     ) -> BoxFuture<'a, Result<ImageConfig, EngineError>> {
         let _ = image;
         Box::pin(async { Err(no_containers()) })
+    }
+    /// Remove every container this engine made for image tests that is
+    /// still there (a run interrupted while a test ran).
+    fn remove_containers(&self) -> BoxFuture<'_, ()> {
+        Box::pin(async {})
     }
     /// Remove a name strata made (a committed setup step's image, a hold
     /// tag): the image goes only when nothing else names it, its parents

@@ -19,7 +19,7 @@ mod ends;
 mod outcome;
 mod pool;
 mod tasks;
-pub use outcome::{Event, Observer, Outcome, Run, Status};
+pub use outcome::{clip_line, Event, Observer, Outcome, Run, Status};
 pub use pool::Pool;
 
 /// How often each engine of a pool is asked whether it answers, and how
@@ -441,7 +441,7 @@ impl<'a> Scheduler<'a> {
         if tail.len() == TAIL_LINES {
             tail.pop_front();
         }
-        tail.push_back(line.to_string());
+        tail.push_back(clip_line(line).into_owned());
         self.observer
             .event(self.items, Event::Line { item: i, line });
     }

@@ -5,6 +5,26 @@ use crate::plan::Item;
 use std::collections::VecDeque;
 use std::time::Duration;
 
+/// The longest log line shown on a terminal or kept in a tail (the log
+/// file keeps every line whole).
+pub const LINE_LIMIT: usize = 4096;
+
+/// `line`, or its first `LINE_LIMIT` bytes with a note of what was cut.
+pub fn clip_line(line: &str) -> std::borrow::Cow<'_, str> {
+    if line.len() <= LINE_LIMIT {
+        return std::borrow::Cow::Borrowed(line);
+    }
+    let mut end = LINE_LIMIT;
+    while !line.is_char_boundary(end) {
+        end -= 1;
+    }
+    std::borrow::Cow::Owned(format!(
+        "{}… [{} bytes cut; the whole line is in the image's log file]",
+        &line[..end],
+        line.len() - end
+    ))
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Status {

@@ -50,7 +50,15 @@ pub struct CommandTest {
     pub expected_error: Vec<String>,
     #[serde(default)]
     pub excluded_error: Vec<String>,
+    /// How long the command (each setup step too) may run: `90s`, `5m`;
+    /// default `DEFAULT_TIMEOUT`. A command still running then fails the
+    /// test, and its container is removed.
+    #[serde(default)]
+    pub timeout: Option<crate::config::Age>,
 }
+
+/// How long a command test may run when its file says nothing.
+pub const DEFAULT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(600);
 
 fn yes() -> bool {
     true

@@ -56,21 +56,20 @@ pub async fn suite(
                 Err(EngineError::Failed(m)) => vec![m],
                 Ok(e) => e,
             };
+            let message = errors.join("; ");
+            // The whole message goes to the log file; the verdict, which
+            // reaches stderr, the summary and JUnit, keeps a bounded tail.
+            log(&match errors.is_empty() {
+                true => format!("test passed: {name}"),
+                false => format!("test FAILED: {name}: {}", message.replace('\n', "\\n")),
+            });
             let r = TestResult {
                 name: name.to_string(),
                 passed: errors.is_empty(),
-                message: errors.join("; "),
+                message: bounded(message),
                 duration: begun.elapsed(),
                 file: file.path.clone(),
             };
-            log(&match r.passed {
-                true => format!("test passed: {}", r.name),
-                false => format!(
-                    "test FAILED: {}: {}",
-                    r.name,
-                    r.message.replace('\n', "\\n")
-                ),
-            });
             results.push(r);
             Ok(())
         };
@@ -95,6 +94,25 @@ pub async fn suite(
         }
     }
     Ok(results)
+}
+
+/// The most of a failed test's message kept in its verdict (stderr, the
+/// summary, JUnit); the log file has it whole.
+pub const MESSAGE_LIMIT: usize = 4096;
+
+/// `message`, or its last `MESSAGE_LIMIT` bytes with a note of what was cut.
+fn bounded(message: String) -> String {
+    if message.len() <= MESSAGE_LIMIT {
+        return message;
+    }
+    let mut cut = message.len() - MESSAGE_LIMIT;
+    while !message.is_char_boundary(cut) {
+        cut += 1;
+    }
+    format!(
+        "[{cut} bytes cut; the whole message is in the image's log file] …{}",
+        &message[cut..]
+    )
 }
 
 /// `KEY=VALUE` lines as a map (a later key wins).
@@ -154,6 +172,7 @@ async fn command_steps(
                 cmd: step.clone(),
                 env: setup_env.clone(),
                 commit: true,
+                timeout: t.timeout.map_or(super::DEFAULT_TIMEOUT, |a| a.0),
             })
             .await
             .map_err(|e| match e {
@@ -183,6 +202,7 @@ async fn command_steps(
             cmd,
             env: run_env,
             commit: false,
+            timeout: t.timeout.map_or(super::DEFAULT_TIMEOUT, |a| a.0),
         })
         .await?;
     let mut errors = Vec::new();
