@@ -312,7 +312,8 @@ impl crate::execute::Observer for Display<'_> {
                 if let Some(l) = self.logs.as_deref_mut() {
                     l.line(&items[item].name, line);
                 }
-                self.progress.line(&items[item], &crate::execute::clip_line(line));
+                self.progress
+                    .line(&items[item], &crate::execute::clip_line(line));
             }
             Event::Pushing { item } => self.progress.pushing(&items[item]),
             Event::Finished { item, outcome } => {

@@ -804,3 +804,30 @@ fn image_tests_are_bounded_in_time_and_output() {
         .len();
     assert!(log > 5_000_000, "the log file has it whole: {log} bytes");
 }
+
+/// Item 16: a template that builds gigabytes is a template error with its
+/// file (and, for a join, its line), exit 2, in bounded memory.
+#[test]
+fn a_template_cannot_build_gigabytes() {
+    let t = TestTree::new();
+    t.write("strata.yaml", "namespace: mem\n");
+    for (template, says) in [
+        (
+            "FROM scratch\n{{ ([\"x\" * 1000000] * 100000) | join }}\n",
+            "Dockerfile.j2:2",
+        ),
+        (
+            "FROM scratch\n{% for i in range(200) %}{{ \"y\" * 1000000 }}{% endfor %}\n",
+            "the rendered Dockerfile passes 64 MiB",
+        ),
+    ] {
+        t.write("images/a/Dockerfile.j2", template);
+        let run = t.run(&["list"]).expect(2);
+        assert!(
+            run.stderr.contains("the most a template may build"),
+            "{}",
+            run.stderr
+        );
+        assert!(run.stderr.contains(says), "{}", run.stderr);
+    }
+}

@@ -27,6 +27,31 @@ pub struct Rendered {
     pub text: String,
 }
 
+/// The most a template may build: a joined string, and the rendered
+/// Dockerfile itself (a template that builds more is an error at its line,
+/// not a process that runs out of memory). minijinja caps a repeated string
+/// (`"x" * n`) at 100 MB and a repeated list at 100M items itself.
+pub const VALUE_LIMIT: usize = 64 << 20;
+
+/// A writer that takes at most `VALUE_LIMIT` bytes.
+struct Bounded(Vec<u8>);
+
+impl std::io::Write for Bounded {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if self.0.len() + buf.len() > VALUE_LIMIT {
+            return Err(std::io::Error::other(format!(
+                "the rendered Dockerfile passes {} MiB, the most a template may build",
+                VALUE_LIMIT >> 20
+            )));
+        }
+        self.0.extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
 /// The most render errors shown at once.
 const MAX_ERRORS: usize = 20;
 
@@ -225,11 +250,27 @@ impl Renderer {
         }
         ctx.insert("image_name".into(), Value::from(image.name.clone()));
         ctx.insert("parent_template".into(), Value::from(own));
+        let mut out = Bounded(Vec::new());
         let result = self
             .env
             .get_template(&entry)
-            .and_then(|t| t.render(Value::from(ctx)));
-        let text = result.map_err(|e| self.error(image, e))?;
+            .and_then(|t| t.render_captured_to(Value::from(ctx), &mut out).map(|_| ()));
+        result.map_err(|e| match e.kind() {
+            ErrorKind::WriteFailure => Error::input(format!(
+                "cannot render image `{}` (`{}`): the rendered Dockerfile passes {} MiB, the most a template may build",
+                image.name,
+                image.dockerfile_path(),
+                VALUE_LIMIT >> 20
+            ))
+            .help("a loop or a repetition in the template builds far more than a Dockerfile; bound it"),
+            _ => self.error(image, e),
+        })?;
+        let text = String::from_utf8(out.0).map_err(|_| {
+            Error::input(format!(
+                "image `{}`: the rendered Dockerfile is not UTF-8",
+                image.name
+            ))
+        })?;
         Ok(Rendered {
             name: image.name.clone(),
             text,

@@ -45,6 +45,16 @@ pub fn join(
             None if item.is_undefined() || item.is_none() && !python_repr => {}
             None => out.push_str(&item.to_string()),
         }
+        if out.len() > super::VALUE_LIMIT {
+            return Err(minijinja::Error::new(
+                minijinja::ErrorKind::InvalidOperation,
+                format!(
+                    "join: the joined string passes {} MiB (after {} items), the most a template may build",
+                    super::VALUE_LIMIT >> 20,
+                    i + 1
+                ),
+            ));
+        }
     }
     Ok(out)
 }
