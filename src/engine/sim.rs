@@ -57,6 +57,8 @@ struct State {
     /// image id -> info
     images: HashMap<String, ImageInfo>,
     failures: HashMap<String, u32>,
+    /// tag → image id: every name looked up at once, as an engine does.
+    tagged: HashMap<String, String>,
     /// Every build started, in order (names).
     pub builds: Vec<String>,
     pub pushes: Vec<String>,
@@ -94,6 +96,22 @@ impl ImageInfo {
                 .iter()
                 .chain(&self.repo_digests)
                 .any(|t| t == name)
+    }
+}
+
+impl State {
+    /// The id of the image `name` names: its id, a tag, or a `repo@digest`.
+    fn find(&self, name: &str) -> Option<String> {
+        if self.images.contains_key(name) {
+            return Some(name.to_string());
+        }
+        if let Some(id) = self.tagged.get(name) {
+            return Some(id.clone());
+        }
+        self.images
+            .values()
+            .find(|i| i.named(name))
+            .map(|i| i.id.clone())
     }
 }
 
@@ -162,6 +180,26 @@ impl Engine for SimEngine {
         .boxed()
     }
 
+    /// Untag `name`; the image goes with its last name (as the Docker
+    /// engine removes a name strata made).
+    fn remove_image<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<(), EngineError>> {
+        async move {
+            let mut state = self.state.lock().expect("sim state");
+            let Some(id) = state.tagged.remove(name) else {
+                return Ok(());
+            };
+            let gone = state.images.get_mut(&id).is_some_and(|info| {
+                info.tags.retain(|t| t != name);
+                info.tags.is_empty() && info.repo_digests.is_empty()
+            });
+            if gone {
+                state.images.remove(&id);
+            }
+            Ok(())
+        }
+        .boxed()
+    }
+
     fn tag<'a>(
         &'a self,
         image_id: &'a str,
@@ -171,13 +209,12 @@ impl Engine for SimEngine {
             let mut state = self.state.lock().expect("sim state");
             // The source is an image ID or a reference, as for `docker tag`.
             let id = state
-                .images
-                .values()
-                .find(|i| i.named(image_id))
-                .map(|i| i.id.clone())
+                .find(image_id)
                 .ok_or_else(|| EngineError::Failed(format!("no image {image_id}")))?;
-            for info in state.images.values_mut() {
-                info.tags.retain(|t| t != reference);
+            if let Some(old) = state.tagged.insert(reference.to_string(), id.clone()) {
+                if let Some(info) = state.images.get_mut(&old) {
+                    info.tags.retain(|t| t != reference);
+                }
             }
             if let Some(info) = state.images.get_mut(&id) {
                 info.tags.push(reference.to_string());
@@ -215,11 +252,8 @@ impl Engine for SimEngine {
             tokio::time::sleep(Duration::from_millis(step.push_ms)).await;
             let fail = step.push_fail;
             let mut state = self.state.lock().expect("sim state");
-            let Some(image) = state
-                .images
-                .values_mut()
-                .find(|i| i.tags.iter().any(|t| t == reference))
-            else {
+            let id = state.tagged.get(reference).cloned().unwrap_or_default();
+            let Some(image) = state.images.get_mut(&id) else {
                 return Err(EngineError::Failed(format!(
                     "no image is tagged `{reference}`"
                 )));
@@ -255,7 +289,9 @@ impl Engine for SimEngine {
     ) -> BoxFuture<'a, Result<Option<ImageInfo>, EngineError>> {
         async move {
             let state = self.state.lock().expect("sim state");
-            Ok(state.images.values().find(|i| i.named(reference)).cloned())
+            Ok(state
+                .find(reference)
+                .and_then(|id| state.images.get(&id).cloned()))
         }
         .boxed()
     }
