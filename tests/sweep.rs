@@ -526,46 +526,60 @@ struct FakeRegistry {
 
 type Answer = (u16, Vec<(&'static str, String)>, Vec<u8>);
 
-fn fake_registry(answer: fn(&str, &str) -> Answer) -> FakeRegistry {
+/// One request on `stream`; status 0 means: never answer.
+fn serve(
+    stream: std::net::TcpStream,
+    answer: fn(&str, &str) -> Answer,
+    log: &std::sync::Mutex<Vec<String>>,
+) {
     use std::io::{BufRead, BufReader, Write};
+    let mut reader = BufReader::new(stream.try_clone().unwrap());
+    let mut line = String::new();
+    if reader.read_line(&mut line).is_err() {
+        return;
+    }
+    let mut length = 0;
+    loop {
+        let mut h = String::new();
+        if reader.read_line(&mut h).unwrap_or(0) == 0 || h == "\r\n" {
+            break;
+        }
+        if let Some(v) = h.to_ascii_lowercase().strip_prefix("content-length:") {
+            length = v.trim().parse().unwrap_or(0);
+        }
+    }
+    let mut body = vec![0; length];
+    let _ = std::io::Read::read_exact(&mut reader, &mut body);
+    let mut words = line.split_whitespace();
+    let (method, path) = (words.next().unwrap_or(""), words.next().unwrap_or(""));
+    log.lock().unwrap().push(format!("{method} {path}"));
+    let (status, headers, body) = answer(method, path);
+    if status == 0 {
+        std::thread::sleep(std::time::Duration::from_secs(3600));
+        return;
+    }
+    let mut out = stream;
+    let mut head = format!(
+        "HTTP/1.1 {status} X\r\nContent-Length: {}\r\nConnection: close\r\n",
+        body.len()
+    );
+    for (k, v) in headers {
+        head.push_str(&format!("{k}: {v}\r\n"));
+    }
+    head.push_str("\r\n");
+    let _ = out.write_all(head.as_bytes());
+    let _ = out.write_all(&body);
+}
+
+fn fake_registry(answer: fn(&str, &str) -> Answer) -> FakeRegistry {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let host = listener.local_addr().unwrap().to_string();
     let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
     let log = seen.clone();
     std::thread::spawn(move || {
         for stream in listener.incoming().flatten().take(20_000) {
-            let mut reader = BufReader::new(stream.try_clone().unwrap());
-            let mut line = String::new();
-            if reader.read_line(&mut line).is_err() {
-                continue;
-            }
-            let mut length = 0;
-            loop {
-                let mut h = String::new();
-                if reader.read_line(&mut h).unwrap_or(0) == 0 || h == "\r\n" {
-                    break;
-                }
-                if let Some(v) = h.to_ascii_lowercase().strip_prefix("content-length:") {
-                    length = v.trim().parse().unwrap_or(0);
-                }
-            }
-            let mut body = vec![0; length];
-            let _ = std::io::Read::read_exact(&mut reader, &mut body);
-            let mut words = line.split_whitespace();
-            let (method, path) = (words.next().unwrap_or(""), words.next().unwrap_or(""));
-            log.lock().unwrap().push(format!("{method} {path}"));
-            let (status, headers, body) = answer(method, path);
-            let mut out = stream;
-            let mut head = format!(
-                "HTTP/1.1 {status} X\r\nContent-Length: {}\r\nConnection: close\r\n",
-                body.len()
-            );
-            for (k, v) in headers {
-                head.push_str(&format!("{k}: {v}\r\n"));
-            }
-            head.push_str("\r\n");
-            let _ = out.write_all(head.as_bytes());
-            let _ = out.write_all(&body);
+            let log = log.clone();
+            std::thread::spawn(move || serve(stream, answer, &log));
         }
     });
     FakeRegistry { host, seen }
@@ -830,4 +844,61 @@ fn a_template_cannot_build_gigabytes() {
         );
         assert!(run.stderr.contains(says), "{}", run.stderr);
     }
+}
+
+/// Item 14: a registry that takes the connection and never answers an
+/// upload fails that image after STRATA_REGISTRY_TIMEOUT without progress;
+/// the run ends and nothing is moved.
+#[test]
+fn an_upload_that_never_moves_fails_at_the_registry_timeout() {
+    if !engine::available("upload-timeout") {
+        return;
+    }
+    let r = fake_registry(|method, path| {
+        let not_found = (
+            404,
+            vec![("Content-Type", "application/json".into())],
+            br#"{"errors":[{"code":"MANIFEST_UNKNOWN","message":"unknown"}]}"#.to_vec(),
+        );
+        match (method, path) {
+            (_, "/v2/") => (200, vec![], b"{}".to_vec()),
+            ("POST", p) if p.contains("/blobs/uploads") => (0, vec![], vec![]),
+            _ => not_found,
+        }
+    });
+    let t = TestTree::new();
+    t.write(
+        "strata.yaml",
+        &format!(
+            "registry: '{}'\nnamespace: hang\nvars: {{base_image: '{BASE_IMAGE}'}}\n",
+            r.host
+        ),
+    )
+    .write(
+        "images/one/Dockerfile.j2",
+        "FROM {{ base_image }}\nRUN echo upload-timeout > /x\n",
+    );
+    let begun = std::time::Instant::now();
+    let out = t
+        .command(&["build", "--push", "--progress", "plain"])
+        .env("STRATA_REGISTRY_TIMEOUT", "3")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("nothing moved for 3 s"), "{err}");
+    assert!(
+        begun.elapsed() < std::time::Duration::from_secs(120),
+        "{err}"
+    );
+    let seen = r.seen.lock().unwrap();
+    assert!(
+        !seen
+            .iter()
+            .any(|l| l.starts_with("PUT") && l.contains("/manifests/")),
+        "nothing moved: {seen:?}"
+    );
+    let _ = std::process::Command::new("sh")
+        .args(["-c", &format!("docker images --format '{{{{.Repository}}}}:{{{{.Tag}}}}' | grep '^{}/hang/' | xargs -r docker rmi -f >/dev/null", r.host)])
+        .status();
 }

@@ -21,6 +21,8 @@ pub struct DockerEngine {
     podman: bool,
     /// Containers made for image tests and not yet removed.
     pub(super) live: std::sync::Mutex<std::collections::HashSet<String>>,
+    /// How long a push may go without progress before it fails.
+    push_idle: Duration,
 }
 
 impl DockerEngine {
@@ -74,11 +76,18 @@ impl DockerEngine {
             host,
             podman,
             live: Default::default(),
+            push_idle: Duration::from_secs(60),
         })
     }
 }
 
 impl DockerEngine {
+    /// A push fails after `idle` without a word from the engine.
+    pub(super) fn with_push_idle(mut self, idle: Duration) -> DockerEngine {
+        self.push_idle = idle;
+        self
+    }
+
     pub(super) fn docker(&self) -> &Docker {
         &self.docker
     }
@@ -297,7 +306,17 @@ impl Engine for DockerEngine {
             // The engine retries a layer that fails ("Retrying in N
             // seconds", for each layer, each second): said once, counted.
             let mut retries = 0;
-            while let Some(item) = stream.next().await {
+            loop {
+                let next = tokio::time::timeout(self.push_idle, stream.next()).await;
+                let Ok(next) = next else {
+                    let message = format!(
+                        "nothing moved for {} s: the registry does not answer the upload (STRATA_REGISTRY_TIMEOUT)",
+                        self.push_idle.as_secs()
+                    );
+                    log(&format!("push error: {message}"));
+                    return Err(EngineError::Failed(message));
+                };
+                let Some(item) = next else { break };
                 let info = item.map_err(failed)?;
                 if let Some(detail) = info.error_detail {
                     let mut message = detail.message.unwrap_or_else(|| "the push failed".into());

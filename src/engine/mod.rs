@@ -225,7 +225,8 @@ pub async fn connect(spec: &str, root: &std::path::Path) -> crate::error::Result
     let timeout = answer_timeout()?;
     let engine = docker::DockerEngine::connect(timeout)
         .await
-        .map_err(unreachable)?;
+        .map_err(unreachable)?
+        .with_push_idle(push_idle_timeout()?);
     tokio::time::timeout(timeout, engine.ping())
         .await
         .map_err(|_| {
@@ -242,17 +243,26 @@ pub async fn connect(spec: &str, root: &std::path::Path) -> crate::error::Result
 /// How long the engine has to answer the first requests of a run:
 /// `STRATA_ENGINE_TIMEOUT` seconds, 30 by default.
 fn answer_timeout() -> crate::error::Result<std::time::Duration> {
-    const DEFAULT_S: u64 = 30;
-    let Some(v) = std::env::var("STRATA_ENGINE_TIMEOUT")
-        .ok()
-        .filter(|v| !v.is_empty())
-    else {
-        return Ok(std::time::Duration::from_secs(DEFAULT_S));
+    seconds("STRATA_ENGINE_TIMEOUT", 30)
+}
+
+/// How long a push may go without a byte moving (the engine's progress
+/// stream silent) before it fails: `STRATA_REGISTRY_TIMEOUT` seconds, 60 by
+/// default. A registry that accepts the connection and never answers an
+/// upload would otherwise hold the run forever.
+fn push_idle_timeout() -> crate::error::Result<std::time::Duration> {
+    seconds("STRATA_REGISTRY_TIMEOUT", 60)
+}
+
+/// A whole number of seconds above 0 from the environment variable `name`.
+fn seconds(name: &str, default: u64) -> crate::error::Result<std::time::Duration> {
+    let Some(v) = std::env::var(name).ok().filter(|v| !v.is_empty()) else {
+        return Ok(std::time::Duration::from_secs(default));
     };
     match v.parse::<u64>() {
         Ok(s) if s > 0 => Ok(std::time::Duration::from_secs(s)),
         _ => Err(crate::error::Error::input(format!(
-            "STRATA_ENGINE_TIMEOUT must be a whole number of seconds above 0, not `{v}`"
+            "{name} must be a whole number of seconds above 0, not `{v}`"
         ))),
     }
 }

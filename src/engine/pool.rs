@@ -162,7 +162,8 @@ async fn connect_one(spec: &Spec, root: &Path) -> Result<Arc<dyn Engine>> {
     let end = super::endpoint::for_host(spec.host.clone()).map_err(super::unreachable)?;
     let engine = super::docker::DockerEngine::connect_to(end, timeout)
         .await
-        .map_err(super::unreachable)?;
+        .map_err(super::unreachable)?
+        .with_push_idle(super::push_idle_timeout()?);
     tokio::time::timeout(timeout, engine.ping())
         .await
         .map_err(|_| {
