@@ -196,6 +196,9 @@ pub struct TagInfo {
     /// The image's `org.opencontainers.image.created` label (else the
     /// config's `created`), RFC 3339; None when it has neither.
     pub created: Option<String>,
+    /// For an image index (a manifest list): the digests of the manifests
+    /// it names, which deleting them would take from it.
+    pub children: Vec<String>,
 }
 
 impl Registry {
@@ -246,6 +249,12 @@ impl Registry {
                 continue;
             };
             let manifest: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+            let children = manifest["manifests"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|m| m["digest"].as_str().map(str::to_string))
+                .collect();
             let created = match manifest["config"]["digest"].as_str() {
                 None => None,
                 Some(config) if configs.contains_key(config) => configs[config].clone(),
@@ -266,6 +275,7 @@ impl Registry {
                 tag,
                 digest,
                 created,
+                children,
             });
         }
         Ok(out)

@@ -81,16 +81,24 @@ pub fn decide(
             }
         })
         .collect();
-    // A digest under a kept tag stays, and with it every tag on it.
-    let kept: BTreeMap<String, String> = out
-        .iter()
-        .filter(|d| !d.delete)
-        .map(|d| (d.info.digest.clone(), d.info.tag.clone()))
-        .collect();
+    // A digest under a kept tag stays, and with it every tag on it; so
+    // does every manifest a kept index names (deleting it would take that
+    // platform out of the index).
+    let mut kept: BTreeMap<String, String> = BTreeMap::new();
+    for d in out.iter().filter(|d| !d.delete) {
+        kept.insert(
+            d.info.digest.clone(),
+            format!("shared with `{}`", d.info.tag),
+        );
+        for child in &d.info.children {
+            let why = format!("a platform of the kept index `{}`", d.info.tag);
+            kept.entry(child.clone()).or_insert(why);
+        }
+    }
     for d in &mut out {
-        if let (true, Some(tag)) = (d.delete, kept.get(&d.info.digest)) {
+        if let (true, Some(why)) = (d.delete, kept.get(&d.info.digest)) {
             d.delete = false;
-            d.why = format!("kept: shared with `{tag}`");
+            d.why = format!("kept: {why}");
         }
     }
     out
@@ -263,6 +271,7 @@ mod tests {
             tag: tag.into(),
             digest: digest.into(),
             created: created.map(str::to_string),
+            children: Vec::new(),
         }
     }
 
@@ -307,5 +316,25 @@ mod tests {
         assert_eq!(why("feature-z"), "kept: 3d old");
         assert_eq!(why("unknown"), "kept: no creation time");
         assert!(table(&d, true).contains("would delete"));
+        // A kept index keeps the manifests it names, under any tag.
+        let mut index = tag("multiarch-1", "sha256:i", Some("2025-01-01T00:00:00Z"));
+        index.children = vec!["sha256:b".into()];
+        let mut tags = tags.to_vec();
+        tags.push(index);
+        let (set, globs) = keep_set(&cfg, &["multiarch-*".to_string()]).unwrap();
+        let d = decide(
+            "r/app",
+            &tags,
+            &set,
+            &globs,
+            Duration::from_secs(7 * 86_400),
+            now,
+        );
+        let why = |t: &str| d.iter().find(|d| d.info.tag == t).unwrap().why.clone();
+        assert_eq!(
+            why("feature-y"),
+            "kept: a platform of the kept index `multiarch-1`"
+        );
+        assert!(d.iter().all(|d| !d.delete), "nothing old is unkept now");
     }
 }

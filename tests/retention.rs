@@ -330,3 +330,87 @@ fn a_bad_max_age_is_exit_2_naming_the_forms() {
     );
     assert!(run.stderr.contains("strata.yaml:3"), "{}", run.stderr);
 }
+
+/// A kept image index keeps every manifest it names, even one that is also
+/// under an old tag of its own (issue "Hostile and real-world", item 26):
+/// deleting that digest would take a platform out of the index.
+#[test]
+fn a_kept_index_keeps_its_platforms() {
+    let Some(r) = registry() else { return };
+    if !engine::available("retention-index") {
+        return;
+    }
+    let ns = Namespace::new("retention-index");
+    let config = docker_config(&r.host, &r.user, &r.password);
+    let repo_path = format!("{}/app", ns.0);
+    let repo = format!("{}/{repo_path}", r.host);
+    let old = rfc3339(time::OffsetDateTime::now_utc() - time::Duration::days(30));
+    push(&repo, &["fp-00000000000000000000old1"], &old, config.path());
+    let auth = format!("{}:{}", r.user, r.password);
+    let v2 = "application/vnd.docker.distribution.manifest.v2+json";
+    let url = |tag: &str| format!("http://{}/v2/{repo_path}/manifests/{tag}", r.host);
+    let head = Command::new("curl")
+        .args(["-s", "-I", "-u", &auth, "-H", &format!("Accept: {v2}")])
+        .arg(url("fp-00000000000000000000old1"))
+        .output()
+        .unwrap();
+    let head = String::from_utf8_lossy(&head.stdout).to_ascii_lowercase();
+    let field = |name: &str| {
+        head.lines()
+            .find_map(|l| l.strip_prefix(&format!("{name}: ")))
+            .map(|v| v.trim().to_string())
+            .unwrap()
+    };
+    let (child, size) = (field("docker-content-digest"), field("content-length"));
+    let index = format!(
+        r#"{{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[{{"mediaType":"{v2}","digest":"{child}","size":{size},"platform":{{"architecture":"amd64","os":"linux"}}}}]}}"#
+    );
+    let put = Command::new("curl")
+        .args(["-s", "-f", "-X", "PUT", "-u", &auth])
+        .args([
+            "-H",
+            "Content-Type: application/vnd.oci.image.index.v1+json",
+        ])
+        .args(["--data-binary", &index])
+        .arg(url("multiarch-1"))
+        .output()
+        .unwrap();
+    assert!(
+        put.status.success(),
+        "{}",
+        String::from_utf8_lossy(&put.stderr)
+    );
+
+    let t = tree(&r.host, &ns);
+    let out = t
+        .command(&["prune", "--yes", "--keep", "multiarch-*"])
+        .env("DOCKER_CONFIG", config.path())
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        table.contains("kept: a platform of the kept index `multiarch-1`"),
+        "{table}"
+    );
+    let child_there = Command::new("curl")
+        .args([
+            "-s",
+            "-f",
+            "-o",
+            "/dev/null",
+            "-u",
+            &auth,
+            "-H",
+            &format!("Accept: {v2}"),
+        ])
+        .arg(url(&child))
+        .status()
+        .unwrap();
+    assert!(child_there.success(), "the index's platform is still there");
+}
