@@ -22,6 +22,13 @@ pub struct ImageSpec {
     pub labels: BTreeMap<String, String>,
     /// Extra tags the image is also tagged and pushed as.
     pub tags: Vec<String>,
+    /// The repository it is built as, instead of `prefix` + its folder's
+    /// name (registry and namespace still apply): several images may share
+    /// one repository as variant tags, as docker-library's trees do
+    /// (`buildpack-deps:trixie-curl`, `buildpack-deps:trixie-scm`).
+    pub repository: Option<String>,
+    /// Its release tag, instead of the tree's `tag`.
+    pub tag: Option<String>,
     pub vars: BTreeMap<String, serde_json::Value>,
     /// Build context folder, relative to the image folder.
     pub context: Option<String>,
@@ -48,6 +55,8 @@ impl Default for ImageSpec {
             args: BTreeMap::new(),
             labels: BTreeMap::new(),
             tags: Vec::new(),
+            repository: None,
+            tag: None,
             vars: BTreeMap::new(),
             context: None,
             dockerfile: None,
@@ -87,7 +96,18 @@ impl Image {
     /// without a tag gets the tree's `tag`).
     pub fn reference(&self, config: &crate::config::Config) -> String {
         let Some(name) = &self.reference else {
-            return config.reference(&self.name);
+            let repository = match &self.spec.repository {
+                Some(r) => {
+                    let mut c = config.clone();
+                    c.prefix.clear();
+                    c.repository(r)
+                }
+                None => config.repository(&self.name),
+            };
+            return format!(
+                "{repository}:{}",
+                self.spec.tag.as_ref().unwrap_or(&config.tag)
+            );
         };
         let full = if name.contains('/') {
             name.clone()

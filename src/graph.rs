@@ -88,20 +88,7 @@ pub fn build(
             _ => r,
         }
     };
-    let mut by_ref: HashMap<String, usize> = images
-        .iter()
-        .enumerate()
-        .map(|(i, img)| (strip_registry(normalize(&img.reference(config))), i))
-        .collect();
-    // A devfile's image is also known by its `imageName` as written, the
-    // name its siblings' Dockerfiles use in `FROM`.
-    for (i, img) in images.iter().enumerate() {
-        if let Some(written) = &img.reference {
-            by_ref
-                .entry(strip_registry(normalize(written)))
-                .or_insert(i);
-        }
-    }
+    let (by_ref, by_repo) = tree_references(config, images, &strip_registry);
     let tree_prefix = {
         let ns = config.namespace.trim_matches('/');
         if ns.is_empty() && config.prefix.is_empty() {
@@ -128,6 +115,11 @@ pub fn build(
                 parents.insert(parent);
                 edge_lines.entry((parent, i)).or_insert(r.line);
                 continue;
+            }
+            // A tag of a repository the tree builds that no image produces:
+            // a misspelt variant, never an outside base.
+            if let Some(err) = unknown_variant(&by_repo, &local) {
+                return Err(err.at_line(&file, rendered[i], r.line, "here"));
             }
             if let Some(prefix) = &tree_prefix {
                 if let Some(rest) = local.strip_prefix(prefix.as_str()) {
@@ -173,6 +165,56 @@ pub fn build(
         order,
         children,
     })
+}
+
+/// Every reference an image of the tree is known by (registry-less,
+/// normalized) → its id, and each repository → those references.
+type ByRef = HashMap<String, usize>;
+type ByRepo = HashMap<String, Vec<String>>;
+
+fn tree_references(
+    config: &Config,
+    images: &[Image],
+    strip_registry: &dyn Fn(String) -> String,
+) -> (ByRef, ByRepo) {
+    let mut by_ref: HashMap<String, usize> = images
+        .iter()
+        .enumerate()
+        .map(|(i, img)| (strip_registry(normalize(&img.reference(config))), i))
+        .collect();
+    // A devfile's image is also known by its `imageName` as written, the
+    // name its siblings' Dockerfiles use in `FROM`.
+    for (i, img) in images.iter().enumerate() {
+        if let Some(written) = &img.reference {
+            by_ref
+                .entry(strip_registry(normalize(written)))
+                .or_insert(i);
+        }
+    }
+    let mut by_repo: HashMap<String, Vec<String>> = HashMap::new();
+    for r in by_ref.keys() {
+        let repo = crate::reference::repository(r).to_string();
+        by_repo.entry(repo).or_default().push(r.clone());
+    }
+    (by_ref, by_repo)
+}
+
+/// `reference` (registry-less, normalized) names a repository the tree
+/// builds (`by_repo`: repository → its references) under a tag none of its
+/// images has: the error, with the tags that exist.
+fn unknown_variant(by_repo: &HashMap<String, Vec<String>>, reference: &str) -> Option<Error> {
+    let wanted = crate::reference::repository(reference);
+    let mut candidates = by_repo.get(wanted)?.clone();
+    if candidates.iter().any(|c| c == reference) {
+        return None;
+    }
+    candidates.sort();
+    Some(
+        Error::input(format!(
+            "`{reference}` is a tag of `{wanted}`, a repository this tree builds, and no image of the tree produces it"
+        ))
+        .help(format!("the tree builds {}; fix the tag (or add an image with `repository:`/`tag:` for it)", candidates.join(", "))),
+    )
 }
 
 /// The images form a cycle: the path, and where each image uses the next.

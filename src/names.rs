@@ -148,7 +148,21 @@ pub fn check(tree: &Tree, images: &[Image]) -> Result<()> {
             );
         }
     }
-    images.iter().try_for_each(|image| check_image(tree, image))
+    images
+        .iter()
+        .try_for_each(|image| check_image(tree, image))?;
+    let mut seen: std::collections::HashMap<String, &str> = Default::default();
+    for image in images {
+        if let Some(other) = seen.insert(image.reference(c), &image.name) {
+            return Err(Error::input(format!(
+                "images `{other}` and `{}` are both built as `{}`",
+                image.name,
+                image.reference(c)
+            ))
+            .help("give one of them another `repository:` or `tag:` in its image.yaml"));
+        }
+    }
+    Ok(())
 }
 
 /// Check one image: its name, repository length, tags, label and arg keys.
@@ -163,6 +177,18 @@ fn check_image(tree: &Tree, image: &Image) -> Result<()> {
                 "rename the folder (and `prefix:`, if any); the rule: {COMPONENT_RULE}"
             )),
         );
+    }
+    if let Some(repo) = &image.spec.repository {
+        if let Some(part) = repo.split('/').find(|p| !is_component(p)) {
+            let message = format!("`repository: {repo}` is not a valid repository path (`{part}`)");
+            return Err(bad(&tree.root, &spec, repo, message, COMPONENT_RULE));
+        }
+    }
+    if let Some(tag) = &image.spec.tag {
+        if !is_tag(tag) {
+            let message = format!("`tag: {tag}` is not a valid tag");
+            return Err(bad(&tree.root, &spec, tag, message, TAG_RULE));
+        }
     }
     let reference = image.reference(c);
     let repository = crate::reference::repository(&reference).to_string();

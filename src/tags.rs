@@ -14,7 +14,14 @@ pub fn expand(tree: &mut Tree, images: &mut [Image]) -> Result<()> {
     let templated = |t: &String| t.contains("{{") || t.contains("{%");
     let any = templated(&tree.config.tag)
         || tree.config.tags.iter().any(templated)
-        || images.iter().any(|i| i.spec.tags.iter().any(templated));
+        || images.iter().any(|i| {
+            i.spec
+                .tags
+                .iter()
+                .chain(&i.spec.tag)
+                .chain(&i.spec.repository)
+                .any(templated)
+        });
     if !any {
         return Ok(());
     }
@@ -28,6 +35,15 @@ pub fn expand(tree: &mut Tree, images: &mut [Image]) -> Result<()> {
     for image in images.iter_mut() {
         let place = format!("`tags` of image `{}`", image.name);
         for t in image.spec.tags.iter_mut() {
+            *t = ctx.render(t, &place)?;
+        }
+        let place = format!("`tag`/`repository` of image `{}`", image.name);
+        for t in image
+            .spec
+            .tag
+            .iter_mut()
+            .chain(image.spec.repository.iter_mut())
+        {
             *t = ctx.render(t, &place)?;
         }
     }

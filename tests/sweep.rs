@@ -902,3 +902,92 @@ fn an_upload_that_never_moves_fails_at_the_registry_timeout() {
         .args(["-c", &format!("docker images --format '{{{{.Repository}}}}:{{{{.Tag}}}}' | grep '^{}/hang/' | xargs -r docker rmi -f >/dev/null", r.host)])
         .status();
 }
+
+/// Item 18: a tree named as docker-library names its variants, tags of one
+/// repository built on each other, is one chain, built in order; a tag of
+/// that repository no image produces is exit 2 with the candidates.
+#[test]
+fn variant_tags_of_one_repository_form_a_chain() {
+    let t = TestTree::new();
+    let write = |ns: &str| {
+        t.write(
+            "strata.yaml",
+            &format!("namespace: '{ns}'\nvars: {{base_image: '{BASE_IMAGE}'}}\n"),
+        );
+        let variants = [
+            ("curl", "{{ base_image }}", "trixie-curl"),
+            (
+                "scm",
+                "{{ namespace ~ '/' if namespace }}buildpack-deps:trixie-curl",
+                "trixie-scm",
+            ),
+            (
+                "full",
+                "{{ namespace ~ '/' if namespace }}buildpack-deps:trixie-scm",
+                "trixie",
+            ),
+        ];
+        for (dir, from, tag) in variants {
+            t.write(
+                &format!("images/{dir}/Dockerfile.j2"),
+                &format!("FROM {from}\nRUN echo {tag} >> /variants\n"),
+            )
+            .write(
+                &format!("images/{dir}/image.yaml"),
+                &format!("repository: buildpack-deps\ntag: {tag}\n"),
+            );
+        }
+    };
+    write("");
+    let run = t.run(&["list", "--json"]).expect(0);
+    let list: Vec<serde_json::Value> = serde_json::from_str(&run.stdout).unwrap();
+    let of = |name: &str| list.iter().find(|i| i["name"] == name).unwrap().clone();
+    assert_eq!(of("curl")["ref"], "buildpack-deps:trixie-curl");
+    assert_eq!(of("scm")["parents"], serde_json::json!(["curl"]));
+    assert_eq!(of("full")["parents"], serde_json::json!(["scm"]));
+    assert_eq!(of("full")["bases"], serde_json::json!([]));
+    t.write(
+        "images/full/Dockerfile.j2",
+        "FROM buildpack-deps:trixie-scn\n",
+    );
+    let run = t.run(&["list"]).expect(2);
+    assert!(
+        run.stderr
+            .contains("`buildpack-deps:trixie-scn` is a tag of `buildpack-deps`"),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        run.stderr
+            .contains("buildpack-deps:trixie-curl, buildpack-deps:trixie-scm"),
+        "{}",
+        run.stderr
+    );
+    t.write(
+        "images/full/image.yaml",
+        "repository: buildpack-deps\ntag: trixie-scm\n",
+    );
+    let run = t.run(&["list"]).expect(2);
+    assert!(
+        run.stderr
+            .contains("are both built as `buildpack-deps:trixie-scm`"),
+        "{}",
+        run.stderr
+    );
+
+    if !engine::available("variant-tags") {
+        return;
+    }
+    let ns = Namespace::new("variant-tags");
+    write(&ns.0);
+    t.run(&["build", "--progress", "plain"]).expect(0);
+    let full = format!("{}/buildpack-deps:trixie", ns.0);
+    assert_eq!(
+        engine::run_in(&full, &["cat", "/variants"]),
+        "trixie-curl\ntrixie-scm\ntrixie\n"
+    );
+    let scm = engine::layers(&format!("{}/buildpack-deps:trixie-scm", ns.0));
+    assert!(engine::layers(&full).starts_with(&scm));
+    let plan = t.run(&["plan"]).expect(0);
+    assert!(plan.stdout.contains("0 to build"), "{}", plan.stdout);
+}
