@@ -1,7 +1,8 @@
 //! A paired A/B of two `strata` binaries on the same inputs, run in turn
 //! (A B A B …) so that a machine that drifts slows both alike: the
 //! pipeline (`graph --format json` on generated 200- and 5,000-image trees)
-//! and a no-op `build` of the sample set after a full build. Prints each side's median and the median of the
+//! and a no-op `build` of the sample set after a full build (and of a
+//! generated 200-image tree with `STRATA_AB_200=1`). Prints each side's median and the median of the
 //! pairwise ratios B/A.
 //!
 //! Run: `STRATA_AB_OLD=/path/to/old/strata cargo bench --bench ab` (A is
@@ -84,6 +85,15 @@ fn main() {
         let noop = [ns.as_str(), "build", "--progress", "quiet", "--no-tests"];
         timed(b, sample, &noop);
         pairs("no-op build, sample set", &a, b, sample, &noop, 9);
+        // A generated 200-image tree: its full build takes minutes, so only
+        // with STRATA_AB_200=1.
+        if std::env::var("STRATA_AB_200").is_ok_and(|v| v == "1") {
+            let dir = tempfile::tempdir().unwrap();
+            common::write_tree(dir.path(), 200, &|i| format!("RUN echo step-{i}"));
+            let full = [ns.as_str(), "build", "--progress", "quiet", "-j", "4"];
+            timed(b, dir.path(), &full);
+            pairs("no-op build, 200 images", &a, b, dir.path(), &noop, 9);
+        }
         let _ = Command::new("sh")
             .args([
                 "-c",

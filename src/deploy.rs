@@ -35,13 +35,7 @@ pub fn steps(loaded: &Loaded, apply: bool) -> Result<Steps<'_>> {
     if apply {
         kubectl_runs()?;
     }
-    if loaded.tree.config.registry.is_empty() {
-        return Err(
-            Error::input("deploy pushes the images, and `registry:` is not set")
-                .help("set `registry:` in strata.yaml, or pass `--set registry=HOST[:PORT]`"),
-        );
-    }
-    Ok(Steps {
+    let found = Steps {
         images: steps
             .iter()
             .filter(|(d, s)| d.images.iter().any(|i| &i.name == *s))
@@ -51,7 +45,33 @@ pub fn steps(loaded: &Loaded, apply: bool) -> Result<Steps<'_>> {
             .iter()
             .filter_map(|(d, s)| d.manifests.iter().find(|m| &m.component == *s))
             .collect(),
-    })
+    };
+    check_registry(loaded, &found.images)?;
+    Ok(found)
+}
+
+/// Every image deploy builds is pushed: `registry:`, or a reference that
+/// names its registry (a fully qualified `imageName`).
+fn check_registry(loaded: &Loaded, images: &[String]) -> Result<()> {
+    let config = &loaded.tree.config;
+    let unplaced: Vec<&str> = images
+        .iter()
+        .filter(|name| {
+            let id = loaded.graph.index(name);
+            let reference = id.map(|i| loaded.graph.nodes[i].reference.as_str());
+            config.registry.is_empty()
+                && reference.is_none_or(|r| crate::reference::registry_of(r).is_none())
+        })
+        .map(String::as_str)
+        .collect();
+    if !unplaced.is_empty() {
+        return Err(Error::input(format!(
+            "deploy pushes the images, and `registry:` is not set (nor named by the imageName of {})",
+            unplaced.join(", ")
+        ))
+        .help("set `registry:` in strata.yaml, or pass `--set registry=HOST[:PORT]`, or name the registry in the imageName"));
+    }
+    Ok(())
 }
 
 /// Every name a built image goes by (its reference, its repository, the

@@ -56,7 +56,8 @@ fn verdict(fingerprint: &str, tests_key: &str) -> Option<PathBuf> {
     cache_dir().map(|d| d.join("verdicts").join(name.as_str()))
 }
 
-/// The image of `fingerprint` passed the tests of `tests_key` here before.
+/// The image `fingerprint` names (its ID or registry digest) passed the
+/// tests of `tests_key` here before.
 pub fn passed(fingerprint: &str, tests_key: &str) -> bool {
     verdict(fingerprint, tests_key).is_some_and(|p| p.exists())
 }

@@ -45,13 +45,19 @@ pub(crate) fn narrow(loaded: Loaded, selectors: &[String], since: Option<&str>) 
     })
 }
 
-/// The registry to consult, when the tree names one (not with the simulated engine).
+/// The registry to consult, when the tree names one (`registry:`, or
+/// images whose references name their registry, as a devfile's fully
+/// qualified `imageName` does); never with the simulated engine.
 pub(crate) fn registry_for(s: &Scope, sim: bool) -> Option<registry::Registry> {
     let config = &s.loaded.tree.config;
-    if config.registry.is_empty() || sim {
+    let graph = &s.loaded.graph;
+    let named = graph
+        .nodes
+        .iter()
+        .any(|n| crate::reference::registry_of(&n.reference).is_some());
+    if (config.registry.is_empty() && !named) || sim {
         return None;
     }
-    let graph = &s.loaded.graph;
     let refs = graph.nodes.iter().map(|n| n.reference.as_str());
     let bases = graph
         .nodes

@@ -991,3 +991,76 @@ fn variant_tags_of_one_repository_form_a_chain() {
     let plan = t.run(&["plan"]).expect(0);
     assert!(plan.stdout.contains("0 to build"), "{}", plan.stdout);
 }
+
+/// Item 7: a devfile whose `imageName` names its registry deploys without
+/// `registry:`, and `build --push` moves that release tag too.
+#[test]
+fn a_fully_qualified_image_name_is_pushed_where_it_says() {
+    let Some(r) = registry() else { return };
+    if !engine::available("qualified-image-name") {
+        return;
+    }
+    let ns = Namespace::new("qualified");
+    let image = format!("{}/{}/full:v1", r.host, ns.0);
+    let t = TestTree::new();
+    t.write("Dockerfile", &format!("FROM {BASE_IMAGE}\nRUN echo qualified > /q\n"))
+        .write(
+            "devfile.yaml",
+            &format!(
+                "schemaVersion: 2.2.0\ncomponents:\n  - name: full\n    image:\n      imageName: '{image}'\n      dockerfile: {{uri: Dockerfile}}\n  - name: k\n    kubernetes:\n      inlined: |\n        kind: Pod\n        metadata: {{name: full}}\n        spec:\n          containers: [{{name: full, image: '{image}'}}]\ncommands:\n  - id: d\n    composite: {{commands: [b, a], group: {{kind: deploy, isDefault: true}}}}\n  - id: b\n    apply: {{component: full}}\n  - id: a\n    apply: {{component: k}}\n"
+            ),
+        );
+    let config = docker_config(&r.host, &r.user, &r.password);
+    let out = t
+        .command(&["deploy", "--progress", "plain"])
+        .env("DOCKER_CONFIG", config.path())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    let digest = manifest_digest(&r, &format!("{}/full", ns.0), "v1").expect("v1 pushed");
+    let manifests = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        manifests.contains(&format!("{}/{}/full@{digest}", r.host, ns.0)),
+        "{manifests}"
+    );
+    assert!(manifests.contains("name: full"), "names stay: {manifests}");
+}
+
+/// Item 13: a registry that sends a manifest far over 4 MiB (containerd's
+/// cap) is stopped at the cap: exit 3 naming it, nothing moved.
+#[test]
+fn an_oversized_manifest_is_cut_off_at_the_cap() {
+    let r = fake_registry(|method, path| {
+        if method == "GET" && path.contains("/manifests/") {
+            let body = vec![b' '; 64 << 20];
+            return (
+                200,
+                vec![(
+                    "Content-Type",
+                    "application/vnd.docker.distribution.manifest.v2+json".into(),
+                )],
+                body,
+            );
+        }
+        (200, vec![], b"{}".to_vec())
+    });
+    let t = TestTree::new();
+    t.write(
+        "strata.yaml",
+        &format!("registry: '{}'\nnamespace: big\n", r.host),
+    )
+    .write("images/one/Dockerfile", "FROM scratch\n");
+    let out = t.command(&["keep", "one:v1"]).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{err}");
+    assert!(
+        err.contains(&format!("the registry `{}` sent more than 4 MiB", r.host)),
+        "{err}"
+    );
+    let seen = r.seen.lock().unwrap();
+    assert!(
+        !seen.iter().any(|l| l.starts_with("PUT")),
+        "nothing moved: {seen:?}"
+    );
+}

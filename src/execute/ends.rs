@@ -228,11 +228,15 @@ impl Scheduler<'_> {
     }
 
     /// An item's tests ran: keep the verdicts for its outcome, and
-    /// remember a pass of these test files on this fingerprint.
-    fn tested(&mut self, i: usize, results: Vec<crate::imagetest::TestResult>) {
+    /// remember a pass of these test files by the image tested (its ID, and
+    /// the registry digest it came by).
+    fn tested(&mut self, i: usize, results: Vec<crate::imagetest::TestResult>, image: &str) {
         let item = &self.items[i];
         if let (Some(suite), true) = (&item.tests, results.iter().all(|r| r.passed)) {
-            crate::history::remember_pass(&item.fingerprint.hash, &suite.key);
+            crate::history::remember_pass(image, &suite.key);
+            if let Some(digest) = item.published.as_deref() {
+                crate::history::remember_pass(digest, &suite.key);
+            }
         }
         self.slots[i].tested = results;
     }
@@ -245,7 +249,7 @@ impl Scheduler<'_> {
             Msg::Lost(i, why) => self.lost(i, why),
             Msg::Released(i, result, moved, took) => self.released(i, result, moved, took),
             Msg::Fetched(i, result, took) => self.fetched(i, result, took),
-            Msg::Tested(i, results) => self.tested(i, results),
+            Msg::Tested(i, results, image) => self.tested(i, results, &image),
         }
     }
 

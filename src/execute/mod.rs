@@ -65,7 +65,8 @@ enum Msg {
     /// An image only in the registry was pulled by digest and tagged.
     Fetched(usize, Result<(), EngineError>, Duration),
     /// An image's tests ran (before its `Built`).
-    Tested(usize, Vec<crate::imagetest::TestResult>),
+    /// With the ID of the image tested.
+    Tested(usize, Vec<crate::imagetest::TestResult>, String),
 }
 
 /// The state of one item; see docs/architecture.md.

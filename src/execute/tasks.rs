@@ -175,7 +175,7 @@ async fn test(
             format!("image test `{}` ({}) failed: {message}", r.name, r.file)
         })
         .collect();
-    let _ = tx.send(Msg::Tested(i, results));
+    let _ = tx.send(Msg::Tested(i, results, image.to_string()));
     if failed.is_empty() {
         Ok(())
     } else {

@@ -14,6 +14,8 @@ use oci_client::secrets::RegistryAuth;
 use oci_client::{Client, Reference};
 use std::time::Duration;
 
+mod bounded;
+
 /// Tags asked for per page of a tag list, and the most pages read.
 const TAG_PAGE: usize = 1000;
 const MAX_TAG_PAGES: usize = 10_000;
@@ -81,39 +83,64 @@ impl Registry {
     /// registry cannot be reached or refuses the credentials.
     pub async fn published(&self, content_ref: &str, fp: &str) -> Result<Option<String>> {
         let t = Target::of(content_ref)?;
-        let asked = async {
-            let (body, digest) = self
-                .client
-                .pull_manifest_raw(&t.parsed, &t.auth, MANIFEST_TYPES)
-                .await?;
-            let manifest: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
-            // A list or index has no config of its own: not one of ours.
-            let Some(config_digest) = manifest["config"]["digest"].as_str() else {
-                return Ok(None);
-            };
-            let mut config = Vec::new();
-            self.client
-                .pull_blob(&t.parsed, config_digest, &mut config)
-                .await?;
-            let kind = manifest["mediaType"]
-                .as_str()
-                .unwrap_or(MANIFEST_TYPES[0])
-                .to_string();
-            Ok(Some((body, digest, config, kind)))
-        };
-        let Some(Some((body, digest, config, kind))) = t.answer(asked).await? else {
+        let Some((manifest, config)) = self.image(&t).await? else {
             return Ok(None);
         };
-        let config: serde_json::Value = serde_json::from_slice(&config).unwrap_or_default();
         let label = &config["config"]["Labels"][crate::fingerprint::LABEL];
         if label.as_str() != Some(fp) {
             return Ok(None);
         }
         // Kept for `copy_tag`: moving a release tag to it is then one put.
+        let digest = manifest.digest.clone();
         if let Ok(mut seen) = self.manifests.lock() {
-            seen.insert(content_ref.to_string(), (body, kind, digest.clone()));
+            let kept = (
+                bytes::Bytes::from(manifest.body),
+                manifest.kind,
+                digest.clone(),
+            );
+            seen.insert(content_ref.to_string(), kept);
         }
         Ok(Some(digest))
+    }
+
+    /// The manifest `t` names and its image configuration, both read
+    /// bounded; None when the registry lacks it, or it is a list or index
+    /// (no configuration of its own: not one of ours).
+    async fn image(&self, t: &Target) -> Result<Option<(bounded::Fetched, serde_json::Value)>> {
+        let tag = t
+            .parsed
+            .digest()
+            .or(t.parsed.tag())
+            .unwrap_or("latest")
+            .to_string();
+        let read = async {
+            let Some(manifest) = self
+                .fetch(t, "manifests", &tag, bounded::MANIFEST_LIMIT)
+                .await?
+            else {
+                return Ok(None);
+            };
+            let json: serde_json::Value =
+                serde_json::from_slice(&manifest.body).unwrap_or_default();
+            let Some(config_digest) = json["config"]["digest"].as_str() else {
+                return Ok(None);
+            };
+            let Some(config) = self
+                .fetch(t, "blobs", config_digest, bounded::CONFIG_LIMIT)
+                .await?
+            else {
+                return Ok(None);
+            };
+            let config = serde_json::from_slice(&config.body).unwrap_or_default();
+            Ok(Some((manifest, config)))
+        };
+        match tokio::time::timeout(TIMEOUT * 3, read).await {
+            Ok(result) => result,
+            Err(_) => Err(unreachable(
+                &t.host,
+                &format!("no whole answer within {} s", (TIMEOUT * 3).as_secs()),
+            )),
+        }
     }
 
     /// The commit the image at `reference` was built from (its
@@ -122,11 +149,9 @@ impl Registry {
     /// not exist or the image has no revision label.
     pub async fn revision(&self, reference: &str) -> Result<Option<(String, Option<i64>)>> {
         let t = Target::of(reference)?;
-        let asked = self.client.pull_manifest_and_config(&t.parsed, &t.auth);
-        let Some((_, _, config)) = t.answer(asked).await? else {
+        let Some((_, config)) = self.image(&t).await? else {
             return Ok(None);
         };
-        let config: serde_json::Value = serde_json::from_str(&config).unwrap_or_default();
         let labels = &config["config"]["Labels"];
         let time = labels[crate::git::COMMIT_TIME_LABEL]
             .as_str()
@@ -146,22 +171,28 @@ impl Registry {
             .lock()
             .ok()
             .and_then(|m| m.get(source).cloned());
+        let known = match seen {
+            Some(known) => Some(known),
+            None => {
+                let source_t = Target::of(source)?;
+                let tag = from.digest().or(from.tag()).unwrap_or("latest").to_string();
+                self.fetch(&source_t, "manifests", &tag, bounded::MANIFEST_LIMIT)
+                    .await?
+                    .map(|m| (bytes::Bytes::from(m.body), m.kind, m.digest))
+            }
+        };
+        let Some((body, kind, digest)) = known else {
+            return Err(Error::input(format!(
+                "cannot point `{target}` at `{source}`: the registry has no such manifest"
+            ))
+            .help("check the reference: `docker manifest inspect` or the registry's tag list shows what it has"));
+        };
         let moved = async {
-            let (body, kind, digest) = match seen {
-                Some(known) => known,
-                None => {
-                    let (body, digest) = self
-                        .client
-                        .pull_manifest_raw(&from, &t.auth, MANIFEST_TYPES)
-                        .await?;
-                    let kind: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
-                    let kind = kind["mediaType"]
-                        .as_str()
-                        .unwrap_or(MANIFEST_TYPES[0])
-                        .to_string();
-                    (body, kind, digest)
-                }
-            };
+            // Credentials (a push-scoped token where the registry uses
+            // tokens) for the client's manifest put.
+            self.client
+                .auth(&t.parsed, &t.auth, oci_client::RegistryOperation::Push)
+                .await?;
             self.client
                 .push_manifest_raw(&t.parsed, body, header(&kind))
                 .await?;
@@ -169,7 +200,7 @@ impl Registry {
         };
         t.answer(moved).await?.ok_or_else(|| {
             Error::engine(format!(
-                "cannot point `{target}` at `{source}`: the registry has no such manifest"
+                "cannot point `{target}` at `{source}`: the registry refused the manifest"
             ))
         })
     }
@@ -242,13 +273,14 @@ impl Registry {
         let mut out = Vec::new();
         for tag in names {
             let r = Target::of(&format!("{repository}:{tag}"))?;
-            let asked = self
-                .client
-                .pull_manifest_raw(&r.parsed, &r.auth, MANIFEST_TYPES);
-            let Some((body, digest)) = r.answer(asked).await? else {
+            let Some(m) = self
+                .fetch(&r, "manifests", &tag, bounded::MANIFEST_LIMIT)
+                .await?
+            else {
                 continue;
             };
-            let manifest: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+            let digest = m.digest;
+            let manifest: serde_json::Value = serde_json::from_slice(&m.body).unwrap_or_default();
             let children = manifest["manifests"]
                 .as_array()
                 .into_iter()
@@ -259,10 +291,12 @@ impl Registry {
                 None => None,
                 Some(config) if configs.contains_key(config) => configs[config].clone(),
                 Some(config) => {
-                    let mut blob = Vec::new();
-                    let asked = self.client.pull_blob(&r.parsed, config, &mut blob);
-                    r.answer(asked).await?;
-                    let c: serde_json::Value = serde_json::from_slice(&blob).unwrap_or_default();
+                    let blob = self
+                        .fetch(&r, "blobs", config, bounded::CONFIG_LIMIT)
+                        .await?;
+                    let c: serde_json::Value = blob
+                        .and_then(|b| serde_json::from_slice(&b.body).ok())
+                        .unwrap_or_default();
                     let created = c["config"]["Labels"]["org.opencontainers.image.created"]
                         .as_str()
                         .or(c["created"].as_str())
@@ -317,7 +351,10 @@ impl Registry {
         };
         let mut res = send(None).await.map_err(|e| unreachable(&host, &e))?;
         if res.status() == reqwest::StatusCode::UNAUTHORIZED {
-            if let Some(token) = self.token(&client, &res, path, basic.as_ref()).await {
+            if let Some(token) = self
+                .token(&client, &res, path, "delete", basic.as_ref())
+                .await
+            {
                 res = send(Some(token))
                     .await
                     .map_err(|e| unreachable(&host, &e))?;
@@ -335,12 +372,14 @@ impl Registry {
         }
     }
 
-    /// A bearer token with the delete scope, from the realm a 401 names.
+    /// A bearer token for `action` (`pull`, `delete`) on `path`, from the
+    /// realm a 401 names.
     async fn token(
         &self,
         client: &reqwest::Client,
         res: &reqwest::Response,
         path: &str,
+        action: &str,
         basic: Option<&(String, String)>,
     ) -> Option<String> {
         let challenge = res.headers().get("www-authenticate")?.to_str().ok()?;
@@ -354,7 +393,7 @@ impl Registry {
         let realm = field("realm")?;
         let mut req = client
             .get(&realm)
-            .query(&[("scope", format!("repository:{path}:delete"))]);
+            .query(&[("scope", format!("repository:{path}:{action}"))]);
         if let Some(service) = field("service") {
             req = req.query(&[("service", service)]);
         }
