@@ -9,6 +9,7 @@
 #   7. check-jsonschema and Jenkins Job Builder, the CI systems' checkers,
 #   8. a second Docker engine speaking TLS only, with a CA and client certificates.
 #   9. two more Docker engines on sockets of their own (ci/engine.sh), for the engine pool.
+#  10. mdBook (from crates.io, cached), which builds the user guide.
 # Writes the registry's address and credentials to target/ci/registry.env for the tests.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -225,3 +226,12 @@ POOL1=$(ci/engine.sh start pool-1 1)
 POOL2=$(ci/engine.sh start pool-2 2)
 log "pool engines on $POOL1 and $POOL2"
 echo "STRATA_TEST_POOL_ENGINES=\"$POOL1 $POOL2\"" >>"$STATE/registry.env"
+
+# 10. mdBook, which builds the user guide (docs/): Debian has no package,
+#     so it is built from crates.io once, under target/ci/mdbook.
+MDBOOK_VERSION=0.5.4
+if ! "$STATE/mdbook/bin/mdbook" --version 2>/dev/null | grep -q "$MDBOOK_VERSION"; then
+  log "installing mdbook $MDBOOK_VERSION into $STATE/mdbook (a few minutes, once)"
+  cargo install --quiet --locked --version "$MDBOOK_VERSION" --root "$STATE/mdbook" mdbook
+fi
+echo "STRATA_TEST_MDBOOK=$PWD/$STATE/mdbook/bin/mdbook" >>"$STATE/registry.env"

@@ -10,5 +10,7 @@ trap 'ci/engine.sh stop pool-1; ci/engine.sh stop pool-2' EXIT
 set -a; . target/ci/registry.env; set +a
 cargo fmt --all -- --check
 cargo clippy --all-targets --quiet -- -D warnings
+# The user guide builds (its links and YAML blocks are checked by tests/docs.rs).
+"$STRATA_TEST_MDBOOK" build docs >/dev/null
 # Benchmarks are compiled (and linted) above by clippy; they run with `cargo bench`.
 cargo test --lib --bins --tests

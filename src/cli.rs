@@ -21,7 +21,8 @@ Selectors: NAME, a glob (`nova-*`), `re:REGEX`, `NAME+` (NAME and every image bu
 `+NAME` (NAME and its ancestors), `@PROFILE` (a list under `profiles:` in strata.yaml). No selector = every image.\n\n\
 Exit codes: 0 all good; 1 an image failed (a build, a push); 2 invalid input, nothing built; 3 engine or registry \
 unreachable or refusing the credentials, or another run holds the lock (--no-wait), nothing built; 4 built, but a \
-report file could not be written; 130 interrupted."
+report file could not be written; 130 interrupted.\n\n\
+The user guide: docs/SUMMARY.md in strata's source tree, an mdBook (`mdbook serve docs`); README.md is its front page."
 )]
 pub struct Cli {
     /// Run as if started in DIR (the tree root); other paths are relative to it.

@@ -373,9 +373,10 @@ pub fn attach_tests(
     for item in &mut plan.items {
         item.tests = suites.get(item.id).cloned().flatten();
         let Some(suite) = &item.tests else { continue };
-        // A verdict belongs to the image that was tested (its ID here, or
-        // its registry digest), never to every image of the same inputs.
-        let tested = item.image_id.as_deref().or(item.published.as_deref());
+        // A verdict belongs to the image that was tested (its ID, the same
+        // on every engine and in the registry as its config digest), never
+        // to every image of the same inputs.
+        let tested = item.image_id.as_deref();
         if item.action == Action::Skip && !tested.is_some_and(|t| passed(t, &suite.key)) {
             item.action = Action::Test;
             item.reasons =

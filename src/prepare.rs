@@ -114,6 +114,9 @@ pub(crate) async fn prepare(
         if let Some(h) = held.get(&item.reference).filter(|h| &h.fingerprint == fp) {
             item.image_id = Some(h.id.clone());
             item.published_digest = item.published.clone().or(h.digest.clone());
+        } else if let (Some(_), Some(r)) = (&item.published, registry) {
+            // Only in the registry: its config digest is the ID it has once pulled.
+            item.image_id = r.config_of(&crate::reference::content_tag(&item.reference, fp));
         }
     }
     Ok(plan)

@@ -10,6 +10,7 @@ mod concurrency;
 mod defects;
 mod devfile;
 mod dockerignore_oracle;
+mod docs;
 mod errors;
 mod exit_codes;
 mod graph_property;

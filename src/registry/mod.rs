@@ -29,6 +29,9 @@ pub struct Registry {
     http: Vec<String>,
     /// Content tag → (manifest bytes, media type) of images found published.
     manifests: std::sync::Mutex<std::collections::HashMap<String, Manifest>>,
+    /// Content tag → the config digest of the image found published: its
+    /// image ID once pulled, the identity its test verdicts are kept by.
+    configs: std::sync::Mutex<std::collections::HashMap<String, String>>,
 }
 
 /// What the registry says of one reference.
@@ -62,6 +65,7 @@ impl Registry {
             client: Client::new(config),
             http,
             manifests: Default::default(),
+            configs: Default::default(),
         }
     }
 
@@ -90,6 +94,12 @@ impl Registry {
         if label.as_str() != Some(fp) {
             return Ok(None);
         }
+        let json: serde_json::Value = serde_json::from_slice(&manifest.body).unwrap_or_default();
+        if let (Some(config), Ok(mut configs)) =
+            (json["config"]["digest"].as_str(), self.configs.lock())
+        {
+            configs.insert(content_ref.to_string(), config.to_string());
+        }
         // Kept for `copy_tag`: moving a release tag to it is then one put.
         let digest = manifest.digest.clone();
         if let Ok(mut seen) = self.manifests.lock() {
@@ -101,6 +111,12 @@ impl Registry {
             seen.insert(content_ref.to_string(), kept);
         }
         Ok(Some(digest))
+    }
+
+    /// The config digest of the image found published under `content_ref`
+    /// (its image ID once pulled).
+    pub fn config_of(&self, content_ref: &str) -> Option<String> {
+        self.configs.lock().ok()?.get(content_ref).cloned()
     }
 
     /// The manifest `t` names and its image configuration, both read
