@@ -127,7 +127,7 @@ fn every_yaml_block_of_the_guide_parses() {
         let mut block: Option<String> = None;
         for line in text.lines() {
             match (&mut block, line.trim_start()) {
-                (None, l) if l == "```yaml" => block = Some(String::new()),
+                (None, "```yaml") => block = Some(String::new()),
                 (Some(b), "```") => {
                     if let Err(e) = serde_saphyr::from_str::<serde_json::Value>(b) {
                         bad.push(format!("{}: {e}\n{b}", page.display()));
