@@ -17,20 +17,7 @@ use std::process::Command;
 use std::time::Duration;
 
 fn timed(bin: &str, dir: &Path, args: &[&str]) -> Duration {
-    let (out, took) = common::time(|| {
-        Command::new(bin)
-            .arg("-C")
-            .arg(dir)
-            .args(args)
-            .output()
-            .unwrap()
-    });
-    assert!(
-        out.status.success(),
-        "{bin} {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    took
+    common::strata_run(bin, dir, args)
 }
 
 /// `runs` pairs of A then B; prints medians and the median ratio B/A.

@@ -15,20 +15,7 @@ use std::process::Command;
 use std::time::Duration;
 
 fn strata(dir: &Path, args: &[&str]) -> Duration {
-    let (out, took) = common::time(|| {
-        Command::new(env!("CARGO_BIN_EXE_strata"))
-            .arg("-C")
-            .arg(dir)
-            .args(args)
-            .output()
-            .unwrap()
-    });
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    took
+    common::strata_run(env!("CARGO_BIN_EXE_strata"), dir, args)
 }
 
 fn copy_sample(dest: &Path) {

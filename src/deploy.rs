@@ -74,6 +74,38 @@ fn check_registry(loaded: &Loaded, images: &[String]) -> Result<()> {
     Ok(())
 }
 
+/// The lists of a pod spec whose entries' `image:` names an image.
+const CONTAINER_LISTS: [&str; 3] = ["containers", "initContainers", "ephemeralContainers"];
+
+/// The `image:` of every container (`containers`, `initContainers`,
+/// `ephemeralContainers`, wherever they stand: a Pod, a Deployment's
+/// template, a CronJob's job template) that names a built image becomes
+/// its pinned reference, as kustomize's `images:` does; names, labels,
+/// selectors and other strings equal to an image name stay as written.
+pub fn pin(doc: &mut serde_json::Value, pinned: &BTreeMap<String, String>) {
+    use serde_json::Value;
+    match doc {
+        Value::Array(a) => a.iter_mut().for_each(|v| pin(v, pinned)),
+        Value::Object(o) => {
+            for (key, value) in o.iter_mut() {
+                match value {
+                    Value::Array(list) if CONTAINER_LISTS.contains(&key.as_str()) => {
+                        for c in list.iter_mut() {
+                            if let Some(Value::String(s)) = c.get_mut("image") {
+                                if let Some(p) = pinned.get(s.as_str()) {
+                                    *s = p.clone();
+                                }
+                            }
+                        }
+                    }
+                    other => pin(other, pinned),
+                }
+            }
+        }
+        _ => {}
+    }
+}
+
 /// Every name a built image goes by (its reference, its repository, the
 /// devfile's `imageName` as written) → `repo@digest`, from the summary.
 pub fn pins(loaded: &Loaded, summary: &Summary) -> BTreeMap<String, String> {
@@ -118,7 +150,7 @@ pub fn manifests(
         })?;
         let mut text = String::new();
         for mut doc in docs.into_iter().filter(|d| !d.is_null()) {
-            devfile::pin(&mut doc, pinned);
+            pin(&mut doc, pinned);
             // Long single-line values (pinned references) stay plain scalars.
             let mut options = serde_saphyr::SerializerOptions::default();
             options.prefer_block_scalars = false;
@@ -195,5 +227,37 @@ fn kubectl_runs() -> Result<()> {
             "--apply pipes the manifests to `kubectl apply -f -`, and `kubectl` cannot be run: {e}"
         ))
         .help(help)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pinning_replaces_whole_values_only() {
+        let mut doc = serde_json::json!({"spec": {"containers": [{"image": "web:1"}, {"image": "web:10"}], "note": "web:1 here"}});
+        let pinned = BTreeMap::from([("web:1".to_string(), "r/web@sha256:ab".to_string())]);
+        pin(&mut doc, &pinned);
+        assert_eq!(doc["spec"]["containers"][0]["image"], "r/web@sha256:ab");
+        assert_eq!(doc["spec"]["containers"][1]["image"], "web:10");
+        assert_eq!(doc["spec"]["note"], "web:1 here");
+        // odo's usual devfile: a Deployment named as its image.
+        let pinned = BTreeMap::from([("web".to_string(), "r/web@sha256:ab".to_string())]);
+        let mut doc = serde_json::json!({
+            "metadata": {"name": "web", "labels": {"app": "web"}},
+            "spec": {"selector": {"matchLabels": {"app": "web"}}, "template": {"spec": {
+                "initContainers": [{"name": "web", "image": "web"}],
+                "containers": [{"name": "web", "image": "web", "args": ["web"]}]}}}
+        });
+        pin(&mut doc, &pinned);
+        assert_eq!(doc["metadata"]["name"], "web");
+        assert_eq!(doc["metadata"]["labels"]["app"], "web");
+        assert_eq!(doc["spec"]["selector"]["matchLabels"]["app"], "web");
+        let pod = &doc["spec"]["template"]["spec"];
+        assert_eq!(pod["containers"][0]["name"], "web");
+        assert_eq!(pod["containers"][0]["args"][0], "web");
+        assert_eq!(pod["containers"][0]["image"], "r/web@sha256:ab");
+        assert_eq!(pod["initContainers"][0]["image"], "r/web@sha256:ab");
     }
 }

@@ -343,7 +343,17 @@ fn a_base_from_the_registry_is_known_by_its_digest_on_a_fresh_worker() {
 
 /// `git -C dir ARGS`, which must succeed; its stdout.
 fn git(dir: &std::path::Path, args: &[&str]) -> String {
-    let out = std::process::Command::new("git")
+    git_at(dir, args, None)
+}
+
+/// `git -C dir ARGS` with author and committer time `date`, when given.
+fn git_at(dir: &std::path::Path, args: &[&str], date: Option<&str>) -> String {
+    let mut cmd = std::process::Command::new("git");
+    if let Some(date) = date {
+        cmd.env("GIT_AUTHOR_DATE", date)
+            .env("GIT_COMMITTER_DATE", date);
+    }
+    let out = cmd
         .arg("-C")
         .arg(dir)
         .args(args)
@@ -596,23 +606,7 @@ fn the_sample_set_on_a_fresh_worker() {
 
 /// Commit `message` in `dir` at `date` (committer and author time).
 fn commit_at(dir: &std::path::Path, message: &str, date: &str) {
-    let out = std::process::Command::new("git")
-        .arg("-C")
-        .arg(dir)
-        .args(["commit", "-q", "-am", message])
-        .env("GIT_AUTHOR_NAME", "t")
-        .env("GIT_AUTHOR_EMAIL", "t@example.invalid")
-        .env("GIT_COMMITTER_NAME", "t")
-        .env("GIT_COMMITTER_EMAIL", "t@example.invalid")
-        .env("GIT_AUTHOR_DATE", date)
-        .env("GIT_COMMITTER_DATE", date)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    git_at(dir, &["commit", "-q", "-am", message], Some(date));
 }
 
 /// The release race when the published commit is not in the local history

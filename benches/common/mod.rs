@@ -95,6 +95,24 @@ RUN mkdir -p /etc/{{ service }} \
     }
 }
 
+/// Run `bin -C dir ARGS`, which must succeed; how long it took.
+pub fn strata_run(bin: &str, dir: &Path, args: &[&str]) -> Duration {
+    let (out, took) = time(|| {
+        std::process::Command::new(bin)
+            .arg("-C")
+            .arg(dir)
+            .args(args)
+            .output()
+            .unwrap()
+    });
+    assert!(
+        out.status.success(),
+        "{bin} {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    took
+}
+
 /// Median of the durations.
 pub fn median(mut v: Vec<Duration>) -> Duration {
     v.sort();

@@ -57,6 +57,25 @@ pub struct CommandTest {
     pub timeout: Option<crate::config::Age>,
 }
 
+/// The most of a failed test's message kept in its verdict (stderr, the
+/// summary, JUnit); the log file has it whole.
+pub const MESSAGE_LIMIT: usize = 4096;
+
+/// `message`, or its last `MESSAGE_LIMIT` bytes with a note of what was cut.
+pub(crate) fn bounded(message: String) -> String {
+    if message.len() <= MESSAGE_LIMIT {
+        return message;
+    }
+    let mut cut = message.len() - MESSAGE_LIMIT;
+    while !message.is_char_boundary(cut) {
+        cut += 1;
+    }
+    format!(
+        "[{cut} bytes cut; the whole message is in the image's log file] …{}",
+        &message[cut..]
+    )
+}
+
 /// How long a command test may run when its file says nothing.
 pub const DEFAULT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(600);
 

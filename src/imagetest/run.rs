@@ -66,7 +66,7 @@ pub async fn suite(
             let r = TestResult {
                 name: name.to_string(),
                 passed: errors.is_empty(),
-                message: bounded(message),
+                message: super::bounded(message),
                 duration: begun.elapsed(),
                 file: file.path.clone(),
             };
@@ -94,25 +94,6 @@ pub async fn suite(
         }
     }
     Ok(results)
-}
-
-/// The most of a failed test's message kept in its verdict (stderr, the
-/// summary, JUnit); the log file has it whole.
-pub const MESSAGE_LIMIT: usize = 4096;
-
-/// `message`, or its last `MESSAGE_LIMIT` bytes with a note of what was cut.
-fn bounded(message: String) -> String {
-    if message.len() <= MESSAGE_LIMIT {
-        return message;
-    }
-    let mut cut = message.len() - MESSAGE_LIMIT;
-    while !message.is_char_boundary(cut) {
-        cut += 1;
-    }
-    format!(
-        "[{cut} bytes cut; the whole message is in the image's log file] …{}",
-        &message[cut..]
-    )
 }
 
 /// `KEY=VALUE` lines as a map (a later key wins).
