@@ -526,7 +526,7 @@ struct FakeRegistry {
 
 type Answer = (u16, Vec<(&'static str, String)>, Vec<u8>);
 
-/// One request on `stream`; status 0 means: never answer.
+/// One request on `stream`.
 fn serve(
     stream: std::net::TcpStream,
     answer: fn(&str, &str) -> Answer,
@@ -554,8 +554,12 @@ fn serve(
     let (method, path) = (words.next().unwrap_or(""), words.next().unwrap_or(""));
     log.lock().unwrap().push(format!("{method} {path}"));
     let (status, headers, body) = answer(method, path);
+    // Status 0: never answer; status 1: drop the connection at once.
     if status == 0 {
         std::thread::sleep(std::time::Duration::from_secs(3600));
+        return;
+    }
+    if status == 1 {
         return;
     }
     let mut out = stream;
@@ -1063,4 +1067,60 @@ fn an_oversized_manifest_is_cut_off_at_the_cap() {
         !seen.iter().any(|l| l.starts_with("PUT")),
         "nothing moved: {seen:?}"
     );
+}
+
+/// Item 32: a push the engine keeps retrying logs its first retry and the
+/// first error with the count, not thirty lines of "Retrying in N seconds".
+#[test]
+fn a_retried_push_logs_the_first_error_and_a_count() {
+    if !engine::available("push-retries") {
+        return;
+    }
+    let r = fake_registry(|method, path| {
+        let not_found = (
+            404,
+            vec![("Content-Type", "application/json".into())],
+            br#"{"errors":[{"code":"MANIFEST_UNKNOWN","message":"unknown"}]}"#.to_vec(),
+        );
+        match (method, path) {
+            (_, "/v2/") => (200, vec![], b"{}".to_vec()),
+            ("POST", p) if p.contains("/blobs/uploads") => (1, vec![], vec![]),
+            _ => not_found,
+        }
+    });
+    let t = TestTree::new();
+    t.write(
+        "strata.yaml",
+        &format!(
+            "registry: '{}'\nnamespace: retry\nvars: {{base_image: '{BASE_IMAGE}'}}\n",
+            r.host
+        ),
+    )
+    .write(
+        "images/one/Dockerfile.j2",
+        "FROM {{ base_image }}\nRUN echo push-retries > /x\n",
+    );
+    let out = t
+        .command(&[
+            "build",
+            "--push",
+            "--progress",
+            "plain",
+            "--summary",
+            "s.json",
+        ])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    let retrying = err
+        .lines()
+        .filter(|l| l.starts_with("one | push: Retrying in"))
+        .count();
+    assert_eq!(retrying, 1, "one retry line as it happens:\n{err}");
+    let summary = t.read("s.json");
+    assert!(summary.contains("after the engine retried"), "{summary}");
+    let _ = std::process::Command::new("sh")
+        .args(["-c", &format!("docker images --format '{{{{.Repository}}}}:{{{{.Tag}}}}' | grep '^{}/retry/' | xargs -r docker rmi -f >/dev/null", r.host)])
+        .status();
 }

@@ -317,7 +317,14 @@ impl Engine for DockerEngine {
                     return Err(EngineError::Failed(message));
                 };
                 let Some(item) = next else { break };
-                let info = item.map_err(failed)?;
+                let info = match item {
+                    Ok(info) => info,
+                    Err(e) if retries > 0 => {
+                        let message = format!("{e} (after the engine retried {retries} times)");
+                        return Err(EngineError::Failed(message));
+                    }
+                    Err(e) => return Err(failed(e)),
+                };
                 if let Some(detail) = info.error_detail {
                     let mut message = detail.message.unwrap_or_else(|| "the push failed".into());
                     if retries > 0 {
