@@ -84,7 +84,9 @@ pub enum Command {
     /// The tests (`tests:` in image.yaml, `build.tests`) run again; nothing
     /// is built. Exit 1 when a test fails.
     Test(TestFlags),
-    /// Move the release tags (`tag`, `tags:`) of a pushed set in the
+    /// Move a pushed set's release tags to its content tags (all or nothing).
+    ///
+    /// Moves the release tags (`tag`, `tags:`) of a pushed set in the
     /// registry to its content tags: all or nothing, manifests only. The
     /// step a CI fan-out runs once at the end, after its
     /// `build --push --no-publish` jobs. Exit 1, moving nothing, when an
