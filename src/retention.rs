@@ -294,15 +294,13 @@ mod tests {
             },
             ..Config::default()
         };
-        let (set, globs) = keep_set(&cfg, &[]).unwrap();
-        let d = decide(
-            "r/app",
-            &tags,
-            &set,
-            &globs,
-            Duration::from_secs(7 * 86_400),
-            now,
-        );
+        // Decide with `retention.keep` and the `--keep` globs `more`.
+        let decide_with = |tags: &[TagInfo], more: &[String]| {
+            let (set, globs) = keep_set(&cfg, more).unwrap();
+            let week = Duration::from_secs(7 * 86_400);
+            decide("r/app", tags, &set, &globs, week, now)
+        };
+        let d = decide_with(&tags, &[]);
         let gone: Vec<&str> = d
             .iter()
             .filter(|d| d.delete)
@@ -321,15 +319,7 @@ mod tests {
         index.children = vec!["sha256:b".into()];
         let mut tags = tags.to_vec();
         tags.push(index);
-        let (set, globs) = keep_set(&cfg, &["multiarch-*".to_string()]).unwrap();
-        let d = decide(
-            "r/app",
-            &tags,
-            &set,
-            &globs,
-            Duration::from_secs(7 * 86_400),
-            now,
-        );
+        let d = decide_with(&tags, &["multiarch-*".to_string()]);
         let why = |t: &str| d.iter().find(|d| d.info.tag == t).unwrap().why.clone();
         assert_eq!(
             why("feature-y"),

@@ -850,6 +850,34 @@ fn a_template_cannot_build_gigabytes() {
     }
 }
 
+/// What a registry answers besides uploads: `/v2/` is there, and nothing else.
+fn registry_basics(path: &str) -> Answer {
+    if path == "/v2/" {
+        return (200, vec![], b"{}".to_vec());
+    }
+    let unknown = br#"{"errors":[{"code":"MANIFEST_UNKNOWN","message":"unknown"}]}"#;
+    (
+        404,
+        vec![("Content-Type", "application/json".into())],
+        unknown.to_vec(),
+    )
+}
+
+/// A tree of one image on busybox whose `registry:` is a loopback registry
+/// answering with `answer` (its uploads fail, one way or another).
+fn uploads_fail(answer: fn(&str, &str) -> Answer) -> (FakeRegistry, TestTree) {
+    let r = fake_registry(answer);
+    let t = TestTree::new();
+    t.write(
+        "strata.yaml",
+        &format!(
+            "registry: '{}'\nnamespace: uploads\nvars: {{base_image: '{BASE_IMAGE}'}}\n",
+            r.host
+        ),
+    );
+    (r, t)
+}
+
 /// Item 14: a registry that takes the connection and never answers an
 /// upload fails that image after STRATA_REGISTRY_TIMEOUT without progress;
 /// the run ends and nothing is moved.
@@ -858,27 +886,11 @@ fn an_upload_that_never_moves_fails_at_the_registry_timeout() {
     if !engine::available("upload-timeout") {
         return;
     }
-    let r = fake_registry(|method, path| {
-        let not_found = (
-            404,
-            vec![("Content-Type", "application/json".into())],
-            br#"{"errors":[{"code":"MANIFEST_UNKNOWN","message":"unknown"}]}"#.to_vec(),
-        );
-        match (method, path) {
-            (_, "/v2/") => (200, vec![], b"{}".to_vec()),
-            ("POST", p) if p.contains("/blobs/uploads") => (0, vec![], vec![]),
-            _ => not_found,
-        }
+    let (r, t) = uploads_fail(|method, path| match (method, path) {
+        ("POST", p) if p.contains("/blobs/uploads") => (0, vec![], vec![]),
+        _ => registry_basics(path),
     });
-    let t = TestTree::new();
     t.write(
-        "strata.yaml",
-        &format!(
-            "registry: '{}'\nnamespace: hang\nvars: {{base_image: '{BASE_IMAGE}'}}\n",
-            r.host
-        ),
-    )
-    .write(
         "images/one/Dockerfile.j2",
         "FROM {{ base_image }}\nRUN echo upload-timeout > /x\n",
     );
@@ -903,7 +915,7 @@ fn an_upload_that_never_moves_fails_at_the_registry_timeout() {
         "nothing moved: {seen:?}"
     );
     let _ = std::process::Command::new("sh")
-        .args(["-c", &format!("docker images --format '{{{{.Repository}}}}:{{{{.Tag}}}}' | grep '^{}/hang/' | xargs -r docker rmi -f >/dev/null", r.host)])
+        .args(["-c", &format!("docker images --format '{{{{.Repository}}}}:{{{{.Tag}}}}' | grep '^{}/uploads/' | xargs -r docker rmi -f >/dev/null", r.host)])
         .status();
 }
 
@@ -1076,27 +1088,11 @@ fn a_retried_push_logs_the_first_error_and_a_count() {
     if !engine::available("push-retries") {
         return;
     }
-    let r = fake_registry(|method, path| {
-        let not_found = (
-            404,
-            vec![("Content-Type", "application/json".into())],
-            br#"{"errors":[{"code":"MANIFEST_UNKNOWN","message":"unknown"}]}"#.to_vec(),
-        );
-        match (method, path) {
-            (_, "/v2/") => (200, vec![], b"{}".to_vec()),
-            ("POST", p) if p.contains("/blobs/uploads") => (1, vec![], vec![]),
-            _ => not_found,
-        }
+    let (r, t) = uploads_fail(|method, path| match (method, path) {
+        ("POST", p) if p.contains("/blobs/uploads") => (1, vec![], vec![]),
+        _ => registry_basics(path),
     });
-    let t = TestTree::new();
     t.write(
-        "strata.yaml",
-        &format!(
-            "registry: '{}'\nnamespace: retry\nvars: {{base_image: '{BASE_IMAGE}'}}\n",
-            r.host
-        ),
-    )
-    .write(
         "images/one/Dockerfile.j2",
         "FROM {{ base_image }}\nRUN echo push-retries > /x\n",
     );
@@ -1121,6 +1117,6 @@ fn a_retried_push_logs_the_first_error_and_a_count() {
     let summary = t.read("s.json");
     assert!(summary.contains("after the engine retried"), "{summary}");
     let _ = std::process::Command::new("sh")
-        .args(["-c", &format!("docker images --format '{{{{.Repository}}}}:{{{{.Tag}}}}' | grep '^{}/retry/' | xargs -r docker rmi -f >/dev/null", r.host)])
+        .args(["-c", &format!("docker images --format '{{{{.Repository}}}}:{{{{.Tag}}}}' | grep '^{}/uploads/' | xargs -r docker rmi -f >/dev/null", r.host)])
         .status();
 }
