@@ -10,6 +10,7 @@
 #   8. a second Docker engine speaking TLS only, with a CA and client certificates.
 #   9. two more Docker engines on sockets of their own (ci/engine.sh), for the engine pool.
 #  10. mdBook (from crates.io, cached), which builds the user guide.
+#  11. a Debian base (debootstrap minbase, cached under target/ci) for the BuildKit SSH test.
 # Writes the registry's address and credentials to target/ci/registry.env for the tests.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -235,3 +236,29 @@ if ! "$STATE/mdbook/bin/mdbook" --version 2>/dev/null | grep -q "$MDBOOK_VERSION
   cargo install --quiet --locked --version "$MDBOOK_VERSION" --root "$STATE/mdbook" mdbook
 fi
 echo "STRATA_TEST_MDBOOK=$PWD/$STATE/mdbook/bin/mdbook" >>"$STATE/registry.env"
+
+# 11. A real Debian base, `strata-ci/debian:bookworm`: debootstrap's
+#     minbase from the Debian mirror apt already uses, the root file system
+#     cached as a tarball under target/ci (one download, a minute or two).
+#     The BuildKit SSH test installs openssh-client on it with apt-get.
+DEBIAN=strata-ci/debian:bookworm
+DEBIAN_TAR=$STATE/debian-bookworm-minbase.tar
+if ! docker image inspect "$DEBIAN" >/dev/null 2>&1; then
+  if [ ! -s "$DEBIAN_TAR" ]; then
+    need debootstrap debootstrap
+    mirror=$(sed -n 's/^URIs: *\(http[^ ]*debian\)$/\1/p' /etc/apt/sources.list.d/debian.sources 2>/dev/null | head -1)
+    [ -n "$mirror" ] || mirror=$(awk '/^deb / && $2 ~ /debian\/?$/ {print $2; exit}' /etc/apt/sources.list 2>/dev/null)
+    [ -n "$mirror" ] || { log "no Debian mirror found in apt's sources"; exit 1; }
+    root=$(mktemp -d)
+    log "debootstrap --variant=minbase bookworm (once; cached as $DEBIAN_TAR)"
+    debootstrap --variant=minbase bookworm "$root" "$mirror" >"$STATE/debootstrap.log" 2>&1 \
+      || { log "debootstrap failed; see $STATE/debootstrap.log"; exit 1; }
+    rm -rf "$root"/var/cache/apt/archives/*.deb "$root"/var/lib/apt/lists/*
+    echo "deb $mirror bookworm main" >"$root/etc/apt/sources.list"
+    tar -C "$root" -cf "$DEBIAN_TAR.part" . && mv "$DEBIAN_TAR.part" "$DEBIAN_TAR"
+    rm -rf "$root"
+  fi
+  docker import -c 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
+    "$DEBIAN_TAR" "$DEBIAN" >/dev/null
+  log "imported $DEBIAN"
+fi

@@ -195,8 +195,15 @@ pub struct BuildConfig {
     pub labels: BTreeMap<String, String>,
     pub retries: u32,
     pub pull: bool,
-    /// Build with BuildKit instead of the classic builder.
+    /// `auto` (BuildKit wherever the engine has it, the default),
+    /// `buildkit` or `classic`.
+    pub builder: Option<crate::engine::Builder>,
+    /// The older spelling of `builder: buildkit`.
     pub buildkit: bool,
+    /// Secrets `RUN --mount=type=secret,id=ID` may read (BuildKit), by id:
+    /// `{file: PATH}` (relative to the tree root) or `{env: VAR}`. Their ids
+    /// are inputs of the images that mount them; their values never are.
+    pub secrets: BTreeMap<String, SecretSpec>,
     /// Pushes at once.
     pub push_jobs: usize,
     /// Platform passed to the engine (e.g. `linux/amd64`); empty = engine default.
@@ -212,6 +219,16 @@ pub struct BuildConfig {
     /// container-structure-test files run for every image, relative to the
     /// tree root (before each image's own `tests:`).
     pub tests: Vec<String>,
+}
+
+/// Where a secret's value is: one of a file or an environment variable.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+#[serde(deny_unknown_fields)]
+pub struct SecretSpec {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub file: Option<PathBuf>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub env: Option<String>,
 }
 
 /// `build.publish`: `all` moves the registry's release tags only once every
@@ -256,7 +273,9 @@ impl Default for BuildConfig {
             labels: BTreeMap::new(),
             retries: 0,
             pull: false,
+            builder: None,
             buildkit: false,
+            secrets: BTreeMap::new(),
             push_jobs: 2,
             platform: String::new(),
             publish: Publish::All,
@@ -436,6 +455,10 @@ fn value_at<'a>(
     path: &[&str],
 ) -> Option<&'a mut serde_json::Value> {
     for part in path {
+        // A slot just made (`build.secrets.ID`) holds the next level.
+        if v.is_null() {
+            *v = serde_json::Value::Object(Default::default());
+        }
         let map = v.as_object_mut()?;
         v = map
             .entry(part.to_string())

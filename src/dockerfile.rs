@@ -41,6 +41,8 @@ pub struct Parsed {
     pub args: std::collections::BTreeSet<String>,
     /// The escape character (`# escape=`), `\\` by default.
     pub escape: char,
+    /// The ids of the secrets its `RUN --mount=type=secret` steps read.
+    pub secrets: std::collections::BTreeSet<String>,
 }
 
 impl Parsed {
@@ -164,6 +166,9 @@ pub fn parse(name: &str, text: &str, build_args: &BTreeMap<String, String>) -> R
                     (RefKind::CopyFrom, flag_values(&ins.args, "from"))
                 } else {
                     let mounts = flag_values(&ins.args, "mount");
+                    parsed
+                        .secrets
+                        .extend(mounts.iter().filter_map(|m| mount_secret(m)));
                     (
                         RefKind::MountFrom,
                         mounts.iter().filter_map(|m| mount_from(m)).collect(),
@@ -404,6 +409,27 @@ fn flag_values(args: &str, flag: &str) -> Vec<String> {
 fn mount_from(spec: &str) -> Option<String> {
     spec.split(',')
         .find_map(|kv| kv.trim().strip_prefix("from=").map(unquote))
+}
+
+/// The secret id of a `--mount=type=secret,…` specification: its `id=`,
+/// else (as BuildKit has it) the last part of its target path.
+fn mount_secret(spec: &str) -> Option<String> {
+    let kv: Vec<(&str, &str)> = spec
+        .split(',')
+        .filter_map(|p| p.trim().split_once('='))
+        .collect();
+    let get = |keys: &[&str]| {
+        kv.iter()
+            .find(|(k, _)| keys.contains(k))
+            .map(|(_, v)| unquote(v))
+    };
+    if get(&["type"]).as_deref() != Some("secret") {
+        return None;
+    }
+    get(&["id"]).or_else(|| {
+        get(&["target", "dst", "destination"])
+            .and_then(|t| t.rsplit('/').next().map(str::to_string))
+    })
 }
 
 /// Expand `$VAR`, `${VAR}`, `${VAR:-default}`, `${VAR:+alt}` (and `-`/`+`).

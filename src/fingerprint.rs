@@ -167,6 +167,11 @@ pub fn fingerprints(
         if !input.target.is_empty() {
             m.push("target", input.target.clone());
         }
+        // A secret's id, never its value: adding or removing one it mounts
+        // is a change; a new value is not (the plan says so).
+        for id in &input.secrets {
+            m.push(format!("secret {id}"), "given");
+        }
         // Configured labels only: created/revision/source change every build.
         for (k, v) in &input.labels {
             m.push(format!("label {k}"), v.clone());

@@ -38,6 +38,9 @@ pub struct Inputs {
     /// The stage to build: the image's `target:`, else `build.target` when
     /// its Dockerfile has a stage of that name (empty: the last stage).
     pub target: String,
+    /// The ids of the secrets given to the run (`build.secrets`, `--secret`)
+    /// that its Dockerfile mounts: inputs (their values are not).
+    pub secrets: Vec<String>,
 }
 
 impl Inputs {
@@ -146,6 +149,14 @@ pub fn collect(loaded: &Loaded) -> Result<Vec<Inputs>> {
                         }
                     }
                 },
+                secrets: tree
+                    .config
+                    .build
+                    .secrets
+                    .keys()
+                    .filter(|k| loaded.parsed[id].secrets.contains(*k))
+                    .cloned()
+                    .collect(),
             })
         })
         .collect()

@@ -75,6 +75,9 @@ pub struct Plan {
     pub items: Vec<Item>,
     /// Stale parents left out by `--no-deps`, by name.
     pub stale_outside: Vec<String>,
+    /// The builder the run's engines build with (`buildkit`, `classic`, or
+    /// both as `buildkit/classic` for a pool that mixes them).
+    pub builder: String,
 }
 
 impl Item {
@@ -229,6 +232,7 @@ pub fn plan(
             .into_iter()
             .map(|i| graph.nodes[i].name.clone())
             .collect(),
+        builder: String::new(),
     }
 }
 
@@ -404,7 +408,7 @@ pub fn requests(
     loaded: &Loaded,
     inputs: &[Inputs],
     extra: &BTreeMap<String, String>,
-    buildkit: bool,
+    settings: &crate::settings::Settings,
 ) {
     for item in plan.items.iter_mut() {
         let image = &loaded.images[item.id];
@@ -443,8 +447,11 @@ pub fn requests(
             args: input.args.clone(),
             labels,
             platform: input.platform.clone(),
-            buildkit,
-            no_cache: false,
+            builder: settings.builder,
+            secrets: settings.secrets.clone(),
+            ssh: settings.ssh.clone(),
+            key: item.fingerprint.hash.clone(),
+            no_cache: settings.no_cache,
             target: input.target.clone(),
             network: image
                 .spec

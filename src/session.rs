@@ -106,6 +106,13 @@ impl Session {
                 .await?;
             }
             complete(&mut plan, scope, s)?;
+            let mut builders: Vec<&str> = engines
+                .iter()
+                .map(|m| m.engine.builder(s.builder).name())
+                .collect();
+            builders.sort();
+            builders.dedup();
+            plan.builder = builders.join("/");
             tag_aliases(&engines, &plan).await?;
             Ok::<_, Error>((engines, plan))
         };
@@ -211,6 +218,8 @@ impl Session {
         for (item, o) in plan.items.iter().zip(&run.outcomes) {
             if o.status == Status::Built {
                 history::remember(&item.fingerprint);
+                let ids = &self.scope.inputs[item.id].secrets;
+                crate::secrets::remember(&item.fingerprint.hash, ids, &item.request.secrets);
                 let repo = crate::reference::repository(&item.reference);
                 history::remember_duration(repo, o.duration.as_secs_f64());
             }
@@ -246,11 +255,11 @@ pub fn no_registry() -> Error {
 /// BuildKit was asked for, and an engine is Podman (Buildah builds there).
 fn builders_fit(engines: &[Member], s: &Settings) -> Result<()> {
     match engines.iter().find(|m| m.engine.is_podman()) {
-        Some(podman) if s.buildkit => Err(Error::input(format!(
-            "--buildkit: the engine at `{}` is Podman, which builds with Buildah, not BuildKit",
+        Some(podman) if s.builder == engine::Builder::BuildKit => Err(Error::input(format!(
+            "--builder buildkit: the engine at `{}` is Podman, which builds with Buildah, not BuildKit",
             podman.name
         ))
-        .help("leave out --buildkit (and build.buildkit) with Podman")),
+        .help("leave the builder at `auto` (each engine builds with its own), or build on Docker")),
         _ => Ok(()),
     }
 }
@@ -288,9 +297,14 @@ fn complete(plan: &mut Plan, scope: &Scope, s: &Settings) -> Result<()> {
         Some(_) => git::oci_labels(&loaded.tree.root),
         None => Default::default(),
     };
-    plan::requests(plan, loaded, &scope.inputs, &labels, s.buildkit);
-    for item in plan.items.iter_mut() {
-        item.request.no_cache = s.no_cache;
+    plan::requests(plan, loaded, &scope.inputs, &labels, s);
+    for item in plan.items.iter_mut().filter(|i| i.action != Action::Build) {
+        let ids = &scope.inputs[item.id].secrets;
+        for id in crate::secrets::changed(&item.fingerprint.hash, ids, &s.secrets) {
+            item.reasons.push(format!(
+                "secret `{id}` changed since this image was built; not rebuilt: a secret's value is not an input (--force rebuilds)"
+            ));
+        }
     }
     Ok(())
 }

@@ -31,6 +31,12 @@ pub struct InputFlags {
     /// The network for RUN steps, e.g. `host` or `none` (sets `build.network`).
     #[arg(long, value_name = "MODE")]
     network: Option<String>,
+    /// A secret for `RUN --mount=type=secret,id=ID` (BuildKit), as docker
+    /// takes it: `id=ID,src=FILE` or `id=ID,env=VAR` (repeatable; sets
+    /// `build.secrets.ID`). Its id is an input of the images that mount it;
+    /// its value is never kept, logged or fingerprinted.
+    #[arg(long = "secret", value_name = "id=ID,src=FILE|env=VAR", value_parser = secret_set)]
+    secrets: Vec<String>,
 }
 
 impl InputFlags {
@@ -40,7 +46,52 @@ impl InputFlags {
         args.chain(self.platform.iter().map(|p| format!("build.platform={p}")))
             .chain(self.target.iter().map(|t| format!("build.target={t}")))
             .chain(self.network.iter().map(|n| format!("build.network={n}")))
+            .chain(self.secrets.iter().cloned())
     }
+}
+
+/// `--secret id=ID,src=FILE|env=VAR` as the `--set` it stands for
+/// (docker's syntax: also `source=`, `type=file|env`; `id=ID` alone reads
+/// the variable ID). A relative file is taken from the working folder.
+fn secret_set(s: &str) -> Result<String> {
+    let bad = |why: &str| {
+        Error::input(format!("invalid `--secret {s}`: {why}"))
+            .help("give `--secret id=ID,src=FILE` or `--secret id=ID,env=VAR`")
+    };
+    let (mut id, mut src, mut env, mut kind) = (None, None, None, None);
+    for part in s.split(',') {
+        match part.split_once('=') {
+            Some(("id", v)) => id = Some(v),
+            Some(("src" | "source", v)) => src = Some(v),
+            Some(("env", v)) => env = Some(v),
+            Some(("type", v)) => kind = Some(v),
+            _ => return Err(bad(&format!("`{part}` is not id=, src=, env= or type="))),
+        }
+    }
+    let id = id
+        .filter(|i| !i.is_empty())
+        .ok_or_else(|| bad("no `id=`"))?;
+    if id.contains(['.', '=', ',']) || id.chars().any(char::is_whitespace) {
+        return Err(bad(
+            "an id with `.`, `=`, `,` or spaces cannot be given here; name it in `build.secrets`",
+        ));
+    }
+    let file = |f: &str| {
+        let path = std::path::Path::new(f);
+        let abs = std::env::current_dir().map_or(path.to_path_buf(), |d| d.join(path));
+        ("file", abs.to_string_lossy().into_owned())
+    };
+    let (key, value) = match (src.filter(|f| !f.is_empty()), env, kind) {
+        (Some(_), Some(_), _) => return Err(bad("give src= or env=, not both")),
+        (Some(f), None, None | Some("file")) => file(f),
+        (Some(v), None, Some("env")) | (None, Some(v), None | Some("env")) => {
+            ("env", v.to_string())
+        }
+        (None, None, None | Some("env")) => ("env", id.to_string()),
+        (None, None, Some("file")) => return Err(bad("type=file needs src=FILE")),
+        _ => return Err(bad("`type=` is file or env")),
+    };
+    Ok(format!("build.secrets.{id}.{key}={value}"))
 }
 
 fn key_value(s: &str) -> Result<String> {
@@ -127,9 +178,20 @@ pub struct BuildFlags {
     /// Only images whose inputs changed since git revision REV, and what is built on them.
     #[arg(long, value_name = "REV")]
     pub since: Option<String>,
-    /// Build with BuildKit instead of the classic builder (also `build.buildkit: true`).
-    #[arg(long)]
+    /// Which builder builds: `auto` (the default: BuildKit on every Docker
+    /// engine, the classic builder on Podman, which builds with Buildah),
+    /// `buildkit` or `classic` [default: build.builder].
+    #[arg(long, value_name = "BUILDER", value_enum)]
+    pub builder: Option<crate::engine::Builder>,
+    /// The same as `--builder buildkit` (also `build.buildkit: true`).
+    #[arg(long, conflicts_with = "builder")]
     pub buildkit: bool,
+    /// Forward an SSH agent to `RUN --mount=type=ssh` (BuildKit), as docker
+    /// does: `default` (the agent of SSH_AUTH_SOCK) or `ID=SOCKET` (an
+    /// agent's socket) or `ID=KEYFILE` (a key, loaded into an agent of this
+    /// run's own that ends with it). Repeatable. Nothing of a key is kept.
+    #[arg(long = "ssh", value_name = "default|ID=PATH")]
+    pub ssh: Vec<String>,
     /// With --push: upload content tags only and move no release tag in the
     /// registry (CI fan-out jobs; run `strata publish` once at the end).
     #[arg(long, requires = "push")]
@@ -218,7 +280,12 @@ pub struct Settings {
     pub publish: Publish,
     /// Uploads at once.
     pub push_jobs: usize,
-    pub buildkit: bool,
+    /// The builder asked for; each engine resolves `auto`.
+    pub builder: crate::engine::Builder,
+    /// Secrets offered to every build (BuildKit), checked readable.
+    pub secrets: Vec<crate::engine::Secret>,
+    /// SSH agents offered to every build (BuildKit).
+    pub ssh: Vec<crate::engine::SshAgent>,
     pub pull: bool,
     pub no_cache: bool,
     pub tests: Tests,
@@ -254,7 +321,13 @@ impl Settings {
             upload: engines.len() > 1,
             publish: Publish::No,
             push_jobs: build.push_jobs,
-            buildkit: build.buildkit,
+            builder: match (build.builder, build.buildkit) {
+                (Some(b), _) => b,
+                (None, true) => crate::engine::Builder::BuildKit,
+                (None, false) => crate::engine::Builder::Auto,
+            },
+            secrets: Vec::new(),
+            ssh: Vec::new(),
             pull: build.pull,
             no_cache: false,
             tests: Tests::Run,
@@ -296,7 +369,11 @@ impl Settings {
             (true, false, PublishMode::Each) => Publish::Each,
             (true, false, PublishMode::All) => Publish::Set,
         };
-        s.buildkit |= flags.buildkit;
+        if flags.buildkit {
+            s.builder = crate::engine::Builder::BuildKit;
+        }
+        s.builder = flags.builder.unwrap_or(s.builder);
+        s.ssh = crate::ssh::agents(&flags.ssh)?;
         s.pull |= flags.pull;
         s.no_cache = flags.no_cache;
         s.tests = if flags.no_tests {
@@ -322,7 +399,6 @@ impl Settings {
         s.jobs = flags.jobs.map_or(s.jobs, |j| j as usize);
         s.retries = 0;
         s.pull = false;
-        s.buildkit = false;
         s.tests = Tests::Only;
         Ok(s)
     }
@@ -340,10 +416,67 @@ impl Settings {
         Ok(s)
     }
 
+    /// The secrets of `build.secrets` (and `--secret`), each checked.
+    pub fn with_secrets(mut self, config: &Config, root: &Path) -> Result<Settings> {
+        self.secrets = secrets(&config.build.secrets, root)?;
+        Ok(self)
+    }
+
     /// Whether every engine is simulated (no registry is consulted).
     pub fn simulated(&self) -> bool {
         self.engines.iter().all(Spec::is_sim)
     }
+}
+
+/// `build.secrets`, each checked: exactly one of `file` (relative to the
+/// tree root, readable) and `env` (set). A missing source is exit 2 before
+/// anything builds.
+pub fn secrets(
+    specs: &std::collections::BTreeMap<String, crate::config::SecretSpec>,
+    root: &Path,
+) -> Result<Vec<crate::engine::Secret>> {
+    use crate::engine::{Secret, SecretSource};
+    let mut out = Vec::new();
+    for (id, spec) in specs {
+        let help = "give each secret `file: PATH` or `env: VAR` (or --secret id=ID,src=FILE)";
+        let source = match (&spec.file, &spec.env) {
+            (Some(f), None) => {
+                let path = root.join(f);
+                std::fs::File::open(&path).map_err(|e| {
+                    Error::input(format!(
+                        "secret `{id}`: cannot read `{}`: {e}",
+                        path.display()
+                    ))
+                    .help("point the secret at a readable file")
+                })?;
+                SecretSource::File(path)
+            }
+            (None, Some(var)) => {
+                if std::env::var_os(var).is_none() {
+                    return Err(Error::input(format!(
+                        "secret `{id}`: the environment variable `{var}` is not set"
+                    ))
+                    .help(format!("export {var}=… before the run")));
+                }
+                SecretSource::Env(var.clone())
+            }
+            (Some(_), Some(_)) => {
+                return Err(
+                    Error::input(format!("secret `{id}` has both `file` and `env`")).help(help),
+                )
+            }
+            (None, None) => {
+                return Err(
+                    Error::input(format!("secret `{id}` has neither `file` nor `env`")).help(help),
+                )
+            }
+        };
+        out.push(Secret {
+            id: id.clone(),
+            source,
+        });
+    }
+    Ok(out)
 }
 
 impl Settings {

@@ -238,6 +238,7 @@ pub fn plan(plan: &Plan, json: bool) -> String {
                     "action": i.action,
                     "reasons": i.reasons,
                     "registry_digest": i.published,
+                    "builder": (i.action == Action::Build).then_some(&plan.builder),
                 })
             })
             .collect();
@@ -264,9 +265,13 @@ pub fn plan(plan: &Plan, json: bool) -> String {
     } else {
         String::new()
     };
+    let with = match n > 0 && !plan.builder.is_empty() {
+        true => format!(" (builder: {})", plan.builder),
+        false => String::new(),
+    };
     let _ = writeln!(
         out,
-        "{n} to build, {} up to date{tested}",
+        "{n} to build{with}, {} up to date{tested}",
         plan.items.len() - n
     );
     if !plan.stale_outside.is_empty() {

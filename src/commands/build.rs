@@ -11,7 +11,8 @@ use crate::settings::{BuildFlags, Settings, Tests};
 pub fn run(mut opts: Options, flags: &BuildFlags) -> Result<Code> {
     opts.sets.extend(flags.inputs.sets());
     let mut session = Session::open(&opts, &flags.selectors, flags.since.as_deref())?;
-    let settings = Settings::build(flags, session.config(), session.root())?;
+    let settings = Settings::build(flags, session.config(), session.root())?
+        .with_secrets(session.config(), session.root())?;
     Ok(build(&mut session, &settings)?.0)
 }
 

@@ -21,7 +21,8 @@ pub fn run(opts: &Options, out: Option<&Path>, apply: bool, mode: progress::Mode
         None
     } else {
         let mut session = Session::of(prepare::narrow(loaded, &images, None)?)?;
-        let settings = Settings::deploy(session.config(), mode)?;
+        let settings = Settings::deploy(session.config(), mode)?
+            .with_secrets(session.config(), session.root())?;
         let (code, summary) = super::build::build(&mut session, &settings)?;
         if code != Code::Success {
             report::note("strata: deploy stopped: the images did not all build and push; no manifest was written");

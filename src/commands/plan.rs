@@ -12,7 +12,8 @@ use crate::{report, show};
 pub fn run(mut opts: Options, flags: &PlanFlags) -> Result<Code> {
     opts.sets.extend(flags.inputs.sets());
     let mut session = Session::open(&opts, &flags.selectors, flags.since.as_deref())?;
-    let mut settings = Settings::new(session.config(), &flags.engines)?;
+    let mut settings = Settings::new(session.config(), &flags.engines)?
+        .with_secrets(session.config(), session.root())?;
     settings.ask = Ask {
         force: flags.force,
         no_deps: flags.no_deps,

@@ -1,9 +1,10 @@
 //! The Docker engine through bollard (the Engine API over the socket or
-//! `DOCKER_HOST`, version negotiated; 1.41 and newer). The classic builder
-//! by default, BuildKit (through bollard's gRPC session) on request.
+//! `DOCKER_HOST`, version negotiated; 1.41 and newer). BuildKit (through
+//! our own session, `buildkit/`) wherever the engine has it, else the
+//! classic builder, which is also there on request.
 //! Knows nothing of the graph: it builds, tags, pushes and lists images.
 
-use super::{BuildRequest, Engine, EngineError, ImageInfo, Log};
+use super::{BuildRequest, Builder, Engine, EngineError, ImageInfo, Log};
 use crate::context;
 use crate::reference::split as split_tag;
 use bollard::models::BuildInfoAux;
@@ -18,7 +19,11 @@ use std::time::Duration;
 pub struct DockerEngine {
     docker: Docker,
     host: String,
+    /// Where it is, for the connections of a BuildKit session.
+    end: super::endpoint::Endpoint,
     podman: bool,
+    /// It builds with BuildKit over the API (Docker on Linux, API 1.39+).
+    buildkit: bool,
     /// Containers made for image tests and not yet removed.
     pub(super) live: std::sync::Mutex<std::collections::HashSet<String>>,
     /// How long a push may go without progress before it fails.
@@ -65,16 +70,22 @@ impl DockerEngine {
                 )
             })?
             .map_err(|e| unreachable(&host, &e))?;
-        let podman = docker.version().await.is_ok_and(|v| {
-            v.components
-                .unwrap_or_default()
-                .iter()
-                .any(|c| c.name.contains("Podman"))
-        });
+        let version = docker.version().await.ok().unwrap_or_default();
+        let podman = version
+            .components
+            .unwrap_or_default()
+            .iter()
+            .any(|c| c.name.contains("Podman"));
+        let api = docker.client_version();
+        let buildkit = !podman
+            && version.os.as_deref().is_none_or(|os| os == "linux")
+            && (api.major_version, api.minor_version) >= (1, 39);
         Ok(DockerEngine {
             docker,
             host,
+            end,
             podman,
+            buildkit,
             live: Default::default(),
             push_idle: Duration::from_secs(60),
         })
@@ -90,6 +101,95 @@ impl DockerEngine {
 
     pub(super) fn docker(&self) -> &Docker {
         &self.docker
+    }
+}
+
+impl DockerEngine {
+    /// The classic builder: the context as a tar with the rendered
+    /// Dockerfile (and a `.dockerignore` hiding both), labels as one step.
+    async fn build_classic(&self, req: BuildRequest, log: Log) -> Result<String, EngineError> {
+        let mut entries =
+            context::entries(&req.context).map_err(|e| EngineError::Failed(e.message))?;
+        entries.retain(|e| !req.leave_out.contains(&e.rel));
+        let (tx, rx) = tokio::sync::mpsc::channel(8);
+        // One LABEL step instead of the builder's one step per label option.
+        let dockerfile = match req.labels_before_line {
+            Some(n) => {
+                let cut: usize = req
+                    .dockerfile
+                    .split_inclusive('\n')
+                    .take(n - 1)
+                    .map(str::len)
+                    .sum();
+                let (head, tail) = req.dockerfile.split_at(cut);
+                with_labels(head, req.escape.0, &req.labels) + tail
+            }
+            None => with_labels(&req.dockerfile, req.escape.0, &req.labels),
+        };
+        let writer = tokio::task::spawn_blocking(move || {
+            let mut w = context::ChunkWriter::new(tx);
+            context::write_tar(&entries, &dockerfile, true, &mut w)
+        });
+        let body =
+            futures_util::stream::unfold(
+                rx,
+                |mut rx| async move { rx.recv().await.map(|c| (c, rx)) },
+            );
+        let options = BuildImageOptions {
+            dockerfile: context::DOCKERFILE_NAME.to_string(),
+            buildargs: Some(req.args.clone().into_iter().collect()),
+            platform: req.platform.clone(),
+            rm: true,
+            forcerm: true,
+            nocache: req.no_cache,
+            target: req.target.clone(),
+            networkmode: (!req.network.is_empty()).then(|| req.network.clone()),
+            version: BuilderVersion::BuilderV1,
+            ..Default::default()
+        };
+        let credentials = from_credentials(&req.from);
+        let mut stream =
+            self.docker
+                .build_image(options, credentials, Some(bollard::body_try_stream(body)));
+        let mut lines = Lines::default();
+        let mut id = None;
+        let mut error = None;
+        while let Some(item) = stream.next().await {
+            match item {
+                Ok(info) => {
+                    if let Some(text) = &info.stream {
+                        lines.push(text, &log);
+                    }
+                    if let Some(status) = &info.status {
+                        lines.push(&format!("{status}\n"), &log);
+                    }
+                    if let Some(detail) = info.error_detail {
+                        error = Some(detail.message.unwrap_or_else(|| "the build failed".into()));
+                    }
+                    if let Some(BuildInfoAux::Default(image)) = info.aux {
+                        id = image.id.or(id);
+                    }
+                }
+                Err(e) => {
+                    error = Some(failed(e).to_string());
+                    break;
+                }
+            }
+        }
+        lines.finish(&log);
+        let written = writer
+            .await
+            .map_err(|e| EngineError::Failed(e.to_string()))?;
+        if let Some(e) = error {
+            log(&format!("error: {e}"));
+            return Err(EngineError::Failed(e));
+        }
+        if let Err(e) = written {
+            return Err(EngineError::Failed(format!(
+                "cannot send the build context: {e}"
+            )));
+        }
+        id.ok_or_else(|| EngineError::Failed("the engine reported no image ID".into()))
     }
 }
 
@@ -115,10 +215,10 @@ fn failed(e: bollard::errors::Error) -> EngineError {
 
 /// Splits streamed text into whole lines.
 #[derive(Default)]
-struct Lines(String);
+pub(super) struct Lines(String);
 
 impl Lines {
-    fn push(&mut self, text: &str, log: &Log) {
+    pub(super) fn push(&mut self, text: &str, log: &Log) {
         self.0.push_str(text);
         while let Some(i) = self.0.find('\n') {
             let line: String = self.0.drain(..=i).collect();
@@ -127,7 +227,7 @@ impl Lines {
         }
     }
 
-    fn finish(&mut self, log: &Log) {
+    pub(super) fn finish(&mut self, log: &Log) {
         if !self.0.is_empty() {
             log(&std::mem::take(&mut self.0));
         }
@@ -150,98 +250,23 @@ impl Engine for DockerEngine {
         .boxed()
     }
 
+    fn builder(&self, asked: Builder) -> Builder {
+        match asked {
+            Builder::Auto if self.buildkit => Builder::BuildKit,
+            Builder::Auto => Builder::Classic,
+            other => other,
+        }
+    }
+
     fn build(&self, req: BuildRequest, log: Log) -> BoxFuture<'_, Result<String, EngineError>> {
         async move {
-            let mut entries =
-                context::entries(&req.context).map_err(|e| EngineError::Failed(e.message))?;
-            entries.retain(|e| !req.leave_out.contains(&e.rel));
-            let (tx, rx) = tokio::sync::mpsc::channel(8);
-            // One LABEL step instead of the builder's one step per label option.
-            let dockerfile = match req.labels_before_line {
-                Some(n) => {
-                    let cut: usize = req
-                        .dockerfile
-                        .split_inclusive('\n')
-                        .take(n - 1)
-                        .map(str::len)
-                        .sum();
-                    let (head, tail) = req.dockerfile.split_at(cut);
-                    with_labels(head, req.escape.0, &req.labels) + tail
-                }
-                None => with_labels(&req.dockerfile, req.escape.0, &req.labels),
-            };
-            let classic = !req.buildkit;
-            let writer = tokio::task::spawn_blocking(move || {
-                let mut w = context::ChunkWriter::new(tx);
-                context::write_tar(&entries, &dockerfile, classic, &mut w)
-            });
-            let body = futures_util::stream::unfold(rx, |mut rx| async move {
-                rx.recv().await.map(|c| (c, rx))
-            });
-            let options = BuildImageOptions {
-                dockerfile: context::DOCKERFILE_NAME.to_string(),
-                buildargs: Some(req.args.clone().into_iter().collect()),
-                platform: req.platform.clone(),
-                rm: true,
-                forcerm: true,
-                nocache: req.no_cache,
-                target: req.target.clone(),
-                networkmode: (!req.network.is_empty()).then(|| req.network.clone()),
-                version: if req.buildkit {
-                    BuilderVersion::BuilderBuildKit
-                } else {
-                    BuilderVersion::BuilderV1
-                },
-                session: req.buildkit.then(|| session_id(&req.name)),
-                ..Default::default()
-            };
-            let mut vertices = BuildKitLog::default();
-            let credentials = from_credentials(&req.from);
-            let mut stream =
-                self.docker
-                    .build_image(options, credentials, Some(bollard::body_try_stream(body)));
-            let mut lines = Lines::default();
-            let mut id = None;
-            let mut error = None;
-            while let Some(item) = stream.next().await {
-                match item {
-                    Ok(info) => {
-                        if let Some(text) = &info.stream {
-                            lines.push(text, &log);
-                        }
-                        if let Some(status) = &info.status {
-                            lines.push(&format!("{status}\n"), &log);
-                        }
-                        if let Some(detail) = info.error_detail {
-                            error =
-                                Some(detail.message.unwrap_or_else(|| "the build failed".into()));
-                        }
-                        match info.aux {
-                            Some(BuildInfoAux::Default(image)) => id = image.id.or(id),
-                            Some(BuildInfoAux::BuildKit(status)) => vertices.push(&status, &log),
-                            None => {}
-                        }
-                    }
-                    Err(e) => {
-                        error = Some(failed(e).to_string());
-                        break;
-                    }
-                }
+            if self.builder(req.builder) == Builder::BuildKit {
+                let api = self.docker.client_version();
+                let api = format!("/v{}.{}", api.major_version, api.minor_version);
+                let credentials = session_credentials(&req.from);
+                return super::buildkit::build(&self.end, &api, &req, credentials, &log).await;
             }
-            lines.finish(&log);
-            let written = writer
-                .await
-                .map_err(|e| EngineError::Failed(e.to_string()))?;
-            if let Some(e) = error {
-                log(&format!("error: {e}"));
-                return Err(EngineError::Failed(e));
-            }
-            if let Err(e) = written {
-                return Err(EngineError::Failed(format!(
-                    "cannot send the build context: {e}"
-                )));
-            }
-            id.ok_or_else(|| EngineError::Failed("the engine reported no image ID".into()))
+            self.build_classic(req, log).await
         }
         .boxed()
     }
@@ -427,42 +452,6 @@ impl Engine for DockerEngine {
     }
 }
 
-/// A BuildKit session id, unique per build.
-fn session_id(name: &str) -> String {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos());
-    format!("strata-{name}-{}-{nanos}", std::process::id())
-}
-
-/// BuildKit reports progress as protobuf status updates: each step (vertex)
-/// is logged once when it starts, its output as lines, and its error.
-#[derive(Default)]
-struct BuildKitLog {
-    announced: std::collections::HashSet<String>,
-    lines: Lines,
-}
-
-impl BuildKitLog {
-    fn push(&mut self, status: &bollard::moby::buildkit::v1::StatusResponse, log: &Log) {
-        for v in &status.vertexes {
-            if v.started.is_some() && self.announced.insert(v.digest.clone()) {
-                log(&if v.cached {
-                    format!("CACHED {}", v.name)
-                } else {
-                    v.name.clone()
-                });
-            }
-            if !v.error.is_empty() {
-                log(&format!("ERROR {}: {}", v.name, v.error));
-            }
-        }
-        for l in &status.logs {
-            self.lines.push(&String::from_utf8_lossy(&l.msg), log);
-        }
-    }
-}
-
 /// The Dockerfile with one `LABEL` instruction appended (one step instead of
 /// the builder's one step per label option). It stays a separate
 /// instruction whatever the file's escape character (`# escape=`) and last
@@ -529,6 +518,27 @@ fn from_credentials(
         .filter_map(|c| Some((c.serveraddress.clone()?, c)))
         .collect();
     (!found.is_empty()).then_some(found)
+}
+
+/// The same credentials as BuildKit's session hands them out: host →
+/// (user, secret); an identity token is the secret with no user.
+fn session_credentials(
+    references: &[String],
+) -> std::collections::HashMap<String, (String, String)> {
+    from_credentials(references)
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(host, c)| {
+            let pair = match c.identitytoken {
+                Some(token) => (String::new(), token),
+                None => (
+                    c.username.unwrap_or_default(),
+                    c.password.unwrap_or_default(),
+                ),
+            };
+            (host, pair)
+        })
+        .collect()
 }
 
 /// Registry credentials for bollard (see `credential_for`).

@@ -3,6 +3,7 @@
 //! durations and failures from a script, for scheduler tests and benchmarks.
 //! Knows nothing of the graph, the plan or progress output.
 
+pub mod buildkit;
 mod containers;
 pub mod docker;
 mod endpoint;
@@ -25,8 +26,15 @@ pub struct BuildRequest {
     pub labels: BTreeMap<String, String>,
     /// e.g. `linux/amd64`; empty = the engine's own.
     pub platform: String,
-    /// Build with BuildKit instead of the classic builder.
-    pub buildkit: bool,
+    /// The builder asked for; each engine resolves `Auto` (`Engine::builder`).
+    pub builder: Builder,
+    /// BuildKit: the secrets `RUN --mount=type=secret` may read.
+    pub secrets: Vec<Secret>,
+    /// BuildKit: the SSH agents `RUN --mount=type=ssh` may use.
+    pub ssh: Vec<SshAgent>,
+    /// The image's fingerprint: what the engine may key its copy of the
+    /// context by (empty: nothing is kept between builds).
+    pub key: String,
     /// Run every step afresh, not from the engine's layer cache.
     pub no_cache: bool,
     /// The stage to build; empty = the last.
@@ -46,6 +54,72 @@ pub struct BuildRequest {
     /// their registries go with the build, for the builder to pull what the
     /// engine lacks.
     pub from: Vec<String>,
+}
+
+/// Which builder builds: BuildKit where the engine has it (the default),
+/// or the classic one.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    Default,
+    PartialEq,
+    Eq,
+    serde::Serialize,
+    serde::Deserialize,
+    clap::ValueEnum,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum Builder {
+    /// BuildKit on every engine that has it, the classic builder elsewhere
+    /// (Podman builds with Buildah).
+    #[default]
+    Auto,
+    #[value(name = "buildkit")]
+    BuildKit,
+    Classic,
+}
+
+impl Builder {
+    pub fn name(self) -> &'static str {
+        match self {
+            Builder::Auto => "auto",
+            Builder::BuildKit => "buildkit",
+            Builder::Classic => "classic",
+        }
+    }
+}
+
+/// A secret a build may read: its id and where its value is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Secret {
+    pub id: String,
+    pub source: SecretSource,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SecretSource {
+    File(PathBuf),
+    Env(String),
+}
+
+/// An SSH agent a build may use: its id (`default`) and its socket.
+#[derive(Debug, Clone)]
+pub struct SshAgent {
+    pub id: String,
+    pub socket: PathBuf,
+    /// An agent this run started (for a key file): it stops with the last copy.
+    pub owned: Option<Arc<crate::ssh::Owned>>,
+}
+
+impl SshAgent {
+    pub fn socket(id: &str, socket: PathBuf) -> SshAgent {
+        SshAgent {
+            id: id.to_string(),
+            socket,
+            owned: None,
+        }
+    }
 }
 
 /// A Dockerfile's escape character, `\\` unless its `# escape=` directive
@@ -148,6 +222,14 @@ pub trait Engine: Send + Sync {
     }
     /// Fails when the engine does not answer.
     fn ping(&self) -> BoxFuture<'_, Result<(), EngineError>>;
+
+    /// The builder this engine builds with when `asked` is asked for.
+    fn builder(&self, asked: Builder) -> Builder {
+        match asked {
+            Builder::Auto => Builder::BuildKit,
+            other => other,
+        }
+    }
     /// Build; the image ID on success. Nothing is tagged.
     fn build(&self, request: BuildRequest, log: Log) -> BoxFuture<'_, Result<String, EngineError>>;
     /// Point `reference` at `image_id`.

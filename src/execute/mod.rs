@@ -252,6 +252,11 @@ impl<'a> Scheduler<'a> {
         outcome.tail = std::mem::take(&mut slot.tail);
         outcome.tests = std::mem::take(&mut slot.tested);
         outcome.engine = self.place.name_of(i);
+        let item = &self.items[i];
+        if item.action == crate::plan::Action::Build && self.place.placed(i).is_some() {
+            let engine = self.place.engine_of(i);
+            outcome.builder = Some(engine.builder(item.request.builder).name());
+        }
         if news {
             let event = Event::Finished {
                 item: i,

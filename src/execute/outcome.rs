@@ -75,6 +75,8 @@ pub struct Outcome {
     pub tests: Vec<crate::imagetest::TestResult>,
     /// The engine it was built, tested or uploaded on, in a run over several.
     pub engine: Option<String>,
+    /// The builder that built it (`buildkit`, `classic`), when it was built.
+    pub builder: Option<&'static str>,
 }
 
 impl Outcome {
@@ -93,6 +95,7 @@ impl Outcome {
             finished_at: None,
             tests: Vec::new(),
             engine: None,
+            builder: None,
         }
     }
 }

@@ -38,6 +38,9 @@ pub struct ImageReport {
     /// The engine it ran on (`DOCKER_HOST` or the socket); with several,
     /// the one it was built (or uploaded) on, empty when it ran on none.
     pub engine: String,
+    /// The builder that built it: `buildkit` or `classic` (empty when it
+    /// was not built in this run).
+    pub builder: String,
     /// For an image built: each parent in this run's plan → the image it
     /// was built on (the registry digest when the parent came from there,
     /// else the engine's image ID).
@@ -89,6 +92,7 @@ impl Summary {
                 started_at: o.started_at.clone(),
                 finished_at: o.finished_at.clone(),
                 engine: String::new(),
+                builder: o.builder.unwrap_or_default().to_string(),
                 parents: item
                     .parents
                     .iter()
