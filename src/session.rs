@@ -298,15 +298,28 @@ fn complete(plan: &mut Plan, scope: &Scope, s: &Settings) -> Result<()> {
         None => Default::default(),
     };
     plan::requests(plan, loaded, &scope.inputs, &labels, s);
-    for item in plan.items.iter_mut().filter(|i| i.action != Action::Build) {
+    secret_notes(plan, scope, s);
+    Ok(())
+}
+
+/// A secret whose value changed since an image was built here: an image
+/// up to date says so; one to build is built without the engine's cache
+/// (else the step that read the old value comes back from the cache).
+fn secret_notes(plan: &mut Plan, scope: &Scope, s: &Settings) {
+    for item in plan.items.iter_mut() {
         let ids = &scope.inputs[item.id].secrets;
         for id in crate::secrets::changed(&item.fingerprint.hash, ids, &s.secrets) {
-            item.reasons.push(format!(
-                "secret `{id}` changed since this image was built; not rebuilt: a secret's value is not an input (--force rebuilds)"
-            ));
+            item.reasons.push(match item.action {
+                Action::Build => {
+                    item.request.no_cache = true;
+                    format!("secret `{id}` changed since the last build: built without the engine's cache")
+                }
+                _ => format!(
+                    "secret `{id}` changed since this image was built; not rebuilt: a secret's value is not an input (--force rebuilds)"
+                ),
+            });
         }
     }
-    Ok(())
 }
 
 /// Up-to-date images keep the names their siblings' FROM lines use, on

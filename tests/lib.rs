@@ -5,6 +5,7 @@ mod common;
 
 mod affected;
 mod build;
+mod buildkit;
 mod ci;
 mod concurrency;
 mod defects;

@@ -44,13 +44,27 @@ fn the_sample_set_on_podman() {
     // Podman's archive endpoint reports every file as owned by root, so
     // the sample's ownership check (horizon) cannot pass there (nor with
     // container-structure-test): built without tests, then the others run.
+    // No builder asked for: Podman builds with its own (classic), unasked.
     let (code, err) = run(
         &socket,
         &t,
-        &["--set", &ns, "build", "--progress", "plain", "--no-tests"],
+        &[
+            "--set",
+            &ns,
+            "build",
+            "--progress",
+            "plain",
+            "--no-tests",
+            "--summary",
+            "s.json",
+        ],
     );
     assert_eq!(code, 0, "{err}");
     assert!(err.contains("13 images: 13 built"), "{err}");
+    let summary: serde_json::Value = serde_json::from_str(&t.read("s.json")).unwrap();
+    for image in summary["images"].as_array().unwrap() {
+        assert_eq!(image["builder"], "classic", "{image}");
+    }
     assert!(err.contains("STEP 1/"), "Podman's own step lines: {err}");
     assert!(
         !err.lines().any(|l| l.trim().is_empty()),

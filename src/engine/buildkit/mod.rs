@@ -119,6 +119,10 @@ async fn follow(mut body: hyper::body::Incoming, log: &Log) -> Result<String, En
     status.vertices.finish(log);
     if let Some(e) = status.error {
         log(&format!("error: {e}"));
+        let e = match hint(&e) {
+            Some(h) => format!("{e} ({h})"),
+            None => e,
+        };
         return Err(EngineError::Failed(e));
     }
     status
@@ -156,6 +160,22 @@ impl Status {
             None => {}
         }
     }
+}
+
+/// What to do about a frontend that cannot be had or is too old.
+fn hint(error: &str) -> Option<&'static str> {
+    if error.contains("frontend gateway") {
+        return Some(
+            "the `# syntax=` line names a Dockerfile frontend image the engine cannot get; \
+             remove the line to use the engine's built-in frontend, or make that image available to the engine",
+        );
+    }
+    let newer = error.contains("Unknown flag: link")
+        || (error.contains("dockerfile parse error") && error.contains("unknown instruction"));
+    newer.then_some(
+        "heredocs and `COPY --link` need Dockerfile frontend 1.4 or newer, and this engine's \
+         built-in one is older; add `# syntax=docker/dockerfile:1.4` where the engine can get that image, or use a newer engine",
+    )
 }
 
 /// A BuildKit session id, unique per build.
