@@ -3,7 +3,8 @@
 //! Reports wall time at `-j 1` and `-j 4`, and strata's own overhead per
 //! image: `-j 1` wall time minus the time the engine took for the same 40
 //! builds (the same Dockerfiles, labels included) run one by one through
-//! `docker build` (classic builder).
+//! `docker build`, both on the classic builder (`benches/buildkit.rs` does
+//! the same on BuildKit, the default).
 //! A nonce in every Dockerfile defeats the layer cache between runs.
 //!
 //! Needs ci/setup.sh (engine and busybox base). Run: `cargo bench --bench engine`.
@@ -53,6 +54,8 @@ fn strata(dir: &Path, nonce: &str, jobs: &str) -> Duration {
             "--set",
             &format!("vars.nonce={nonce}"),
             "build",
+            "--builder",
+            "classic",
             "-j",
             jobs,
             "--progress",

@@ -355,7 +355,11 @@ fn ssh_agents_are_forwarded_and_no_key_is_kept() {
     );
     t.write(
         "images/keys/Dockerfile.j2",
-        "FROM {{ image_ref('tools') }}\nRUN --mount=type=ssh ssh-add -l > /default-keys\nRUN --mount=type=ssh,id=deploy ssh-add -l > /deploy-keys\n",
+        // The key is new each run; the engine's cache must not answer for it.
+        &format!(
+            "FROM {{{{ image_ref('tools') }}}}\nRUN echo {}\nRUN --mount=type=ssh ssh-add -l > /default-keys\nRUN --mount=type=ssh,id=deploy ssh-add -l > /deploy-keys\n",
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos()
+        ),
     );
     let key = t.path().join("id_test");
     let ok = Command::new("ssh-keygen")
@@ -474,4 +478,29 @@ fn a_frontend_the_engine_cannot_get_is_a_clear_error() {
         "{error}\n{}",
         run.stderr
     );
+}
+
+#[test]
+fn the_same_tree_in_two_namespaces_builds_each_on_its_own_parent() {
+    if !engine::available("buildkit namespaces") {
+        return;
+    }
+    // Same content, names of the same length: the child's fingerprint is the
+    // same in both (parents count by fingerprint), its Dockerfile is not.
+    let (one, two) = (Namespace::new("bk-ns-1"), Namespace::new("bk-ns-2"));
+    let t = tree(&[
+        (
+            "base",
+            "FROM {{ base_image }}\nRUN echo {{ namespace }} > /ns\n",
+        ),
+        ("app", "FROM {{ image_ref('base') }}\nRUN cat /ns > /seen\n"),
+    ]);
+    for ns in [&one, &two] {
+        t.run(&["--set", &ns.set(), "build", "--no-tests"])
+            .expect(0);
+        assert_eq!(
+            engine::run_in(&ns.reference("app"), &["cat", "/seen"]).trim(),
+            ns.0
+        );
+    }
 }

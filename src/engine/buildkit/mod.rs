@@ -28,11 +28,20 @@ pub async fn build(
         crate::context::entries(&req.context).map_err(|e| EngineError::Failed(e.message))?;
     entries.retain(|e| !req.leave_out.contains(&e.rel));
     let id = session_id(&req.name);
-    // What the engine keeps of our folders is keyed by the fingerprint: a
-    // changed file is never taken for the copy it kept.
+    // The engine keeps a copy of our folders under this key and asks only
+    // for files whose size or time changed (times are zero here). So the
+    // key covers every byte sent: the fingerprint covers each context
+    // file's content, and the rendered Dockerfile (which names parents by
+    // reference, not by fingerprint) is added whole.
     let key = match req.key.is_empty() {
         true => id.clone(),
-        false => format!("strata-{}", req.key),
+        false => {
+            let mut h = blake3::Hasher::new();
+            h.update(req.key.as_bytes());
+            h.update(b"\n");
+            h.update(req.dockerfile.as_bytes());
+            format!("strata-{}", h.finalize().to_hex())
+        }
     };
     let offer = session::Offer {
         folders: filesync::Folders::new(&entries, &req.dockerfile),
