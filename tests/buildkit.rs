@@ -504,3 +504,66 @@ fn the_same_tree_in_two_namespaces_builds_each_on_its_own_parent() {
         );
     }
 }
+
+/// Whether a process whose command line holds `needle` runs on this machine
+/// (a BuildKit step's processes are the engine's children, not containers).
+fn running(needle: &str) -> bool {
+    let out = Command::new("ps")
+        .args(["-eo", "args"])
+        .output()
+        .expect("ps");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .any(|l| l.contains(needle) && !l.contains("ps -eo"))
+}
+
+#[test]
+fn ctrl_c_cancels_the_buildkit_build_itself() {
+    if !engine::available("buildkit interrupt") {
+        return;
+    }
+    let ns = Namespace::new("bk-interrupt");
+    // A sleep no other test runs, to find it among the engine's processes.
+    let seconds = 3000 + std::process::id() % 997;
+    // `woke-$((40 + 2))` prints `woke-42` only once the step runs.
+    let t = tree(&[(
+        "sleepy",
+        &format!(
+            "FROM {{{{ base_image }}}}\nRUN echo {} && echo woke-$((40 + 2)) && sleep {seconds}\n",
+            crate::common::nonce()
+        ),
+    )]);
+    let mut run = crate::common::Running::spawn(t.command(&[
+        "--set",
+        &ns.set(),
+        "build",
+        "--progress",
+        "plain",
+        "--summary",
+        "s.json",
+    ]));
+    run.wait_for("woke-42", 60);
+    let needle = format!("sleep {seconds}");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !running(&needle) {
+        assert!(std::time::Instant::now() < deadline, "the step never ran");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    run.interrupt();
+    let (code, stderr) = run.finish();
+    assert_eq!(code, 130, "{stderr}");
+    assert_eq!(summary(&t, "s.json")["sleepy"]["status"], "cancelled");
+    // The engine stops the build when its client goes: the step is gone.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    while running(&needle) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the step still runs after Ctrl-C"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    assert!(
+        engine::inspect(&ns.reference("sleepy")).is_none(),
+        "nothing tagged"
+    );
+}

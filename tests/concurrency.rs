@@ -20,7 +20,10 @@ fn tree(ns: &Namespace, secs: u32) -> TestTree {
     );
     t.write(
         "images/child/Dockerfile.j2",
-        &format!("FROM {{{{ image_ref('base') }}}}\nRUN echo child-sleeping && sleep {secs}\n"),
+        &format!(
+            "FROM {{{{ image_ref('base') }}}}\nRUN echo child-sleeping {} && sleep {secs}\n",
+            crate::common::nonce()
+        ),
     );
     t
 }
@@ -79,7 +82,10 @@ fn a_parent_moved_during_the_build_is_never_tagged_under_its_child() {
     let (child_before, _) = engine::inspect(&ns.reference("child")).unwrap();
     t.write(
         "images/child/Dockerfile.j2",
-        "FROM {{ image_ref('base') }}\nRUN echo child-sleeping && sleep 5\n",
+        &format!(
+            "FROM {{{{ image_ref('base') }}}}\nRUN echo child-sleeping {} && sleep 5\n",
+            crate::common::nonce()
+        ),
     );
     let mut run = Running::spawn(t.command(&[
         "build",

@@ -193,3 +193,57 @@ fn a_push_from_podman_reaches_the_registry() {
         Some(digest)
     );
 }
+
+#[test]
+fn a_pool_of_docker_and_podman_builds_with_each_ones_builder() {
+    let Some(socket) = podman() else { return };
+    let Some(r) = crate::push::registry() else {
+        return;
+    };
+    if !crate::common::engine::available("docker and podman pool") {
+        return;
+    }
+    let config = crate::push::docker_config(&r.host, &r.user, &r.password);
+    let ns = format!("podman-mixed-{}", std::process::id());
+    let t = TestTree::new();
+    t.write(
+        "strata.yaml",
+        &format!(
+            "registry: '{}'\nnamespace: {ns}\nvars: {{base_image: 'strata-ci/busybox:latest'}}\n",
+            r.host
+        ),
+    );
+    for name in ["a", "b", "c", "d"] {
+        t.write(
+            &format!("images/{name}/Dockerfile.j2"),
+            &format!("FROM {{{{ base_image }}}}\nRUN echo {name} > /{name}\n"),
+        );
+    }
+    let docker = "unix:///var/run/docker.sock";
+    let out = t
+        .command(&["build", "--summary", "s.json", "--no-tests"])
+        .args([
+            "--engine",
+            &format!("{docker}=2"),
+            "--engine",
+            &format!("{socket}=2"),
+        ])
+        .env("DOCKER_CONFIG", config.path())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    let summary: serde_json::Value = serde_json::from_str(&t.read("s.json")).unwrap();
+    let mut seen = std::collections::BTreeSet::new();
+    for image in summary["images"].as_array().unwrap() {
+        let engine = image["engine"].as_str().unwrap();
+        let want = if engine == docker {
+            "buildkit"
+        } else {
+            "classic"
+        };
+        assert_eq!(image["builder"], want, "{image}");
+        seen.insert(want);
+    }
+    assert_eq!(seen.len(), 2, "both engines built: {summary}");
+}

@@ -167,7 +167,10 @@ fn the_lock_holds_however_the_socket_is_spelled() {
     )
     .write(
         "images/slow/Dockerfile.j2",
-        "FROM {{ base_image }}\nRUN echo slow-sleeping && sleep 5\n",
+        &format!(
+            "FROM {{{{ base_image }}}}\nRUN echo slow-sleeping {} && sleep 5\n",
+            crate::common::nonce()
+        ),
     );
     let set = ns.set();
     let mut first =

@@ -378,7 +378,7 @@ async fn built_for(engine: &dyn Engine, id: &str, platform: &str) -> Result<(), 
     }
     Err(EngineError::Failed(format!(
         "asked for {platform}, the engine built for {got}; nothing was tagged \
-         (the classic builder cannot build for another platform: try --buildkit)"
+         (the classic builder cannot build for another platform: use --builder buildkit)"
     )))
 }
 

@@ -243,3 +243,13 @@ pub fn settings(names: &[&str], what: &str) -> Option<Vec<String>> {
     eprintln!("SKIPPED {msg}");
     None
 }
+
+/// A value no earlier run used: in a `RUN` line it keeps the engine's layer
+/// cache (BuildKit's is keyed by content, across namespaces) from answering
+/// a step a test needs to run.
+pub fn nonce() -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    format!("{}-{nanos}", std::process::id())
+}
