@@ -170,11 +170,18 @@ fn overhead() {
             ],
         )
     };
-    run("warm".into());
+    // BuildKit's cache is keyed by content, across runs: a nonce per run.
+    let nonce = |what: &str| {
+        let t = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap();
+        format!("{what}{}-{}", std::process::id(), t.as_nanos())
+    };
+    run(nonce("warm"));
     let (mut api, mut ours) = (Vec::new(), Vec::new());
-    for r in 0..RUNS {
-        api.push(engine_api(&rt, dir.path(), &ns, &format!("api{r}")));
-        ours.push(run(format!("strata{r}")));
+    for _ in 0..RUNS {
+        api.push(engine_api(&rt, dir.path(), &ns, &nonce("api")));
+        ours.push(run(nonce("strata")));
     }
     let (api, ours) = (common::median(api), common::median(ours));
     let sleeps: f64 = (0..N).map(|i| [0.2, 0.4, 0.6][i % 3]).sum();

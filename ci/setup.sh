@@ -10,7 +10,8 @@
 #   8. a second Docker engine speaking TLS only, with a CA and client certificates.
 #   9. two more Docker engines on sockets of their own (ci/engine.sh), for the engine pool.
 #  10. mdBook (from crates.io, cached), which builds the user guide.
-#  11. a Debian base (debootstrap minbase, cached under target/ci) for the BuildKit SSH test.
+#  11. a Debian base (debootstrap minbase, cached under target/ci) for the BuildKit SSH and SBOM tests.
+#  12. spdx-tools and cyclonedx-python-lib, the SBOM oracles, in a virtual environment.
 # Writes the registry's address and credentials to target/ci/registry.env for the tests.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -262,3 +263,13 @@ if ! docker image inspect "$DEBIAN" >/dev/null 2>&1; then
     "$DEBIAN_TAR" "$DEBIAN" >/dev/null
   log "imported $DEBIAN"
 fi
+
+# 12. The SBOM oracles: spdx-tools (`pyspdxtools -i FILE` validates SPDX)
+#     and cyclonedx-python-lib with its JSON schema validator, from PyPI.
+SBOM_VENV="$PWD/$STATE/sbom-venv"
+if [ ! -x "$SBOM_VENV/bin/pyspdxtools" ] || ! "$SBOM_VENV/bin/python" -c 'import cyclonedx.validation.json' 2>/dev/null; then
+  log "installing spdx-tools and cyclonedx-python-lib into $STATE/sbom-venv"
+  python3 -m venv "$SBOM_VENV"
+  "$SBOM_VENV/bin/pip" install -q "spdx-tools==0.8.3" "cyclonedx-python-lib[json-validation]==8.5.0"
+fi
+echo "STRATA_TEST_SBOM_VENV=$SBOM_VENV" >>"$STATE/registry.env"

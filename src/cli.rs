@@ -78,7 +78,7 @@ pub enum Command {
     /// What `build` would build, and why (asks the engine what exists).
     Plan(PlanFlags),
     /// Build images in dependency order, in parallel, on the Docker engine.
-    Build(BuildFlags),
+    Build(Box<BuildFlags>),
     /// Run the image tests of images that are built already.
     ///
     /// The tests (`tests:` in image.yaml, `build.tests`) run again; nothing
@@ -159,11 +159,18 @@ pub enum Command {
     /// The images (and everything built on them) that a change to PATHs would rebuild.
     Affected {
         /// Paths relative to the tree root (files or folders).
-        #[arg(required = true)]
+        #[arg(required_unless_present = "packages")]
         paths: Vec<String>,
-        /// JSON: a list of image names.
+        /// JSON: a list of image names (with --package: {image: ["name version"]}).
         #[arg(long)]
         json: bool,
+        /// The images whose SBOM holds a package matching NAME[@RANGE]
+        /// (`openssl@<3.0.15`, `bash@>=5.2,<5.3`), read from --attest-dir.
+        #[arg(long = "package", value_name = "NAME[@RANGE]", requires = "attest_dir")]
+        packages: Vec<String>,
+        /// The folder `build --attest-dir` wrote the SBOMs to.
+        #[arg(long, value_name = "DIR")]
+        attest_dir: Option<PathBuf>,
     },
     /// Draw a run again from its summary: `strata timeline s.json -o run.svg` (or .html).
     Timeline {

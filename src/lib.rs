@@ -7,6 +7,7 @@
 //! re-exported below.
 
 mod affected;
+mod attest;
 mod ci;
 mod cli;
 mod clock;
@@ -39,6 +40,7 @@ mod registry;
 mod render;
 mod report;
 mod retention;
+mod sbom;
 mod secrets;
 mod select;
 mod session;

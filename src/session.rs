@@ -155,7 +155,7 @@ impl Session {
         }
         let engines: Vec<_> = self.engines.iter().map(|m| m.engine.clone()).collect();
         let pool = execute::Pool {
-            members: std::mem::take(&mut self.engines),
+            members: self.engines.clone(),
         };
         let work = execute::execute_on(&plan.items, pool, &opts, display, execute::interrupted());
         let run = self.block_on(work);
@@ -210,6 +210,31 @@ impl Session {
         let items: Vec<&plan::Item> = plan.items.iter().collect();
         let commit = publish::Commit::head(&self.scope.loaded.tree.root, s.keep_on_unknown);
         Ok(self.block_on(publish::release(&items, registry, commit.as_ref())))
+    }
+
+    /// `--attest-dir`: the SBOM of every image an engine holds, each read
+    /// through the engine it is on. One entry per item.
+    pub fn attest(
+        &self,
+        plan: &Plan,
+        run: &Run,
+        s: &Settings,
+    ) -> Vec<Option<crate::attest::Attested>> {
+        let Some((dir, format)) = &s.attest else {
+            return Vec::new();
+        };
+        let engine_of = |i: usize| {
+            let named = run.outcomes[i].engine.as_deref();
+            let member = self.engines.iter().find(|m| Some(m.name.as_str()) == named);
+            member.unwrap_or(&self.engines[0]).engine.clone()
+        };
+        match self.block_on(crate::attest::sboms(plan, run, &engine_of, dir, *format)) {
+            Ok(done) => done,
+            Err(e) => {
+                crate::report::note(&format!("strata: no SBOMs written: {}", e.message));
+                Vec::new()
+            }
+        }
     }
 
     /// Remember what was built: its inputs (to explain the next plan) and

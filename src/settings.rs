@@ -192,6 +192,19 @@ pub struct BuildFlags {
     /// run's own that ends with it). Repeatable. Nothing of a key is kept.
     #[arg(long = "ssh", value_name = "default|ID=PATH")]
     pub ssh: Vec<String>,
+    /// Write an SBOM of every image the engine holds (the packages of its
+    /// dpkg or apk database, read without running it) to DIR/<image>.spdx.json;
+    /// the summary names each file.
+    #[arg(long, value_name = "DIR")]
+    pub attest_dir: Option<PathBuf>,
+    /// The SBOM format: SPDX 2.3 JSON, or CycloneDX 1.6 JSON (DIR/<image>.cdx.json).
+    #[arg(long, value_enum, default_value = "spdx", requires = "attest_dir")]
+    pub sbom_format: crate::attest::Format,
+    /// Rebuild the images whose SBOM in --attest-dir holds a package
+    /// matching NAME[@RANGE] (e.g. `openssl@<3.0.15`), and what is built on
+    /// them, as if forced (with --pull, on fresh bases). Repeatable.
+    #[arg(long = "package", value_name = "NAME[@RANGE]", requires = "attest_dir")]
+    pub packages: Vec<String>,
     /// With --push: upload content tags only and move no release tag in the
     /// registry (CI fan-out jobs; run `strata publish` once at the end).
     #[arg(long, requires = "push")]
@@ -296,6 +309,8 @@ pub struct Settings {
     pub keep_on_unknown: bool,
     /// The engines of the run: `--engine`, else `engines:`, else `docker`.
     pub engines: Vec<Spec>,
+    /// `--attest-dir`: where SBOMs go, and their format.
+    pub attest: Option<(PathBuf, crate::attest::Format)>,
     pub reports: report::Files,
 }
 
@@ -335,6 +350,7 @@ impl Settings {
             wait: true,
             keep_on_unknown: false,
             engines,
+            attest: None,
             reports: report::Files {
                 progress: progress::Mode::Auto,
                 logs_dir: None,
@@ -387,6 +403,10 @@ impl Settings {
         };
         s.wait = !flags.no_wait;
         s.keep_on_unknown = flags.keep_on_unknown;
+        s.attest = flags
+            .attest_dir
+            .as_ref()
+            .map(|d| (root.join(d), flags.sbom_format));
         Ok(s)
     }
 

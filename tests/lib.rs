@@ -26,6 +26,7 @@ mod pool;
 mod push;
 mod registry;
 mod retention;
+mod sbom;
 mod structure_oracle;
 mod sweep;
 mod timeline;

@@ -10,10 +10,40 @@ use crate::settings::{BuildFlags, Settings, Tests};
 
 pub fn run(mut opts: Options, flags: &BuildFlags) -> Result<Code> {
     opts.sets.extend(flags.inputs.sets());
-    let mut session = Session::open(&opts, &flags.selectors, flags.since.as_deref())?;
-    let settings = Settings::build(flags, session.config(), session.root())?
+    let mut selectors = flags.selectors.clone();
+    if !flags.packages.is_empty() {
+        let holders = package_holders(&opts, flags)?;
+        if holders.is_empty() {
+            report::note("strata: no image's SBOM holds such a package; nothing to build");
+            return Ok(Code::Success);
+        }
+        selectors.extend(holders.into_iter().map(|h| format!("{h}+")));
+    }
+    let mut session = Session::open(&opts, &selectors, flags.since.as_deref())?;
+    let mut settings = Settings::build(flags, session.config(), session.root())?
         .with_secrets(session.config(), session.root())?;
+    settings.ask.force |= !flags.packages.is_empty();
     Ok(build(&mut session, &settings)?.0)
+}
+
+/// `--package`: the images whose SBOM in --attest-dir holds a match.
+fn package_holders(opts: &Options, flags: &BuildFlags) -> Result<Vec<String>> {
+    let queries = flags
+        .packages
+        .iter()
+        .map(|p| crate::sbom::version::Query::parse(p))
+        .collect::<Result<Vec<_>>>()?;
+    let dir = opts.dir.join(
+        flags
+            .attest_dir
+            .as_deref()
+            .unwrap_or(std::path::Path::new(".")),
+    );
+    let found = crate::attest::holders(&dir, &queries)?;
+    for (image, versions) in &found {
+        report::note(&format!("strata: {image} holds {}", versions.join(", ")));
+    }
+    Ok(found.into_iter().map(|(i, _)| i).collect())
 }
 
 /// Run a whole build in `session` as `settings` say; how it ended and
@@ -28,8 +58,10 @@ pub(crate) fn build(session: &mut Session, settings: &Settings) -> Result<(Code,
     drop(display);
     session.publish(&plan, &mut run, settings);
     session.remember(&plan, &run);
+    let sboms = session.attest(&plan, &run, settings);
     let skipped = settings.tests == Tests::Skip;
-    let summary = report::summarize(&plan, &run, &session.engine_names, skipped);
+    let mut summary = report::summarize(&plan, &run, &session.engine_names, skipped);
+    report::attach_sboms(&mut summary, &sboms);
     let code = report::close(&summary, &run, &settings.reports, logs);
     Ok((code, summary))
 }

@@ -48,7 +48,13 @@ pub fn run(cli: Cli) -> Result<Code> {
             apply,
             progress,
         } => deploy::run(&opts, out.as_deref(), *apply, *progress),
-        Command::Affected { paths, json } => show::affected(&opts, paths, *json),
+        Command::Affected {
+            packages,
+            attest_dir: Some(dir),
+            json,
+            ..
+        } if !packages.is_empty() => show::holders(&opts, packages, dir, *json),
+        Command::Affected { paths, json, .. } => show::affected(&opts, paths, *json),
         Command::Timeline { summary, out } => show::timeline(&opts, summary, out),
         Command::Completions { shell } => show::completions(*shell),
         Command::Man => show::man(),

@@ -41,6 +41,12 @@ pub struct ImageReport {
     /// The builder that built it: `buildkit` or `classic` (empty when it
     /// was not built in this run).
     pub builder: String,
+    /// `--attest-dir`: its SBOM file, and how long reading its package
+    /// database took (0 when the file already described it).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sbom: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sbom_s: Option<f64>,
     /// For an image built: each parent in this run's plan → the image it
     /// was built on (the registry digest when the parent came from there,
     /// else the engine's image ID).
@@ -93,6 +99,8 @@ impl Summary {
                 finished_at: o.finished_at.clone(),
                 engine: String::new(),
                 builder: o.builder.unwrap_or_default().to_string(),
+                sbom: None,
+                sbom_s: None,
                 parents: item
                     .parents
                     .iter()
@@ -500,5 +508,15 @@ fn human(d: Duration) -> String {
         format!("{s:.1}s")
     } else {
         format!("{}m{:02}s", (s / 60.0) as u64, (s % 60.0) as u64)
+    }
+}
+
+/// Name each image's SBOM (`--attest-dir`) in the summary.
+pub fn attach_sboms(summary: &mut Summary, sboms: &[Option<crate::attest::Attested>]) {
+    for (image, a) in summary.images.iter_mut().zip(sboms) {
+        if let Some(a) = a {
+            image.sbom = Some(a.file.display().to_string());
+            image.sbom_s = Some((a.seconds * 1000.0).round() / 1000.0);
+        }
     }
 }

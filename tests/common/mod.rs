@@ -203,7 +203,7 @@ impl Running {
             self.seen.push_str(&line);
             self.seen.push('\n');
         }
-        (status.code().unwrap_or(-1), self.seen)
+        (status.code().unwrap_or(-1), std::mem::take(&mut self.seen))
     }
 }
 
@@ -242,6 +242,18 @@ pub fn settings(names: &[&str], what: &str) -> Option<Vec<String>> {
     }
     eprintln!("SKIPPED {msg}");
     None
+}
+
+impl Drop for Running {
+    /// A test that fails before `finish` leaves no strata running.
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = Command::new("kill")
+                .args(["-INT", &self.child.id().to_string()])
+                .status();
+            let _ = self.child.wait();
+        }
+    }
 }
 
 /// A value no earlier run used: in a `RUN` line it keeps the engine's layer

@@ -1,0 +1,216 @@
+//! The SBOM stage, after the run: for every image of the plan that an
+//! engine holds (built now or up to date), its packages read through the
+//! engine (`sbom`), written to `--attest-dir` as `<image>.spdx.json` (or
+//! `.cdx.json`) unless the file there already describes this fingerprint.
+//! Reads the plan and the run; asks no registry.
+
+use crate::engine::Engine;
+use crate::error::{Error, Result};
+use crate::execute::{Run, Status};
+use crate::plan::{Item, Plan};
+use crate::sbom;
+use futures_util::StreamExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+/// `--sbom-format`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    /// SPDX 2.3 JSON.
+    #[default]
+    Spdx,
+    /// CycloneDX 1.6 JSON.
+    Cyclonedx,
+}
+
+impl Format {
+    pub fn extension(self) -> &'static str {
+        match self {
+            Format::Spdx => "spdx.json",
+            Format::Cyclonedx => "cdx.json",
+        }
+    }
+}
+
+/// What the stage wrote (or found current) for one image.
+#[derive(Debug, Clone)]
+pub struct Attested {
+    pub file: PathBuf,
+    /// The time reading its package database took (0 when the file was current).
+    pub seconds: f64,
+}
+
+/// The SBOM file of image `name` in `dir`.
+pub fn file(dir: &Path, name: &str, format: Format) -> PathBuf {
+    dir.join(format!("{name}.{}", format.extension()))
+}
+
+/// Whether the file already describes `fingerprint`.
+fn current(path: &Path, fingerprint: &str) -> bool {
+    let Ok(text) = std::fs::read_to_string(path) else {
+        return false;
+    };
+    let Ok(doc) = serde_json::from_str::<serde_json::Value>(&text) else {
+        return false;
+    };
+    let spdx = doc["documentNamespace"]
+        .as_str()
+        .is_some_and(|n| n.ends_with(fingerprint));
+    let cdx = doc["metadata"]["properties"].as_array().is_some_and(|ps| {
+        ps.iter()
+            .any(|p| p["name"] == "strata:fingerprint" && p["value"] == fingerprint)
+    });
+    spdx || cdx
+}
+
+/// Write the SBOM of every image an engine holds; one per item (None: not held).
+pub async fn sboms(
+    plan: &Plan,
+    run: &Run,
+    engine_of: &(dyn Fn(usize) -> Arc<dyn Engine> + Sync),
+    dir: &Path,
+    format: Format,
+) -> Result<Vec<Option<Attested>>> {
+    std::fs::create_dir_all(dir).map_err(|e| Error::write(dir, e))?;
+    let id_of = |i: usize| -> Option<String> {
+        let o = &run.outcomes[i];
+        match o.status {
+            Status::Built => o.image_id.clone(),
+            Status::UpToDate => plan.items[i]
+                .image_id
+                .clone()
+                .or_else(|| o.image_id.clone()),
+            _ => None,
+        }
+    };
+    let work = plan.items.iter().enumerate().map(|(i, item)| {
+        let image = id_of(i);
+        let engine = engine_of(i);
+        let parent = item.parents.first().map(|&p| {
+            let pi = &plan.items[p];
+            (
+                pi.reference.clone(),
+                id_of(p).unwrap_or_default(),
+                file(dir, &pi.name, format),
+            )
+        });
+        async move {
+            let image = image?;
+            let path = file(dir, &item.name, format);
+            if current(&path, &item.fingerprint.hash) {
+                return Some(Ok(Attested {
+                    file: path,
+                    seconds: 0.0,
+                }));
+            }
+            Some(write(item, &image, engine.as_ref(), parent, &path, format).await)
+        }
+    });
+    let done: Vec<Option<Result<Attested>>> =
+        futures_util::stream::iter(work).buffered(4).collect().await;
+    done.into_iter().map(|d| d.transpose()).collect()
+}
+
+async fn write(
+    item: &Item,
+    image: &str,
+    engine: &dyn Engine,
+    parent: Option<(String, String, PathBuf)>,
+    path: &Path,
+    format: Format,
+) -> Result<Attested> {
+    let start = Instant::now();
+    let inventory = sbom::inventory(engine, image)
+        .await
+        .map_err(|e| Error::engine(format!("the SBOM of `{}`: {e}", item.name)))?;
+    let seconds = start.elapsed().as_secs_f64();
+    let parent_file = parent.as_ref().map(|(_, _, f)| {
+        f.file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default()
+    });
+    let created = crate::clock::now_rfc3339();
+    let subject = sbom::spdx::Subject {
+        reference: &item.reference,
+        digest: image,
+        fingerprint: &item.fingerprint.hash,
+        parent: parent
+            .as_ref()
+            .zip(parent_file)
+            .map(|((r, d, _), f)| (r.as_str(), d.as_str(), f)),
+        created: &created,
+    };
+    let doc = match format {
+        Format::Spdx => sbom::spdx::document(&inventory, &subject),
+        Format::Cyclonedx => {
+            let mut doc = sbom::cyclonedx::document(&inventory, &subject);
+            doc["metadata"]["properties"] =
+                serde_json::json!([{"name": "strata:fingerprint", "value": item.fingerprint.hash}]);
+            doc
+        }
+    };
+    let text = serde_json::to_string_pretty(&doc).unwrap_or_default() + "\n";
+    std::fs::write(path, text).map_err(|e| Error::write(path, e))?;
+    Ok(Attested {
+        file: path.to_path_buf(),
+        seconds,
+    })
+}
+
+/// The (name, version) of every package the SBOM at `path` lists (either format).
+pub fn read_packages(path: &Path) -> Result<Vec<(String, String)>> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| Error::input(format!("cannot read `{}`: {e}", path.display())))?;
+    let doc: serde_json::Value = serde_json::from_str(&text)
+        .map_err(|e| Error::input(format!("`{}` is not JSON: {e}", path.display())))?;
+    if doc["bomFormat"] == "CycloneDX" {
+        let comps = doc["components"].as_array().cloned().unwrap_or_default();
+        return Ok(comps
+            .iter()
+            .filter_map(|c| {
+                Some((
+                    c["name"].as_str()?.to_string(),
+                    c["version"].as_str()?.to_string(),
+                ))
+            })
+            .collect());
+    }
+    Ok(sbom::spdx::packages(&doc))
+}
+
+/// The images whose SBOM in `dir` holds a package `queries` match, with the
+/// matching `name version`s, in file-name order. Images are named by their
+/// SBOM files (`<image>.spdx.json`, `<image>.cdx.json`).
+pub fn holders(dir: &Path, queries: &[sbom::version::Query]) -> Result<Vec<(String, Vec<String>)>> {
+    let entries = std::fs::read_dir(dir).map_err(|e| {
+        Error::input(format!(
+            "cannot read the SBOM folder `{}`: {e}",
+            dir.display()
+        ))
+        .help("build with --attest-dir DIR first; it writes one SBOM per image there")
+    })?;
+    let mut files: Vec<(String, PathBuf)> = entries
+        .flatten()
+        .filter_map(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let image = [Format::Spdx, Format::Cyclonedx]
+                .iter()
+                .find_map(|f| name.strip_suffix(&format!(".{}", f.extension())))?;
+            Some((image.to_string(), e.path()))
+        })
+        .collect();
+    files.sort();
+    let mut out = Vec::new();
+    for (image, path) in files {
+        let hits: Vec<String> = read_packages(&path)?
+            .into_iter()
+            .filter(|(n, v)| queries.iter().any(|q| q.matches(n, v)))
+            .map(|(n, v)| format!("{n} {v}"))
+            .collect();
+        if !hits.is_empty() {
+            out.push((image, hits));
+        }
+    }
+    Ok(out)
+}
