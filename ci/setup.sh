@@ -264,12 +264,13 @@ if ! docker image inspect "$DEBIAN" >/dev/null 2>&1; then
   log "imported $DEBIAN"
 fi
 
-# 12. The SBOM oracles: spdx-tools (`pyspdxtools -i FILE` validates SPDX)
+# 12. The SBOM and signature oracles: spdx-tools (`pyspdxtools -i FILE` validates SPDX),
+#     securesystemslib (verifies DSSE envelopes independently of strata)
 #     and cyclonedx-python-lib with its JSON schema validator, from PyPI.
 SBOM_VENV="$PWD/$STATE/sbom-venv"
-if [ ! -x "$SBOM_VENV/bin/pyspdxtools" ] || ! "$SBOM_VENV/bin/python" -c 'import cyclonedx.validation.json' 2>/dev/null; then
+if [ ! -x "$SBOM_VENV/bin/pyspdxtools" ] || ! "$SBOM_VENV/bin/python" -c "import cyclonedx.validation.json, securesystemslib.dsse" 2>/dev/null; then
   log "installing spdx-tools and cyclonedx-python-lib into $STATE/sbom-venv"
   python3 -m venv "$SBOM_VENV"
-  "$SBOM_VENV/bin/pip" install -q "spdx-tools==0.8.3" "cyclonedx-python-lib[json-validation]==8.5.0"
+  "$SBOM_VENV/bin/pip" install -q "spdx-tools==0.8.3" "cyclonedx-python-lib[json-validation]==8.5.0" "securesystemslib[crypto]==1.3.0"
 fi
 echo "STRATA_TEST_SBOM_VENV=$SBOM_VENV" >>"$STATE/registry.env"

@@ -214,3 +214,70 @@ pub fn holders(dir: &Path, queries: &[sbom::version::Query]) -> Result<Vec<(Stri
     }
     Ok(out)
 }
+
+/// `--sign-key`, loaded.
+pub type Signer = crate::sign::Key;
+
+/// The provenance of every image built in this run (needs the summary:
+/// digests, parents, tests), as `<image>.provenance.json`; with a key, as
+/// DSSE envelopes `<image>.provenance.dsse.json`, and the SBOM too, as an
+/// in-toto statement about the same digest, `<image>.sbom.dsse.json`.
+/// Each written file is named in the summary.
+pub fn provenance(
+    plan: &Plan,
+    summary: &mut crate::report::Summary,
+    dir: &Path,
+    format: Format,
+    selection: &[String],
+    secret_ids: &dyn Fn(usize) -> Vec<String>,
+    key: Option<&Signer>,
+) -> Result<()> {
+    for (i, (item, image)) in plan.items.iter().zip(summary.images.iter_mut()).enumerate() {
+        if image.status != Status::Built {
+            continue;
+        }
+        let parents = item
+            .parents
+            .iter()
+            .map(|&p| (plan.items[p].name.clone(), plan.items[p].reference.clone()))
+            .collect();
+        let statement =
+            crate::provenance::statement(item, image, &parents, selection, &secret_ids(i));
+        let Some(key) = key else {
+            let path = dir.join(format!("{}.provenance.json", item.name));
+            write_json(&path, &statement)?;
+            image.provenance = Some(path.display().to_string());
+            continue;
+        };
+        let body = serde_json::to_vec(&statement).unwrap_or_default();
+        let path = dir.join(format!("{}.provenance.dsse.json", item.name));
+        write_json(&path, &crate::sign::envelope(IN_TOTO, &body, key)?)?;
+        image.provenance = Some(path.display().to_string());
+        let sbom_file = file(dir, &item.name, format);
+        if let Ok(text) = std::fs::read_to_string(&sbom_file) {
+            let predicate: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
+            let predicate_type = match format {
+                Format::Spdx => "https://spdx.dev/Document",
+                Format::Cyclonedx => "https://cyclonedx.org/bom",
+            };
+            let sbom = serde_json::json!({
+                "_type": crate::provenance::STATEMENT,
+                "subject": statement["subject"],
+                "predicateType": predicate_type,
+                "predicate": predicate,
+            });
+            let body = serde_json::to_vec(&sbom).unwrap_or_default();
+            let path = dir.join(format!("{}.sbom.dsse.json", item.name));
+            write_json(&path, &crate::sign::envelope(IN_TOTO, &body, key)?)?;
+        }
+    }
+    Ok(())
+}
+
+/// The payload type of an in-toto statement in a DSSE envelope.
+pub const IN_TOTO: &str = "application/vnd.in-toto+json";
+
+fn write_json(path: &Path, value: &serde_json::Value) -> Result<()> {
+    let text = serde_json::to_string_pretty(value).unwrap_or_default() + "\n";
+    std::fs::write(path, text).map_err(|e| Error::write(path, e))
+}

@@ -172,6 +172,19 @@ pub enum Command {
         #[arg(long, value_name = "DIR")]
         attest_dir: Option<PathBuf>,
     },
+    /// Check the signed provenance of REF (from `build --attest-dir DIR
+    /// --sign-key`): its signature with the public key, its subject against
+    /// the digest the registry serves for REF, and that every parent and
+    /// base it names by digest is in the registry. Exit 1 on a mismatch.
+    Verify {
+        reference: String,
+        /// The public key (PEM) of the signing key.
+        #[arg(long, value_name = "PUB")]
+        key: PathBuf,
+        /// Where `build` wrote the provenance.
+        #[arg(long, value_name = "DIR")]
+        attest_dir: PathBuf,
+    },
     /// Draw a run again from its summary: `strata timeline s.json -o run.svg` (or .html).
     Timeline {
         /// A summary written by `strata build --summary FILE`.

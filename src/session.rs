@@ -237,6 +237,41 @@ impl Session {
         }
     }
 
+    /// `--attest-dir`: the provenance of every image built (signed with
+    /// `--sign-key`), named in the summary.
+    pub fn provenance(&self, plan: &Plan, summary: &mut crate::report::Summary, s: &Settings) {
+        let Some((dir, format)) = &s.attest else {
+            return;
+        };
+        let loaded = &self.scope.loaded;
+        let selection: Vec<String> = self
+            .scope
+            .selected
+            .iter()
+            .map(|&i| loaded.graph.nodes[i].name.clone())
+            .collect();
+        let secret_ids = |i: usize| self.scope.inputs[plan.items[i].id].secrets.clone();
+        let key = s
+            .sign_key
+            .as_deref()
+            .map(crate::sign::Key::load)
+            .transpose();
+        let written = key.and_then(|key| {
+            crate::attest::provenance(
+                plan,
+                summary,
+                dir,
+                *format,
+                &selection,
+                &secret_ids,
+                key.as_ref(),
+            )
+        });
+        if let Err(e) = written {
+            crate::report::note(&format!("strata: provenance not written: {}", e.message));
+        }
+    }
+
     /// Remember what was built: its inputs (to explain the next plan) and
     /// how long it took (to weigh the next critical path).
     pub fn remember(&self, plan: &Plan, run: &Run) {

@@ -205,6 +205,11 @@ pub struct BuildFlags {
     /// them, as if forced (with --pull, on fresh bases). Repeatable.
     #[arg(long = "package", value_name = "NAME[@RANGE]", requires = "attest_dir")]
     pub packages: Vec<String>,
+    /// Sign the provenance and SBOM of every image built as DSSE envelopes
+    /// with this key (an unencrypted PKCS#8 PEM, Ed25519 or ECDSA P-256),
+    /// written beside them in --attest-dir. The key is never shown or copied.
+    #[arg(long, value_name = "FILE", requires = "attest_dir")]
+    pub sign_key: Option<PathBuf>,
     /// With --push: upload content tags only and move no release tag in the
     /// registry (CI fan-out jobs; run `strata publish` once at the end).
     #[arg(long, requires = "push")]
@@ -311,6 +316,8 @@ pub struct Settings {
     pub engines: Vec<Spec>,
     /// `--attest-dir`: where SBOMs go, and their format.
     pub attest: Option<(PathBuf, crate::attest::Format)>,
+    /// `--sign-key`, checked loadable.
+    pub sign_key: Option<PathBuf>,
     pub reports: report::Files,
 }
 
@@ -351,6 +358,7 @@ impl Settings {
             keep_on_unknown: false,
             engines,
             attest: None,
+            sign_key: None,
             reports: report::Files {
                 progress: progress::Mode::Auto,
                 logs_dir: None,
@@ -407,6 +415,10 @@ impl Settings {
             .attest_dir
             .as_ref()
             .map(|d| (root.join(d), flags.sbom_format));
+        s.sign_key = flags.sign_key.as_ref().map(|k| root.join(k));
+        if let Some(key) = &s.sign_key {
+            crate::sign::Key::load(key)?;
+        }
         Ok(s)
     }
 

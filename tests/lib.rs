@@ -4,6 +4,7 @@
 mod common;
 
 mod affected;
+mod attest;
 mod build;
 mod buildkit;
 mod ci;

@@ -62,6 +62,7 @@ pub(crate) fn build(session: &mut Session, settings: &Settings) -> Result<(Code,
     let skipped = settings.tests == Tests::Skip;
     let mut summary = report::summarize(&plan, &run, &session.engine_names, skipped);
     report::attach_sboms(&mut summary, &sboms);
+    session.provenance(&plan, &mut summary, settings);
     let code = report::close(&summary, &run, &settings.reports, logs);
     Ok((code, summary))
 }

@@ -12,6 +12,7 @@ mod prune;
 mod publish;
 mod show;
 mod test;
+mod verify;
 
 use crate::cli::{Cli, Command};
 use crate::error::{Code, Result};
@@ -55,6 +56,11 @@ pub fn run(cli: Cli) -> Result<Code> {
             ..
         } if !packages.is_empty() => show::holders(&opts, packages, dir, *json),
         Command::Affected { paths, json, .. } => show::affected(&opts, paths, *json),
+        Command::Verify {
+            reference,
+            key,
+            attest_dir,
+        } => verify::run(&opts, reference, key, attest_dir),
         Command::Timeline { summary, out } => show::timeline(&opts, summary, out),
         Command::Completions { shell } => show::completions(*shell),
         Command::Man => show::man(),

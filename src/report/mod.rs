@@ -47,6 +47,9 @@ pub struct ImageReport {
     pub sbom: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub sbom_s: Option<f64>,
+    /// `--attest-dir`: its SLSA provenance (a DSSE envelope with `--sign-key`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub provenance: Option<String>,
     /// For an image built: each parent in this run's plan → the image it
     /// was built on (the registry digest when the parent came from there,
     /// else the engine's image ID).
@@ -101,6 +104,7 @@ impl Summary {
                 builder: o.builder.unwrap_or_default().to_string(),
                 sbom: None,
                 sbom_s: None,
+                provenance: None,
                 parents: item
                     .parents
                     .iter()

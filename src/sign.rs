@@ -1,0 +1,184 @@
+//! DSSE envelopes (`https://github.com/secure-systems-lab/dsse`): a payload
+//! signed over its pre-authentication encoding
+//! `DSSEv1 <len(type)> <type> <len(body)> <body>` with an Ed25519 or ECDSA
+//! P-256 (SHA-256, DER signature) key from a PKCS#8 PEM file, and checked
+//! with the public key's PEM. The key never leaves this module: not in
+//! output, logs or files (the envelope names it by a key id only).
+
+use crate::error::{Error, Result};
+use ring::signature::{self, KeyPair};
+use serde_json::{json, Value};
+use sha2::Digest;
+use std::path::Path;
+
+/// A private key loaded for signing.
+pub enum Key {
+    Ed25519(signature::Ed25519KeyPair),
+    Ecdsa(signature::EcdsaKeyPair),
+}
+
+/// The DER inside the first PEM block labelled `label`.
+fn pem(text: &str, labels: &[&str]) -> Option<(String, Vec<u8>)> {
+    for label in labels {
+        let begin = format!("-----BEGIN {label}-----");
+        let end = format!("-----END {label}-----");
+        if let Some(start) = text.find(&begin) {
+            let rest = &text[start + begin.len()..];
+            let body: String = rest[..rest.find(&end)?].split_whitespace().collect();
+            return Some((label.to_string(), unbase64(&body)?));
+        }
+    }
+    None
+}
+
+pub fn unbase64(s: &str) -> Option<Vec<u8>> {
+    let val = |c: u8| -> Option<u32> {
+        Some(match c {
+            b'A'..=b'Z' => c - b'A',
+            b'a'..=b'z' => c - b'a' + 26,
+            b'0'..=b'9' => c - b'0' + 52,
+            b'+' => 62,
+            b'/' => 63,
+            _ => return None,
+        } as u32)
+    };
+    let bytes = s.trim_end_matches('=').as_bytes();
+    let mut out = Vec::new();
+    for chunk in bytes.chunks(4) {
+        let mut n = 0u32;
+        for (i, &c) in chunk.iter().enumerate() {
+            n |= val(c)? << (18 - 6 * i);
+        }
+        for i in 0..chunk.len().saturating_sub(1) {
+            out.push((n >> (16 - 8 * i)) as u8);
+        }
+    }
+    Some(out)
+}
+
+impl Key {
+    /// Load the PKCS#8 PEM private key at `path`.
+    pub fn load(path: &Path) -> Result<Key> {
+        let bad = |why: String| {
+            Error::input(format!("--sign-key `{}`: {why}", path.display()))
+                .help("give an unencrypted PKCS#8 PEM key: `openssl genpkey -algorithm ed25519 -out key.pem`, or `-algorithm EC -pkeyopt ec_paramgen_curve:P-256`")
+        };
+        let text =
+            std::fs::read_to_string(path).map_err(|e| bad(format!("cannot read it: {e}")))?;
+        if text.contains("ENCRYPTED PRIVATE KEY") {
+            return Err(bad("the key is encrypted, and strata reads only unencrypted keys (keep it in a file only the job can read)".into()));
+        }
+        let (_, der) = pem(&text, &["PRIVATE KEY"])
+            .ok_or_else(|| bad("no `PRIVATE KEY` (PKCS#8) block in it".into()))?;
+        if let Ok(k) = signature::Ed25519KeyPair::from_pkcs8_maybe_unchecked(&der) {
+            return Ok(Key::Ed25519(k));
+        }
+        let rng = ring::rand::SystemRandom::new();
+        signature::EcdsaKeyPair::from_pkcs8(&signature::ECDSA_P256_SHA256_ASN1_SIGNING, &der, &rng)
+            .map(Key::Ecdsa)
+            .map_err(|_| bad("it is neither an Ed25519 nor an ECDSA P-256 key".into()))
+    }
+
+    fn public(&self) -> &[u8] {
+        match self {
+            Key::Ed25519(k) => k.public_key().as_ref(),
+            Key::Ecdsa(k) => k.public_key().as_ref(),
+        }
+    }
+
+    /// The key id: the SHA-256 of the raw public key, in hex.
+    pub fn id(&self) -> String {
+        format!("{:x}", sha2::Sha256::digest(self.public()))
+    }
+
+    fn sign(&self, message: &[u8]) -> Result<Vec<u8>> {
+        match self {
+            Key::Ed25519(k) => Ok(k.sign(message).as_ref().to_vec()),
+            Key::Ecdsa(k) => k
+                .sign(&ring::rand::SystemRandom::new(), message)
+                .map(|s| s.as_ref().to_vec())
+                .map_err(|_| Error::input("the ECDSA signature could not be made")),
+        }
+    }
+}
+
+/// DSSE's pre-authentication encoding.
+fn pae(payload_type: &str, payload: &[u8]) -> Vec<u8> {
+    let mut out = format!(
+        "DSSEv1 {} {payload_type} {} ",
+        payload_type.len(),
+        payload.len()
+    )
+    .into_bytes();
+    out.extend_from_slice(payload);
+    out
+}
+
+/// `payload` in a DSSE envelope signed with `key`.
+pub fn envelope(payload_type: &str, payload: &[u8], key: &Key) -> Result<Value> {
+    let sig = key.sign(&pae(payload_type, payload))?;
+    Ok(json!({
+        "payloadType": payload_type,
+        "payload": crate::provenance::base64(payload),
+        "signatures": [{"keyid": key.id(), "sig": crate::provenance::base64(&sig)}],
+    }))
+}
+
+/// Check `envelope` against the public key PEM at `public`: the payload,
+/// when a signature verifies.
+pub fn open(envelope: &Value, public: &Path) -> Result<Vec<u8>> {
+    let bad = |why: &str| Error::input(format!("the envelope does not verify: {why}"));
+    let text = std::fs::read_to_string(public)
+        .map_err(|e| Error::input(format!("cannot read `{}`: {e}", public.display())))?;
+    let (_, spki) = pem(&text, &["PUBLIC KEY"]).ok_or_else(|| {
+        Error::input(format!(
+            "`{}` holds no `PUBLIC KEY` block",
+            public.display()
+        ))
+    })?;
+    // The SubjectPublicKeyInfo's last bytes are the raw key: 32 for Ed25519,
+    // 65 (uncompressed point) for P-256.
+    let (alg, raw): (&dyn signature::VerificationAlgorithm, &[u8]) = match spki.len() {
+        44 => (&signature::ED25519, &spki[12..]),
+        91 => (&signature::ECDSA_P256_SHA256_ASN1, &spki[26..]),
+        _ => return Err(bad("the public key is neither Ed25519 nor ECDSA P-256")),
+    };
+    let payload_type = envelope["payloadType"]
+        .as_str()
+        .ok_or_else(|| bad("no payloadType"))?;
+    let payload = envelope["payload"]
+        .as_str()
+        .and_then(unbase64)
+        .ok_or_else(|| bad("no payload"))?;
+    let message = pae(payload_type, &payload);
+    let key = signature::UnparsedPublicKey::new(alg, raw);
+    let sigs = envelope["signatures"]
+        .as_array()
+        .ok_or_else(|| bad("no signatures"))?;
+    let ok = sigs
+        .iter()
+        .filter_map(|s| s["sig"].as_str().and_then(unbase64))
+        .any(|sig| key.verify(&message, &sig).is_ok());
+    match ok {
+        true => Ok(payload),
+        false => Err(bad("no signature matches the key")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn base64_round_trips() {
+        for s in ["", "f", "fo", "foo", "foob", "fooba", "foobar"] {
+            assert_eq!(
+                super::unbase64(&crate::provenance::base64(s.as_bytes())).unwrap(),
+                s.as_bytes()
+            );
+        }
+    }
+
+    #[test]
+    fn pae_is_dsse_v1() {
+        assert_eq!(super::pae("t", b"ab"), b"DSSEv1 1 t 2 ab");
+    }
+}
