@@ -281,3 +281,35 @@ fn write_json(path: &Path, value: &serde_json::Value) -> Result<()> {
     let text = serde_json::to_string_pretty(value).unwrap_or_default() + "\n";
     std::fs::write(path, text).map_err(|e| Error::write(path, e))
 }
+
+/// The files of image `name` to attach in the registry, with their
+/// artifact type and media type: the SBOM and the provenance, as DSSE
+/// envelopes when they were signed.
+pub fn artifacts(
+    dir: &Path,
+    name: &str,
+    format: Format,
+) -> Vec<(PathBuf, (&'static str, &'static str))> {
+    let sbom_type = match format {
+        Format::Spdx => "application/spdx+json",
+        Format::Cyclonedx => "application/vnd.cyclonedx+json",
+    };
+    const DSSE: &str = "application/vnd.dsse.envelope.v1+json";
+    let signed = dir.join(format!("{name}.provenance.dsse.json"));
+    match signed.exists() {
+        true => vec![
+            (
+                dir.join(format!("{name}.sbom.dsse.json")),
+                (sbom_type, DSSE),
+            ),
+            (signed, (IN_TOTO, DSSE)),
+        ],
+        false => vec![
+            (file(dir, name, format), (sbom_type, sbom_type)),
+            (
+                dir.join(format!("{name}.provenance.json")),
+                (IN_TOTO, IN_TOTO),
+            ),
+        ],
+    }
+}

@@ -272,6 +272,38 @@ impl Session {
         }
     }
 
+    /// `--attest-dir` with `--push`: once an image's release tags moved
+    /// (never before, never for a set that did not publish), its SBOM and
+    /// provenance are attached to it in the registry.
+    pub fn attach(&self, plan: &Plan, summary: &mut crate::report::Summary, s: &Settings) {
+        let (Some((dir, format)), Some(registry)) = (&s.attest, &self.registry) else {
+            return;
+        };
+        let work = async {
+            for (item, image) in plan.items.iter().zip(summary.images.iter_mut()) {
+                let (true, Some(digest)) = (image.pushed.contains(&item.reference), &image.digest)
+                else {
+                    continue;
+                };
+                let subject = format!("{}@{digest}", crate::reference::repository(&item.reference));
+                for (file, artifact) in crate::attest::artifacts(dir, &item.name, *format) {
+                    let Ok(bytes) = std::fs::read(&file) else {
+                        continue;
+                    };
+                    let (kind, media) = artifact;
+                    match registry.attach(&subject, kind, media, &bytes).await {
+                        Ok(d) => image.attestations.push(d),
+                        Err(e) => crate::report::note(&format!(
+                            "strata: {}: not attached in the registry: {}",
+                            item.name, e.message
+                        )),
+                    }
+                }
+            }
+        };
+        self.block_on(work);
+    }
+
     /// Remember what was built: its inputs (to explain the next plan) and
     /// how long it took (to weigh the next critical path).
     pub fn remember(&self, plan: &Plan, run: &Run) {

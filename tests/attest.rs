@@ -51,6 +51,88 @@ fn oracle(venv: &Path, envelope: &Path, public: &Path) -> bool {
         .success()
 }
 
+/// The referrers tag schema's index of `digest` in `repo`, when there is one.
+fn referrers(r: &crate::push::Registry, repo: &str, digest: &str) -> Option<serde_json::Value> {
+    let out = Command::new("curl")
+        .args(["-sf", "-u", &format!("{}:{}", r.user, r.password)])
+        .args(["-H", "Accept: application/vnd.oci.image.index.v1+json"])
+        .arg(format!(
+            "http://{}/v2/{repo}/manifests/sha256-{}",
+            r.host,
+            &digest[7..]
+        ))
+        .output()
+        .unwrap();
+    out.status
+        .success()
+        .then(|| serde_json::from_slice(&out.stdout).unwrap())
+}
+
+#[test]
+fn a_set_that_fails_gets_nothing_attached() {
+    let Some(r) = crate::push::registry() else {
+        return;
+    };
+    if !engine::available("attest failed set") {
+        return;
+    }
+    let config = crate::push::docker_config(&r.host, &r.user, &r.password);
+    let ns = Namespace::new("attest-failed");
+    let t = TestTree::new();
+    t.write(
+        "strata.yaml",
+        &format!(
+            "registry: '{}'\nnamespace: {}\nvars: {{base_image: '{BASE_IMAGE}'}}\n",
+            r.host, ns.0
+        ),
+    );
+    t.write(
+        "images/app/Dockerfile.j2",
+        "FROM {{ base_image }}\nRUN echo app > /app\n",
+    );
+    t.write(
+        "images/broken/Dockerfile.j2",
+        "FROM {{ base_image }}\nRUN exit 1\n",
+    );
+    let out = t
+        .command(&[
+            "build",
+            "--push",
+            "--no-tests",
+            "--attest-dir",
+            "att",
+            "--summary",
+            "s.json",
+        ])
+        .env("DOCKER_CONFIG", config.path())
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let summary: serde_json::Value = serde_json::from_str(&t.read("s.json")).unwrap();
+    let app = summary["images"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["name"] == "app")
+        .unwrap()
+        .clone();
+    assert_eq!(app["status"], "built");
+    let content = format!("fp-{}", &app["fingerprint"].as_str().unwrap()[..24]);
+    let repo = format!("{}/app", ns.0);
+    let digest = crate::push::manifest_digest(&r, &repo, &content)
+        .expect("app was uploaded under its content tag");
+    assert!(app["attestations"].is_null(), "{app}");
+    assert!(
+        referrers(&r, &repo, &digest).is_none(),
+        "something is attached to an unpublished image"
+    );
+}
+
 #[test]
 fn signed_provenance_matches_the_registry_and_verifies_outside_strata() {
     let Some(venv) = venv() else { return };
@@ -184,6 +266,19 @@ fn signed_provenance_matches_the_registry_and_verifies_outside_strata() {
             Some(0),
             "{}",
             String::from_utf8_lossy(&ok.stderr)
+        );
+        // Both are attached to the image in the registry (referrers tag schema).
+        let index =
+            referrers(&r, &format!("{}/app", ns.0), &digest("app")).expect("the referrers index");
+        let types: std::collections::BTreeSet<&str> = index["manifests"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m["artifactType"].as_str().unwrap())
+            .collect();
+        assert_eq!(
+            types,
+            ["application/spdx+json", "application/vnd.in-toto+json"].into()
         );
         // … and a byte changed in the payload fails both.
         let mut bad = envelope.clone();

@@ -63,6 +63,7 @@ pub(crate) fn build(session: &mut Session, settings: &Settings) -> Result<(Code,
     let mut summary = report::summarize(&plan, &run, &session.engine_names, skipped);
     report::attach_sboms(&mut summary, &sboms);
     session.provenance(&plan, &mut summary, settings);
+    session.attach(&plan, &mut summary, settings);
     let code = report::close(&summary, &run, &settings.reports, logs);
     Ok((code, summary))
 }

@@ -14,6 +14,7 @@ use oci_client::secrets::RegistryAuth;
 use oci_client::{Client, Reference};
 use std::time::Duration;
 
+mod attach;
 mod bounded;
 
 /// Tags asked for per page of a tag list, and the most pages read.

@@ -50,6 +50,10 @@ pub struct ImageReport {
     /// `--attest-dir`: its SLSA provenance (a DSSE envelope with `--sign-key`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub provenance: Option<String>,
+    /// The digests of the artifacts attached to it in the registry (its
+    /// SBOM and provenance), once its release tags moved.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub attestations: Vec<String>,
     /// For an image built: each parent in this run's plan → the image it
     /// was built on (the registry digest when the parent came from there,
     /// else the engine's image ID).
@@ -105,6 +109,7 @@ impl Summary {
                 sbom: None,
                 sbom_s: None,
                 provenance: None,
+                attestations: Vec::new(),
                 parents: item
                     .parents
                     .iter()

@@ -1,0 +1,130 @@
+//! Attestations attached to an image in the registry, as OCI 1.1 artifacts:
+//! a manifest whose `subject` is the image's manifest, whose `artifactType`
+//! says what it holds, with the empty config and the document as its one
+//! layer. Registries with the referrers API index it themselves; for the
+//! others (Docker's registry 2.8) the referrers tag schema: an OCI index
+//! tagged `sha256-<hex of the subject>` lists every artifact about it.
+
+use super::{bounded, header, Registry, Target};
+use crate::error::{Error, Result};
+use serde_json::{json, Value};
+use sha2::Digest;
+
+const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
+const EMPTY: &str = "application/vnd.oci.empty.v1+json";
+
+fn sha256(data: &[u8]) -> String {
+    format!("sha256:{:x}", sha2::Sha256::digest(data))
+}
+
+impl Registry {
+    /// Attach `document` (of `media_type`, as an artifact of
+    /// `artifact_type`) to the image `subject` (`repo@sha256:…`, which must
+    /// be there). The artifact's manifest digest.
+    pub async fn attach(
+        &self,
+        subject: &str,
+        artifact_type: &str,
+        media_type: &str,
+        document: &[u8],
+    ) -> Result<String> {
+        let t = Target::of(subject)?;
+        let digest = t
+            .parsed
+            .digest()
+            .map(str::to_string)
+            .ok_or_else(|| Error::input(format!("`{subject}` names no digest to attach to")))?;
+        let image = self
+            .fetch(&t, "manifests", &digest, bounded::MANIFEST_LIMIT)
+            .await?
+            .ok_or_else(|| Error::input(format!("the registry has no `{subject}` to attach to")))?;
+        let layer =
+            json!({"mediaType": media_type, "digest": sha256(document), "size": document.len()});
+        let manifest = json!({
+            "schemaVersion": 2,
+            "mediaType": OCI_MANIFEST,
+            "artifactType": artifact_type,
+            "config": {"mediaType": EMPTY, "digest": sha256(b"{}"), "size": 2},
+            "layers": [layer],
+            "subject": {"mediaType": image.kind, "digest": digest, "size": image.body.len()},
+        });
+        let body = serde_json::to_vec(&manifest).unwrap_or_default();
+        let manifest_digest = sha256(&body);
+        let repo = t.parsed.repository().to_string();
+        let at = |reference: &str| Target::of(&format!("{}/{repo}{reference}", t.host));
+        let pushed = async {
+            self.client
+                .auth(&t.parsed, &t.auth, oci_client::RegistryOperation::Push)
+                .await?;
+            self.client
+                .push_blob(&t.parsed, b"{}".to_vec(), &sha256(b"{}"))
+                .await?;
+            self.client
+                .push_blob(&t.parsed, document.to_vec(), &sha256(document))
+                .await?;
+            let by_digest = at(&format!("@{manifest_digest}")).map_err(|e| {
+                oci_client::errors::OciDistributionError::GenericError(Some(e.message))
+            })?;
+            self.client
+                .push_manifest_raw(&by_digest.parsed, body.clone(), header(OCI_MANIFEST))
+                .await?;
+            Ok(())
+        };
+        t.answer(pushed).await?.ok_or_else(|| {
+            Error::engine(format!(
+                "the registry refused the {artifact_type} artifact of `{subject}`"
+            ))
+        })?;
+        // The registry indexes referrers itself, or we keep the tag schema's index.
+        if self
+            .fetch(&t, "referrers", &digest, bounded::MANIFEST_LIMIT)
+            .await?
+            .is_some()
+        {
+            return Ok(manifest_digest);
+        }
+        let descriptor = json!({
+            "mediaType": OCI_MANIFEST,
+            "digest": manifest_digest,
+            "size": body.len(),
+            "artifactType": artifact_type,
+        });
+        let tag = format!("{}-{}", &digest[..6], &digest[7..]);
+        let index_t = at(&format!(":{tag}"))?;
+        let mut index: Value = match self
+            .fetch(&index_t, "manifests", &tag, bounded::MANIFEST_LIMIT)
+            .await?
+        {
+            Some(old) => serde_json::from_slice(&old.body).unwrap_or_default(),
+            None => json!({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": []}),
+        };
+        let list = index["manifests"].as_array_mut().ok_or_else(|| {
+            Error::engine(format!(
+                "the referrers index `{tag}` of `{repo}` is not an OCI index"
+            ))
+        })?;
+        list.retain(|m| m["digest"] != manifest_digest.as_str());
+        list.push(descriptor);
+        let body = serde_json::to_vec(&index).unwrap_or_default();
+        let moved = async {
+            self.client
+                .auth(
+                    &index_t.parsed,
+                    &index_t.auth,
+                    oci_client::RegistryOperation::Push,
+                )
+                .await?;
+            self.client
+                .push_manifest_raw(&index_t.parsed, body, header(OCI_INDEX))
+                .await?;
+            Ok(())
+        };
+        index_t.answer(moved).await?.ok_or_else(|| {
+            Error::engine(format!(
+                "the registry refused the referrers index `{tag}` of `{repo}`"
+            ))
+        })?;
+        Ok(manifest_digest)
+    }
+}
