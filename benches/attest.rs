@@ -23,18 +23,7 @@ fn strata(dir: &Path, args: &[&str]) -> Duration {
 
 fn sample_set() {
     let dir = tempfile::tempdir().unwrap();
-    let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
-    for top in ["strata.yaml", "images", "templates", "image-tests"] {
-        for entry in walkdir::WalkDir::new(repo.join(top)) {
-            let entry = entry.unwrap();
-            let dest = dir.path().join(entry.path().strip_prefix(repo).unwrap());
-            if entry.file_type().is_dir() {
-                std::fs::create_dir_all(&dest).unwrap();
-            } else {
-                std::fs::copy(entry.path(), &dest).unwrap();
-            }
-        }
-    }
+    common::copy_sample(dir.path());
     let ok = Command::new("openssl")
         .args(["genpkey", "-algorithm", "ed25519", "-out"])
         .arg(dir.path().join("key.pem"))

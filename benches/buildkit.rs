@@ -26,24 +26,9 @@ fn strata(dir: &Path, args: &[&str]) -> Duration {
     common::strata_run(env!("CARGO_BIN_EXE_strata"), dir, args)
 }
 
-fn copy_sample(to: &Path) {
-    let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
-    for top in ["strata.yaml", "images", "templates", "image-tests"] {
-        for entry in walkdir::WalkDir::new(repo.join(top)) {
-            let entry = entry.unwrap();
-            let dest = to.join(entry.path().strip_prefix(repo).unwrap());
-            if entry.file_type().is_dir() {
-                std::fs::create_dir_all(&dest).unwrap();
-            } else {
-                std::fs::copy(entry.path(), &dest).unwrap();
-            }
-        }
-    }
-}
-
 fn sample_set() {
     let dir = tempfile::tempdir().unwrap();
-    copy_sample(dir.path());
+    common::copy_sample(dir.path());
     let ns = format!("namespace=strata-bench-bk{}", std::process::id());
     let base = [
         "--set",

@@ -18,21 +18,6 @@ fn strata(dir: &Path, args: &[&str]) -> Duration {
     common::strata_run(env!("CARGO_BIN_EXE_strata"), dir, args)
 }
 
-fn copy_sample(dest: &Path) {
-    let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
-    for top in ["strata.yaml", "images", "templates", "image-tests"] {
-        for e in walkdir::WalkDir::new(repo.join(top)) {
-            let e = e.unwrap();
-            let to = dest.join(e.path().strip_prefix(repo).unwrap());
-            if e.file_type().is_dir() {
-                std::fs::create_dir_all(&to).unwrap();
-            } else {
-                std::fs::copy(e.path(), &to).unwrap();
-            }
-        }
-    }
-}
-
 /// Every rendered Dockerfile through `docker build`, parents first: the
 /// engine's layer cache answers each step.
 fn engine_cache(dir: &Path, ns: &str) -> Duration {
@@ -92,7 +77,7 @@ fn main() {
 
     // 1. The sample set.
     let sample = tempfile::tempdir().unwrap();
-    copy_sample(sample.path());
+    common::copy_sample(sample.path());
     let set = format!("namespace={ns}");
     strata(
         sample.path(),

@@ -141,3 +141,20 @@ pub fn setting(name: &str) -> String {
         })
         .unwrap_or_else(|| panic!("{name} is not set: run ci/setup.sh first"))
 }
+
+/// A copy of the repository's sample set (strata.yaml, images, templates,
+/// image tests) in `dest`.
+pub fn copy_sample(dest: &Path) {
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
+    for top in ["strata.yaml", "images", "templates", "image-tests"] {
+        for e in walkdir::WalkDir::new(repo.join(top)) {
+            let e = e.unwrap();
+            let to = dest.join(e.path().strip_prefix(repo).unwrap());
+            if e.file_type().is_dir() {
+                std::fs::create_dir_all(&to).unwrap();
+            } else {
+                std::fs::copy(e.path(), &to).unwrap();
+            }
+        }
+    }
+}
