@@ -313,3 +313,13 @@ pub fn artifacts(
         ],
     }
 }
+
+/// Name each image's SBOM (`--attest-dir`) in the summary.
+pub fn name_sboms(summary: &mut crate::report::Summary, sboms: &[Option<Attested>]) {
+    for (image, a) in summary.images.iter_mut().zip(sboms) {
+        if let Some(a) = a {
+            image.sbom = Some(a.file.display().to_string());
+            image.sbom_s = Some((a.seconds * 1000.0).round() / 1000.0);
+        }
+    }
+}

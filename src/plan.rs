@@ -399,7 +399,8 @@ fn labels_before(parsed: &crate::dockerfile::Parsed, target: &str) -> Option<usi
     parsed.stages.get(i + 1).map(|next| next.line)
 }
 
-/// Fill in the build request of every item to build: the rendered
+/// Fill in the build request of every item to build (`asked` holds what
+/// the run asks of every build: builder, secrets, SSH agents, no-cache): the rendered
 /// Dockerfile, the context, the declared build args, and the labels (the
 /// configured ones, `extra` such as OCI labels from git, the image's name and
 /// its fingerprint).
@@ -408,7 +409,7 @@ pub fn requests(
     loaded: &Loaded,
     inputs: &[Inputs],
     extra: &BTreeMap<String, String>,
-    settings: &crate::settings::Settings,
+    asked: &BuildRequest,
 ) {
     for item in plan.items.iter_mut() {
         let image = &loaded.images[item.id];
@@ -447,11 +448,11 @@ pub fn requests(
             args: input.args.clone(),
             labels,
             platform: input.platform.clone(),
-            builder: settings.builder,
-            secrets: settings.secrets.clone(),
-            ssh: settings.ssh.clone(),
+            builder: asked.builder,
+            secrets: asked.secrets.clone(),
+            ssh: asked.ssh.clone(),
             key: item.fingerprint.hash.clone(),
-            no_cache: settings.no_cache,
+            no_cache: asked.no_cache,
             target: input.target.clone(),
             network: image
                 .spec

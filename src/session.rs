@@ -389,7 +389,14 @@ fn complete(plan: &mut Plan, scope: &Scope, s: &Settings) -> Result<()> {
         Some(_) => git::oci_labels(&loaded.tree.root),
         None => Default::default(),
     };
-    plan::requests(plan, loaded, &scope.inputs, &labels, s);
+    let asked = engine::BuildRequest {
+        builder: s.builder,
+        secrets: s.secrets.clone(),
+        ssh: s.ssh.clone(),
+        no_cache: s.no_cache,
+        ..Default::default()
+    };
+    plan::requests(plan, loaded, &scope.inputs, &labels, &asked);
     secret_notes(plan, scope, s);
     Ok(())
 }

@@ -61,7 +61,7 @@ pub(crate) fn build(session: &mut Session, settings: &Settings) -> Result<(Code,
     let sboms = session.attest(&plan, &run, settings);
     let skipped = settings.tests == Tests::Skip;
     let mut summary = report::summarize(&plan, &run, &session.engine_names, skipped);
-    report::attach_sboms(&mut summary, &sboms);
+    crate::attest::name_sboms(&mut summary, &sboms);
     session.provenance(&plan, &mut summary, settings);
     session.attach(&plan, &mut summary, settings);
     let code = report::close(&summary, &run, &settings.reports, logs);

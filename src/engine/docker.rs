@@ -4,7 +4,7 @@
 //! classic builder, which is also there on request.
 //! Knows nothing of the graph: it builds, tags, pushes and lists images.
 
-use super::{BuildRequest, Builder, Engine, EngineError, ImageInfo, Log};
+use super::{BuildRequest, Builder, Engine, EngineError, ImageInfo, Lines, Log};
 use crate::context;
 use crate::reference::split as split_tag;
 use bollard::models::BuildInfoAux;
@@ -210,27 +210,6 @@ fn failed(e: bollard::errors::Error) -> EngineError {
         E::DockerResponseServerError { message, .. } => EngineError::Failed(message),
         E::DockerStreamError { error } => EngineError::Failed(error),
         other => EngineError::Failed(other.to_string()),
-    }
-}
-
-/// Splits streamed text into whole lines.
-#[derive(Default)]
-pub(super) struct Lines(String);
-
-impl Lines {
-    pub(super) fn push(&mut self, text: &str, log: &Log) {
-        self.0.push_str(text);
-        while let Some(i) = self.0.find('\n') {
-            let line: String = self.0.drain(..=i).collect();
-            let line = line.trim_end_matches(['\n', '\r']);
-            log(line);
-        }
-    }
-
-    pub(super) fn finish(&mut self, log: &Log) {
-        if !self.0.is_empty() {
-            log(&std::mem::take(&mut self.0));
-        }
     }
 }
 

@@ -108,8 +108,9 @@ pub enum SecretSource {
 pub struct SshAgent {
     pub id: String,
     pub socket: PathBuf,
-    /// An agent this run started (for a key file): it stops with the last copy.
-    pub owned: Option<Arc<crate::ssh::Owned>>,
+    /// An agent this run started (for a key file): it stops when the last
+    /// copy of this handle goes.
+    pub owned: Option<Arc<dyn std::any::Any + Send + Sync>>,
 }
 
 impl SshAgent {
@@ -118,6 +119,27 @@ impl SshAgent {
             id: id.to_string(),
             socket,
             owned: None,
+        }
+    }
+}
+
+/// Splits streamed text into whole lines.
+#[derive(Default)]
+pub(crate) struct Lines(String);
+
+impl Lines {
+    pub(crate) fn push(&mut self, text: &str, log: &Log) {
+        self.0.push_str(text);
+        while let Some(i) = self.0.find('\n') {
+            let line: String = self.0.drain(..=i).collect();
+            let line = line.trim_end_matches(['\n', '\r']);
+            log(line);
+        }
+    }
+
+    pub(crate) fn finish(&mut self, log: &Log) {
+        if !self.0.is_empty() {
+            log(&std::mem::take(&mut self.0));
         }
     }
 }

@@ -519,13 +519,3 @@ fn human(d: Duration) -> String {
         format!("{}m{:02}s", (s / 60.0) as u64, (s % 60.0) as u64)
     }
 }
-
-/// Name each image's SBOM (`--attest-dir`) in the summary.
-pub fn attach_sboms(summary: &mut Summary, sboms: &[Option<crate::attest::Attested>]) {
-    for (image, a) in summary.images.iter_mut().zip(sboms) {
-        if let Some(a) = a {
-            image.sbom = Some(a.file.display().to_string());
-            image.sbom_s = Some((a.seconds * 1000.0).round() / 1000.0);
-        }
-    }
-}

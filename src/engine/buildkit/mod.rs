@@ -142,7 +142,7 @@ async fn follow(mut body: hyper::body::Incoming, log: &Log) -> Result<String, En
 #[derive(Default)]
 struct Status {
     vertices: Vertices,
-    stream: super::docker::Lines,
+    stream: super::Lines,
     id: Option<String>,
     error: Option<String>,
 }
