@@ -68,6 +68,19 @@ fn referrers(r: &crate::push::Registry, repo: &str, digest: &str) -> Option<serd
         .then(|| serde_json::from_slice(&out.stdout).unwrap())
 }
 
+/// An empty tree that pushes to the test registry in namespace `ns`.
+fn registry_tree(r: &crate::push::Registry, ns: &Namespace) -> TestTree {
+    let t = TestTree::new();
+    t.write(
+        "strata.yaml",
+        &format!(
+            "registry: '{}'\nnamespace: {}\nvars: {{base_image: '{BASE_IMAGE}'}}\n",
+            r.host, ns.0
+        ),
+    );
+    t
+}
+
 #[test]
 fn a_set_that_fails_gets_nothing_attached() {
     let Some(r) = crate::push::registry() else {
@@ -78,14 +91,7 @@ fn a_set_that_fails_gets_nothing_attached() {
     }
     let config = crate::push::docker_config(&r.host, &r.user, &r.password);
     let ns = Namespace::new("attest-failed");
-    let t = TestTree::new();
-    t.write(
-        "strata.yaml",
-        &format!(
-            "registry: '{}'\nnamespace: {}\nvars: {{base_image: '{BASE_IMAGE}'}}\n",
-            r.host, ns.0
-        ),
-    );
+    let t = registry_tree(&r, &ns);
     t.write(
         "images/app/Dockerfile.j2",
         "FROM {{ base_image }}\nRUN echo app > /app\n",
@@ -144,14 +150,7 @@ fn signed_provenance_matches_the_registry_and_verifies_outside_strata() {
     }
     let config = crate::push::docker_config(&r.host, &r.user, &r.password);
     let ns = Namespace::new("attest");
-    let t = TestTree::new();
-    t.write(
-        "strata.yaml",
-        &format!(
-            "registry: '{}'\nnamespace: {}\nvars: {{base_image: '{BASE_IMAGE}'}}\n",
-            r.host, ns.0
-        ),
-    );
+    let t = registry_tree(&r, &ns);
     t.write(
         "images/base/Dockerfile.j2",
         "FROM {{ base_image }}\nRUN echo base > /base\n",
