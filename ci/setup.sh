@@ -242,6 +242,7 @@ echo "STRATA_TEST_MDBOOK=$PWD/$STATE/mdbook/bin/mdbook" >>"$STATE/registry.env"
 #     minbase from the Debian mirror apt already uses, the root file system
 #     cached as a tarball under target/ci (one download, a minute or two).
 #     The BuildKit SSH test installs openssh-client on it with apt-get.
+need ssh-agent openssh-client   # the BuildKit SSH test's agent and throwaway key
 DEBIAN=strata-ci/debian:bookworm
 DEBIAN_TAR=$STATE/debian-bookworm-minbase.tar
 if ! docker image inspect "$DEBIAN" >/dev/null 2>&1; then

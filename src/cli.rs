@@ -177,6 +177,7 @@ pub enum Command {
     /// the digest the registry serves for REF, and that every parent and
     /// base it names by digest is in the registry. Exit 1 on a mismatch.
     Verify {
+        /// The image's reference, as built: `registry/namespace/name:tag`.
         reference: String,
         /// The public key (PEM) of the signing key.
         #[arg(long, value_name = "PUB")]

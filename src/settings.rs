@@ -193,8 +193,10 @@ pub struct BuildFlags {
     #[arg(long = "ssh", value_name = "default|ID=PATH")]
     pub ssh: Vec<String>,
     /// Write an SBOM of every image the engine holds (the packages of its
-    /// dpkg or apk database, read without running it) to DIR/<image>.spdx.json;
-    /// the summary names each file.
+    /// dpkg or apk database, read without running it) to DIR/<image>.spdx.json,
+    /// and the SLSA provenance of every image built to
+    /// DIR/<image>.provenance.json; with --push they are attached to the
+    /// images in the registry once their tags moved. The summary names each file.
     #[arg(long, value_name = "DIR")]
     pub attest_dir: Option<PathBuf>,
     /// The SBOM format: SPDX 2.3 JSON, or CycloneDX 1.6 JSON (DIR/<image>.cdx.json).

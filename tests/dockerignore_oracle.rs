@@ -57,8 +57,11 @@ const RULES: &[&str] = &[
 ];
 
 fn engine_copy(dir: &std::path::Path, tag: &str) -> BTreeSet<String> {
+    // No cache: a cached `COPY` image can be removed by another test's
+    // cleanup between the builder finding it and using it ("unable to find
+    // image sha256:…", seen once in a full run).
     let build = Command::new("docker")
-        .args(["build", "-q", "-t", tag, "."])
+        .args(["build", "--no-cache", "-q", "-t", tag, "."])
         .current_dir(dir)
         .env("DOCKER_BUILDKIT", "0")
         .output()
