@@ -90,8 +90,16 @@ impl Registry {
             "size": body.len(),
             "artifactType": artifact_type,
         });
-        let tag = format!("{}-{}", &digest[..6], &digest[7..]);
-        let index_t = at(&format!(":{tag}"))?;
+        self.add_referrer(&t, &digest, descriptor).await?;
+        Ok(manifest_digest)
+    }
+
+    /// The referrers tag schema: add `descriptor` to the index tagged
+    /// `sha256-<hex>` of `subject` (made when there is none).
+    async fn add_referrer(&self, t: &Target, subject: &str, descriptor: Value) -> Result<()> {
+        let repo = t.parsed.repository().to_string();
+        let tag = format!("{}-{}", &subject[..6], &subject[7..]);
+        let index_t = Target::of(&format!("{}/{repo}:{tag}", t.host))?;
         let mut index: Value = match self
             .fetch(&index_t, "manifests", &tag, bounded::MANIFEST_LIMIT)
             .await?
@@ -104,7 +112,7 @@ impl Registry {
                 "the referrers index `{tag}` of `{repo}` is not an OCI index"
             ))
         })?;
-        list.retain(|m| m["digest"] != manifest_digest.as_str());
+        list.retain(|m| m["digest"] != descriptor["digest"]);
         list.push(descriptor);
         let body = serde_json::to_vec(&index).unwrap_or_default();
         let moved = async {
@@ -125,6 +133,6 @@ impl Registry {
                 "the registry refused the referrers index `{tag}` of `{repo}`"
             ))
         })?;
-        Ok(manifest_digest)
+        Ok(())
     }
 }
