@@ -23,11 +23,7 @@ fn key() -> Option<[u8; 32]> {
         return bytes.try_into().ok();
     }
     std::fs::create_dir_all(&dir).ok()?;
-    let mut key = [0u8; 32];
-    use std::io::Read;
-    std::fs::File::open("/dev/urandom")
-        .and_then(|mut f| f.read_exact(&mut key))
-        .ok()?;
+    let key = crate::url::random::<32>()?;
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create_new(true);
     #[cfg(unix)]

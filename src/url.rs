@@ -20,6 +20,28 @@ pub fn public(url: &str) -> String {
     }
 }
 
+/// `s` percent-encoded but for RFC 3986's unreserved characters (query
+/// values, purl parts: `+` and `:` of versions included).
+pub fn encode(s: &str) -> String {
+    let mut out = String::new();
+    for b in s.bytes() {
+        match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                out.push(b as char)
+            }
+            b => out.push_str(&format!("%{b:02X}")),
+        }
+    }
+    out
+}
+
+/// `n` random bytes from the system's secure source.
+pub fn random<const N: usize>() -> Option<[u8; N]> {
+    use ring::rand::SecureRandom;
+    let mut b = [0u8; N];
+    ring::rand::SystemRandom::new().fill(&mut b).ok().map(|_| b)
+}
+
 /// An address as it may be shown: `public`, and for a scheme-less
 /// `user:pass@host[:port][/path]` the part after the last `@`.
 pub fn shown(address: &str) -> String {

@@ -8,15 +8,12 @@ use serde_json::{json, Value};
 
 /// A random (version 4) UUID, for the BOM's serial number.
 fn uuid() -> String {
-    let mut b = [0u8; 16];
-    use std::io::Read;
-    let random = std::fs::File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut b));
-    if random.is_err() {
-        let seed = blake3::hash(
-            format!("{:?}{}", std::time::SystemTime::now(), std::process::id()).as_bytes(),
-        );
-        b.copy_from_slice(&seed.as_bytes()[..16]);
-    }
+    let mut b = crate::url::random::<16>().unwrap_or_else(|| {
+        let seed = format!("{:?}{}", std::time::SystemTime::now(), std::process::id());
+        let mut b = [0u8; 16];
+        b.copy_from_slice(&blake3::hash(seed.as_bytes()).as_bytes()[..16]);
+        b
+    });
     b[6] = (b[6] & 0x0f) | 0x40;
     b[8] = (b[8] & 0x3f) | 0x80;
     let h: String = b.iter().map(|x| format!("{x:02x}")).collect();

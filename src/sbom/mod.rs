@@ -43,32 +43,18 @@ impl Package {
         let mut purl = format!(
             "pkg:{}/{namespace}/{}@{}?arch={}",
             self.kind,
-            encode(&self.name),
-            encode(&self.version),
-            encode(&self.arch)
+            crate::url::encode(&self.name),
+            crate::url::encode(&self.version),
+            crate::url::encode(&self.arch)
         );
         if let Some((id, version)) = distro.filter(|(_, v)| !v.is_empty()) {
             purl.push_str(&format!("&distro={id}-{version}"));
         }
         if let Some(source) = &self.source {
-            purl.push_str(&format!("&upstream={}", encode(source)));
+            purl.push_str(&format!("&upstream={}", crate::url::encode(source)));
         }
         purl
     }
-}
-
-/// Percent-encoding for purl parts (`+` and `:` of versions included).
-fn encode(s: &str) -> String {
-    let mut out = String::new();
-    for b in s.bytes() {
-        match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                out.push(b as char)
-            }
-            b => out.push_str(&format!("%{b:02X}")),
-        }
-    }
-    out
 }
 
 /// Read what `image` holds through `engine` (three archive requests at most).
@@ -116,17 +102,14 @@ pub fn dpkg(text: &str) -> Vec<Package> {
     let mut out = Vec::new();
     for para in text.split("\n\n") {
         let mut fields = std::collections::HashMap::new();
-        let mut last = "";
         for line in para.lines() {
             if line.starts_with([' ', '\t']) {
-                continue; // a continuation of `last` (descriptions, conffiles)
+                continue; // a continuation (descriptions, conffiles)
             }
             if let Some((k, v)) = line.split_once(':') {
-                last = k;
                 fields.insert(k, v.trim());
             }
         }
-        let _ = last;
         let installed = fields
             .get("Status")
             .is_some_and(|s| s.split_whitespace().last() == Some("installed"));

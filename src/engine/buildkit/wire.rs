@@ -110,21 +110,9 @@ pub async fn refusal(res: hyper::Response<hyper::body::Incoming>) -> String {
 
 /// `key=value&…`, percent-encoded.
 pub fn query(pairs: &[(&str, String)]) -> String {
-    let encode = |s: &str| {
-        let mut out = String::new();
-        for b in s.bytes() {
-            match b {
-                b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                    out.push(b as char)
-                }
-                b => out.push_str(&format!("%{b:02X}")),
-            }
-        }
-        out
-    };
     pairs
         .iter()
-        .map(|(k, v)| format!("{}={}", encode(k), encode(v)))
+        .map(|(k, v)| format!("{}={}", crate::url::encode(k), crate::url::encode(v)))
         .collect::<Vec<_>>()
         .join("&")
 }
