@@ -218,3 +218,130 @@ fn sboms_list_what_dpkg_lists_and_pass_the_validators() {
         .collect();
     assert_eq!(built, BTreeSet::from(["app", "tools"]), "{summary}");
 }
+
+/// The rpm packages a SPEC file for `name` builds (`rpmbuild`, Debian's rpm).
+fn spec(name: &str, header: &str) -> String {
+    format!("Name: {name}\n{header}Summary: probe\nLicense: MIT\n%description\nprobe\n%install\nmkdir -p %{{buildroot}}/usr/share/{name}\necho {name} > %{{buildroot}}/usr/share/{name}/file\n%files\n/usr/share/{name}/file\n")
+}
+
+fn sh(dir: &std::path::Path, cmd: &str) -> String {
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg(cmd)
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{cmd}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn an_rpm_sqlite_database_is_read_as_rpm_lists_it() {
+    let Some(venv) = venv() else { return };
+    let has_rpm = Command::new("rpmbuild").arg("--version").output().is_ok();
+    let msg = "the rpm test needs Debian's rpm (rpmbuild; run through ci/test.sh)";
+    assert!(
+        has_rpm || std::env::var("CI").map_or(true, |v| v != "true"),
+        "{msg}"
+    );
+    if !has_rpm {
+        eprintln!("SKIPPED {msg}");
+        return;
+    }
+    let ns = Namespace::new("sbom-rpm");
+    let t = TestTree::new();
+    // A Rocky-like root: two packages installed by rpm into its SQLite
+    // database at /var/lib/rpm, one with an epoch, one noarch.
+    t.write(
+        "rpm/a.spec",
+        &spec("strata-probe", "Version: 1.0\nRelease: 3.el9\nEpoch: 2\n"),
+    );
+    t.write(
+        "rpm/b.spec",
+        &spec(
+            "strata-noarch",
+            "Version: 0.5\nRelease: 1.el9\nBuildArch: noarch\n",
+        ),
+    );
+    t.write("root/etc/os-release", "ID=\"rocky\"\nVERSION_ID=\"9.3\"\n");
+    let rpm = "--root \"$PWD/root\" --dbpath /var/lib/rpm";
+    sh(
+        t.path(),
+        &format!("for s in rpm/*.spec; do rpmbuild --quiet --define \"_topdir $PWD/top\" --target x86_64 -bb $s; done \
+         && rpm {rpm} -i --nodeps --ignoreos top/RPMS/*/*.rpm 2>/dev/null"),
+    );
+    // Outside the tree's namespace (which names only the tree's images).
+    let base = format!("{}-rpm/base:latest", ns.0);
+    sh(
+        t.path(),
+        &format!("tar -C root -c . | docker import - {base} >/dev/null"),
+    );
+    let listed: BTreeSet<String> = sh(
+        t.path(),
+        &format!("rpm {rpm} -qa --qf '%{{NAME}} %|EPOCH?{{%{{EPOCH}}:}}|%{{VERSION}}-%{{RELEASE}} %{{ARCH}}\\n'"),
+    )
+    .lines()
+    .map(str::to_string)
+    .collect();
+    assert_eq!(listed.len(), 2, "{listed:?}");
+    t.write("strata.yaml", &format!("vars: {{base_image: '{base}'}}\n"));
+    t.write(
+        "images/app/Dockerfile.j2",
+        "FROM {{ base_image }}\nCOPY file /app\n",
+    );
+    t.write("images/app/file", "app\n");
+    t.run(&[
+        "--set",
+        &ns.set(),
+        "build",
+        "--no-tests",
+        "--attest-dir",
+        "sboms",
+    ])
+    .expect(0);
+    let file = t.path().join("sboms/app.spdx.json");
+    let doc: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
+    assert_eq!(spdx_packages(&doc), listed);
+    let purls: Vec<&str> = doc["packages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|p| p["externalRefs"][0]["referenceLocator"].as_str())
+        .collect();
+    assert!(
+        purls
+            .contains(&"pkg:rpm/rocky/strata-probe@1.0-3.el9?arch=x86_64&epoch=2&distro=rocky-9.3"),
+        "{purls:?}"
+    );
+    let check = Command::new(venv.join("bin/pyspdxtools"))
+        .arg("-i")
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(
+        check.status.success(),
+        "pyspdxtools: {}{}",
+        String::from_utf8_lossy(&check.stdout),
+        String::from_utf8_lossy(&check.stderr)
+    );
+    let found = t
+        .run(&[
+            "affected",
+            "--package",
+            "strata-probe@<2:1.1",
+            "--attest-dir",
+            "sboms",
+        ])
+        .expect(0);
+    assert_eq!(
+        found.stdout.split_whitespace().next(),
+        Some("app"),
+        "{}",
+        found.stdout
+    );
+}

@@ -1,12 +1,15 @@
 //! Software bills of materials: the packages an image holds, read from its
 //! package database through the engine's archive endpoint, with no
 //! container run: Debian and Ubuntu (`/var/lib/dpkg/status`), Alpine
-//! (`/lib/apk/db/installed`); the distribution from `/etc/os-release`.
+//! (`/lib/apk/db/installed`), Rocky/RHEL 9 and Fedora
+//! (`/var/lib/rpm/rpmdb.sqlite`, `rpm.rs`); the distribution from
+//! `/etc/os-release`.
 //! Written as SPDX 2.3 JSON (`spdx.rs`) or CycloneDX 1.6 JSON
 //! (`cyclonedx.rs`); read back for "which images hold package X"
 //! (`version.rs` compares versions). Knows nothing of the graph.
 
 pub mod cyclonedx;
+pub mod rpm;
 pub mod spdx;
 pub mod version;
 
@@ -20,7 +23,7 @@ pub struct Package {
     pub arch: String,
     /// The source package, when it differs from the name (`openssl` for `libssl3`).
     pub source: Option<String>,
-    /// `deb` or `apk`: the purl type.
+    /// `deb`, `apk` or `rpm`: the purl type.
     pub kind: &'static str,
 }
 
@@ -38,15 +41,24 @@ impl Package {
         let namespace = match (self.kind, distro) {
             (_, Some((id, _))) => id.as_str(),
             ("apk", None) => "alpine",
+            ("rpm", None) => "redhat",
             _ => "debian",
+        };
+        // rpm's epoch is a qualifier of its purl; dpkg's stays in the version.
+        let (epoch, version) = match self.version.split_once(':') {
+            Some((e, v)) if self.kind == "rpm" => (Some(e), v),
+            _ => (None, self.version.as_str()),
         };
         let mut purl = format!(
             "pkg:{}/{namespace}/{}@{}?arch={}",
             self.kind,
             crate::url::encode(&self.name),
-            crate::url::encode(&self.version),
+            crate::url::encode(version),
             crate::url::encode(&self.arch)
         );
+        if let Some(epoch) = epoch {
+            purl.push_str(&format!("&epoch={epoch}"));
+        }
         if let Some((id, version)) = distro.filter(|(_, v)| !v.is_empty()) {
             purl.push_str(&format!("&distro={id}-{version}"));
         }
@@ -57,7 +69,8 @@ impl Package {
     }
 }
 
-/// Read what `image` holds through `engine` (three archive requests at most).
+/// Read what `image` holds through `engine` (five archive requests at most:
+/// os-release and its link target, then the first package database found).
 pub async fn inventory(engine: &dyn Engine, image: &str) -> Result<Inventory, EngineError> {
     let text = |entry: Option<crate::engine::PathEntry>| {
         entry
@@ -77,12 +90,28 @@ pub async fn inventory(engine: &dyn Engine, image: &str) -> Result<Inventory, En
         os = engine.read_path(image, &target).await?;
     }
     let distro = text(os).map(|t| os_release(&t));
-    let packages = match text(engine.read_path(image, "/var/lib/dpkg/status").await?) {
-        Some(status) => dpkg(&status),
-        None => text(engine.read_path(image, "/lib/apk/db/installed").await?)
-            .map(|t| apk(&t))
-            .unwrap_or_default(),
+    if let Some(status) = text(engine.read_path(image, "/var/lib/dpkg/status").await?) {
+        let packages = dpkg(&status);
+        return Ok(Inventory { distro, packages });
+    }
+    if let Some(db) = text(engine.read_path(image, "/lib/apk/db/installed").await?) {
+        let packages = apk(&db);
+        return Ok(Inventory { distro, packages });
+    }
+    let bytes = |e: Option<crate::engine::PathEntry>| e.and_then(|e| e.content);
+    let Some(db) = bytes(engine.read_path(image, "/var/lib/rpm/rpmdb.sqlite").await?) else {
+        return Ok(Inventory {
+            distro,
+            packages: Vec::new(),
+        });
     };
+    let wal = bytes(
+        engine
+            .read_path(image, "/var/lib/rpm/rpmdb.sqlite-wal")
+            .await?,
+    );
+    let packages = rpm::sqlite(&db, wal.as_deref().filter(|w| !w.is_empty()))
+        .map_err(|e| EngineError::Failed(format!("reading /var/lib/rpm/rpmdb.sqlite: {e}")))?;
     Ok(Inventory { distro, packages })
 }
 
