@@ -204,6 +204,9 @@ pub struct BuildConfig {
     /// `{file: PATH}` (relative to the tree root) or `{env: VAR}`. Their ids
     /// are inputs of the images that mount them; their values never are.
     pub secrets: BTreeMap<String, SecretSpec>,
+    /// The key `--attest-dir` signs provenance and SBOMs with (`--sign-key`
+    /// wins over it).
+    pub sign: SignConfig,
     /// Pushes at once.
     pub push_jobs: usize,
     /// Platform passed to the engine (e.g. `linux/amd64`); empty = engine default.
@@ -229,6 +232,18 @@ pub struct SecretSpec {
     pub file: Option<PathBuf>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub env: Option<String>,
+}
+
+/// `build.sign`: a PKCS#8 PEM key file (relative to the tree root) and,
+/// for an encrypted key, the environment variable holding its passphrase.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct SignConfig {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub key: Option<PathBuf>,
+    /// Default `STRATA_SIGN_PASSPHRASE`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub passphrase_env: Option<String>,
 }
 
 /// `build.publish`: `all` moves the registry's release tags only once every
@@ -276,6 +291,7 @@ impl Default for BuildConfig {
             builder: None,
             buildkit: false,
             secrets: BTreeMap::new(),
+            sign: SignConfig::default(),
             push_jobs: 2,
             platform: String::new(),
             publish: Publish::All,

@@ -202,14 +202,17 @@ pub struct BuildFlags {
     /// The SBOM format: SPDX 2.3 JSON, or CycloneDX 1.6 JSON (DIR/<image>.cdx.json).
     #[arg(long, value_enum, default_value = "spdx", requires = "attest_dir")]
     pub sbom_format: crate::attest::Format,
-    /// Rebuild the images whose SBOM in --attest-dir holds a package
-    /// matching NAME[@RANGE] (e.g. `openssl@<3.0.15`), and what is built on
-    /// them, as if forced (with --pull, on fresh bases). Repeatable.
-    #[arg(long = "package", value_name = "NAME[@RANGE]", requires = "attest_dir")]
+    /// Rebuild the selected images whose SBOM holds a package matching
+    /// NAME[@RANGE] (e.g. `openssl@<3.0.15`), and what is built on them,
+    /// as if forced (with --pull, on fresh bases). The SBOMs are read from
+    /// --attest-dir, else from the registry. Repeatable.
+    #[arg(long = "package", value_name = "NAME[@RANGE]")]
     pub packages: Vec<String>,
     /// Sign the provenance and SBOM of every image built as DSSE envelopes
-    /// with this key (an unencrypted PKCS#8 PEM, Ed25519 or ECDSA P-256),
-    /// written beside them in --attest-dir. The key is never shown or copied.
+    /// with this key (a PKCS#8 PEM, Ed25519 or ECDSA P-256; when encrypted,
+    /// its passphrase is read from STRATA_SIGN_PASSPHRASE or the variable
+    /// `build.sign.passphrase_env` names), written beside them in
+    /// --attest-dir. Default `build.sign.key`. The key is never shown or copied.
     #[arg(long, value_name = "FILE", requires = "attest_dir")]
     pub sign_key: Option<PathBuf>,
     /// With --push: upload content tags only and move no release tag in the
@@ -318,8 +321,8 @@ pub struct Settings {
     pub engines: Vec<Spec>,
     /// `--attest-dir`: where SBOMs go, and their format.
     pub attest: Option<(PathBuf, crate::attest::Format)>,
-    /// `--sign-key`, checked loadable.
-    pub sign_key: Option<PathBuf>,
+    /// `--sign-key` (else `build.sign.key`) with --attest-dir, checked loadable.
+    pub sign_key: Option<crate::sign::KeyFile>,
     pub reports: report::Files,
 }
 
@@ -417,7 +420,15 @@ impl Settings {
             .attest_dir
             .as_ref()
             .map(|d| (root.join(d), flags.sbom_format));
-        s.sign_key = flags.sign_key.as_ref().map(|k| root.join(k));
+        let sign = &config.build.sign;
+        s.sign_key = (flags.sign_key.as_ref())
+            .or(sign.key.as_ref())
+            .filter(|_| s.attest.is_some())
+            .map(|k| crate::sign::KeyFile {
+                path: root.join(k),
+                passphrase_env: (sign.passphrase_env.clone())
+                    .unwrap_or_else(|| crate::sign::PASSPHRASE_ENV.into()),
+            });
         if let Some(key) = &s.sign_key {
             crate::sign::Key::load(key)?;
         }

@@ -9,7 +9,7 @@ use crate::error::{Error, Result};
 use ring::signature::{self, KeyPair};
 use serde_json::{json, Value};
 use sha2::Digest;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 /// A private key loaded for signing.
 pub enum Key {
@@ -56,20 +56,37 @@ pub fn unbase64(s: &str) -> Option<Vec<u8>> {
     Some(out)
 }
 
+/// Where a signing key is: its PKCS#8 PEM file and, for an encrypted one,
+/// the environment variable that holds its passphrase.
+#[derive(Debug, Clone)]
+pub struct KeyFile {
+    pub path: PathBuf,
+    pub passphrase_env: String,
+}
+
+/// The variable an encrypted key's passphrase is read from by default.
+pub const PASSPHRASE_ENV: &str = "STRATA_SIGN_PASSPHRASE";
+
 impl Key {
-    /// Load the PKCS#8 PEM private key at `path`.
-    pub fn load(path: &Path) -> Result<Key> {
+    /// Load the PKCS#8 PEM private key `file` names, decrypting it with
+    /// the passphrase in its variable when it is encrypted (PBES2).
+    pub fn load(file: &KeyFile) -> Result<Key> {
         let bad = |why: String| {
-            Error::input(format!("--sign-key `{}`: {why}", path.display()))
-                .help("give an unencrypted PKCS#8 PEM key: `openssl genpkey -algorithm ed25519 -out key.pem`, or `-algorithm EC -pkeyopt ec_paramgen_curve:P-256`")
+            Error::input(format!("sign key `{}`: {why}", file.path.display())).help(
+                "give a PKCS#8 PEM key: `openssl genpkey -algorithm ed25519 -out key.pem` \
+                 (or `-algorithm EC -pkeyopt ec_paramgen_curve:P-256`); add `-aes256` to \
+                 encrypt it, with its passphrase in the environment",
+            )
         };
         let text =
-            std::fs::read_to_string(path).map_err(|e| bad(format!("cannot read it: {e}")))?;
-        if text.contains("ENCRYPTED PRIVATE KEY") {
-            return Err(bad("the key is encrypted, and strata reads only unencrypted keys (keep it in a file only the job can read)".into()));
-        }
-        let (_, der) = pem(&text, &["PRIVATE KEY"])
-            .ok_or_else(|| bad("no `PRIVATE KEY` (PKCS#8) block in it".into()))?;
+            std::fs::read_to_string(&file.path).map_err(|e| bad(format!("cannot read it: {e}")))?;
+        let der = match pem(&text, &["ENCRYPTED PRIVATE KEY", "PRIVATE KEY"]) {
+            Some((label, der)) if label.starts_with("ENCRYPTED") => {
+                decrypt(&der, file).map_err(bad)?
+            }
+            Some((_, der)) => der,
+            None => return Err(bad("no `PRIVATE KEY` (PKCS#8) block in it".into())),
+        };
         if let Ok(k) = signature::Ed25519KeyPair::from_pkcs8_maybe_unchecked(&der) {
             return Ok(Key::Ed25519(k));
         }
@@ -100,6 +117,20 @@ impl Key {
                 .map_err(|_| Error::input("the ECDSA signature could not be made")),
         }
     }
+}
+
+/// The plain PKCS#8 DER inside an encrypted one, with the passphrase from
+/// the key file's variable. The passphrase is dropped as soon as it is used.
+fn decrypt(der: &[u8], file: &KeyFile) -> std::result::Result<Vec<u8>, String> {
+    let var = &file.passphrase_env;
+    let passphrase = std::env::var(var)
+        .map_err(|_| format!("the key is encrypted and `{var}` holds no passphrase"))?;
+    let info = pkcs8::EncryptedPrivateKeyInfo::try_from(der)
+        .map_err(|e| format!("not an encrypted PKCS#8 key: {e}"))?;
+    let plain = info.decrypt(passphrase.as_bytes()).map_err(|_| {
+        format!("the passphrase in `{var}` does not open it (or its cipher is not PBES2 with AES)")
+    })?;
+    Ok(plain.as_bytes().to_vec())
 }
 
 /// DSSE's pre-authentication encoding.

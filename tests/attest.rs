@@ -165,14 +165,25 @@ fn signed_provenance_matches_the_registry_and_verifies_outside_strata() {
     );
     let head = sh(t.path(), "git rev-parse HEAD");
     let secret = format!("attest-secret-{}", std::process::id());
-    for (alg, args) in [
-        ("ed25519", "-algorithm ed25519"),
-        ("p256", "-algorithm EC -pkeyopt ec_paramgen_curve:P-256"),
+    let passphrase = format!("attest-passphrase-{}", std::process::id());
+    // The third key is encrypted and named by `build.sign.key`, its
+    // passphrase in the environment.
+    for (alg, args, encrypted) in [
+        ("ed25519", "-algorithm ed25519", false),
+        ("p256", "-algorithm EC -pkeyopt ec_paramgen_curve:P-256", false),
+        ("p256enc", "-algorithm EC -pkeyopt ec_paramgen_curve:P-256 -aes256 -pass env:STRATA_SIGN_PASSPHRASE", true),
     ] {
-        sh(t.path(), &format!("openssl genpkey {args} -out {alg}.pem && openssl pkey -in {alg}.pem -pubout -out {alg}.pub"));
+        let gen = format!("openssl genpkey {args} -out {alg}.pem && openssl pkey -in {alg}.pem -passin env:STRATA_SIGN_PASSPHRASE -pubout -out {alg}.pub");
+        let made = Command::new("sh").arg("-c").arg(&gen).current_dir(t.path())
+            .env("STRATA_SIGN_PASSPHRASE", &passphrase).status().unwrap();
+        assert!(made.success(), "{gen}");
         let dir = format!("att-{alg}");
-        let out = t
-            .command(&[
+        let key_arg = match encrypted {
+            false => ["--sign-key".to_string(), format!("{alg}.pem")],
+            true => ["--set".to_string(), format!("build.sign.key={alg}.pem")],
+        };
+        let build = |passphrase: &str| {
+            t.command(&[
                 "build",
                 "--push",
                 "--no-tests",
@@ -180,18 +191,21 @@ fn signed_provenance_matches_the_registry_and_verifies_outside_strata() {
                 "--summary",
                 "s.json",
             ])
-            .args([
-                "--attest-dir",
-                &dir,
-                "--sign-key",
-                &format!("{alg}.pem"),
-                "--secret",
-                "id=tok,env=STRATA_TEST_TOK",
-            ])
+            .args(["--attest-dir", &dir, &key_arg[0], &key_arg[1]])
+            .args(["--secret", "id=tok,env=STRATA_TEST_TOK"])
             .env("DOCKER_CONFIG", config.path())
             .env("STRATA_TEST_TOK", &secret)
+            .env("STRATA_SIGN_PASSPHRASE", passphrase)
             .output()
-            .unwrap();
+            .unwrap()
+        };
+        if encrypted {
+            let wrong = build("not-the-passphrase");
+            let err = String::from_utf8_lossy(&wrong.stderr);
+            assert_eq!(wrong.status.code(), Some(2), "{err}");
+            assert!(err.contains("does not open it"), "{err}");
+        }
+        let out = build(&passphrase);
         let stderr = String::from_utf8_lossy(&out.stderr).to_string();
         assert_eq!(out.status.code(), Some(0), "{stderr}");
         let env_file = t.path().join(format!("{dir}/app.provenance.dsse.json"));
@@ -315,6 +329,10 @@ fn signed_provenance_matches_the_registry_and_verifies_outside_strata() {
         assert!(
             !everything.contains(key_line),
             "the key is in the attestations or reports"
+        );
+        assert!(
+            !everything.contains(&passphrase),
+            "the passphrase is in the attestations or reports"
         );
     }
 }
