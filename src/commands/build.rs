@@ -17,29 +17,22 @@ pub fn run(mut opts: Options, flags: &BuildFlags) -> Result<Code> {
             report::note("strata: no image's SBOM holds such a package; nothing to build");
             return Ok(Code::Success);
         }
-        selectors.extend(holders.into_iter().map(|h| format!("{h}+")));
+        selectors = holders.into_iter().map(|h| format!("{h}+")).collect();
     }
     let mut session = Session::open(&opts, &selectors, flags.since.as_deref())?;
     let mut settings = Settings::build(flags, session.config(), session.root())?
         .with_secrets(session.config(), session.root())?;
+    // A rebuild for a package update must fetch it again: not from the cache.
     settings.ask.force |= !flags.packages.is_empty();
+    settings.no_cache |= !flags.packages.is_empty();
     Ok(build(&mut session, &settings)?.0)
 }
 
-/// `--package`: the images whose SBOM in --attest-dir holds a match.
+/// `--package`: the images whose SBOM (in --attest-dir, else in the
+/// registry) holds a match, among the selected ones.
 fn package_holders(opts: &Options, flags: &BuildFlags) -> Result<Vec<String>> {
-    let queries = flags
-        .packages
-        .iter()
-        .map(|p| crate::sbom::version::Query::parse(p))
-        .collect::<Result<Vec<_>>>()?;
-    let dir = opts.dir.join(
-        flags
-            .attest_dir
-            .as_deref()
-            .unwrap_or(std::path::Path::new(".")),
-    );
-    let found = crate::attest::holders(&dir, &queries)?;
+    let dir = flags.attest_dir.as_deref();
+    let found = super::holders::find(opts, &flags.selectors, &flags.packages, dir)?;
     for (image, versions) in &found {
         report::note(&format!("strata: {image} holds {}", versions.join(", ")));
     }
@@ -63,7 +56,13 @@ pub(crate) fn build(session: &mut Session, settings: &Settings) -> Result<(Code,
     let mut summary = report::summarize(&plan, &run, &session.engine_names, skipped);
     crate::attest::name_sboms(&mut summary, &sboms);
     session.provenance(&plan, &mut summary, settings);
-    session.attach(&plan, &mut summary, settings);
+    let moved: Vec<(usize, String)> = (plan.items.iter().zip(&summary.images).enumerate())
+        .filter(|(_, (item, image))| image.pushed.contains(&item.reference))
+        .filter_map(|(i, (_, image))| Some((i, image.digest.clone()?)))
+        .collect();
+    for (i, attached) in session.attach(&plan, &moved, settings) {
+        summary.images[i].attestations = attached;
+    }
     let code = report::close(&summary, &run, &settings.reports, logs);
     Ok((code, summary))
 }

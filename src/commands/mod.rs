@@ -7,6 +7,7 @@
 mod build;
 mod ci;
 mod deploy;
+mod holders;
 mod plan;
 mod prune;
 mod publish;
@@ -30,8 +31,15 @@ pub fn run(cli: Cli) -> Result<Code> {
         Command::Publish {
             selectors,
             keep_on_unknown,
+            attest_dir,
+            sbom_format,
             engine,
-        } => publish::run(&opts, selectors, engine, *keep_on_unknown),
+        } => {
+            let attest = attest_dir
+                .as_ref()
+                .map(|d| (opts.dir.join(d), *sbom_format));
+            publish::run(&opts, selectors, engine, *keep_on_unknown, attest)
+        }
         Command::Prune {
             selectors,
             dry_run,
@@ -50,11 +58,13 @@ pub fn run(cli: Cli) -> Result<Code> {
             progress,
         } => deploy::run(&opts, out.as_deref(), *apply, *progress),
         Command::Affected {
+            paths,
             packages,
-            attest_dir: Some(dir),
+            attest_dir,
             json,
-            ..
-        } if !packages.is_empty() => show::holders(&opts, packages, dir, *json),
+        } if !packages.is_empty() => {
+            holders::affected(&opts, paths, packages, attest_dir.as_deref(), *json)
+        }
         Command::Affected { paths, json, .. } => show::affected(&opts, paths, *json),
         Command::Verify {
             reference,

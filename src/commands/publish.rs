@@ -1,6 +1,8 @@
 //! `strata publish`: every image of the selection (and the stale parents
 //! the plan adds) must be in the registry under its current content tag;
-//! then each release reference moves to it. Nothing moves otherwise.
+//! then each release reference moves to it. Nothing moves otherwise. With
+//! --attest-dir, what the build wrote there is attached to each image
+//! whose tags moved.
 
 use crate::engine::pool::Spec;
 use crate::error::{Code, Result};
@@ -14,6 +16,7 @@ pub fn run(
     selectors: &[String],
     engine: &Spec,
     keep_on_unknown: bool,
+    attest: Option<(std::path::PathBuf, crate::attest::Format)>,
 ) -> Result<Code> {
     let mut session = Session::open(opts, selectors, None)?;
     if session.config().registry.is_empty() || engine.is_sim() {
@@ -22,6 +25,7 @@ pub fn run(
     let mut settings = Settings::new(session.config(), std::slice::from_ref(engine))?;
     settings.upload = true;
     settings.keep_on_unknown = keep_on_unknown;
+    settings.attest = attest;
     let plan = session.plan(&settings)?;
     let missing: Vec<&str> = plan
         .items
@@ -38,5 +42,16 @@ pub fn run(
         return Ok(Code::Failed);
     }
     let done = session.release(&plan, &settings)?;
+    let moved: Vec<(usize, String)> = (done.iter().enumerate())
+        .filter(|(_, p)| !p.moved.is_empty())
+        .filter_map(|(i, p)| Some((i, p.digest.clone()?)))
+        .collect();
+    for (i, attached) in session.attach(&plan, &moved, &settings) {
+        report::note(&format!(
+            "strata: {}: {} attestations attached",
+            plan.items[i].name,
+            attached.len()
+        ));
+    }
     Ok(report::published(&plan, &done))
 }

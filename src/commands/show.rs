@@ -55,28 +55,6 @@ pub fn affected(opts: &Options, paths: &[String], json: bool) -> Result<Code> {
     })
 }
 
-/// `strata affected --package`: the images whose SBOM holds a match.
-pub fn holders(opts: &Options, packages: &[String], dir: &Path, json: bool) -> Result<Code> {
-    let queries = packages
-        .iter()
-        .map(|p| crate::sbom::version::Query::parse(p))
-        .collect::<Result<Vec<_>>>()?;
-    let found = crate::attest::holders(&opts.dir.join(dir), &queries)?;
-    print(&match json {
-        true => {
-            let map: serde_json::Map<String, serde_json::Value> = found
-                .into_iter()
-                .map(|(i, v)| (i, serde_json::json!(v)))
-                .collect();
-            serde_json::to_string_pretty(&map).unwrap_or_default() + "\n"
-        }
-        false => found
-            .iter()
-            .map(|(i, v)| format!("{i}  {}\n", v.join(", ")))
-            .collect(),
-    })
-}
-
 pub fn timeline(opts: &Options, summary: &Path, out: &PathBuf) -> Result<Code> {
     let root = &opts.dir;
     let bars = crate::timeline::read(&root.join(summary))?;

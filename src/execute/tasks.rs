@@ -244,9 +244,10 @@ pub(super) async fn upload(
     if on.lost(i, &result, &tx).await {
         return;
     }
-    // The registry's digest of what was pushed, for engines that pull it.
+    // The registry's digest of what was pushed: engines of a pool pull it,
+    // the summary and the provenance name it (also when no tag moves).
     let digest = match &result {
-        Ok(()) if on.pool => engine.inspect(&r).await.ok().flatten().and_then(|info| {
+        Ok(()) => engine.inspect(&r).await.ok().flatten().and_then(|info| {
             let repo = crate::reference::repository(&r);
             info.repo_digests.iter().find_map(|d| {
                 let (name, digest) = d.split_once('@')?;

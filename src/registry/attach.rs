@@ -13,6 +13,10 @@ use sha2::Digest;
 const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
 const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
 const EMPTY: &str = "application/vnd.oci.empty.v1+json";
+/// The media type of a signed document.
+pub const DSSE: &str = "application/vnd.dsse.envelope.v1+json";
+/// The most of an attached document read.
+const DOCUMENT_LIMIT: usize = 64 << 20;
 
 fn sha256(data: &[u8]) -> String {
     format!("sha256:{:x}", sha2::Sha256::digest(data))
@@ -77,11 +81,7 @@ impl Registry {
             ))
         })?;
         // The registry indexes referrers itself, or we keep the tag schema's index.
-        if self
-            .fetch(&t, "referrers", &digest, bounded::MANIFEST_LIMIT)
-            .await?
-            .is_some()
-        {
+        if self.referrers_api(&t, &digest).await?.is_some() {
             return Ok(manifest_digest);
         }
         let descriptor = json!({
@@ -134,5 +134,94 @@ impl Registry {
             ))
         })?;
         Ok(())
+    }
+
+    /// The referrers API's index of `subject`, None when the registry has
+    /// no such API (remembered per host: one 404 is enough).
+    async fn referrers_api(&self, t: &Target, subject: &str) -> Result<Option<Value>> {
+        let known_absent = self
+            .no_referrers_api
+            .lock()
+            .is_ok_and(|hosts| hosts.contains(&t.host));
+        if known_absent {
+            return Ok(None);
+        }
+        let found = self
+            .fetch(t, "referrers", subject, bounded::MANIFEST_LIMIT)
+            .await?;
+        if found.is_none() {
+            if let Ok(mut hosts) = self.no_referrers_api.lock() {
+                hosts.insert(t.host.clone());
+            }
+        }
+        Ok(found.map(|f| serde_json::from_slice(&f.body).unwrap_or_default()))
+    }
+
+    /// The descriptors of the artifacts attached to `subject`: the
+    /// referrers API's, else the referrers tag schema's index.
+    async fn referrers(&self, t: &Target, subject: &str) -> Result<Vec<Value>> {
+        let index = match self.referrers_api(t, subject).await? {
+            Some(index) => Some(index),
+            None => {
+                let tag = format!("{}-{}", &subject[..6], &subject[7..]);
+                self.fetch(t, "manifests", &tag, bounded::MANIFEST_LIMIT)
+                    .await?
+                    .map(|f| serde_json::from_slice(&f.body).unwrap_or_default())
+            }
+        };
+        Ok(index
+            .and_then(|i: Value| i["manifests"].as_array().cloned())
+            .unwrap_or_default())
+    }
+
+    /// The SBOM attached to the image at `reference` (SPDX or CycloneDX,
+    /// taken out of its DSSE envelope when signed; the newest when there
+    /// are several); None when the image or its SBOM is not there. Four
+    /// requests: the image's manifest, the referrers, the artifact's
+    /// manifest, the document.
+    pub async fn attached_sbom(&self, reference: &str) -> Result<Option<Vec<u8>>> {
+        let t = Target::of(reference)?;
+        let tag = t.parsed.digest().or(t.parsed.tag()).unwrap_or("latest");
+        let Some(image) = self
+            .fetch(&t, "manifests", tag, bounded::MANIFEST_LIMIT)
+            .await?
+        else {
+            return Ok(None);
+        };
+        let sbom_types = ["application/spdx+json", "application/vnd.cyclonedx+json"];
+        let referrers = self.referrers(&t, &image.digest).await?;
+        let Some(artifact) = referrers.iter().rev().find_map(|d| {
+            sbom_types
+                .contains(&d["artifactType"].as_str()?)
+                .then(|| d["digest"].as_str())?
+        }) else {
+            return Ok(None);
+        };
+        let Some(manifest) = self
+            .fetch(&t, "manifests", artifact, bounded::MANIFEST_LIMIT)
+            .await?
+        else {
+            return Ok(None);
+        };
+        let manifest: Value = serde_json::from_slice(&manifest.body).unwrap_or_default();
+        let layer = &manifest["layers"][0];
+        let Some(digest) = layer["digest"].as_str() else {
+            return Ok(None);
+        };
+        let Some(document) = self.fetch(&t, "blobs", digest, DOCUMENT_LIMIT).await? else {
+            return Ok(None);
+        };
+        if layer["mediaType"] != DSSE {
+            return Ok(Some(document.body));
+        }
+        let envelope: Value = serde_json::from_slice(&document.body).unwrap_or_default();
+        let statement: Value = envelope["payload"]
+            .as_str()
+            .and_then(crate::sign::unbase64)
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .unwrap_or_default();
+        Ok(Some(
+            serde_json::to_vec(&statement["predicate"]).unwrap_or_default(),
+        ))
     }
 }

@@ -4,7 +4,7 @@
 //! are capped at 4 MiB, as containerd caps them; configuration blobs at
 //! 8 MiB. The digest a registry names is checked against what it sent.
 
-use super::{refused, unreachable, Registry, Target, MANIFEST_TYPES, TIMEOUT};
+use super::{refused, unreachable, Registry, Target, MANIFEST_TYPES};
 use crate::error::{Error, Result};
 use oci_client::secrets::RegistryAuth;
 
@@ -41,11 +41,7 @@ impl Registry {
             "{scheme}://{host}/v2/{}/{kind}/{reference}",
             t.parsed.repository()
         );
-        let client = reqwest::Client::builder()
-            .connect_timeout(TIMEOUT)
-            .read_timeout(TIMEOUT)
-            .build()
-            .map_err(|e| unreachable(host, &e))?;
+        let client = self.web.clone().map_err(|e| unreachable(host, &e))?;
         let basic = match &t.auth {
             RegistryAuth::Basic(u, p) => Some((u.clone(), p.clone())),
             _ => None,

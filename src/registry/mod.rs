@@ -14,7 +14,7 @@ use oci_client::secrets::RegistryAuth;
 use oci_client::{Client, Reference};
 use std::time::Duration;
 
-mod attach;
+pub mod attach;
 mod bounded;
 
 /// Tags asked for per page of a tag list, and the most pages read.
@@ -28,6 +28,11 @@ pub struct Registry {
     client: Client,
     /// Registry hosts spoken to over plain HTTP.
     http: Vec<String>,
+    /// The one HTTP client of the bounded reads (its connections are kept
+    /// and reused); the error when it cannot be made.
+    web: std::result::Result<reqwest::Client, String>,
+    /// Hosts found without the referrers API (answered 404 once).
+    no_referrers_api: std::sync::Mutex<std::collections::HashSet<String>>,
     /// Content tag → (manifest bytes, media type) of images found published.
     manifests: std::sync::Mutex<std::collections::HashMap<String, Manifest>>,
     /// Content tag → the config digest of the image found published: its
@@ -62,8 +67,15 @@ impl Registry {
             read_timeout: Some(TIMEOUT),
             ..Default::default()
         };
+        let web = reqwest::Client::builder()
+            .connect_timeout(TIMEOUT)
+            .read_timeout(TIMEOUT)
+            .build()
+            .map_err(|e| e.to_string());
         Registry {
             client: Client::new(config),
+            web,
+            no_referrers_api: Default::default(),
             http,
             manifests: Default::default(),
             configs: Default::default(),
