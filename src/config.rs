@@ -24,6 +24,14 @@ pub struct Config {
     pub tags: Vec<String>,
     /// Template variables.
     pub vars: BTreeMap<String, serde_json::Value>,
+    /// The platforms every image is built for (`[linux/amd64, linux/arm64]`):
+    /// one record per image and platform, one manifest list per image.
+    /// Empty: the one platform of `build.platform` (or the engine's).
+    pub platforms: Vec<String>,
+    /// Template variables per platform (`linux/arm64: {debian_arch: arm64}`),
+    /// over `vars` when an image renders for that platform (a key
+    /// `linux/arm64` also serves `linux/arm64/v8`).
+    pub platform_vars: BTreeMap<String, BTreeMap<String, serde_json::Value>>,
     /// Named lists of selectors, used as `@NAME`.
     pub profiles: BTreeMap<String, Vec<String>>,
     pub build: BuildConfig,
@@ -268,6 +276,8 @@ impl Default for Config {
             tag: "latest".into(),
             tags: Vec::new(),
             vars: BTreeMap::new(),
+            platforms: Vec::new(),
+            platform_vars: BTreeMap::new(),
             profiles: BTreeMap::new(),
             build: BuildConfig::default(),
             render: RenderConfig::default(),

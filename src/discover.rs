@@ -40,6 +40,16 @@ pub struct ImageSpec {
     pub tests: Vec<String>,
     /// The platform to build for, over `build.platform`.
     pub platform: Option<String>,
+    /// The platforms of a multi-platform set (`platforms:`) this image is
+    /// built for; empty: all of them.
+    pub platforms: Vec<String>,
+    /// Set by `platforms::expand` on the record of one platform of a
+    /// multi-platform set: the image's own name (the record is `name@arch`).
+    #[serde(skip)]
+    pub platform_of: Option<String>,
+    /// With `platform_of`: the image's own release reference (its index's).
+    #[serde(skip)]
+    pub release_reference: Option<String>,
     /// The network of `RUN` steps, over `build.network`.
     pub network: Option<String>,
     /// A devfile's `rootRequired`: recorded and shown.
@@ -63,6 +73,9 @@ impl Default for ImageSpec {
             target: None,
             tests: Vec::new(),
             platform: None,
+            platforms: Vec::new(),
+            platform_of: None,
+            release_reference: None,
             network: None,
             root_required: false,
             auto_build: true,

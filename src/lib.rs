@@ -32,6 +32,7 @@ mod load;
 mod lock;
 mod names;
 mod plan;
+mod platforms;
 mod prepare;
 mod progress;
 mod provenance;

@@ -97,6 +97,7 @@ pub fn load(opts: &Options) -> Result<Loaded> {
     let mut found = discover::discover(&tree, extra)?;
     crate::tags::expand(&mut tree, &mut found.images)?;
     crate::names::check(&tree, &found.images)?;
+    found.images = crate::platforms::expand(&mut tree, found.images)?;
     let overrides: Vec<PathBuf> = opts.overrides.iter().map(|o| tree.root.join(o)).collect();
     let renderer = Renderer::new(&tree, &found.images, &found.left_out, &overrides)?;
     let rendered = renderer.render_all(&found.images)?;

@@ -123,11 +123,22 @@ pub fn check(tree: &Tree, images: &[Image]) -> Result<()> {
             "at least 1",
         );
     }
-    if !c.build.platform.is_empty() && !is_platform(&c.build.platform) {
+    let listed = c.build.platform.split(',').map(str::trim);
+    if let Some(p) = (listed.filter(|p| !p.is_empty()))
+        .chain(c.platforms.iter().map(String::as_str))
+        .find(|p| !is_platform(p))
+    {
         return fail(
-            &c.build.platform,
-            format!("`build.platform: {}` is not one platform", c.build.platform),
-            "one `os/arch[/variant]`, e.g. `linux/amd64`; build one platform per run",
+            p,
+            format!("`{p}` is not a platform (`build.platform`, `--platform` or `platforms:`)"),
+            "`os/arch[/variant]`, e.g. `linux/amd64`; several separated by commas",
+        );
+    }
+    if let Some(p) = c.platform_vars.keys().find(|p| !is_platform(p)) {
+        return fail(
+            p,
+            format!("`platform_vars: {{{p}: …}}` does not name one platform"),
+            "key each entry by one `os/arch[/variant]`, e.g. `linux/arm64`",
         );
     }
     for k in c.build.labels.keys() {

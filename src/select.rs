@@ -113,12 +113,15 @@ fn matches(
         return if out.is_empty() { Err(none()) } else { Ok(out) };
     }
     if let Some(name) = selector.strip_suffix('+') {
-        let id = exact(graph, selector, name)?;
-        return Ok(graph.descendants(id));
+        let ids = exact(graph, selector, name)?;
+        return Ok(ids
+            .into_iter()
+            .flat_map(|id| graph.descendants(id))
+            .collect());
     }
     if let Some(name) = selector.strip_prefix('+') {
-        let id = exact(graph, selector, name)?;
-        return Ok(graph.ancestors(id));
+        let ids = exact(graph, selector, name)?;
+        return Ok(ids.into_iter().flat_map(|id| graph.ancestors(id)).collect());
     }
     if selector.contains(['*', '?', '[']) {
         let glob = globset::Glob::new(selector)
@@ -131,14 +134,29 @@ fn matches(
             .collect();
         return if out.is_empty() { Err(none()) } else { Ok(out) };
     }
-    Ok(BTreeSet::from([exact(graph, selector, selector)?]))
+    Ok(exact(graph, selector, selector)?.into_iter().collect())
 }
 
-fn exact(graph: &Graph, selector: &str, name: &str) -> Result<usize> {
-    graph.index(name).ok_or_else(|| {
+/// The image named `name`; in a multi-platform set, a name without `@arch`
+/// names the image's record of every platform (`app` → `app@amd64`, `app@arm64`).
+fn exact(graph: &Graph, selector: &str, name: &str) -> Result<Vec<usize>> {
+    if let Some(id) = graph.index(name) {
+        return Ok(vec![id]);
+    }
+    let records: Vec<usize> = (graph.nodes.iter().enumerate())
+        .filter(|(_, n)| n.name.split_once('@').is_some_and(|(base, _)| base == name))
+        .map(|(i, _)| i)
+        .collect();
+    if !records.is_empty() {
+        return Ok(records);
+    }
+    Err({
         let hint = did_you_mean(name, graph.names())
             .unwrap_or_else(|| "`strata list` shows every image; selectors are NAME, a glob, re:REGEX, NAME+, +NAME or @PROFILE".into());
-        Error::input(format!("selector `{selector}` matches no image: no image is named `{name}`")).help(hint)
+        Error::input(format!(
+            "selector `{selector}` matches no image: no image is named `{name}`"
+        ))
+        .help(hint)
     })
 }
 

@@ -129,7 +129,15 @@ fn add_image_ref(
     let left_out = left_out.clone();
     env.add_function(
         "image_ref",
-        move |name: String| -> std::result::Result<String, minijinja::Error> {
+        move |state: &minijinja::State, name: String| -> std::result::Result<String, minijinja::Error> {
+            // In a multi-platform set, the parent of the same platform.
+            let own = state
+                .lookup("platform")
+                .and_then(|p| p.as_str().map(|p| crate::platforms::record_name(&name, p)))
+                .and_then(|record| refs.get(&record).cloned());
+            if let Some(r) = own {
+                return Ok(r);
+            }
             let why = if left_out.excluded.contains(&name) {
                 Some("excluded (`exclude:` or `--exclude`): exclude this image too, or stop excluding it")
             } else if left_out.disabled.contains(&name) {
@@ -182,6 +190,61 @@ pub struct Renderer {
     globals: BTreeMap<String, Value>,
     /// The render budget per image (`render.fuel`).
     fuel: u64,
+    /// `build.platform` (empty: the host's), and `platform_vars`.
+    platform: String,
+    platform_vars: BTreeMap<String, BTreeMap<String, serde_json::Value>>,
+}
+
+/// The engine's name for the host's architecture (`amd64` for x86_64).
+fn host_arch() -> &'static str {
+    match std::env::consts::ARCH {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        "x86" => "386",
+        "powerpc64" => "ppc64le",
+        "arm" => "arm",
+        other => other,
+    }
+}
+
+/// What a template sees of the platform it renders for: `platform`, `os`,
+/// `arch`, `variant` (the host's when none is asked for), then the
+/// `platform_vars` whose key is that platform or a prefix of it, the
+/// shorter key first.
+fn platform_values(
+    platform: &str,
+    by_platform: &BTreeMap<String, BTreeMap<String, serde_json::Value>>,
+) -> Vec<(String, Value)> {
+    let platform = match platform {
+        "" => format!("linux/{}", host_arch()),
+        p => p.to_string(),
+    };
+    let mut parts = platform.splitn(3, '/');
+    let (os, arch, variant) = (
+        parts.next().unwrap_or_default(),
+        parts.next().unwrap_or_default(),
+        parts.next().unwrap_or_default(),
+    );
+    let mut out: Vec<(String, Value)> = [
+        ("platform", platform.as_str()),
+        ("os", os),
+        ("arch", arch),
+        ("variant", variant),
+    ]
+    .iter()
+    .map(|(k, v)| (k.to_string(), Value::from(v.to_string())))
+    .collect();
+    let mut keys: Vec<&String> = by_platform
+        .keys()
+        .filter(|k| platform == **k || platform.starts_with(&format!("{k}/")))
+        .collect();
+    keys.sort_by_key(|k| k.len());
+    for key in keys {
+        for (k, v) in &by_platform[key] {
+            out.push((k.clone(), Value::from(minijinja::value::Serde(v))));
+        }
+    }
+    out
 }
 
 impl Renderer {
@@ -203,6 +266,8 @@ impl Renderer {
             sources,
             globals: globals(tree),
             fuel: tree.config.render.fuel,
+            platform: tree.config.build.platform.clone(),
+            platform_vars: tree.config.platform_vars.clone(),
         })
     }
 
@@ -245,10 +310,15 @@ impl Renderer {
             n => format!("{OVERRIDE_PREFIX}{}", n - 1),
         };
         let mut ctx = self.globals.clone();
+        let platform = image.spec.platform.as_deref().unwrap_or(&self.platform);
+        for (k, v) in platform_values(platform, &self.platform_vars) {
+            ctx.insert(k, v);
+        }
         for (k, v) in &image.spec.vars {
             ctx.insert(k.clone(), Value::from(minijinja::value::Serde(v)));
         }
-        ctx.insert("image_name".into(), Value::from(image.name.clone()));
+        let name = image.spec.platform_of.as_ref().unwrap_or(&image.name);
+        ctx.insert("image_name".into(), Value::from(name.clone()));
         ctx.insert("parent_template".into(), Value::from(own));
         let mut out = Bounded(Vec::new());
         let result = self

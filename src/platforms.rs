@@ -1,0 +1,129 @@
+//! Multi-platform sets: one record per image and platform. With two or
+//! more platforms (`platforms:`, or `--platform a,b`), every image becomes
+//! one image per platform it is built for, named `name@arch` (`@arm-v7`
+//! with a variant, `@windows-amd64` off Linux), built as
+//! `repository:<tag>-<arch>` for that platform. Everything after works on
+//! these records as on any image: each renders with its platform's values,
+//! has its own fingerprint, plan row, content tag, parents of the same
+//! platform (`image_ref` resolves within the platform), engine, tests and
+//! summary row. `publish` then writes each image's release tags as one
+//! index of its platforms. A set of one platform is left as it is.
+
+use crate::config::{Config, Tree};
+use crate::discover::Image;
+use crate::error::{Error, Result};
+
+/// The platforms of the set: `platforms:`, else a `build.platform` that
+/// lists several (`--platform a,b`); empty for a one-platform set.
+pub fn of(config: &Config) -> Vec<String> {
+    let listed: Vec<String> = match config.platforms.is_empty() {
+        false => config.platforms.clone(),
+        true => config
+            .build
+            .platform
+            .split(',')
+            .map(str::trim)
+            .filter(|p| !p.is_empty())
+            .map(str::to_string)
+            .collect(),
+    };
+    let mut out: Vec<String> = Vec::new();
+    for p in listed {
+        if !out.contains(&p) {
+            out.push(p);
+        }
+    }
+    match out.len() {
+        0 | 1 => Vec::new(),
+        _ => out,
+    }
+}
+
+/// The part of a record's name after `@`: `arm64`, `arm-v7`, `windows-amd64`.
+pub fn suffix(platform: &str) -> String {
+    let mut parts: Vec<&str> = platform.split('/').collect();
+    if parts.first() == Some(&"linux") && parts.len() > 1 {
+        parts.remove(0);
+    }
+    parts.join("-")
+}
+
+/// The name of image `name`'s record for `platform`.
+pub fn record_name(name: &str, platform: &str) -> String {
+    format!("{name}@{}", suffix(platform))
+}
+
+/// Replace every image by one record per platform it is built for.
+pub fn expand(tree: &mut Tree, images: Vec<Image>) -> Result<Vec<Image>> {
+    let platforms = of(&tree.config);
+    if platforms.is_empty() {
+        return Ok(images);
+    }
+    // The records carry their platform; the set's is no single one.
+    tree.config.build.platform.clear();
+    let config = &tree.config;
+    let mut out = Vec::with_capacity(images.len() * platforms.len());
+    for image in images {
+        let own: Vec<String> = match (&image.spec.platform, image.spec.platforms.is_empty()) {
+            (Some(p), _) => vec![p.clone()],
+            (None, true) => platforms.clone(),
+            (None, false) => image.spec.platforms.clone(),
+        };
+        if let Some(p) = own.iter().find(|p| !platforms.contains(p)) {
+            return Err(Error::input(format!(
+                "image `{}` asks for platform `{p}`, which is not one of the set's ({})",
+                image.name,
+                platforms.join(", ")
+            ))
+            .help("list it under `platforms:` in strata.yaml, or narrow the image to the set's platforms"));
+        }
+        let reference = image.reference(config);
+        let (repository, tag) = split_tag(&reference);
+        for p in platforms.iter().filter(|p| own.contains(p)) {
+            let mut record = image.clone();
+            record.name = record_name(&image.name, p);
+            record.spec.platform = Some(p.clone());
+            // The release tags are the image's: one index over its platforms.
+            record.spec.platform_of = Some(image.name.clone());
+            record.spec.release_reference = Some(reference.clone());
+            record.reference = Some(format!("{repository}:{tag}-{}", suffix(p)));
+            out.push(record);
+        }
+    }
+    Ok(out)
+}
+
+/// `repository` and `tag` of a reference (`latest` when it has none).
+pub fn split_tag(reference: &str) -> (&str, &str) {
+    let last = reference.rsplit('/').next().unwrap_or(reference);
+    match last.rsplit_once(':') {
+        Some((_, tag)) => (&reference[..reference.len() - tag.len() - 1], tag),
+        None => (reference, "latest"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn records_are_named_by_arch_and_variant() {
+        assert_eq!(suffix("linux/arm64"), "arm64");
+        assert_eq!(suffix("linux/arm/v7"), "arm-v7");
+        assert_eq!(suffix("windows/amd64"), "windows-amd64");
+        assert_eq!(record_name("app", "linux/amd64"), "app@amd64");
+        assert_eq!(split_tag("r:5000/ns/app:1.0"), ("r:5000/ns/app", "1.0"));
+        assert_eq!(split_tag("r:5000/ns/app"), ("r:5000/ns/app", "latest"));
+    }
+
+    #[test]
+    fn one_platform_is_no_multi_platform_set() {
+        let mut c = Config::default();
+        c.build.platform = "linux/arm64".into();
+        assert!(of(&c).is_empty());
+        c.build.platform = "linux/amd64, linux/arm64".into();
+        assert_eq!(of(&c), ["linux/amd64", "linux/arm64"]);
+        c.platforms = vec!["linux/arm64".into(), "linux/arm64".into()];
+        assert!(of(&c).is_empty());
+    }
+}
