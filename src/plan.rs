@@ -67,6 +67,19 @@ pub struct Item {
     /// registry knows it by (for the summary of an image not built).
     pub image_id: Option<String>,
     pub published_digest: Option<String>,
+    /// A record of one platform of a multi-platform set: its part of the
+    /// image's index.
+    pub index: Option<IndexPart>,
+}
+
+/// One platform's part of an image's index (multi-platform sets): the
+/// image, this record's platform, and the release references the index is
+/// written at (the image's, which no record moves itself).
+#[derive(Debug, Clone, PartialEq)]
+pub struct IndexPart {
+    pub image: String,
+    pub platform: String,
+    pub refs: Vec<String>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -105,6 +118,7 @@ impl Item {
             held_on: Vec::new(),
             image_id: None,
             published_digest: None,
+            index: None,
         }
     }
 }
@@ -422,7 +436,22 @@ pub fn requests(
             .filter(|t| **t != loaded.tree.config.tag)
             .map(|t| format!("{repo}:{t}"))
             .collect();
-        if let Some(written) = &image.reference {
+        if let (Some(of), Some(release)) = (&image.spec.platform_of, &image.spec.release_reference)
+        {
+            let (repo, _) = crate::reference::split(release);
+            let refs = std::iter::once(release.clone())
+                .chain(item.extra_tags.iter().map(|t| {
+                    let tag = t.rsplit_once(':').map_or(t.as_str(), |(_, tag)| tag);
+                    format!("{repo}:{tag}")
+                }))
+                .collect();
+            item.index = Some(IndexPart {
+                image: of.clone(),
+                platform: image.spec.platform.clone().unwrap_or_default(),
+                refs,
+            });
+            item.extra_tags.clear();
+        } else if let Some(written) = &image.reference {
             let full = if written.rsplit('/').next().is_some_and(|l| l.contains(':')) {
                 written.clone()
             } else {

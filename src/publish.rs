@@ -147,3 +147,80 @@ pub async fn release(
         .collect()
         .await
 }
+
+/// One image's index in a multi-platform set: written at its release
+/// references, or why not.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Indexed {
+    pub image: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub digest: Option<String>,
+    /// The platforms it names, in order.
+    pub platforms: Vec<String>,
+    /// The references now pointing at it.
+    pub moved: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// Write each image's index over its platforms' records (`Item::index`):
+/// only for an image whose every record is published (`published[i]`:
+/// its content tag is in the registry and its own tags moved); an image
+/// with a record that is not gets no index, and says so.
+pub async fn indexes(items: &[&Item], published: &[bool], registry: &Registry) -> Vec<Indexed> {
+    let mut groups: Vec<(&str, Vec<usize>)> = Vec::new();
+    for (i, item) in items.iter().enumerate() {
+        let Some(part) = &item.index else { continue };
+        match groups.iter_mut().find(|(image, _)| *image == part.image) {
+            Some((_, members)) => members.push(i),
+            None => groups.push((&part.image, vec![i])),
+        }
+    }
+    let mut out = Vec::new();
+    for (image, members) in groups {
+        let part = |i: usize| items[i].index.as_ref();
+        let platforms: Vec<String> = members
+            .iter()
+            .filter_map(|&i| Some(part(i)?.platform.clone()))
+            .collect();
+        let mut done = Indexed {
+            image: image.to_string(),
+            digest: None,
+            platforms,
+            moved: Vec::new(),
+            error: None,
+        };
+        if let Some(&i) = members.iter().find(|&&i| !published[i]) {
+            done.error = Some(format!(
+                "`{}` is not published: no index was written",
+                items[i].name
+            ));
+            out.push(done);
+            continue;
+        }
+        let parts: Vec<(String, String)> = members
+            .iter()
+            .filter_map(|&i| {
+                let p = part(i)?;
+                Some((
+                    content_ref(&items[i].reference, &items[i].fingerprint.hash),
+                    p.platform.clone(),
+                ))
+            })
+            .collect();
+        let refs = members
+            .first()
+            .and_then(|&i| part(i))
+            .map(|p| p.refs.clone())
+            .unwrap_or_default();
+        match registry.put_index(&refs, &parts).await {
+            Ok(digest) => {
+                done.digest = Some(digest);
+                done.moved = refs;
+            }
+            Err(e) => done.error = Some(format!("the index was not written: {}", e.message)),
+        }
+        out.push(done);
+    }
+    out
+}

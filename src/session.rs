@@ -106,6 +106,7 @@ impl Session {
                 .await?;
             }
             complete(&mut plan, scope, s)?;
+            platforms_fit(&engines, &plan)?;
             let mut builders: Vec<&str> = engines
                 .iter()
                 .map(|m| m.engine.builder(s.builder).name())
@@ -186,13 +187,20 @@ impl Session {
         let Some(registry) = self.registry.as_ref() else {
             return;
         };
+        let items: Vec<&plan::Item> = plan.items.iter().collect();
+        // `publish: each`: an image's index once all its platforms moved.
+        if s.publish == Publish::Each && s.push {
+            let published: Vec<bool> = run.outcomes.iter().map(|o| !o.pushed.is_empty()).collect();
+            run.indexes = self.block_on(publish::indexes(&items, &published, registry));
+            return;
+        }
         if s.publish != Publish::Set || !run.publishable(plan.items.len()) {
             return;
         }
-        let items: Vec<&plan::Item> = plan.items.iter().collect();
         let commit = publish::Commit::head(&self.scope.loaded.tree.root, s.keep_on_unknown);
         let work = publish::release(&items, registry, commit.as_ref());
         let done = self.block_on(work);
+        let published: Vec<bool> = done.iter().map(|d| d.error.is_none()).collect();
         for (o, d) in run.outcomes.iter_mut().zip(done) {
             o.pushed = d.moved;
             o.digest = d.digest.or(o.digest.take());
@@ -201,15 +209,32 @@ impl Session {
                 o.error = Some(e);
             }
         }
+        run.indexes = self.block_on(publish::indexes(&items, &published, registry));
+        for ix in run.indexes.iter().filter(|ix| ix.error.is_some()) {
+            for (item, o) in plan.items.iter().zip(run.outcomes.iter_mut()) {
+                if item.index.as_ref().is_some_and(|p| p.image == ix.image) {
+                    o.status = Status::Failed;
+                    o.error = ix.error.clone();
+                }
+            }
+        }
     }
 
     /// `strata publish`: move every release reference of `plan` to its
     /// content tag (all in the registry already).
-    pub fn release(&self, plan: &Plan, s: &Settings) -> Result<Vec<publish::Published>> {
+    /// With a multi-platform set, each image's index too.
+    pub fn release(
+        &self,
+        plan: &Plan,
+        s: &Settings,
+    ) -> Result<(Vec<publish::Published>, Vec<publish::Indexed>)> {
         let registry = self.registry.as_ref().ok_or_else(no_registry)?;
         let items: Vec<&plan::Item> = plan.items.iter().collect();
         let commit = publish::Commit::head(&self.scope.loaded.tree.root, s.keep_on_unknown);
-        Ok(self.block_on(publish::release(&items, registry, commit.as_ref())))
+        let done = self.block_on(publish::release(&items, registry, commit.as_ref()));
+        let published: Vec<bool> = done.iter().map(|d| d.error.is_none()).collect();
+        let indexes = self.block_on(publish::indexes(&items, &published, registry));
+        Ok((done, indexes))
     }
 
     /// `--attest-dir`: the SBOM of every image an engine holds, each read
@@ -354,6 +379,30 @@ pub fn no_registry() -> Error {
 }
 
 /// BuildKit was asked for, and an engine is Podman (Buildah builds there).
+/// Every image to build has an engine that builds its platform: exit 2
+/// naming the platform before anything builds.
+fn platforms_fit(engines: &[Member], plan: &Plan) -> Result<()> {
+    let missing = plan.items.iter().find(|i| {
+        i.action == Action::Build && !engines.iter().any(|m| m.builds(&i.request.platform))
+    });
+    let Some(item) = missing else {
+        return Ok(());
+    };
+    let p = &item.request.platform;
+    let have: Vec<String> = engines
+        .iter()
+        .map(|m| format!("{} ({})", m.name, m.platforms.join(", ")))
+        .collect();
+    Err(Error::input(format!(
+        "no engine of this run builds {p} (for `{}`); the engines build: {}",
+        item.name,
+        have.join("; ")
+    ))
+    .help(format!(
+        "list it under an engine's `platforms:` in strata.yaml (`engines: [{{host: docker, platforms: [linux/amd64, {p}]}}]`; an engine builds other platforms than its own only emulated, with qemu's binfmt handlers), or add an engine of that platform"
+    )))
+}
+
 fn builders_fit(engines: &[Member], s: &Settings) -> Result<()> {
     match engines.iter().find(|m| m.engine.is_podman()) {
         Some(podman) if s.builder == engine::Builder::BuildKit => Err(Error::input(format!(

@@ -41,7 +41,22 @@ pub fn run(
         ));
         return Ok(Code::Failed);
     }
-    let done = session.release(&plan, &settings)?;
+    let (done, indexes) = session.release(&plan, &settings)?;
+    for ix in &indexes {
+        match (&ix.digest, &ix.error) {
+            (Some(d), _) => report::note(&format!(
+                "strata: {}: index {d} ({}) at {}",
+                ix.image,
+                ix.platforms.join(", "),
+                ix.moved.join(", ")
+            )),
+            (None, Some(e)) => report::note(&format!("strata: {}: {e}", ix.image)),
+            _ => {}
+        }
+    }
+    if indexes.iter().any(|ix| ix.error.is_some()) {
+        return Ok(Code::Failed);
+    }
     let moved: Vec<(usize, String)> = (done.iter().enumerate())
         .filter(|(_, p)| !p.moved.is_empty())
         .filter_map(|(i, p)| Some((i, p.digest.clone()?)))

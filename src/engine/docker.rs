@@ -229,6 +229,21 @@ impl Engine for DockerEngine {
         .boxed()
     }
 
+    fn native_platform(&self) -> BoxFuture<'_, Option<String>> {
+        async move {
+            let info = self.docker.info().await.ok()?;
+            let os = info.os_type.filter(|o| !o.is_empty())?;
+            let arch = match info.architecture?.as_str() {
+                "x86_64" => "amd64".to_string(),
+                "aarch64" => "arm64".to_string(),
+                "armv7l" => "arm/v7".to_string(),
+                other => other.to_string(),
+            };
+            Some(format!("{os}/{arch}"))
+        }
+        .boxed()
+    }
+
     fn builder(&self, asked: Builder) -> Builder {
         match asked {
             Builder::Auto if self.buildkit => Builder::BuildKit,

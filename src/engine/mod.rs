@@ -245,6 +245,11 @@ pub trait Engine: Send + Sync {
     /// Fails when the engine does not answer.
     fn ping(&self) -> BoxFuture<'_, Result<(), EngineError>>;
 
+    /// The platform the engine runs on (`linux/amd64`), None when unknown.
+    fn native_platform(&self) -> BoxFuture<'_, Option<String>> {
+        Box::pin(async { None })
+    }
+
     /// The builder this engine builds with when `asked` is asked for.
     fn builder(&self, asked: Builder) -> Builder {
         match asked {

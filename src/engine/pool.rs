@@ -18,6 +18,10 @@ pub struct Spec {
     /// Builds at once on it; default `--jobs` (or `build.jobs`, or the CPUs here).
     #[serde(default)]
     pub jobs: Option<usize>,
+    /// The platforms it builds (`[linux/amd64, linux/arm64]`, the others
+    /// emulated); default its own only.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub platforms: Vec<String>,
 }
 
 impl Spec {
@@ -44,6 +48,7 @@ impl Spec {
         Ok(Spec {
             host: host.to_string(),
             jobs,
+            platforms: Vec::new(),
         })
     }
 
@@ -52,6 +57,7 @@ impl Spec {
         Spec {
             host: "docker".into(),
             jobs: None,
+            platforms: Vec::new(),
         }
     }
 
@@ -68,6 +74,22 @@ pub struct Member {
     pub engine: Arc<dyn Engine>,
     /// Builds at once on it.
     pub jobs: usize,
+    /// The platforms it builds: its spec's, else its own (empty: unknown,
+    /// as the simulated engine's).
+    pub platforms: Vec<String>,
+}
+
+impl Member {
+    /// Whether it builds for `platform` (empty: the engine's own, always).
+    /// `linux/arm64` and `linux/arm64/v8` are one platform.
+    pub fn builds(&self, platform: &str) -> bool {
+        let same = |a: &str, b: &str| {
+            a == b || a.starts_with(&format!("{b}/")) || b.starts_with(&format!("{a}/"))
+        };
+        platform.is_empty()
+            || self.platforms.is_empty()
+            || self.platforms.iter().any(|p| same(p, platform))
+    }
 }
 
 /// The engines of a run: those on the command line, else `engines:` in
@@ -116,9 +138,11 @@ pub async fn connect(specs: &[Spec], root: &Path, jobs: usize) -> Result<Vec<Mem
     let mut results = futures_util::future::join_all(tries).await;
     if results.len() == 1 {
         let (spec, engine) = results.remove(0);
+        let engine = engine?;
         return Ok(vec![Member {
             name: name(spec, root),
-            engine: engine?,
+            platforms: platforms(spec, engine.as_ref()).await,
+            engine,
             jobs: spec.jobs.unwrap_or(jobs),
         }]);
     }
@@ -128,6 +152,7 @@ pub async fn connect(specs: &[Spec], root: &Path, jobs: usize) -> Result<Vec<Mem
         match engine {
             Ok(engine) => members.push(Member {
                 name: name(spec, root),
+                platforms: platforms(spec, engine.as_ref()).await,
                 engine,
                 jobs: spec.jobs.unwrap_or(jobs),
             }),
@@ -152,6 +177,14 @@ pub async fn connect(specs: &[Spec], root: &Path, jobs: usize) -> Result<Vec<Mem
         ));
     }
     Ok(members)
+}
+
+/// The platforms `spec`'s engine builds: those listed, else its own.
+async fn platforms(spec: &Spec, engine: &dyn Engine) -> Vec<String> {
+    match spec.platforms.is_empty() {
+        false => spec.platforms.clone(),
+        true => engine.native_platform().await.into_iter().collect(),
+    }
 }
 
 async fn connect_one(spec: &Spec, root: &Path) -> Result<Arc<dyn Engine>> {
@@ -194,5 +227,21 @@ mod tests {
         assert!(e.message.contains("above 0"), "{}", e.message);
         let e = Spec::parse("=2").unwrap_err();
         assert!(e.message.contains("no engine address"), "{}", e.message);
+    }
+
+    #[test]
+    fn an_engine_builds_its_platforms_and_their_variants() {
+        let m = |platforms: &[&str]| Member {
+            name: String::new(),
+            engine: Arc::new(crate::engine::sim::SimEngine::new(Default::default())),
+            jobs: 1,
+            platforms: platforms.iter().map(|p| p.to_string()).collect(),
+        };
+        let amd = m(&["linux/amd64"]);
+        assert!(amd.builds("linux/amd64") && amd.builds(""));
+        assert!(!amd.builds("linux/arm64"));
+        let both = m(&["linux/amd64", "linux/arm64"]);
+        assert!(both.builds("linux/arm64/v8"));
+        assert!(m(&[]).builds("linux/s390x"), "unknown: not refused");
     }
 }

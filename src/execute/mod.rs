@@ -384,7 +384,8 @@ impl<'a> Scheduler<'a> {
     fn start_ready(&mut self) {
         while !self.stopping && self.place.any_free() {
             let Some(i) = self.next_ready() else { break };
-            let Some(e) = self.place.choose(&self.items[i].parents) else {
+            let item = &self.items[i];
+            let Some(e) = self.place.choose(&item.parents, &item.request.platform) else {
                 self.ready(i);
                 break;
             };
@@ -552,6 +553,7 @@ pub async fn execute_on(
         interrupted,
         wall: start.elapsed(),
         notes: Vec::new(),
+        indexes: Vec::new(),
     }
 }
 

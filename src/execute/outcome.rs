@@ -137,6 +137,8 @@ pub struct Run {
     pub all_lost: bool,
     /// What the run has to say after its progress: why no tag moved.
     pub notes: Vec<String>,
+    /// Multi-platform sets: each image's index, as the publish step wrote it.
+    pub indexes: Vec<crate::publish::Indexed>,
 }
 
 impl Run {

@@ -20,6 +20,7 @@ impl Pool {
                 name: String::new(),
                 engine,
                 jobs,
+                platforms: Vec::new(),
             }],
         }
     }
@@ -72,12 +73,12 @@ impl Placement {
         !self.lost[e] && self.running[e] < self.members[e].jobs.max(1)
     }
 
-    /// An engine with a free slot for an item built on `parents`: the one
-    /// that holds most of them (fewest pulls), then the one with most free
-    /// slots, then the first named.
-    pub(super) fn choose(&self, parents: &[usize]) -> Option<usize> {
+    /// An engine with a free slot that builds `platform`, for an item
+    /// built on `parents`: the one that holds most of them (fewest pulls),
+    /// then the one with most free slots, then the first named.
+    pub(super) fn choose(&self, parents: &[usize], platform: &str) -> Option<usize> {
         (0..self.members.len())
-            .filter(|&e| self.free(e))
+            .filter(|&e| self.free(e) && self.members[e].builds(platform))
             .max_by_key(|&e| {
                 let held = parents.iter().filter(|&&p| self.holds[e][p]).count();
                 let free = self.members[e].jobs.max(1) - self.running[e];

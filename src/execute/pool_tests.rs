@@ -112,6 +112,7 @@ fn member(name: &str, engine: Arc<dyn Engine>, jobs: usize) -> crate::engine::po
         name: name.into(),
         engine,
         jobs,
+        platforms: Vec::new(),
     }
 }
 

@@ -94,6 +94,89 @@ impl Registry {
         })
     }
 
+    /// Write one OCI image index at every reference of `targets`, naming
+    /// the manifest under each `(content_ref, platform)` by digest with its
+    /// platform (`linux/arm64/v8`). The index's digest.
+    pub async fn put_index(
+        &self,
+        targets: &[String],
+        parts: &[(String, String)],
+    ) -> Result<String> {
+        let mut manifests = Vec::new();
+        for (source, platform) in parts {
+            let (body, kind, digest) = self.manifest_of(source).await?;
+            let mut p = platform.splitn(3, '/');
+            let mut plat = serde_json::json!({
+                "os": p.next().unwrap_or_default(),
+                "architecture": p.next().unwrap_or_default(),
+            });
+            if let Some(v) = p.next() {
+                plat["variant"] = serde_json::json!(v);
+            }
+            manifests.push(serde_json::json!({
+                "mediaType": kind, "digest": digest, "size": body.len(), "platform": plat,
+            }));
+        }
+        let index = serde_json::json!({
+            "schemaVersion": 2,
+            "mediaType": "application/vnd.oci.image.index.v1+json",
+            "manifests": manifests,
+        });
+        let body = serde_json::to_vec(&index).unwrap_or_default();
+        let digest = format!("sha256:{:x}", <sha2::Sha256 as sha2::Digest>::digest(&body));
+        for target in targets {
+            let t = Target::of(target)?;
+            let put = async {
+                self.client
+                    .auth(&t.parsed, &t.auth, oci_client::RegistryOperation::Push)
+                    .await?;
+                self.client
+                    .push_manifest_raw(
+                        &t.parsed,
+                        body.clone(),
+                        header("application/vnd.oci.image.index.v1+json"),
+                    )
+                    .await?;
+                Ok(())
+            };
+            t.answer(put).await?.ok_or_else(|| {
+                Error::engine(format!(
+                    "the registry refused the image index for `{target}`"
+                ))
+            })?;
+        }
+        Ok(digest)
+    }
+
+    /// The manifest at `source` (bytes, media type, digest): as read by an
+    /// earlier lookup, else from the registry.
+    async fn manifest_of(&self, source: &str) -> Result<Manifest> {
+        let seen = self
+            .manifests
+            .lock()
+            .ok()
+            .and_then(|m| m.get(source).cloned());
+        if let Some(known) = seen {
+            return Ok(known);
+        }
+        let t = Target::of(source)?;
+        let tag = t
+            .parsed
+            .digest()
+            .or(t.parsed.tag())
+            .unwrap_or("latest")
+            .to_string();
+        let found = self
+            .fetch(&t, "manifests", &tag, bounded::MANIFEST_LIMIT)
+            .await?;
+        found
+            .map(|m| (bytes::Bytes::from(m.body), m.kind, m.digest))
+            .ok_or_else(|| {
+                Error::input(format!("the registry has no manifest `{source}`"))
+                    .help("check the reference: `docker manifest inspect` or the registry's tag list shows what it has")
+            })
+    }
+
     /// The manifest digest of `content_ref` (an image's content tag) when
     /// the image there carries fingerprint `fp`; None when it is absent, or
     /// lacks the label (pushed by hand: never trusted). Exit 3 when the
@@ -193,29 +276,14 @@ impl Registry {
     /// Point `target` at the manifest `source` points at, in the same
     /// repository: one manifest put, no layer moves. The digest moved to.
     pub async fn copy_tag(&self, source: &str, target: &str) -> Result<String> {
-        let from = parse(source)?;
         let t = Target::of(target)?;
-        let seen = self
-            .manifests
-            .lock()
-            .ok()
-            .and_then(|m| m.get(source).cloned());
-        let known = match seen {
-            Some(known) => Some(known),
-            None => {
-                let source_t = Target::of(source)?;
-                let tag = from.digest().or(from.tag()).unwrap_or("latest").to_string();
-                self.fetch(&source_t, "manifests", &tag, bounded::MANIFEST_LIMIT)
-                    .await?
-                    .map(|m| (bytes::Bytes::from(m.body), m.kind, m.digest))
+        // Not there: "cannot point … at …: the registry has no manifest …".
+        let (body, kind, digest) = self.manifest_of(source).await.map_err(|mut e| {
+            if matches!(e.kind, crate::error::Kind::Input) {
+                e.message = format!("cannot point `{target}` at `{source}`: {}", e.message);
             }
-        };
-        let Some((body, kind, digest)) = known else {
-            return Err(Error::input(format!(
-                "cannot point `{target}` at `{source}`: the registry has no such manifest"
-            ))
-            .help("check the reference: `docker manifest inspect` or the registry's tag list shows what it has"));
-        };
+            e
+        })?;
         let moved = async {
             // Credentials (a push-scoped token where the registry uses
             // tokens) for the client's manifest put.

@@ -75,6 +75,10 @@ pub struct Summary {
     /// Engines of a pool that stopped answering during the run.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub engines_lost: Vec<LostEngine>,
+    /// A multi-platform set: each image's index (its digest, platforms and
+    /// the references moved to it); each platform's record is in `images`.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub indexes: Vec<crate::publish::Indexed>,
 }
 
 /// An engine lost during a run, and the error that showed it.
@@ -130,6 +134,7 @@ impl Summary {
             duration_s: run.wall.as_secs_f64(),
             tests_skipped: false,
             engines_lost: Vec::new(),
+            indexes: run.indexes.clone(),
         }
     }
 
