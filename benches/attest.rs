@@ -5,9 +5,13 @@
 //!    no registry), in turn, 3 runs each: medians and the added share.
 //! 2. `strata affected --package` over 200 images' SBOMs in a folder (each a
 //!    Debian image's SPDX document, 90-odd packages), 5 runs: median.
+//! 3. The same over the registry: 200 Debian images pushed with their SBOMs
+//!    attached (once; the registry keeps them under target/ci), read by
+//!    `affected --package` without a folder through the open loopback
+//!    registry and through the htpasswd one (the same storage), 5 runs each.
 //!
 //! Needs ci/setup.sh (engine, busybox and Debian bases) and openssl.
-//! Run: `cargo bench --bench attest`.
+//! Run: `cargo bench --bench attest [-- sample|folder|registry]`.
 
 mod common;
 
@@ -119,6 +123,114 @@ fn affected_200() {
         .output();
 }
 
+/// `KEY` of target/ci/registry.env.
+fn setting(key: &str) -> Option<String> {
+    let file = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/ci/registry.env");
+    let text = std::fs::read_to_string(file).ok()?;
+    text.lines()
+        .find_map(|l| l.strip_prefix(&format!("{key}=")))
+        .map(|v| v.trim_matches('"').to_string())
+}
+
+fn affected_registry_200() {
+    let (Some(open), Some(auth), Some(user), Some(password)) = (
+        setting("STRATA_TEST_OPEN_REGISTRY"),
+        setting("STRATA_TEST_REGISTRY"),
+        setting("STRATA_TEST_REGISTRY_USER"),
+        setting("STRATA_TEST_REGISTRY_PASSWORD"),
+    ) else {
+        println!("affected over the registry: SKIPPED, no registries in target/ci/registry.env (run ci/setup.sh)");
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    // A fixed namespace: a re-run finds the set published and builds nothing.
+    std::fs::write(
+        dir.path().join("strata.yaml"),
+        format!("registry: '{open}'\nnamespace: bench-sbom\nvars: {{base_image: 'strata-ci/debian:bookworm'}}\n"),
+    )
+    .unwrap();
+    for i in 0..200 {
+        let image = dir.path().join(format!("images/img{i:03}"));
+        std::fs::create_dir_all(&image).unwrap();
+        std::fs::write(
+            image.join("Dockerfile.j2"),
+            format!("FROM {{{{ base_image }}}}\nLABEL strata.bench.image={i}\n"),
+        )
+        .unwrap();
+    }
+    let first = strata(
+        dir.path(),
+        &[
+            "build",
+            "--push",
+            "--no-tests",
+            "-j",
+            "2",
+            "--attest-dir",
+            "att",
+            "--progress",
+            "quiet",
+        ],
+    );
+    println!(
+        "200 Debian images built, pushed and attested (or found published) in {:.0} s",
+        first.as_secs_f64()
+    );
+    let args = ["affected", "--package", "libc6@<99"];
+    let count = Command::new(env!("CARGO_BIN_EXE_strata"))
+        .arg("-C")
+        .arg(dir.path())
+        .args(args)
+        .output()
+        .unwrap();
+    let holders = String::from_utf8_lossy(&count.stdout).lines().count();
+    assert_eq!(holders, 200, "{}", String::from_utf8_lossy(&count.stderr));
+    let open_times: Vec<Duration> = (0..5).map(|_| strata(dir.path(), &args)).collect();
+    let config = tempfile::tempdir().unwrap();
+    let basic = Command::new("sh")
+        .arg("-c")
+        .arg(format!("printf '%s' '{user}:{password}' | base64 -w0"))
+        .output()
+        .unwrap();
+    std::fs::write(
+        config.path().join("config.json"),
+        format!(
+            "{{\"auths\": {{\"{auth}\": {{\"auth\": \"{}\"}}}}}}",
+            String::from_utf8_lossy(&basic.stdout)
+        ),
+    )
+    .unwrap();
+    let set = format!("registry={auth}");
+    let auth_args: Vec<&str> = ["--set", &set].into_iter().chain(args).collect();
+    let auth_times: Vec<Duration> = (0..5)
+        .map(|_| {
+            let (out, took) = common::time(|| {
+                Command::new(env!("CARGO_BIN_EXE_strata"))
+                    .arg("-C")
+                    .arg(dir.path())
+                    .args(&auth_args)
+                    .env("DOCKER_CONFIG", config.path())
+                    .output()
+                    .unwrap()
+            });
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            took
+        })
+        .collect();
+    println!(
+        "affected --package over 200 images' SBOMs in the registry (4 requests per image): \
+         median {:.0} ms open, {:.0} ms with htpasswd (5 runs each)",
+        common::median(open_times).as_secs_f64() * 1e3,
+        common::median(auth_times).as_secs_f64() * 1e3,
+    );
+    let script = "docker images --format '{{.Repository}}:{{.Tag}}' | grep '/bench-sbom/' | xargs -r docker rmi -f >/dev/null";
+    let _ = Command::new("sh").arg("-c").arg(script).status();
+}
+
 fn main() {
     let have = |image: &str| {
         Command::new("docker")
@@ -130,6 +242,15 @@ fn main() {
         eprintln!("attest bench: needs the engine, strata-ci/busybox:latest and strata-ci/debian:bookworm (run ci/setup.sh)");
         return;
     }
-    sample_set();
-    affected_200();
+    let only = std::env::args().skip(1).find(|a| !a.starts_with('-'));
+    let want = |part: &str| only.as_deref().is_none_or(|o| o == part);
+    if want("sample") {
+        sample_set();
+    }
+    if want("folder") {
+        affected_200();
+    }
+    if want("registry") {
+        affected_registry_200();
+    }
 }

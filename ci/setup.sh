@@ -14,6 +14,7 @@
 #  11. a Debian base (debootstrap minbase, cached under target/ci) for the BuildKit SSH and SBOM tests.
 #  12. spdx-tools and cyclonedx-python-lib, the SBOM oracles, in a virtual environment,
 #      and Debian's rpm for the RPM database test.
+#  13. arm64 emulated (qemu-user-static, binfmt_misc) and an arm64 busybox base.
 # Writes the registry's address and credentials to target/ci/registry.env for the tests.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -298,3 +299,64 @@ echo "STRATA_TEST_SBOM_VENV=$SBOM_VENV" >>"$STATE/registry.env"
 # Debian's rpm (rpmbuild, and an rpm whose database is SQLite): the RPM SBOM
 # test builds packages into a Rocky-like root and lists them with `rpm -qa`.
 need rpmbuild rpm
+
+# 13. arm64, emulated: Debian's qemu-user-static and binfmt-support, with
+#     binfmt_misc mounted and qemu-aarch64 registered with the F flag (so
+#     it works inside containers); and an arm64 busybox base,
+#     `strata-ci/busybox:arm64`, from Debian's busybox-static:arm64. Docker
+#     20.10's `docker import --platform` records amd64 whatever it is told,
+#     so the base is loaded from an image archive whose config says arm64.
+need qemu-aarch64-static qemu-user-static
+need update-binfmts binfmt-support
+need skopeo skopeo   # the multi-arch tests read the registry's indexes with it
+[ -e /proc/sys/fs/binfmt_misc/status ] || mount -t binfmt_misc binfmt_misc /proc/sys/fs/binfmt_misc
+[ -e /proc/sys/fs/binfmt_misc/qemu-aarch64 ] || update-binfmts --enable qemu-aarch64 >/dev/null 2>&1 || true
+if ! grep -q '^flags:.*F' /proc/sys/fs/binfmt_misc/qemu-aarch64 2>/dev/null; then
+  log "qemu-aarch64 is not registered with the F flag in /proc/sys/fs/binfmt_misc; arm64 builds cannot run"
+  exit 1
+fi
+ARM_BASE=strata-ci/busybox:arm64
+if [ "$(docker image inspect -f '{{.Architecture}}' "$ARM_BASE" 2>/dev/null)" != arm64 ]; then
+  work=$(mktemp -d)
+  if ! dpkg --print-foreign-architectures | grep -qx arm64; then
+    dpkg --add-architecture arm64
+    apt-get update -qq
+  fi
+  (cd "$work" && apt-get download -qq busybox-static:arm64 >/dev/null)
+  dpkg-deb -x "$work"/busybox-static_*_arm64.deb "$work/pkg"
+  root="$work/root"
+  mkdir -p "$root"/{bin,etc,tmp,root,var,usr/bin,usr/local/bin}
+  cp "$work/pkg/bin/busybox" "$root/bin/busybox"
+  # The applets of the same busybox version, listed by the host's copy.
+  for applet in $(/bin/busybox --list); do
+    [ -e "$root/bin/$applet" ] || ln -s busybox "$root/bin/$applet"
+  done
+  chmod 1777 "$root/tmp"
+  python3 - "$work" "$root" "$ARM_BASE" <<'PY'
+import hashlib, json, os, subprocess, sys, tarfile
+work, root, ref = sys.argv[1:]
+archive = os.path.join(work, "image")
+os.makedirs(archive)
+layer = os.path.join(archive, "layer.tar")
+subprocess.run(["tar", "-C", root, "--numeric-owner", "-cf", layer, "."], check=True)
+diff_id = "sha256:" + hashlib.sha256(open(layer, "rb").read()).hexdigest()
+config = {
+    "architecture": "arm64", "variant": "v8", "os": "linux",
+    "config": {"Env": ["PATH=/usr/local/bin:/usr/bin:/bin"], "Cmd": ["sh"]},
+    "rootfs": {"type": "layers", "diff_ids": [diff_id]},
+    "history": [{"created_by": "ci/setup.sh: busybox-static:arm64"}],
+}
+body = json.dumps(config).encode()
+name = hashlib.sha256(body).hexdigest() + ".json"
+open(os.path.join(archive, name), "wb").write(body)
+json.dump([{"Config": name, "RepoTags": [ref], "Layers": ["layer.tar"]}],
+          open(os.path.join(archive, "manifest.json"), "w"))
+with tarfile.open(os.path.join(work, "image.tar"), "w") as t:
+    for f in os.listdir(archive):
+        t.add(os.path.join(archive, f), arcname=f)
+PY
+  docker load -q -i "$work/image.tar" >/dev/null
+  rm -rf "$work"
+  log "loaded $ARM_BASE ($(docker image inspect -f '{{.Os}}/{{.Architecture}}' "$ARM_BASE"))"
+fi
+echo "STRATA_TEST_ARM64_BASE=$ARM_BASE" >>"$STATE/registry.env"

@@ -215,10 +215,10 @@ fn names_and_tags_docker_refuses_are_bad_input() {
             "255",
         ),
         (
-            "build: {platform: 'linux/amd64,linux/arm64'}\n".into(),
+            "build: {platform: 'linux/amd64,linux/arm 64'}\n".into(),
             None,
             vec!["build"],
-            "one platform",
+            "is not a platform",
         ),
         (
             "build: {labels: {'a b': x}}\n".into(),

@@ -21,6 +21,7 @@ mod incremental;
 mod incremental_property;
 mod jinja_oracle;
 mod kolla;
+mod multiarch;
 mod output;
 mod podman;
 mod pool;

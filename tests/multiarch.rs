@@ -1,0 +1,291 @@
+//! Multi-platform sets on the real engine (arm64 emulated with qemu's
+//! binfmt handlers) and the real registry: one record per image and
+//! platform, one index per image read back with skopeo (the outside
+//! oracle), all-or-nothing publishing, reuse on a fresh worker, per-platform
+//! rendering and fingerprints.
+
+use crate::common::engine::{self, Namespace, BASE_IMAGE};
+use crate::common::TestTree;
+use std::collections::BTreeSet;
+use std::process::Command;
+
+const ARM64_BASE: &str = "strata-ci/busybox:arm64";
+
+fn ready() -> Option<(crate::push::Registry, tempfile::TempDir)> {
+    let r = crate::push::registry()?;
+    let arm = engine::inspect(ARM64_BASE).is_some();
+    let skopeo = Command::new("skopeo").arg("--version").output().is_ok();
+    if !arm || !skopeo {
+        let msg =
+            format!("multi-arch tests need `{ARM64_BASE}` and skopeo (run through ci/test.sh)");
+        assert!(std::env::var("CI").map_or(true, |v| v != "true"), "{msg}");
+        eprintln!("SKIPPED {msg}");
+        return None;
+    }
+    let config = crate::push::docker_config(&r.host, &r.user, &r.password);
+    Some((r, config))
+}
+
+/// A two-image set for amd64 and arm64 in namespace `ns`, each platform
+/// on its own busybox, `extra` appended to the child's Dockerfile.
+fn tree(r: &crate::push::Registry, ns: &Namespace, extra: &str) -> TestTree {
+    let t = TestTree::new();
+    t.write(
+        "strata.yaml",
+        &format!(
+            "registry: '{}'\nnamespace: {}\nplatforms: [linux/amd64, linux/arm64]\n\
+             vars: {{base_image: '{BASE_IMAGE}', greeting: hello}}\n\
+             platform_vars: {{linux/arm64: {{base_image: '{ARM64_BASE}'}}}}\n\
+             engines: [{{host: docker, platforms: [linux/amd64, linux/arm64]}}]\n",
+            r.host, ns.0
+        ),
+    );
+    t.write(
+        "images/base/Dockerfile.j2",
+        "FROM {{ base_image }}\nRUN echo '{{ arch }} {{ greeting }}' > /rendered && uname -m > /uname\n",
+    );
+    t.write(
+        "images/app/Dockerfile.j2",
+        &format!("FROM {{{{ image_ref('base') }}}}\nRUN cat /rendered > /app\n{extra}"),
+    );
+    t
+}
+
+fn skopeo_raw(r: &crate::push::Registry, reference: &str) -> Option<serde_json::Value> {
+    let out = Command::new("skopeo")
+        .args(["inspect", "--raw", "--tls-verify=false", "--creds"])
+        .arg(format!("{}:{}", r.user, r.password))
+        .arg(format!("docker://{}/{reference}", r.host))
+        .output()
+        .unwrap();
+    out.status
+        .success()
+        .then(|| serde_json::from_slice(&out.stdout).unwrap())
+}
+
+/// `os/architecture` of every manifest of the index at `reference`, by digest.
+fn platforms(r: &crate::push::Registry, reference: &str) -> Vec<(String, String)> {
+    let index = skopeo_raw(r, reference).expect("the release tag is in the registry");
+    assert_eq!(
+        index["mediaType"], "application/vnd.oci.image.index.v1+json",
+        "{index}"
+    );
+    index["manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| {
+            let p = &m["platform"];
+            (
+                format!(
+                    "{}/{}",
+                    p["os"].as_str().unwrap(),
+                    p["architecture"].as_str().unwrap()
+                ),
+                m["digest"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+fn statuses(t: &TestTree, file: &str) -> Vec<(String, String)> {
+    let s: serde_json::Value = serde_json::from_str(&t.read(file)).unwrap();
+    s["images"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| {
+            (
+                i["name"].as_str().unwrap().to_string(),
+                i["status"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+fn built(t: &TestTree, file: &str) -> BTreeSet<String> {
+    statuses(t, file)
+        .into_iter()
+        .filter(|(_, s)| s == "built")
+        .map(|(n, _)| n)
+        .collect()
+}
+
+#[test]
+fn a_two_platform_set_publishes_one_index_per_image_and_reuses_per_platform() {
+    let Some((r, config)) = ready() else { return };
+    let ns = Namespace::new("multiarch");
+    let t = tree(&r, &ns, "");
+    let strata = |args: &[&str]| {
+        t.command(args)
+            .env("DOCKER_CONFIG", config.path())
+            .output()
+            .unwrap()
+    };
+    // Rendered per platform: `arch` differs, the parent is of the same platform.
+    let rendered = t.run(&["render", "app"]).expect(0).stdout;
+    assert!(
+        rendered.contains(&format!("FROM {}/{}/base:latest-arm64", r.host, ns.0)),
+        "{rendered}"
+    );
+    let list = t.run(&["list"]).expect(0).stdout;
+    for record in ["base@amd64", "base@arm64", "app@amd64", "app@arm64"] {
+        assert!(list.contains(record), "{list}");
+    }
+    let out = strata(&["build", "--push", "--summary", "s.json"]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(built(&t, "s.json").len(), 4);
+    for image in ["base", "app"] {
+        let found = platforms(&r, &format!("{}/{image}:latest", ns.0));
+        let names: Vec<&str> = found.iter().map(|(p, _)| p.as_str()).collect();
+        assert_eq!(names, ["linux/amd64", "linux/arm64"], "{image}");
+    }
+    // The arm64 image, pulled by digest: an arm64 config, and it runs as aarch64.
+    let arm = platforms(&r, &format!("{}/app:latest", ns.0))
+        .into_iter()
+        .find(|(p, _)| p == "linux/arm64")
+        .unwrap()
+        .1;
+    let pinned = format!("{}/{}/app@{arm}", r.host, ns.0);
+    let pulled = Command::new("docker")
+        .env("DOCKER_CONFIG", config.path())
+        .args(["pull", "-q", &pinned])
+        .output()
+        .unwrap();
+    assert!(
+        pulled.status.success(),
+        "{}",
+        String::from_utf8_lossy(&pulled.stderr)
+    );
+    let (_, _) = engine::inspect(&pinned).expect("pulled");
+    let arch = Command::new("docker")
+        .args(["image", "inspect", "-f", "{{.Architecture}}", &pinned])
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&arch.stdout).trim(), "arm64");
+    assert_eq!(
+        engine::run_in(&pinned, &["cat", "/uname"]).trim(),
+        "aarch64"
+    );
+    assert_eq!(
+        engine::run_in(&pinned, &["cat", "/app"]).trim(),
+        "arm64 hello"
+    );
+    // The child's layers start with its parent's of the same platform.
+    let base_arm = format!("{}/{}/base:latest-arm64", r.host, ns.0);
+    let (parent, child) = (
+        engine::layers(&base_arm),
+        engine::layers(&format!("{}/{}/app:latest-arm64", r.host, ns.0)),
+    );
+    assert_eq!(&child[..parent.len()], &parent[..]);
+    // A fresh worker: every record is up to date by its content tag.
+    ns.clear();
+    let _ = Command::new("docker").args(["rmi", &pinned]).output();
+    let plan = strata(&["plan"]);
+    let plan_out = String::from_utf8_lossy(&plan.stdout).to_string();
+    assert!(plan_out.contains("0 to build"), "{plan_out}");
+    let again = strata(&["build", "--push", "--summary", "again.json"]);
+    assert_eq!(
+        again.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&again.stderr)
+    );
+    assert!(built(&t, "again.json").is_empty());
+    // An arm64-only value rebuilds the arm64 records only.
+    let yaml = t.read("strata.yaml").replace(
+        &format!("base_image: '{ARM64_BASE}'"),
+        &format!("base_image: '{ARM64_BASE}', greeting: hi"),
+    );
+    t.write("strata.yaml", &yaml);
+    let arm_only = strata(&["build", "--push", "--summary", "arm.json"]);
+    assert_eq!(
+        arm_only.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&arm_only.stderr)
+    );
+    assert_eq!(
+        built(&t, "arm.json"),
+        BTreeSet::from(["app@arm64".to_string(), "base@arm64".to_string()])
+    );
+}
+
+#[test]
+fn a_platform_failing_for_one_image_moves_no_release_tag() {
+    let Some((r, config)) = ready() else { return };
+    let ns = Namespace::new("multiarch-fail");
+    // Published once, whole.
+    let t = tree(&r, &ns, "");
+    let strata = |args: &[&str]| {
+        t.command(args)
+            .env("DOCKER_CONFIG", config.path())
+            .output()
+            .unwrap()
+    };
+    let first = strata(&["build", "--push", "--no-tests"]);
+    assert_eq!(
+        first.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&first.stderr)
+    );
+    let before: Vec<Option<serde_json::Value>> = ["base", "app"]
+        .iter()
+        .map(|i| skopeo_raw(&r, &format!("{}/{i}:latest", ns.0)))
+        .collect();
+    // The base changes for both platforms; the app fails on arm64 only
+    // (an arm64 value of `platform_vars`).
+    t.write(
+        "images/base/Dockerfile.j2",
+        "FROM {{ base_image }}\nRUN echo '{{ arch }} {{ greeting }} v2' > /rendered && uname -m > /uname\n",
+    );
+    let app =
+        t.read("images/app/Dockerfile.j2") + "RUN test '{{ fail | default(\"no\") }}' != yes\n";
+    t.write("images/app/Dockerfile.j2", &app);
+    let yaml = t.read("strata.yaml");
+    let arm = format!("base_image: '{ARM64_BASE}'");
+    t.write(
+        "strata.yaml",
+        &yaml.replace(&arm, &format!("{arm}, fail: 'yes'")),
+    );
+    let failed = strata(&["build", "--push", "--no-tests", "--summary", "f.json"]);
+    assert_eq!(
+        failed.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&failed.stderr)
+    );
+    let status: std::collections::BTreeMap<String, String> =
+        statuses(&t, "f.json").into_iter().collect();
+    assert_eq!(status["app@arm64"], "failed", "{status:?}");
+    assert_eq!(status["app@amd64"], "built", "{status:?}");
+    let after: Vec<Option<serde_json::Value>> = ["base", "app"]
+        .iter()
+        .map(|i| skopeo_raw(&r, &format!("{}/{i}:latest", ns.0)))
+        .collect();
+    assert_eq!(before, after, "a release tag of the set moved");
+    // The fix touches arm64 only: the re-run builds only what failed, the
+    // rest is up to date by the content tags the failed run uploaded.
+    t.write(
+        "strata.yaml",
+        &yaml.replace(&arm, &format!("{arm}, fail: 'no'")),
+    );
+    let fixed = strata(&["build", "--push", "--no-tests", "--summary", "ok.json"]);
+    assert_eq!(
+        fixed.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&fixed.stderr)
+    );
+    assert_eq!(
+        built(&t, "ok.json"),
+        BTreeSet::from(["app@arm64".to_string()])
+    );
+    assert_ne!(skopeo_raw(&r, &format!("{}/app:latest", ns.0)), after[1]);
+}
