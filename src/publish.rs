@@ -104,6 +104,9 @@ pub async fn release(
     futures_util::stream::iter(items)
         .map(|item| async move {
             let source = content_ref(&item.reference, &item.fingerprint.hash);
+            if item.action == crate::plan::Action::Build {
+                registry.forget(&source);
+            }
             let mut done = Published {
                 moved: Vec::new(),
                 kept: Vec::new(),

@@ -206,6 +206,7 @@ fn a_security_update_rebuilds_exactly_the_images_holding_the_old_version() {
     };
     let old: BTreeSet<String> = ["child", "leaf", "probed"].map(String::from).into();
     assert_eq!(holders("<1.1"), old, "from the registry's SBOMs");
+    let before = crate::push::manifest_digest(&r, &format!("{}/probed", ns.0), "latest");
     // The fix is published upstream; the tree does not change.
     publish_probe(repo.path(), "1.1");
     let (plan, _) = strata(&["plan"]);
@@ -227,6 +228,9 @@ fn a_security_update_rebuilds_exactly_the_images_holding_the_old_version() {
         old,
         "exactly the holders and their descendants"
     );
+    // The release tag moved to the rebuilt image (same content tag, new manifest).
+    let served = crate::push::manifest_digest(&r, &format!("{}/probed", ns.0), "latest");
+    assert_ne!(served, before, "the release tag still names the old image");
     assert_eq!(holders("<1.1"), BTreeSet::new());
     assert_eq!(holders(">=1.1"), old);
     let installed = engine::run_in(

@@ -148,6 +148,15 @@ impl Registry {
         Ok(digest)
     }
 
+    /// Forget what a lookup read under `content_ref`: the image was built
+    /// again in this run and its upload replaced the manifest there (the
+    /// same inputs, e.g. `--force` or `--package`).
+    pub fn forget(&self, content_ref: &str) {
+        if let Ok(mut seen) = self.manifests.lock() {
+            seen.remove(content_ref);
+        }
+    }
+
     /// The manifest at `source` (bytes, media type, digest): as read by an
     /// earlier lookup, else from the registry.
     async fn manifest_of(&self, source: &str) -> Result<Manifest> {
@@ -160,12 +169,7 @@ impl Registry {
             return Ok(known);
         }
         let t = Target::of(source)?;
-        let tag = t
-            .parsed
-            .digest()
-            .or(t.parsed.tag())
-            .unwrap_or("latest")
-            .to_string();
+        let tag = t.tag_or_digest();
         let found = self
             .fetch(&t, "manifests", &tag, bounded::MANIFEST_LIMIT)
             .await?;
@@ -219,12 +223,7 @@ impl Registry {
     /// bounded; None when the registry lacks it, or it is a list or index
     /// (no configuration of its own: not one of ours).
     async fn image(&self, t: &Target) -> Result<Option<(bounded::Fetched, serde_json::Value)>> {
-        let tag = t
-            .parsed
-            .digest()
-            .or(t.parsed.tag())
-            .unwrap_or("latest")
-            .to_string();
+        let tag = t.tag_or_digest();
         let read = async {
             let Some(manifest) = self
                 .fetch(t, "manifests", &tag, bounded::MANIFEST_LIMIT)
@@ -524,6 +523,13 @@ struct Target {
 }
 
 impl Target {
+    /// What the reference names in its repository: the digest, else the
+    /// tag, else `latest`.
+    fn tag_or_digest(&self) -> String {
+        let p = &self.parsed;
+        p.digest().or(p.tag()).unwrap_or("latest").to_string()
+    }
+
     fn of(reference: &str) -> Result<Target> {
         let parsed = parse(reference)?;
         Ok(Target {
