@@ -202,24 +202,21 @@ fn hits(packages: Vec<(String, String)>, queries: &[sbom::version::Query]) -> Ve
 /// What the registry holds of `images` ((name, reference) pairs): the
 /// images whose attached SBOM holds a package `queries` match, with the
 /// matches, in the order given; and the images with no SBOM there.
+///
+/// An image's packages never change under its digest, so they are kept in
+/// the cache folder by digest: asking again costs one request per image
+/// (its tag's digest) instead of four.
 pub async fn registry_holders(
     registry: &crate::registry::Registry,
     images: &[(String, String)],
     queries: &[sbom::version::Query],
 ) -> Result<(Vec<(String, Vec<String>)>, Vec<String>)> {
     let reads = images.iter().map(|(name, reference)| async move {
-        let doc = registry.attached_sbom(reference).await?;
-        let found = match doc {
-            Some(doc) => Some(hits(
-                packages_of(&doc, &format!("the SBOM of `{reference}`"))?,
-                queries,
-            )),
-            None => None,
-        };
-        Ok::<_, Error>((name.clone(), found))
+        let found = registry_packages(registry, reference).await?;
+        Ok::<_, Error>((name.clone(), found.map(|p| hits(p, queries))))
     });
     let done: Vec<Result<(String, Option<Vec<String>>)>> = futures_util::stream::iter(reads)
-        .buffered(16)
+        .buffered(32)
         .collect()
         .await;
     let (mut held, mut missing) = (Vec::new(), Vec::new());
@@ -231,6 +228,38 @@ pub async fn registry_holders(
         }
     }
     Ok((held, missing))
+}
+
+/// The packages of the image at `reference` by its attached SBOM (None:
+/// not there), from the cache when its digest was read before.
+async fn registry_packages(
+    registry: &crate::registry::Registry,
+    reference: &str,
+) -> Result<Option<Vec<(String, String)>>> {
+    let Some(digest) = registry.manifest_digest(reference).await? else {
+        return Ok(None);
+    };
+    let cached = crate::history::cache_dir().map(|d| {
+        d.join("sbom-packages")
+            .join(digest.trim_start_matches("sha256:"))
+    });
+    if let Some(list) = cached
+        .as_ref()
+        .and_then(|f| std::fs::read(f).ok())
+        .and_then(|b| serde_json::from_slice::<Vec<(String, String)>>(&b).ok())
+    {
+        return Ok(Some(list));
+    }
+    let pinned = format!("{}@{digest}", crate::reference::repository(reference));
+    let Some(doc) = registry.attached_sbom(&pinned).await? else {
+        return Ok(None);
+    };
+    let packages = packages_of(&doc, &format!("the SBOM of `{reference}`"))?;
+    if let Some(file) = cached {
+        let _ = file.parent().map(std::fs::create_dir_all);
+        let _ = std::fs::write(&file, serde_json::to_vec(&packages).unwrap_or_default());
+    }
+    Ok(Some(packages))
 }
 
 /// The images whose SBOM in `dir` holds a package `queries` match, with the

@@ -174,22 +174,35 @@ impl Registry {
             .unwrap_or_default())
     }
 
+    /// The digest of the manifest at `reference`, read with the run's one
+    /// HTTP client (one request); None when the registry has none.
+    pub async fn manifest_digest(&self, reference: &str) -> Result<Option<String>> {
+        let t = Target::of(reference)?;
+        let found = self
+            .fetch(&t, "manifests", &t.tag_or_digest(), bounded::MANIFEST_LIMIT)
+            .await?;
+        Ok(found.map(|f| f.digest))
+    }
+
     /// The SBOM attached to the image at `reference` (SPDX or CycloneDX,
     /// taken out of its DSSE envelope when signed; the newest when there
-    /// are several); None when the image or its SBOM is not there. Four
-    /// requests: the image's manifest, the referrers, the artifact's
-    /// manifest, the document.
+    /// are several); None when the image or its SBOM is not there. Three
+    /// requests for `repo@sha256:…` (the referrers, the artifact's
+    /// manifest, the document), one more for a tag.
     pub async fn attached_sbom(&self, reference: &str) -> Result<Option<Vec<u8>>> {
         let t = Target::of(reference)?;
-        let tag = t.parsed.digest().or(t.parsed.tag()).unwrap_or("latest");
-        let Some(image) = self
-            .fetch(&t, "manifests", tag, bounded::MANIFEST_LIMIT)
-            .await?
-        else {
-            return Ok(None);
+        let subject = match t.parsed.digest() {
+            Some(d) => d.to_string(),
+            None => match self
+                .fetch(&t, "manifests", &t.tag_or_digest(), bounded::MANIFEST_LIMIT)
+                .await?
+            {
+                Some(image) => image.digest,
+                None => return Ok(None),
+            },
         };
         let sbom_types = ["application/spdx+json", "application/vnd.cyclonedx+json"];
-        let referrers = self.referrers(&t, &image.digest).await?;
+        let referrers = self.referrers(&t, &subject).await?;
         let Some(artifact) = referrers.iter().rev().find_map(|d| {
             sbom_types
                 .contains(&d["artifactType"].as_str()?)
