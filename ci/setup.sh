@@ -359,4 +359,9 @@ PY
   rm -rf "$work"
   log "loaded $ARM_BASE ($(docker image inspect -f '{{.Os}}/{{.Architecture}}' "$ARM_BASE"))"
 fi
+# The pool engines get it too: the multi-arch pool test builds arm64 on one of them.
+for host in "$POOL1" "$POOL2"; do
+  docker -H "$host" image inspect "$ARM_BASE" >/dev/null 2>&1 ||
+    docker save "$ARM_BASE" | docker -H "$host" load >/dev/null
+done
 echo "STRATA_TEST_ARM64_BASE=$ARM_BASE" >>"$STATE/registry.env"

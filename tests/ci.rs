@@ -357,3 +357,78 @@ fn the_gitlab_pipeline_executed_on_fresh_engines_publishes_what_one_machine_does
         );
     }
 }
+
+/// A multi-platform set fans out one job per image and platform: each
+/// record's job needs exactly its parents of the same platform, the
+/// publish job (which writes the indexes) needs them all, and the
+/// pipelines pass GitLab's and GitHub's own schemas.
+#[test]
+fn a_multi_platform_set_fans_out_one_job_per_record() {
+    let Some(venv) = ci_venv() else { return };
+    let t = TestTree::new();
+    t.write(
+        "strata.yaml",
+        "registry: 'registry.example:5000'\nnamespace: ci\nplatforms: [linux/amd64, linux/arm64]\n\
+         vars: {base_image: 'debian:bookworm'}\n",
+    );
+    t.write("images/base/Dockerfile.j2", "FROM {{ base_image }}\n");
+    t.write(
+        "images/app/Dockerfile.j2",
+        "FROM {{ image_ref('base') }}\nRUN echo {{ arch }}\n",
+    );
+    let parents = parents_of(&t);
+    assert_eq!(
+        parents.keys().map(String::as_str).collect::<Vec<_>>(),
+        ["app@amd64", "app@arm64", "base@amd64", "base@arm64"]
+    );
+    assert_eq!(
+        parents["app@arm64"],
+        BTreeSet::from(["base@arm64".to_string()])
+    );
+    for (system, schema) in [
+        ("gitlab", "vendor.gitlab-ci"),
+        ("github", "vendor.github-workflows"),
+    ] {
+        let run = t.run(&["ci", system, "--all"]).expect(0);
+        let file = t.path().join(format!("{system}.yml"));
+        std::fs::write(&file, &run.stdout).unwrap();
+        let out = Command::new(venv.join("bin/check-jsonschema"))
+            .args(["--builtin-schema", schema])
+            .arg(&file)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{schema}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let doc = yaml(&run.stdout);
+        let jobs = if system == "github" {
+            &doc["jobs"]
+        } else {
+            &doc
+        };
+        for (record, ps) in &parents {
+            let id = match system {
+                "github" => record.replace('@', "_"),
+                _ => record.clone(),
+            };
+            let want: BTreeSet<String> = ps
+                .iter()
+                .map(|p| match system {
+                    "github" => p.replace('@', "_"),
+                    _ => p.clone(),
+                })
+                .collect();
+            assert_eq!(names(&jobs[&id]["needs"]), want, "{system} {record}");
+        }
+        assert_eq!(names(&jobs["strata-publish"]["needs"]).len(), 4, "{system}");
+    }
+    let gitlab = yaml(&t.run(&["ci", "gitlab", "--all"]).expect(0).stdout);
+    let script = gitlab["app@arm64"]["script"][0].as_str().unwrap();
+    assert!(
+        script.contains("build app@arm64 --no-deps --push --no-publish"),
+        "{script}"
+    );
+}

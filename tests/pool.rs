@@ -582,3 +582,78 @@ fn a_base_only_in_the_registry_is_pulled_with_its_credentials_on_each_engine() {
         );
     }
 }
+
+/// A multi-platform set over a pool of one engine per platform: pool-1
+/// listed for amd64, pool-2 for arm64 (emulated). Every record lands on
+/// the engine of its platform, and each image's index names both.
+#[test]
+fn each_platform_builds_on_the_engine_listed_for_it() {
+    let Some(Pool {
+        r,
+        config,
+        extra,
+        _lock,
+    }) = pool("pool_multiarch")
+    else {
+        return;
+    };
+    let arm = "strata-ci/busybox:arm64";
+    if id_on(&extra[1], arm).is_none() {
+        let msg =
+            format!("the multi-arch pool test needs `{arm}` on the pool engines (run ci/setup.sh)");
+        assert!(std::env::var("CI").map_or(true, |v| v != "true"), "{msg}");
+        eprintln!("SKIPPED {msg}");
+        return;
+    }
+    let ns = Namespace::new("pool-multiarch");
+    let _clear = ClearOn(extra.clone(), ns.0.clone());
+    let t = TestTree::new();
+    t.write(
+        "strata.yaml",
+        &format!(
+            "registry: '{}'\nnamespace: {}\nplatforms: [linux/amd64, linux/arm64]\n\
+             vars: {{base_image: '{}'}}\nplatform_vars: {{linux/arm64: {{base_image: '{arm}'}}}}\n\
+             engines: [{{host: '{}', platforms: [linux/amd64]}}, {{host: '{}', platforms: [linux/arm64]}}]\n",
+            r.host, ns.0, engine::BASE_IMAGE, extra[0], extra[1]
+        ),
+    );
+    t.write(
+        "images/base/Dockerfile.j2",
+        "FROM {{ base_image }}\nRUN uname -m > /uname\n",
+    );
+    t.write(
+        "images/app/Dockerfile.j2",
+        "FROM {{ image_ref('base') }}\nRUN cat /uname > /app\n",
+    );
+    let out = t
+        .command(&["build", "--push", "--summary", "s.json"])
+        .env("DOCKER_CONFIG", config.path())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    let s = summary(&t);
+    for image in s["images"].as_array().unwrap() {
+        let name = image["name"].as_str().unwrap();
+        let want = if name.ends_with("@arm64") {
+            &extra[1]
+        } else {
+            &extra[0]
+        };
+        assert_eq!(image["engine"].as_str(), Some(want.as_str()), "{name}");
+        assert_eq!(image["status"], "built", "{name}");
+    }
+    assert_eq!(s["images"].as_array().unwrap().len(), 4);
+    let indexes = s["indexes"].as_array().unwrap();
+    assert_eq!(indexes.len(), 2, "{s}");
+    for ix in indexes {
+        assert_eq!(
+            ix["platforms"],
+            serde_json::json!(["linux/amd64", "linux/arm64"]),
+            "{ix}"
+        );
+        let image = ix["image"].as_str().unwrap();
+        let served = crate::push::manifest_digest(&r, &format!("{}/{image}", ns.0), "latest");
+        assert_eq!(served.as_deref(), ix["digest"].as_str(), "{image}");
+    }
+}

@@ -239,13 +239,14 @@ fn an_unreachable_registry_is_exit_3_and_nothing_is_built() {
     assert!(engine::inspect(&format!("{host}/{}/base:latest", ns.0)).is_none());
 }
 
-/// The digest the registry serves for `repo:tag`, if any.
+/// The digest the registry serves for `repo:tag` (an image, or an OCI
+/// index of a multi-platform set), if any.
 pub(crate) fn manifest_digest(r: &Registry, repo: &str, tag: &str) -> Option<String> {
     let out = std::process::Command::new("curl")
         .args(["-s", "-I", "-u", &format!("{}:{}", r.user, r.password)])
         .args([
             "-H",
-            "Accept: application/vnd.docker.distribution.manifest.v2+json",
+            "Accept: application/vnd.docker.distribution.manifest.v2+json, application/vnd.oci.image.index.v1+json",
         ])
         .arg(format!("http://{}/v2/{repo}/manifests/{tag}", r.host))
         .output()

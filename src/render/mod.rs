@@ -132,7 +132,7 @@ fn add_image_ref(
         move |state: &minijinja::State, name: String| -> std::result::Result<String, minijinja::Error> {
             // In a multi-platform set, the parent of the same platform.
             let own = state
-                .lookup("platform")
+                .lookup(PLATFORM_KEY)
                 .and_then(|p| p.as_str().map(|p| crate::platforms::record_name(&name, p)))
                 .and_then(|record| refs.get(&record).cloned());
             if let Some(r) = own {
@@ -207,14 +207,22 @@ fn host_arch() -> &'static str {
     }
 }
 
-/// What a template sees of the platform it renders for: `platform`, `os`,
-/// `arch`, `variant` (the host's when none is asked for), then the
-/// `platform_vars` whose key is that platform or a prefix of it, the
-/// shorter key first.
+/// The context key `image_ref` reads the platform from (a tree may have a
+/// variable named `platform` of its own).
+const PLATFORM_KEY: &str = "__strata_platform";
+
+/// Template variables, by name.
+type Values = Vec<(String, Value)>;
+
+/// What a template sees of the platform it renders for: the built-ins
+/// `platform`, `os`, `arch`, `variant` (the host's when none is asked
+/// for; a tree variable of the same name wins) with `PLATFORM_KEY`; and
+/// the `platform_vars` whose key is that platform or a prefix of it, the
+/// shorter key first (over every other variable).
 fn platform_values(
     platform: &str,
     by_platform: &BTreeMap<String, BTreeMap<String, serde_json::Value>>,
-) -> Vec<(String, Value)> {
+) -> (Values, Values) {
     let platform = match platform {
         "" => format!("linux/{}", host_arch()),
         p => p.to_string(),
@@ -225,15 +233,17 @@ fn platform_values(
         parts.next().unwrap_or_default(),
         parts.next().unwrap_or_default(),
     );
-    let mut out: Vec<(String, Value)> = [
+    let builtin: Values = [
         ("platform", platform.as_str()),
         ("os", os),
         ("arch", arch),
         ("variant", variant),
+        (PLATFORM_KEY, platform.as_str()),
     ]
     .iter()
     .map(|(k, v)| (k.to_string(), Value::from(v.to_string())))
     .collect();
+    let mut out = Vec::new();
     let mut keys: Vec<&String> = by_platform
         .keys()
         .filter(|k| platform == **k || platform.starts_with(&format!("{k}/")))
@@ -244,7 +254,7 @@ fn platform_values(
             out.push((k.clone(), Value::from(minijinja::value::Serde(v))));
         }
     }
-    out
+    (builtin, out)
 }
 
 impl Renderer {
@@ -311,9 +321,12 @@ impl Renderer {
         };
         let mut ctx = self.globals.clone();
         let platform = image.spec.platform.as_deref().unwrap_or(&self.platform);
-        for (k, v) in platform_values(platform, &self.platform_vars) {
-            ctx.insert(k, v);
+        let (builtin, by_platform) = platform_values(platform, &self.platform_vars);
+        for (k, v) in builtin {
+            // The tree's own `vars` of these names win over the built-ins.
+            ctx.entry(k).or_insert(v);
         }
+        ctx.extend(by_platform);
         for (k, v) in &image.spec.vars {
             ctx.insert(k.clone(), Value::from(minijinja::value::Serde(v)));
         }
