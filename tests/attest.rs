@@ -6,7 +6,7 @@
 //! key appears anywhere.
 
 use crate::common::engine::{self, Namespace, BASE_IMAGE};
-use crate::common::TestTree;
+use crate::common::{sh, TestTree};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -20,21 +20,6 @@ fn venv() -> Option<PathBuf> {
             None
         }
     }
-}
-
-fn sh(dir: &Path, cmd: &str) -> String {
-    let out = Command::new("sh")
-        .arg("-c")
-        .arg(cmd)
-        .current_dir(dir)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{cmd}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
 /// securesystemslib's verdict on `envelope` with the public key `public`.

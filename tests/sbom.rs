@@ -4,7 +4,7 @@
 //! oracles; `affected --package` and `build --package` find the holders.
 
 use crate::common::engine::{self, Namespace};
-use crate::common::TestTree;
+use crate::common::{sh, TestTree};
 use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::process::Command;
@@ -222,21 +222,6 @@ fn sboms_list_what_dpkg_lists_and_pass_the_validators() {
 /// The rpm packages a SPEC file for `name` builds (`rpmbuild`, Debian's rpm).
 fn spec(name: &str, header: &str) -> String {
     format!("Name: {name}\n{header}Summary: probe\nLicense: MIT\n%description\nprobe\n%install\nmkdir -p %{{buildroot}}/usr/share/{name}\necho {name} > %{{buildroot}}/usr/share/{name}/file\n%files\n/usr/share/{name}/file\n")
-}
-
-fn sh(dir: &std::path::Path, cmd: &str) -> String {
-    let out = Command::new("sh")
-        .arg("-c")
-        .arg(cmd)
-        .current_dir(dir)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{cmd}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 #[test]

@@ -265,3 +265,20 @@ pub fn nonce() -> String {
         .map_or(0, |d| d.as_nanos());
     format!("{}-{nanos}", std::process::id())
 }
+
+/// Run `cmd` with `sh -c` in `dir`; its stdout, trimmed. Fails the test
+/// with its stderr when it fails.
+pub fn sh(dir: &std::path::Path, cmd: &str) -> String {
+    let out = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(cmd)
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{cmd}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
