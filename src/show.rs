@@ -224,7 +224,8 @@ pub fn render(rendered: &[Rendered], sel: &Selection, out: Option<&Path>) -> Res
 }
 
 /// What `plan` shows: a line per image (action, name, reasons) and a count,
-/// or `[{name, ref, fingerprint, action, reasons}]` as JSON.
+/// or `[{name, ref, fingerprint, action, reasons, …}]` as JSON (a record
+/// of a multi-platform set also names its `image` and `platform`).
 pub fn plan(plan: &Plan, json: bool) -> String {
     if json {
         let items: Vec<serde_json::Value> = plan
@@ -239,6 +240,9 @@ pub fn plan(plan: &Plan, json: bool) -> String {
                     "reasons": i.reasons,
                     "registry_digest": i.published,
                     "builder": (i.action == Action::Build).then_some(&plan.builder),
+                    "image": i.index.as_ref().map(|p| &p.image),
+                    "platform": i.index.as_ref().map(|p| &p.platform)
+                        .or(Some(&i.request.platform).filter(|p| !p.is_empty())),
                 })
             })
             .collect();

@@ -132,6 +132,23 @@ fn a_two_platform_set_publishes_one_index_per_image_and_reuses_per_platform() {
     for record in ["base@amd64", "base@arm64", "app@amd64", "app@arm64"] {
         assert!(list.contains(record), "{list}");
     }
+    let plan = strata(&["plan", "--json"]);
+    let plan: serde_json::Value = serde_json::from_slice(&plan.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&plan.stderr)));
+    let rows: BTreeSet<(String, String, String)> = plan
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            let s = |k: &str| r[k].as_str().unwrap().to_string();
+            (s("name"), s("image"), s("platform"))
+        })
+        .collect();
+    assert!(
+        rows.contains(&("app@arm64".into(), "app".into(), "linux/arm64".into())),
+        "{plan}"
+    );
+    assert_eq!(rows.len(), 4);
     let out = strata(&["build", "--push", "--summary", "s.json"]);
     assert_eq!(
         out.status.code(),
