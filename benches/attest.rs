@@ -185,20 +185,7 @@ fn affected_registry_200() {
         .unwrap();
     let holders = String::from_utf8_lossy(&count.stdout).lines().count();
     assert_eq!(holders, 200, "{}", String::from_utf8_lossy(&count.stderr));
-    let config = tempfile::tempdir().unwrap();
-    let basic = Command::new("sh")
-        .arg("-c")
-        .arg(format!("printf '%s' '{user}:{password}' | base64 -w0"))
-        .output()
-        .unwrap();
-    std::fs::write(
-        config.path().join("config.json"),
-        format!(
-            "{{\"auths\": {{\"{auth}\": {{\"auth\": \"{}\"}}}}}}",
-            String::from_utf8_lossy(&basic.stdout)
-        ),
-    )
-    .unwrap();
+    let config = common::docker_config(&auth, &user, &password);
     // Cold: an empty cache folder (a fresh worker), four requests per
     // image; warm: the packages kept by digest, one request per image.
     let cache = tempfile::tempdir().unwrap();

@@ -24,24 +24,6 @@ use std::time::Duration;
 const N: usize = 200;
 const ARM64_BASE: &str = "strata-ci/busybox:arm64";
 
-fn docker_config(host: &str, user: &str, password: &str) -> tempfile::TempDir {
-    let dir = tempfile::tempdir().unwrap();
-    let basic = Command::new("sh")
-        .arg("-c")
-        .arg(format!("printf '%s' '{user}:{password}' | base64 -w0"))
-        .output()
-        .unwrap();
-    std::fs::write(
-        dir.path().join("config.json"),
-        format!(
-            "{{\"auths\": {{\"{host}\": {{\"auth\": \"{}\"}}}}}}",
-            String::from_utf8_lossy(&basic.stdout)
-        ),
-    )
-    .unwrap();
-    dir
-}
-
 /// `strata -C dir ARGS` with `DOCKER_CONFIG=config`; it must succeed.
 fn strata(dir: &Path, config: &Path, args: &[&str]) -> Duration {
     let (out, took) = common::time(|| {
@@ -120,7 +102,7 @@ fn floor(host: &str, ns: &str, content_tags: &[(String, String)]) -> Duration {
 fn noop() {
     let open = common::setting("STRATA_TEST_OPEN_REGISTRY");
     let auth = common::setting("STRATA_TEST_REGISTRY");
-    let config = docker_config(
+    let config = common::docker_config(
         &auth,
         &common::setting("STRATA_TEST_REGISTRY_USER"),
         &common::setting("STRATA_TEST_REGISTRY_PASSWORD"),

@@ -100,7 +100,8 @@ pub fn load(opts: &Options) -> Result<Loaded> {
     found.images = crate::platforms::expand(&mut tree, found.images)?;
     let overrides: Vec<PathBuf> = opts.overrides.iter().map(|o| tree.root.join(o)).collect();
     let renderer = Renderer::new(&tree, &found.images, &found.left_out, &overrides)?;
-    let rendered = renderer.render_all(&found.images)?;
+    let mut rendered = renderer.render_all(&found.images)?;
+    crate::platforms::retarget(&tree.config, &found.images, &mut rendered);
     let parsed: Vec<Result<Parsed>> = found
         .images
         .par_iter()

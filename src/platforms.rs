@@ -93,6 +93,53 @@ pub fn expand(tree: &mut Tree, images: Vec<Image>) -> Result<Vec<Image>> {
     Ok(out)
 }
 
+/// Point the `FROM` lines of each record that name a tree image literally
+/// (`FROM {{ namespace }}/base:{{ tag }}`, as Kolla's templates do, instead
+/// of `image_ref`) at that image's record of the same platform: its tag
+/// gets the record's `-<arch>`. `rendered` is index-aligned with `images`.
+pub fn retarget(config: &Config, images: &[Image], rendered: &mut [crate::render::Rendered]) {
+    let registry = config.registry.trim_end_matches('/');
+    let short = |r: &str| -> String {
+        let r = match r.strip_prefix(registry).and_then(|r| r.strip_prefix('/')) {
+            Some(rest) if !registry.is_empty() => rest,
+            _ => r,
+        };
+        let (repo, tag) = split_tag(r);
+        format!("{repo}:{tag}")
+    };
+    let released: std::collections::HashSet<String> = images
+        .iter()
+        .filter_map(|i| i.spec.release_reference.as_deref().map(short))
+        .collect();
+    if released.is_empty() {
+        return;
+    }
+    let from = regex::Regex::new(r"(?im)^(\s*FROM\s+(?:--\S+\s+)*)(\S+)").expect("a valid pattern");
+    for (image, r) in images.iter().zip(rendered.iter_mut()) {
+        let Some(platform) = image
+            .spec
+            .platform
+            .as_deref()
+            .filter(|_| image.spec.platform_of.is_some())
+        else {
+            continue;
+        };
+        let text = from.replace_all(&r.text, |c: &regex::Captures| {
+            let named = &c[2];
+            match released.contains(&short(named)) {
+                true => {
+                    let (repo, tag) = split_tag(named);
+                    format!("{}{repo}:{tag}-{}", &c[1], suffix(platform))
+                }
+                false => c[0].to_string(),
+            }
+        });
+        if let std::borrow::Cow::Owned(t) = text {
+            r.text = t;
+        }
+    }
+}
+
 /// `repository` and `tag` of a reference (`latest` when it has none).
 pub fn split_tag(reference: &str) -> (&str, &str) {
     let last = reference.rsplit('/').next().unwrap_or(reference);

@@ -10,6 +10,7 @@
 //! the tag is kept, so a run for an older commit that finishes last never
 //! takes a tag from a newer one.
 
+use crate::execute::Indexed;
 use crate::plan::Item;
 use crate::reference::content_tag as content_ref;
 use crate::registry::Registry;
@@ -149,21 +150,6 @@ pub async fn release(
         .buffered(16)
         .collect()
         .await
-}
-
-/// One image's index in a multi-platform set: written at its release
-/// references, or why not.
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct Indexed {
-    pub image: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub digest: Option<String>,
-    /// The platforms it names, in order.
-    pub platforms: Vec<String>,
-    /// The references now pointing at it.
-    pub moved: Vec<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub error: Option<String>,
 }
 
 /// Write each image's index over its platforms' records (`Item::index`):

@@ -227,7 +227,7 @@ impl Session {
         &self,
         plan: &Plan,
         s: &Settings,
-    ) -> Result<(Vec<publish::Published>, Vec<publish::Indexed>)> {
+    ) -> Result<(Vec<publish::Published>, Vec<execute::Indexed>)> {
         let registry = self.registry.as_ref().ok_or_else(no_registry)?;
         let items: Vec<&plan::Item> = plan.items.iter().collect();
         let commit = publish::Commit::head(&self.scope.loaded.tree.root, s.keep_on_unknown);

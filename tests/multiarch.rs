@@ -103,6 +103,14 @@ fn statuses(t: &TestTree, file: &str) -> Vec<(String, String)> {
         .collect()
 }
 
+/// `strata ARGS` in `t` with the registry's credentials.
+fn run(t: &TestTree, config: &tempfile::TempDir, args: &[&str]) -> std::process::Output {
+    t.command(args)
+        .env("DOCKER_CONFIG", config.path())
+        .output()
+        .unwrap()
+}
+
 fn built(t: &TestTree, file: &str) -> BTreeSet<String> {
     statuses(t, file)
         .into_iter()
@@ -116,12 +124,13 @@ fn a_two_platform_set_publishes_one_index_per_image_and_reuses_per_platform() {
     let Some((r, config)) = ready() else { return };
     let ns = Namespace::new("multiarch");
     let t = tree(&r, &ns, "");
-    let strata = |args: &[&str]| {
-        t.command(args)
-            .env("DOCKER_CONFIG", config.path())
-            .output()
-            .unwrap()
-    };
+    // A parent named literally, as Kolla's templates do: each record's
+    // FROM is pointed at the parent's record of its platform.
+    t.write(
+        "images/lit/Dockerfile.j2",
+        "FROM {{ registry }}/{{ namespace }}/base:{{ tag }}\nRUN cat /rendered > /lit\n",
+    );
+    let strata = |args: &[&str]| run(&t, &config, args);
     // Rendered per platform: `arch` differs, the parent is of the same platform.
     let rendered = t.run(&["render", "app"]).expect(0).stdout;
     assert!(
@@ -129,7 +138,13 @@ fn a_two_platform_set_publishes_one_index_per_image_and_reuses_per_platform() {
         "{rendered}"
     );
     let list = t.run(&["list"]).expect(0).stdout;
-    for record in ["base@amd64", "base@arm64", "app@amd64", "app@arm64"] {
+    for record in [
+        "base@amd64",
+        "base@arm64",
+        "app@amd64",
+        "app@arm64",
+        "lit@arm64",
+    ] {
         assert!(list.contains(record), "{list}");
     }
     let plan = strata(&["plan", "--json"]);
@@ -148,7 +163,7 @@ fn a_two_platform_set_publishes_one_index_per_image_and_reuses_per_platform() {
         rows.contains(&("app@arm64".into(), "app".into(), "linux/arm64".into())),
         "{plan}"
     );
-    assert_eq!(rows.len(), 4);
+    assert_eq!(rows.len(), 6);
     let out = strata(&["build", "--push", "--summary", "s.json"]);
     assert_eq!(
         out.status.code(),
@@ -156,8 +171,8 @@ fn a_two_platform_set_publishes_one_index_per_image_and_reuses_per_platform() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert_eq!(built(&t, "s.json").len(), 4);
-    for image in ["base", "app"] {
+    assert_eq!(built(&t, "s.json").len(), 6);
+    for image in ["base", "app", "lit"] {
         let found = platforms(&r, &format!("{}/{image}:latest", ns.0));
         let names: Vec<&str> = found.iter().map(|(p, _)| p.as_str()).collect();
         assert_eq!(names, ["linux/amd64", "linux/arm64"], "{image}");
@@ -229,7 +244,7 @@ fn a_two_platform_set_publishes_one_index_per_image_and_reuses_per_platform() {
     );
     assert_eq!(
         built(&t, "arm.json"),
-        BTreeSet::from(["app@arm64".to_string(), "base@arm64".to_string()])
+        BTreeSet::from(["app@arm64", "base@arm64", "lit@arm64"].map(String::from))
     );
 }
 
@@ -239,12 +254,7 @@ fn a_platform_failing_for_one_image_moves_no_release_tag() {
     let ns = Namespace::new("multiarch-fail");
     // Published once, whole.
     let t = tree(&r, &ns, "");
-    let strata = |args: &[&str]| {
-        t.command(args)
-            .env("DOCKER_CONFIG", config.path())
-            .output()
-            .unwrap()
-    };
+    let strata = |args: &[&str]| run(&t, &config, args);
     let first = strata(&["build", "--push", "--no-tests"]);
     assert_eq!(
         first.status.code(),

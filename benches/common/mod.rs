@@ -158,3 +158,22 @@ pub fn copy_sample(dest: &Path) {
         }
     }
 }
+
+/// A Docker config folder holding basic credentials for `host`.
+pub fn docker_config(host: &str, user: &str, password: &str) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let basic = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!("printf '%s' '{user}:{password}' | base64 -w0"))
+        .output()
+        .unwrap();
+    std::fs::write(
+        dir.path().join("config.json"),
+        format!(
+            "{{\"auths\": {{\"{host}\": {{\"auth\": \"{}\"}}}}}}",
+            String::from_utf8_lossy(&basic.stdout)
+        ),
+    )
+    .unwrap();
+    dir
+}

@@ -19,7 +19,7 @@ mod ends;
 mod outcome;
 mod pool;
 mod tasks;
-pub use outcome::{clip_line, Event, Observer, Outcome, Run, Status};
+pub use outcome::{clip_line, Event, Indexed, Observer, Outcome, Run, Status};
 pub use pool::Pool;
 
 /// How often each engine of a pool is asked whether it answers, and how

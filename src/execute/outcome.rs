@@ -138,7 +138,7 @@ pub struct Run {
     /// What the run has to say after its progress: why no tag moved.
     pub notes: Vec<String>,
     /// Multi-platform sets: each image's index, as the publish step wrote it.
-    pub indexes: Vec<crate::publish::Indexed>,
+    pub indexes: Vec<Indexed>,
 }
 
 impl Run {
@@ -158,4 +158,19 @@ impl Run {
         }
         not_ok == 0
     }
+}
+
+/// One image's index in a multi-platform set: written at its release
+/// references, or why not.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Indexed {
+    pub image: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub digest: Option<String>,
+    /// The platforms it names, in order.
+    pub platforms: Vec<String>,
+    /// The references now pointing at it.
+    pub moved: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }

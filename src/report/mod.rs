@@ -78,7 +78,7 @@ pub struct Summary {
     /// A multi-platform set: each image's index (its digest, platforms and
     /// the references moved to it); each platform's record is in `images`.
     #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub indexes: Vec<crate::publish::Indexed>,
+    pub indexes: Vec<crate::execute::Indexed>,
 }
 
 /// An engine lost during a run, and the error that showed it.
