@@ -21,6 +21,11 @@ pub struct ImageReport {
     pub name: String,
     #[serde(rename = "ref")]
     pub reference: String,
+    /// A record of a multi-platform set: its image and platform.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub image: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub platform: Option<String>,
     pub status: Status,
     pub fingerprint: Option<String>,
     pub image_id: Option<String>,
@@ -98,6 +103,8 @@ impl Summary {
             .map(|(item, o)| ImageReport {
                 name: item.name.clone(),
                 reference: item.reference.clone(),
+                image: item.index.as_ref().map(|p| p.image.clone()),
+                platform: item.index.as_ref().map(|p| p.platform.clone()),
                 status: o.status,
                 fingerprint: Some(item.fingerprint.hash.clone()),
                 image_id: o.image_id.clone(),
