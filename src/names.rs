@@ -65,6 +65,34 @@ fn bad(root: &Path, path: &Path, value: &str, message: String, rule: &str) -> Er
     }
 }
 
+/// `build.platform` (one, or several separated by commas), `platforms:`
+/// and the keys of `platform_vars:` name platforms.
+fn platforms(tree: &Tree) -> Result<()> {
+    let c = &tree.config;
+    let fail = |value: &str, message: String, rule: &str| {
+        Err(bad(&tree.root, &tree.config_file, value, message, rule))
+    };
+    let listed = c.build.platform.split(',').map(str::trim);
+    if let Some(p) = (listed.filter(|p| !p.is_empty()))
+        .chain(c.platforms.iter().map(String::as_str))
+        .find(|p| !is_platform(p))
+    {
+        return fail(
+            p,
+            format!("`{p}` is not a platform (`build.platform`, `--platform` or `platforms:`)"),
+            "`os/arch[/variant]`, e.g. `linux/amd64`; several separated by commas",
+        );
+    }
+    if let Some(p) = c.platform_vars.keys().find(|p| !is_platform(p)) {
+        return fail(
+            p,
+            format!("`platform_vars: {{{p}: …}}` does not name one platform"),
+            "key each entry by one `os/arch[/variant]`, e.g. `linux/arm64`",
+        );
+    }
+    Ok(())
+}
+
 /// Check the tree's configuration and every image before anything else runs.
 pub fn check(tree: &Tree, images: &[Image]) -> Result<()> {
     let c = &tree.config;
@@ -123,24 +151,7 @@ pub fn check(tree: &Tree, images: &[Image]) -> Result<()> {
             "at least 1",
         );
     }
-    let listed = c.build.platform.split(',').map(str::trim);
-    if let Some(p) = (listed.filter(|p| !p.is_empty()))
-        .chain(c.platforms.iter().map(String::as_str))
-        .find(|p| !is_platform(p))
-    {
-        return fail(
-            p,
-            format!("`{p}` is not a platform (`build.platform`, `--platform` or `platforms:`)"),
-            "`os/arch[/variant]`, e.g. `linux/amd64`; several separated by commas",
-        );
-    }
-    if let Some(p) = c.platform_vars.keys().find(|p| !is_platform(p)) {
-        return fail(
-            p,
-            format!("`platform_vars: {{{p}: …}}` does not name one platform"),
-            "key each entry by one `os/arch[/variant]`, e.g. `linux/arm64`",
-        );
-    }
+    platforms(tree)?;
     for k in c.build.labels.keys() {
         if !is_key(k) {
             return fail(
