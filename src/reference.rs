@@ -96,13 +96,18 @@ pub fn content_tag(reference: &str, fingerprint: &str) -> String {
 }
 
 /// The tag that holds an image from the end of its build until its own tags
-/// are on it (`repo:strata-hold-<pid>`): an untagged image is what
-/// `docker image prune` takes. Never pushed; removed by the run.
+/// are on it (`repo:strata-hold-<pid>-<hash of the reference>`): an
+/// untagged image is what `docker image prune` takes. Never pushed;
+/// removed by the run. One per reference, not per repository: images that
+/// share a repository (a multi-platform set's records, variant tags) build
+/// at once, and one's hold going must not take the other's image.
 pub fn hold_tag(reference: &str) -> String {
+    let hash = blake3::hash(reference.as_bytes()).to_hex();
     format!(
-        "{}:strata-hold-{}",
+        "{}:strata-hold-{}-{}",
         repository(reference),
-        std::process::id()
+        std::process::id(),
+        &hash[..16]
     )
 }
 

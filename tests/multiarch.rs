@@ -40,9 +40,14 @@ fn tree(r: &crate::push::Registry, ns: &Namespace, extra: &str) -> TestTree {
             r.host, ns.0
         ),
     );
+    // A first step of the test's own: BuildKit's cache is shared across
+    // namespaces, and another test's cleanup must not pull its layers away.
     t.write(
         "images/base/Dockerfile.j2",
-        "FROM {{ base_image }}\nRUN echo '{{ arch }} {{ greeting }}' > /rendered && uname -m > /uname\n",
+        &format!(
+            "FROM {{{{ base_image }}}}\nRUN echo {} > /nonce\nRUN echo '{{{{ arch }}}} {{{{ greeting }}}}' > /rendered && uname -m > /uname\n",
+            crate::common::nonce()
+        ),
     );
     t.write(
         "images/app/Dockerfile.j2",
@@ -164,7 +169,14 @@ fn a_two_platform_set_publishes_one_index_per_image_and_reuses_per_platform() {
         "{plan}"
     );
     assert_eq!(rows.len(), 6);
-    let out = strata(&["build", "--push", "--summary", "s.json"]);
+    // An image test of the base runs on each platform's image (arm64
+    // emulated): its own verdict per record, in the summary and JUnit.
+    t.write("images/base/image.yaml", "tests: [arch.yaml]\n");
+    t.write(
+        "images/base/arch.yaml",
+        "schemaVersion: 2.0.0\ncommandTests:\n  - name: machine\n    command: cat\n    args: [/uname]\n    expectedOutput: ['(?m)^(x86_64|aarch64)$']\n",
+    );
+    let out = strata(&["build", "--push", "--summary", "s.json", "--junit", "j.xml"]);
     assert_eq!(
         out.status.code(),
         Some(0),
@@ -172,6 +184,24 @@ fn a_two_platform_set_publishes_one_index_per_image_and_reuses_per_platform() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert_eq!(built(&t, "s.json").len(), 6);
+    let junit = t.read("j.xml");
+    for record in ["base@amd64", "base@arm64"] {
+        assert!(
+            junit.contains(&format!(r#"<testcase classname="{record}" name="machine""#)),
+            "{junit}"
+        );
+    }
+    let summary: serde_json::Value = serde_json::from_str(&t.read("s.json")).unwrap();
+    let tested: Vec<&serde_json::Value> = summary["images"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|i| i["image"] == "base")
+        .collect();
+    assert_eq!(tested.len(), 2);
+    for r in tested {
+        assert_eq!(r["tests"][0]["passed"], true, "{r}");
+    }
     for image in ["base", "app", "lit"] {
         let found = platforms(&r, &format!("{}/{image}:latest", ns.0));
         let names: Vec<&str> = found.iter().map(|(p, _)| p.as_str()).collect();
@@ -246,6 +276,20 @@ fn a_two_platform_set_publishes_one_index_per_image_and_reuses_per_platform() {
         built(&t, "arm.json"),
         BTreeSet::from(["app@arm64", "base@arm64", "lit@arm64"].map(String::from))
     );
+    // A leaf edit rebuilds that leaf for every platform, and nothing else.
+    let app = t.read("images/app/Dockerfile.j2") + "RUN echo edited > /edited\n";
+    t.write("images/app/Dockerfile.j2", &app);
+    let leaf = strata(&["build", "--push", "--summary", "leaf.json"]);
+    assert_eq!(
+        leaf.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&leaf.stderr)
+    );
+    assert_eq!(
+        built(&t, "leaf.json"),
+        BTreeSet::from(["app@amd64", "app@arm64"].map(String::from))
+    );
 }
 
 #[test]
@@ -268,10 +312,10 @@ fn a_platform_failing_for_one_image_moves_no_release_tag() {
         .collect();
     // The base changes for both platforms; the app fails on arm64 only
     // (an arm64 value of `platform_vars`).
-    t.write(
-        "images/base/Dockerfile.j2",
-        "FROM {{ base_image }}\nRUN echo '{{ arch }} {{ greeting }} v2' > /rendered && uname -m > /uname\n",
-    );
+    let base = t
+        .read("images/base/Dockerfile.j2")
+        .replace("{{ greeting }}'", "{{ greeting }} v2'");
+    t.write("images/base/Dockerfile.j2", &base);
     let app =
         t.read("images/app/Dockerfile.j2") + "RUN test '{{ fail | default(\"no\") }}' != yes\n";
     t.write("images/app/Dockerfile.j2", &app);
