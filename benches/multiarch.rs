@@ -45,7 +45,7 @@ fn strata(dir: &Path, config: &Path, args: &[&str]) -> Duration {
 
 fn clear_engine(ns: &str) {
     let script = format!(
-        "docker images --format '{{{{.Repository}}}}:{{{{.Tag}}}}' | grep '/{ns}/' | xargs -r docker rmi -f >/dev/null"
+        "docker images --format '{{{{.Repository}}}}:{{{{.Tag}}}}' | grep '/{ns}/' | grep -v '<none>' | xargs -r docker rmi -f >/dev/null"
     );
     let _ = Command::new("sh").arg("-c").arg(script).status();
 }
@@ -256,7 +256,7 @@ fn pool() {
     );
     for h in &hosts {
         let script = format!(
-            "docker -H {h} images --format '{{{{.Repository}}}}:{{{{.Tag}}}}' | grep '/{ns}/' | xargs -r docker -H {h} rmi -f >/dev/null"
+            "docker -H {h} images --format '{{{{.Repository}}}}:{{{{.Tag}}}}' | grep '/{ns}/' | grep -v '<none>' | xargs -r docker -H {h} rmi -f >/dev/null"
         );
         let _ = Command::new("sh").arg("-c").arg(script).status();
     }
