@@ -50,6 +50,20 @@ fn tree() -> TestTree {
     t
 }
 
+/// The outside oracle's verdict: `cmd ARGS FILE` succeeds, else the test
+/// fails with what it printed.
+fn oracle_accepts(cmd: &std::path::Path, args: &[&str], file: &std::path::Path) {
+    let check = Command::new(cmd).args(args).arg(file).output().unwrap();
+    assert!(
+        check.status.success(),
+        "{} {}: {}{}",
+        cmd.display(),
+        file.display(),
+        String::from_utf8_lossy(&check.stdout),
+        String::from_utf8_lossy(&check.stderr)
+    );
+}
+
 /// `name version arch` of every installed package, as dpkg-query lists them.
 fn dpkg_query(image: &str) -> BTreeSet<String> {
     let f = "${db:Status-Status} ${Package} ${Version} ${Architecture}\\n";
@@ -119,17 +133,7 @@ fn sboms_list_what_dpkg_lists_and_pass_the_validators() {
             dpkg_query(&ns.reference(name)),
             "{name}"
         );
-        let check = Command::new(venv.join("bin/pyspdxtools"))
-            .arg("-i")
-            .arg(&file)
-            .output()
-            .unwrap();
-        assert!(
-            check.status.success(),
-            "pyspdxtools {name}: {}{}",
-            String::from_utf8_lossy(&check.stdout),
-            String::from_utf8_lossy(&check.stderr)
-        );
+        oracle_accepts(&venv.join("bin/pyspdxtools"), &["-i"], &file);
     }
     let less = |name: &str| {
         dpkg_query(&ns.reference(name))
@@ -152,18 +156,7 @@ fn sboms_list_what_dpkg_lists_and_pass_the_validators() {
     let script = "import sys\nfrom cyclonedx.validation.json import JsonStrictValidator\nfrom cyclonedx.schema import SchemaVersion\nerr = JsonStrictValidator(SchemaVersion.V1_6).validate_str(open(sys.argv[1]).read())\nprint(err or '')\nsys.exit(1 if err else 0)\n";
     for name in ["base", "tools", "app"] {
         let file = t.path().join(format!("cdx/{name}.cdx.json"));
-        let check = Command::new(venv.join("bin/python"))
-            .arg("-c")
-            .arg(script)
-            .arg(&file)
-            .output()
-            .unwrap();
-        assert!(
-            check.status.success(),
-            "cyclonedx {name}: {}{}",
-            String::from_utf8_lossy(&check.stdout),
-            String::from_utf8_lossy(&check.stderr)
-        );
+        oracle_accepts(&venv.join("bin/python"), &["-c", script], &file);
     }
     // Which images hold a package, and the version range.
     let found = t
@@ -303,17 +296,7 @@ fn an_rpm_sqlite_database_is_read_as_rpm_lists_it() {
             .contains(&"pkg:rpm/rocky/strata-probe@1.0-3.el9?arch=x86_64&epoch=2&distro=rocky-9.3"),
         "{purls:?}"
     );
-    let check = Command::new(venv.join("bin/pyspdxtools"))
-        .arg("-i")
-        .arg(&file)
-        .output()
-        .unwrap();
-    assert!(
-        check.status.success(),
-        "pyspdxtools: {}{}",
-        String::from_utf8_lossy(&check.stdout),
-        String::from_utf8_lossy(&check.stderr)
-    );
+    oracle_accepts(&venv.join("bin/pyspdxtools"), &["-i"], &file);
     let found = t
         .run(&[
             "affected",
