@@ -101,7 +101,8 @@ pub fn load(opts: &Options) -> Result<Loaded> {
     let overrides: Vec<PathBuf> = opts.overrides.iter().map(|o| tree.root.join(o)).collect();
     let renderer = Renderer::new(&tree, &found.images, &found.left_out, &overrides)?;
     let mut rendered = renderer.render_all(&found.images)?;
-    crate::platforms::retarget(&tree.config, &found.images, &mut rendered);
+    let texts = rendered.iter_mut().map(|r| &mut r.text);
+    crate::platforms::retarget(&tree.config, &found.images, texts);
     let parsed: Vec<Result<Parsed>> = found
         .images
         .par_iter()

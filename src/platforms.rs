@@ -96,8 +96,13 @@ pub fn expand(tree: &mut Tree, images: Vec<Image>) -> Result<Vec<Image>> {
 /// Point the `FROM` lines of each record that name a tree image literally
 /// (`FROM {{ namespace }}/base:{{ tag }}`, as Kolla's templates do, instead
 /// of `image_ref`) at that image's record of the same platform: its tag
-/// gets the record's `-<arch>`. `rendered` is index-aligned with `images`.
-pub fn retarget(config: &Config, images: &[Image], rendered: &mut [crate::render::Rendered]) {
+/// gets the record's `-<arch>`. `texts` (the rendered Dockerfiles) are
+/// index-aligned with `images`.
+pub fn retarget<'a>(
+    config: &Config,
+    images: &[Image],
+    texts: impl Iterator<Item = &'a mut String>,
+) {
     let registry = config.registry.trim_end_matches('/');
     let short = |r: &str| -> String {
         let r = match r.strip_prefix(registry).and_then(|r| r.strip_prefix('/')) {
@@ -115,7 +120,7 @@ pub fn retarget(config: &Config, images: &[Image], rendered: &mut [crate::render
         return;
     }
     let from = regex::Regex::new(r"(?im)^(\s*FROM\s+(?:--\S+\s+)*)(\S+)").expect("a valid pattern");
-    for (image, r) in images.iter().zip(rendered.iter_mut()) {
+    for (image, text) in images.iter().zip(texts) {
         let Some(platform) = image
             .spec
             .platform
@@ -124,7 +129,7 @@ pub fn retarget(config: &Config, images: &[Image], rendered: &mut [crate::render
         else {
             continue;
         };
-        let text = from.replace_all(&r.text, |c: &regex::Captures| {
+        let retargeted = from.replace_all(text, |c: &regex::Captures| {
             let named = &c[2];
             match released.contains(&short(named)) {
                 true => {
@@ -134,8 +139,8 @@ pub fn retarget(config: &Config, images: &[Image], rendered: &mut [crate::render
                 false => c[0].to_string(),
             }
         });
-        if let std::borrow::Cow::Owned(t) = text {
-            r.text = t;
+        if let std::borrow::Cow::Owned(t) = retargeted {
+            *text = t;
         }
     }
 }
