@@ -59,30 +59,19 @@ fn floor(host: &str, ns: &str, content_tags: &[(String, String)]) -> Duration {
     let rt = tokio::runtime::Runtime::new().unwrap();
     let client = reqwest::Client::new();
     let accept = "application/vnd.docker.distribution.manifest.v2+json, application/vnd.oci.image.manifest.v1+json";
-    let one = |(repo, tag): (String, String)| {
+    let get = |url: String| {
         let client = client.clone();
         async move {
-            let base = format!("http://{host}/v2/{ns}/{repo}");
-            let m = client
-                .get(format!("{base}/manifests/{tag}"))
-                .header("Accept", accept)
-                .send()
-                .await
-                .unwrap()
-                .bytes()
-                .await
-                .unwrap();
-            let m: serde_json::Value = serde_json::from_slice(&m).unwrap();
-            let config = m["config"]["digest"].as_str().unwrap().to_string();
-            client
-                .get(format!("{base}/blobs/{config}"))
-                .send()
-                .await
-                .unwrap()
-                .bytes()
-                .await
-                .unwrap();
+            let r = client.get(url).header("Accept", accept).send().await;
+            r.unwrap().bytes().await.unwrap()
         }
+    };
+    let one = |(repo, tag): (String, String)| async move {
+        let base = format!("http://{host}/v2/{ns}/{repo}");
+        let m = get(format!("{base}/manifests/{tag}")).await;
+        let m: serde_json::Value = serde_json::from_slice(&m).unwrap();
+        let config = m["config"]["digest"].as_str().unwrap().to_string();
+        get(format!("{base}/blobs/{config}")).await;
     };
     let times = (0..5)
         .map(|_| {

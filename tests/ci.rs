@@ -10,7 +10,7 @@ use crate::common::engine::{self, Namespace, BASE_IMAGE};
 use crate::common::TestTree;
 use crate::push::{docker_config, manifest_digest, registry};
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 fn ci_venv() -> Option<PathBuf> {
@@ -49,6 +49,21 @@ fn parents_of(t: &TestTree) -> BTreeMap<String, BTreeSet<String>> {
         .collect()
 }
 
+/// check-jsonschema (the CI systems' vendored schemas) accepts `file`.
+fn schema_accepts(venv: &Path, schema: &str, file: &Path) {
+    let out = Command::new(venv.join("bin/check-jsonschema"))
+        .args(["--builtin-schema", schema])
+        .arg(file)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{schema}: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 fn yaml(text: &str) -> serde_json::Value {
     serde_saphyr::from_str(text).unwrap_or_else(|e| panic!("{e}\n{text}"))
 }
@@ -70,19 +85,7 @@ fn emitted_pipelines_pass_the_systems_own_checkers() {
         std::fs::write(&file, &run.stdout).unwrap();
         (file, run.stdout)
     };
-    let check = |schema: &str, file: &PathBuf| {
-        let out = Command::new(venv.join("bin/check-jsonschema"))
-            .args(["--builtin-schema", schema])
-            .arg(file)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{schema}: {}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-    };
+    let check = |schema: &str, file: &PathBuf| schema_accepts(&venv, schema, file);
 
     // GitLab: valid, each job needs exactly its parents, publish needs all.
     let (file, text) = emit("gitlab");
@@ -392,17 +395,7 @@ fn a_multi_platform_set_fans_out_one_job_per_record() {
         let run = t.run(&["ci", system, "--all"]).expect(0);
         let file = t.path().join(format!("{system}.yml"));
         std::fs::write(&file, &run.stdout).unwrap();
-        let out = Command::new(venv.join("bin/check-jsonschema"))
-            .args(["--builtin-schema", schema])
-            .arg(&file)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{schema}: {}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
+        schema_accepts(&venv, schema, &file);
         let doc = yaml(&run.stdout);
         let jobs = if system == "github" {
             &doc["jobs"]
