@@ -119,9 +119,23 @@ pub fn pinned(reference: &str, digest: &str) -> String {
 /// Credentials for the registry of `reference` from the Docker config
 /// (`DOCKER_CONFIG`, `auths`, `credsStore`, `credHelpers`), with the server
 /// name they are filed under; None when there are none. Never logged.
+/// Asked once per server and Docker config in a process: a run asks for
+/// every image, and a `credsStore` answers by starting a helper process.
 pub fn credential_for(reference: &str) -> Option<(&str, docker_credential::DockerCredential)> {
+    use docker_credential::DockerCredential as C;
+    type Known = std::collections::HashMap<(String, Option<std::ffi::OsString>), Option<C>>;
+    static KNOWN: std::sync::OnceLock<std::sync::Mutex<Known>> = std::sync::OnceLock::new();
     let server = registry_of(reference).unwrap_or("https://index.docker.io/v1/");
-    Some((server, docker_credential::get_credential(server).ok()?))
+    let key = (server.to_string(), std::env::var_os("DOCKER_CONFIG"));
+    let copy = |c: &C| match c {
+        C::UsernamePassword(u, p) => C::UsernamePassword(u.clone(), p.clone()),
+        C::IdentityToken(t) => C::IdentityToken(t.clone()),
+    };
+    let mut known = KNOWN.get_or_init(Default::default).lock().ok()?;
+    let found = known
+        .entry(key)
+        .or_insert_with(|| docker_credential::get_credential(server).ok());
+    Some((server, copy(found.as_ref()?)))
 }
 
 #[cfg(test)]

@@ -58,19 +58,19 @@ impl Registry {
         let repo = t.parsed.repository().to_string();
         let at = |reference: &str| Target::of(&format!("{}/{repo}{reference}", t.host));
         let pushed = async {
-            self.client
+            self.client()
                 .auth(&t.parsed, &t.auth, oci_client::RegistryOperation::Push)
                 .await?;
-            self.client
+            self.client()
                 .push_blob(&t.parsed, b"{}".to_vec(), &sha256(b"{}"))
                 .await?;
-            self.client
+            self.client()
                 .push_blob(&t.parsed, document.to_vec(), &sha256(document))
                 .await?;
             let by_digest = at(&format!("@{manifest_digest}")).map_err(|e| {
                 oci_client::errors::OciDistributionError::GenericError(Some(e.message))
             })?;
-            self.client
+            self.client()
                 .push_manifest_raw(&by_digest.parsed, body.clone(), header(OCI_MANIFEST))
                 .await?;
             Ok(())
@@ -116,14 +116,14 @@ impl Registry {
         list.push(descriptor);
         let body = serde_json::to_vec(&index).unwrap_or_default();
         let moved = async {
-            self.client
+            self.client()
                 .auth(
                     &index_t.parsed,
                     &index_t.auth,
                     oci_client::RegistryOperation::Push,
                 )
                 .await?;
-            self.client
+            self.client()
                 .push_manifest_raw(&index_t.parsed, body, header(OCI_INDEX))
                 .await?;
             Ok(())

@@ -39,10 +39,10 @@ impl Registry {
         for target in targets {
             let t = Target::of(target)?;
             let put = async {
-                self.client
+                self.client()
                     .auth(&t.parsed, &t.auth, oci_client::RegistryOperation::Push)
                     .await?;
-                self.client
+                self.client()
                     .push_manifest_raw(
                         &t.parsed,
                         body.clone(),

@@ -24,7 +24,9 @@ mod bounded;
 const TIMEOUT: Duration = Duration::from_secs(20);
 
 pub struct Registry {
-    client: Client,
+    /// The OCI client of puts and pushes, made when first needed (a
+    /// no-op run never needs it; making one loads the system's CA store).
+    client: std::sync::OnceLock<Client>,
     /// Registry hosts spoken to over plain HTTP.
     http: Vec<String>,
     /// The one HTTP client of the bounded reads (its connections are kept
@@ -37,6 +39,37 @@ pub struct Registry {
     /// Content tag → the config digest of the image found published: its
     /// image ID once pulled, the identity its test verdicts are kept by.
     configs: std::sync::Mutex<std::collections::HashMap<String, String>>,
+}
+
+/// An image read from the registry: its manifest, its config digest (the
+/// image ID once pulled) and its labels.
+struct Image {
+    manifest: bounded::Fetched,
+    config: String,
+    labels: std::collections::HashMap<String, String>,
+}
+
+/// The parts of a manifest and of an image configuration read; serde skips
+/// the rest without building it.
+#[derive(serde::Deserialize)]
+struct Described {
+    config: Option<Descriptor>,
+}
+
+#[derive(serde::Deserialize)]
+struct Descriptor {
+    digest: String,
+}
+
+#[derive(serde::Deserialize)]
+struct ImageConfig {
+    config: Option<ContainerConfig>,
+}
+
+#[derive(serde::Deserialize)]
+struct ContainerConfig {
+    #[serde(rename = "Labels")]
+    labels: Option<std::collections::HashMap<String, String>>,
 }
 
 /// What the registry says of one reference.
@@ -60,19 +93,13 @@ impl Registry {
         }
         // reqwest finds TLS through the process-wide provider; set it once.
         let _ = rustls::crypto::ring::default_provider().install_default();
-        let config = oci_client::client::ClientConfig {
-            protocol: oci_client::client::ClientProtocol::HttpsExcept(http.clone()),
-            connect_timeout: Some(TIMEOUT),
-            read_timeout: Some(TIMEOUT),
-            ..Default::default()
-        };
         let web = reqwest::Client::builder()
             .connect_timeout(TIMEOUT)
             .read_timeout(TIMEOUT)
             .build()
             .map_err(|e| e.to_string());
         Registry {
-            client: Client::new(config),
+            client: std::sync::OnceLock::new(),
             web,
             no_referrers_api: Default::default(),
             http,
@@ -81,12 +108,23 @@ impl Registry {
         }
     }
 
+    fn client(&self) -> &Client {
+        self.client.get_or_init(|| {
+            Client::new(oci_client::client::ClientConfig {
+                protocol: oci_client::client::ClientProtocol::HttpsExcept(self.http.clone()),
+                connect_timeout: Some(TIMEOUT),
+                read_timeout: Some(TIMEOUT),
+                ..Default::default()
+            })
+        })
+    }
+
     /// The digest `reference` points at, if the registry has it. Exit 3
     /// when the registry cannot be reached or refuses the credentials.
     pub async fn lookup(&self, reference: &str) -> Result<Lookup> {
         let t = Target::of(reference)?;
         // Each call authenticates as needed (tokens are cached per repository).
-        let asked = self.client.fetch_manifest_digest(&t.parsed, &t.auth);
+        let asked = self.client().fetch_manifest_digest(&t.parsed, &t.auth);
         Ok(match t.answer(asked).await? {
             Some(digest) => Lookup::Present(digest),
             None => Lookup::Absent,
@@ -132,20 +170,22 @@ impl Registry {
     /// registry cannot be reached or refuses the credentials.
     pub async fn published(&self, content_ref: &str, fp: &str) -> Result<Option<String>> {
         let t = Target::of(content_ref)?;
-        let Some((manifest, config)) = self.image(&t).await? else {
+        let Some(image) = self.image(&t).await? else {
             return Ok(None);
         };
-        let label = &config["config"]["Labels"][crate::fingerprint::LABEL];
-        if label.as_str() != Some(fp) {
+        if image
+            .labels
+            .get(crate::fingerprint::LABEL)
+            .map(String::as_str)
+            != Some(fp)
+        {
             return Ok(None);
         }
-        let json: serde_json::Value = serde_json::from_slice(&manifest.body).unwrap_or_default();
-        if let (Some(config), Ok(mut configs)) =
-            (json["config"]["digest"].as_str(), self.configs.lock())
-        {
-            configs.insert(content_ref.to_string(), config.to_string());
+        if let Ok(mut configs) = self.configs.lock() {
+            configs.insert(content_ref.to_string(), image.config);
         }
         // Kept for `copy_tag`: moving a release tag to it is then one put.
+        let manifest = image.manifest;
         let digest = manifest.digest.clone();
         if let Ok(mut seen) = self.manifests.lock() {
             let kept = (
@@ -164,10 +204,11 @@ impl Registry {
         self.configs.lock().ok()?.get(content_ref).cloned()
     }
 
-    /// The manifest `t` names and its image configuration, both read
-    /// bounded; None when the registry lacks it, or it is a list or index
-    /// (no configuration of its own: not one of ours).
-    async fn image(&self, t: &Target) -> Result<Option<(bounded::Fetched, serde_json::Value)>> {
+    /// The manifest `t` names, its config digest and the image's labels,
+    /// both read bounded; None when the registry lacks it, or it is a list
+    /// or index (no configuration of its own: not one of ours). Only the
+    /// labels are decoded: a deep image's configuration holds a long history.
+    async fn image(&self, t: &Target) -> Result<Option<Image>> {
         let tag = t.tag_or_digest();
         let read = async {
             let Some(manifest) = self
@@ -176,19 +217,27 @@ impl Registry {
             else {
                 return Ok(None);
             };
-            let json: serde_json::Value =
-                serde_json::from_slice(&manifest.body).unwrap_or_default();
-            let Some(config_digest) = json["config"]["digest"].as_str() else {
+            let Ok(Described {
+                config: Some(Descriptor { digest: config }),
+            }) = serde_json::from_slice(&manifest.body)
+            else {
                 return Ok(None);
             };
-            let Some(config) = self
-                .fetch(t, "blobs", config_digest, bounded::CONFIG_LIMIT)
+            let Some(blob) = self
+                .fetch(t, "blobs", &config, bounded::CONFIG_LIMIT)
                 .await?
             else {
                 return Ok(None);
             };
-            let config = serde_json::from_slice(&config.body).unwrap_or_default();
-            Ok(Some((manifest, config)))
+            let labels = serde_json::from_slice::<ImageConfig>(&blob.body)
+                .ok()
+                .and_then(|c| c.config?.labels)
+                .unwrap_or_default();
+            Ok(Some(Image {
+                manifest,
+                config,
+                labels,
+            }))
         };
         match tokio::time::timeout(TIMEOUT * 3, read).await {
             Ok(result) => result,
@@ -205,16 +254,15 @@ impl Registry {
     /// not exist or the image has no revision label.
     pub async fn revision(&self, reference: &str) -> Result<Option<(String, Option<i64>)>> {
         let t = Target::of(reference)?;
-        let Some((_, config)) = self.image(&t).await? else {
+        let Some(Image { labels, .. }) = self.image(&t).await? else {
             return Ok(None);
         };
-        let labels = &config["config"]["Labels"];
-        let time = labels[crate::git::COMMIT_TIME_LABEL]
-            .as_str()
+        let time = labels
+            .get(crate::git::COMMIT_TIME_LABEL)
             .and_then(|t| t.parse().ok());
-        Ok(labels["org.opencontainers.image.revision"]
-            .as_str()
-            .map(|rev| (rev.to_string(), time)))
+        Ok(labels
+            .get("org.opencontainers.image.revision")
+            .map(|rev| (rev.clone(), time)))
     }
 
     /// Point `target` at the manifest `source` points at, in the same
@@ -231,10 +279,10 @@ impl Registry {
         let moved = async {
             // Credentials (a push-scoped token where the registry uses
             // tokens) for the client's manifest put.
-            self.client
+            self.client()
                 .auth(&t.parsed, &t.auth, oci_client::RegistryOperation::Push)
                 .await?;
-            self.client
+            self.client()
                 .push_manifest_raw(&t.parsed, body, header(&kind))
                 .await?;
             Ok(digest)

@@ -32,9 +32,9 @@ impl Registry {
         let mut seen = std::collections::HashSet::new();
         let mut last: Option<String> = None;
         for page_number in 1.. {
-            let asked = self
-                .client
-                .list_tags(&t.parsed, &t.auth, Some(TAG_PAGE), last.as_deref());
+            let asked =
+                self.client()
+                    .list_tags(&t.parsed, &t.auth, Some(TAG_PAGE), last.as_deref());
             let Some(page) = t.answer(asked).await? else {
                 break;
             };

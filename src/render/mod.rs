@@ -529,7 +529,8 @@ fn referenced_templates(source: &str) -> Vec<String> {
         )
         .expect("valid regex")
     });
-    let lit = regex::Regex::new(r#"["']([^"']+)["']"#).expect("valid regex");
+    static LIT: std::sync::OnceLock<regex::Regex> = std::sync::OnceLock::new();
+    let lit = LIT.get_or_init(|| regex::Regex::new(r#"["']([^"']+)["']"#).expect("valid regex"));
     let mut out = Vec::new();
     for c in re.captures_iter(source) {
         if let Some(list) = c.get(1) {
