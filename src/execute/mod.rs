@@ -380,14 +380,17 @@ impl<'a> Scheduler<'a> {
     }
 
     /// Start ready items, highest priority first, each on the engine with
-    /// a free slot that holds most of its parents.
+    /// a free slot that holds most of its parents. An item whose engines
+    /// are all busy waits without holding back the items after it that
+    /// another engine can take (an arm64 build never idles the amd64 one).
     fn start_ready(&mut self) {
+        let mut waiting = Vec::new();
         while !self.stopping && self.place.any_free() {
             let Some(i) = self.next_ready() else { break };
             let item = &self.items[i];
             let Some(e) = self.place.choose(&item.parents, &item.request.platform) else {
-                self.ready(i);
-                break;
+                waiting.push(i);
+                continue;
             };
             self.place.start(i, e);
             self.set_state(i, State::Running);
@@ -435,6 +438,14 @@ impl<'a> Scheduler<'a> {
                 );
                 self.spawn_for(i, task);
             }
+        }
+        // Back where they were: first in line when a slot frees.
+        match self.opts.order {
+            Order::CriticalPath => waiting.into_iter().for_each(|i| self.ready(i)),
+            Order::Fifo => waiting
+                .into_iter()
+                .rev()
+                .for_each(|i| self.fifo.push_front(i)),
         }
     }
 

@@ -294,3 +294,53 @@ async fn every_engine_hanging_ends_the_run_with_all_lost() {
     assert_eq!(run.lost.len(), 2, "{:?}", run.lost);
     assert!(run.outcomes.iter().all(|o| o.status == Status::Cancelled));
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_busy_platform_never_idles_the_engine_of_another() {
+    // Two arm64 chains outrank one amd64 image on the critical path; the
+    // arm64 engine takes one build at a time. The amd64 engine must start
+    // its image at once, not after the arm64 builds ahead of it in line.
+    let on = |mut item: Item, platform: &str| {
+        item.request.platform = platform.into();
+        item
+    };
+    let jobs = [
+        on(job("a1", &[]), "linux/arm64"),
+        on(job("a2", &[0]), "linux/arm64"),
+        on(job("b1", &[]), "linux/arm64"),
+        on(job("b2", &[2]), "linux/arm64"),
+        on(job("c", &[]), "linux/amd64"),
+    ];
+    let slow = Step {
+        ms: Some(100),
+        ..Default::default()
+    };
+    let steps: Vec<(&str, Step)> = ["a1", "a2", "b1", "b2"]
+        .into_iter()
+        .map(|n| (n, slow.clone()))
+        .collect();
+    let for_platform = |name: &str, platform: &str| crate::engine::pool::Member {
+        platforms: vec![platform.into()],
+        ..member(name, Arc::new(SimEngine::new(script(&steps))), 1)
+    };
+    let pool = Pool {
+        members: vec![
+            for_platform("arm", "linux/arm64"),
+            for_platform("amd", "linux/amd64"),
+        ],
+    };
+    let mut rec = Record(Vec::new());
+    let started = tokio::time::Instant::now();
+    let run = execute_on(&jobs, pool, &opts(1), &mut rec, std::future::pending()).await;
+    assert!(run.outcomes.iter().all(|o| o.status == Status::Built));
+    assert_eq!(engines_of(&run), ["arm", "arm", "arm", "arm", "amd"]);
+    let c_done = rec.0.iter().position(|e| *e == ("c".into(), "built"));
+    let a1_done = rec.0.iter().position(|e| *e == ("a1".into(), "built"));
+    assert!(
+        c_done < a1_done,
+        "c waited behind arm64 builds: {:?}",
+        rec.0
+    );
+    // The arm64 engine's four builds in a row are the whole run.
+    assert!(started.elapsed() < Duration::from_millis(450));
+}
