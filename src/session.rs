@@ -138,10 +138,8 @@ impl Session {
         // The critical path weighs each image by its last build time here
         // (one small file each: read only when something is to be built).
         if plan.to_build().next().is_some() {
-            let repos = plan.items.iter();
-            opts.weights = history::expected_durations(
-                repos.map(|i| crate::reference::repository(&i.reference)),
-            );
+            let keys: Vec<String> = plan.items.iter().map(duration_key).collect();
+            opts.weights = history::expected_durations(keys.iter().map(String::as_str));
         }
         if self.engines.len() > 1 {
             display.progress.note(&format!(
@@ -346,8 +344,7 @@ impl Session {
                 history::remember(&item.fingerprint);
                 let ids = &self.scope.inputs[item.id].secrets;
                 crate::secrets::remember(&item.fingerprint.hash, ids, &item.request.secrets);
-                let repo = crate::reference::repository(&item.reference);
-                history::remember_duration(repo, o.duration.as_secs_f64());
+                history::remember_duration(&duration_key(item), o.duration.as_secs_f64());
             }
         }
     }
@@ -365,6 +362,17 @@ impl Drop for Session {
 
 /// The async runtime of a command (engines and registries are asked
 /// concurrently).
+/// What an image's last build time is kept under: its repository, and for
+/// a record of a multi-platform set its platform too (an emulated arm64
+/// build takes many times its amd64 twin's time).
+fn duration_key(item: &plan::Item) -> String {
+    let repository = crate::reference::repository(&item.reference);
+    match &item.index {
+        Some(part) => format!("{repository} {}", part.platform),
+        None => repository.to_string(),
+    }
+}
+
 pub fn runtime() -> Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
