@@ -115,23 +115,15 @@ pub async fn release(
                 error: None,
             };
             for r in item.release_refs() {
-                if let Some(commit) = commit {
-                    let race = match registry.revision(r).await {
-                        Ok(Some((published, at))) => commit.race(&published, at),
-                        Ok(None) => Race::Move(None),
-                        Err(e) => {
-                            done.error = Some(format!("cannot read `{r}`: {e}"));
-                            break;
-                        }
-                    };
-                    match race {
-                        Race::Keep(why) => {
-                            eprintln!("strata: kept `{r}`: {why}");
-                            done.kept.push(r.clone());
-                            continue;
-                        }
-                        Race::Move(Some(why)) => eprintln!("strata: moving `{r}`: {why}"),
-                        Race::Move(None) => {}
+                match may_move(registry, commit, r).await {
+                    Ok(true) => {}
+                    Ok(false) => {
+                        done.kept.push(r.clone());
+                        continue;
+                    }
+                    Err(e) => {
+                        done.error = Some(e);
+                        break;
                     }
                 }
                 match registry.copy_tag(&source, r).await {
@@ -152,11 +144,48 @@ pub async fn release(
         .await
 }
 
+/// The race rule for release reference `r` (none without a commit):
+/// whether it may move, the reason said on stderr when it has one; the
+/// error when the registry cannot say what `r` holds.
+async fn may_move(
+    registry: &Registry,
+    commit: Option<&Commit<'_>>,
+    r: &str,
+) -> Result<bool, String> {
+    let Some(commit) = commit else {
+        return Ok(true);
+    };
+    let race = match registry.revision(r).await {
+        Ok(Some((published, at))) => commit.race(&published, at),
+        Ok(None) => Race::Move(None),
+        Err(e) => return Err(format!("cannot read `{r}`: {e}")),
+    };
+    match race {
+        Race::Keep(why) => {
+            eprintln!("strata: kept `{r}`: {why}");
+            Ok(false)
+        }
+        Race::Move(why) => {
+            if let Some(why) = why {
+                eprintln!("strata: moving `{r}`: {why}");
+            }
+            Ok(true)
+        }
+    }
+}
+
 /// Write each image's index over its platforms' records (`Item::index`):
 /// only for an image whose every record is published (`published[i]`:
 /// its content tag is in the registry and its own tags moved); an image
-/// with a record that is not gets no index, and says so.
-pub async fn indexes(items: &[&Item], published: &[bool], registry: &Registry) -> Vec<Indexed> {
+/// with a record that is not gets no index, and says so. The race rule
+/// holds for each release reference as for a single image's (an index's
+/// commit is its platforms' images'), when `commit` is given.
+pub async fn indexes(
+    items: &[&Item],
+    published: &[bool],
+    registry: &Registry,
+    commit: Option<&Commit<'_>>,
+) -> Vec<Indexed> {
     let mut groups: Vec<(&str, Vec<usize>)> = Vec::new();
     for (i, item) in items.iter().enumerate() {
         let Some(part) = &item.index else { continue };
@@ -177,6 +206,7 @@ pub async fn indexes(items: &[&Item], published: &[bool], registry: &Registry) -
             digest: None,
             platforms,
             moved: Vec::new(),
+            kept: Vec::new(),
             error: None,
         };
         if let Some(&i) = members.iter().find(|&&i| !published[i]) {
@@ -197,11 +227,22 @@ pub async fn indexes(items: &[&Item], published: &[bool], registry: &Registry) -
                 ))
             })
             .collect();
-        let refs = members
+        let mut refs = Vec::new();
+        for r in members
             .first()
             .and_then(|&i| part(i))
-            .map(|p| p.refs.clone())
-            .unwrap_or_default();
+            .map_or(&[][..], |p| &p.refs)
+        {
+            match may_move(registry, commit, r).await {
+                Ok(true) => refs.push(r.clone()),
+                Ok(false) => done.kept.push(r.clone()),
+                Err(e) => done.error = Some(e),
+            }
+        }
+        if done.error.is_some() || refs.is_empty() {
+            out.push(done);
+            continue;
+        }
         match registry.put_index(&refs, &parts).await {
             Ok(digest) => {
                 done.digest = Some(digest);

@@ -189,7 +189,7 @@ impl Session {
         // `publish: each`: an image's index once all its platforms moved.
         if s.publish == Publish::Each && s.push {
             let published: Vec<bool> = run.outcomes.iter().map(|o| !o.pushed.is_empty()).collect();
-            run.indexes = self.block_on(publish::indexes(&items, &published, registry));
+            run.indexes = self.block_on(publish::indexes(&items, &published, registry, None));
             return;
         }
         if s.publish != Publish::Set || !run.publishable(plan.items.len()) {
@@ -207,7 +207,8 @@ impl Session {
                 o.error = Some(e);
             }
         }
-        run.indexes = self.block_on(publish::indexes(&items, &published, registry));
+        let work = publish::indexes(&items, &published, registry, commit.as_ref());
+        run.indexes = self.block_on(work);
         for ix in run.indexes.iter().filter(|ix| ix.error.is_some()) {
             for (item, o) in plan.items.iter().zip(run.outcomes.iter_mut()) {
                 if item.index.as_ref().is_some_and(|p| p.image == ix.image) {
@@ -231,7 +232,8 @@ impl Session {
         let commit = publish::Commit::head(&self.scope.loaded.tree.root, s.keep_on_unknown);
         let done = self.block_on(publish::release(&items, registry, commit.as_ref()));
         let published: Vec<bool> = done.iter().map(|d| d.error.is_none()).collect();
-        let indexes = self.block_on(publish::indexes(&items, &published, registry));
+        let work = publish::indexes(&items, &published, registry, commit.as_ref());
+        let indexes = self.block_on(work);
         Ok((done, indexes))
     }
 

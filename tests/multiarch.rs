@@ -360,3 +360,59 @@ fn a_platform_failing_for_one_image_moves_no_release_tag() {
     );
     assert_ne!(skopeo_raw(&r, &format!("{}/app:latest", ns.0)), after[1]);
 }
+
+#[test]
+fn an_older_commit_never_takes_an_index_from_a_newer_one() {
+    let Some((r, config)) = ready() else { return };
+    let ns = Namespace::new("multiarch-race");
+    let t = tree(&r, &ns, "");
+    let dir = t.path();
+    t.write(".gitignore", "*.json\n");
+    crate::common::git(dir, &["init", "-q", "-b", "main"]);
+    crate::common::git(dir, &["add", "."]);
+    crate::common::git(dir, &["commit", "-q", "-m", "old"]);
+    let old = crate::common::git(dir, &["rev-parse", "HEAD"]);
+    let app = t.read("images/app/Dockerfile.j2") + "RUN echo new > /new\n";
+    t.write("images/app/Dockerfile.j2", &app);
+    crate::common::git(dir, &["commit", "-q", "-am", "new"]);
+    let new = crate::common::git(dir, &["rev-parse", "--short", "HEAD"]);
+    let strata = |args: &[&str]| {
+        let out = run(&t, &config, args);
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stderr).to_string()
+    };
+    // The newer commit publishes first; then the older one finishes last.
+    strata(&["build", "--push"]);
+    let index = |image: &str| skopeo_raw(&r, &format!("{}/{image}:latest", ns.0));
+    let newer = index("app").expect("the newer commit's index");
+    crate::common::git(dir, &["reset", "-q", "--hard", &old]);
+    let err = strata(&["build", "--push", "--summary", "older.json"]);
+    assert!(
+        err.contains(&format!("kept `{}/{}/app:latest`", r.host, ns.0))
+            && err.contains(&format!("a newer commit ({new}")),
+        "{err}"
+    );
+    assert_eq!(index("app").as_ref(), Some(&newer), "the index was kept");
+    let summary: serde_json::Value = serde_json::from_str(&t.read("older.json")).unwrap();
+    let app_index = summary["indexes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["image"] == "app")
+        .cloned()
+        .unwrap();
+    assert_eq!(
+        app_index["kept"][0],
+        format!("{}/{}/app:latest", r.host, ns.0),
+        "{summary}"
+    );
+    assert!(
+        app_index["moved"].as_array().unwrap().is_empty(),
+        "{summary}"
+    );
+}

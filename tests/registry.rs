@@ -4,7 +4,7 @@
 //! all together or not at all.
 
 use crate::common::engine::{self, Namespace, BASE_IMAGE};
-use crate::common::TestTree;
+use crate::common::{git, git_at, TestTree};
 use crate::push::{docker_config, manifest_digest, registry, Registry};
 use std::collections::BTreeMap;
 
@@ -339,36 +339,6 @@ fn a_base_from_the_registry_is_known_by_its_digest_on_a_fresh_worker() {
     for n in ALL {
         assert_eq!(again[n]["status"], "up-to-date", "{n}: {err}");
     }
-}
-
-/// `git -C dir ARGS`, which must succeed; its stdout.
-fn git(dir: &std::path::Path, args: &[&str]) -> String {
-    git_at(dir, args, None)
-}
-
-/// `git -C dir ARGS` with author and committer time `date`, when given.
-fn git_at(dir: &std::path::Path, args: &[&str], date: Option<&str>) -> String {
-    let mut cmd = std::process::Command::new("git");
-    if let Some(date) = date {
-        cmd.env("GIT_AUTHOR_DATE", date)
-            .env("GIT_COMMITTER_DATE", date);
-    }
-    let out = cmd
-        .arg("-C")
-        .arg(dir)
-        .args(args)
-        .env("GIT_AUTHOR_NAME", "t")
-        .env("GIT_AUTHOR_EMAIL", "t@example.invalid")
-        .env("GIT_COMMITTER_NAME", "t")
-        .env("GIT_COMMITTER_EMAIL", "t@example.invalid")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "git {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
 #[test]

@@ -171,6 +171,9 @@ pub struct Indexed {
     pub platforms: Vec<String>,
     /// The references now pointing at it.
     pub moved: Vec<String>,
+    /// Release references kept on a newer commit's index (the race rule).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub kept: Vec<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
 }

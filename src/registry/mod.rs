@@ -54,6 +54,8 @@ struct Image {
 #[derive(serde::Deserialize)]
 struct Described {
     config: Option<Descriptor>,
+    /// An index's (or manifest list's) manifests.
+    manifests: Option<Vec<Descriptor>>,
 }
 
 #[derive(serde::Deserialize)]
@@ -170,7 +172,7 @@ impl Registry {
     /// registry cannot be reached or refuses the credentials.
     pub async fn published(&self, content_ref: &str, fp: &str) -> Result<Option<String>> {
         let t = Target::of(content_ref)?;
-        let Some(image) = self.image(&t).await? else {
+        let Some(image) = self.image(&t, false).await? else {
             return Ok(None);
         };
         if image
@@ -206,9 +208,10 @@ impl Registry {
 
     /// The manifest `t` names, its config digest and the image's labels,
     /// both read bounded; None when the registry lacks it, or it is a list
-    /// or index (no configuration of its own: not one of ours). Only the
-    /// labels are decoded: a deep image's configuration holds a long history.
-    async fn image(&self, t: &Target) -> Result<Option<Image>> {
+    /// or index (no configuration of its own: not one of ours), unless
+    /// `through_index`: then its first manifest's. Only the labels are
+    /// decoded: a deep image's configuration holds a long history.
+    async fn image(&self, t: &Target, through_index: bool) -> Result<Option<Image>> {
         let tag = t.tag_or_digest();
         let read = async {
             let Some(manifest) = self
@@ -217,11 +220,23 @@ impl Registry {
             else {
                 return Ok(None);
             };
-            let Ok(Described {
-                config: Some(Descriptor { digest: config }),
-            }) = serde_json::from_slice(&manifest.body)
-            else {
-                return Ok(None);
+            let config = match serde_json::from_slice(&manifest.body) {
+                Ok(Described {
+                    config: Some(Descriptor { digest }),
+                    ..
+                }) => digest,
+                Ok(Described {
+                    manifests: Some(list),
+                    ..
+                }) if through_index && !list.is_empty() => {
+                    let first = Target {
+                        parsed: t.parsed.clone_with_digest(list[0].digest.clone()),
+                        host: t.host.clone(),
+                        auth: t.auth.clone(),
+                    };
+                    return Box::pin(self.image(&first, false)).await;
+                }
+                _ => return Ok(None),
             };
             let Some(blob) = self
                 .fetch(t, "blobs", &config, bounded::CONFIG_LIMIT)
@@ -251,10 +266,11 @@ impl Registry {
     /// The commit the image at `reference` was built from (its
     /// `org.opencontainers.image.revision` label) and that commit's time
     /// (`io.strata.commit-time`, when recorded); None when the tag does
-    /// not exist or the image has no revision label.
+    /// not exist or the image has no revision label. For an index, its
+    /// first platform's image's (a set's platforms share one commit).
     pub async fn revision(&self, reference: &str) -> Result<Option<(String, Option<i64>)>> {
         let t = Target::of(reference)?;
-        let Some(Image { labels, .. }) = self.image(&t).await? else {
+        let Some(Image { labels, .. }) = self.image(&t, true).await? else {
             return Ok(None);
         };
         let time = labels

@@ -282,3 +282,33 @@ pub fn sh(dir: &std::path::Path, cmd: &str) -> String {
     );
     String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
+
+/// `git -C dir ARGS`, which must succeed; its stdout.
+pub fn git(dir: &std::path::Path, args: &[&str]) -> String {
+    git_at(dir, args, None)
+}
+
+/// `git -C dir ARGS` with author and committer time `date`, when given.
+pub fn git_at(dir: &std::path::Path, args: &[&str], date: Option<&str>) -> String {
+    let mut cmd = std::process::Command::new("git");
+    if let Some(date) = date {
+        cmd.env("GIT_AUTHOR_DATE", date)
+            .env("GIT_COMMITTER_DATE", date);
+    }
+    let out = cmd
+        .arg("-C")
+        .arg(dir)
+        .args(args)
+        .env("GIT_AUTHOR_NAME", "t")
+        .env("GIT_AUTHOR_EMAIL", "t@example.invalid")
+        .env("GIT_COMMITTER_NAME", "t")
+        .env("GIT_COMMITTER_EMAIL", "t@example.invalid")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
