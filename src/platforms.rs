@@ -93,11 +93,11 @@ pub fn expand(tree: &mut Tree, images: Vec<Image>) -> Result<Vec<Image>> {
     Ok(out)
 }
 
-/// Point the `FROM` lines of each record that name a tree image literally
-/// (`FROM {{ namespace }}/base:{{ tag }}`, as Kolla's templates do, instead
-/// of `image_ref`) at that image's record of the same platform: its tag
-/// gets the record's `-<arch>`. `texts` (the rendered Dockerfiles) are
-/// index-aligned with `images`.
+/// Point the `FROM` lines and `COPY --from=` flags of each record that name
+/// a tree image literally (`FROM {{ namespace }}/base:{{ tag }}`, as Kolla's
+/// templates do, instead of `image_ref`) at that image's record of the same
+/// platform: its tag gets the record's `-<arch>`. `texts` (the rendered
+/// Dockerfiles) are index-aligned with `images`.
 pub fn retarget<'a>(
     config: &Config,
     images: &[Image],
@@ -119,7 +119,10 @@ pub fn retarget<'a>(
     if released.is_empty() {
         return;
     }
-    let from = regex::Regex::new(r"(?im)^(\s*FROM\s+(?:--\S+\s+)*)(\S+)").expect("a valid pattern");
+    let from = regex::Regex::new(
+        r"(?im)^(\s*FROM\s+(?:--\S+\s+)*|\s*COPY\s+(?:--\S+\s+)*?--from=)([^\s=]+)(\s|$)",
+    )
+    .expect("a valid pattern");
     for (image, text) in images.iter().zip(texts) {
         let Some(platform) = image
             .spec
@@ -134,7 +137,7 @@ pub fn retarget<'a>(
             match released.contains(&short(named)) {
                 true => {
                     let (repo, tag) = split_tag(named);
-                    format!("{}{repo}:{tag}-{}", &c[1], suffix(platform))
+                    format!("{}{repo}:{tag}-{}{}", &c[1], suffix(platform), &c[3])
                 }
                 false => c[0].to_string(),
             }

@@ -133,7 +133,8 @@ fn a_two_platform_set_publishes_one_index_per_image_and_reuses_per_platform() {
     // FROM is pointed at the parent's record of its platform.
     t.write(
         "images/lit/Dockerfile.j2",
-        "FROM {{ registry }}/{{ namespace }}/base:{{ tag }}\nRUN cat /rendered > /lit\n",
+        "FROM {{ registry }}/{{ namespace }}/base:{{ tag }}\nRUN cat /rendered > /lit\n\
+         COPY --from={{ registry }}/{{ namespace }}/base:{{ tag }} /uname /base-uname\n",
     );
     let strata = |args: &[&str]| run(&t, &config, args);
     // Rendered per platform: `arch` differs, the parent is of the same platform.
@@ -142,6 +143,16 @@ fn a_two_platform_set_publishes_one_index_per_image_and_reuses_per_platform() {
         rendered.contains(&format!("FROM {}/{}/base:latest-arm64", r.host, ns.0)),
         "{rendered}"
     );
+    let lit = t.run(&["render", "lit"]).expect(0).stdout;
+    for arch in ["amd64", "arm64"] {
+        let parent = format!("{}/{}/base:latest-{arch}", r.host, ns.0);
+        for line in [
+            format!("FROM {parent}\n"),
+            format!("COPY --from={parent} /uname"),
+        ] {
+            assert!(lit.contains(&line), "{lit}");
+        }
+    }
     let list = t.run(&["list"]).expect(0).stdout;
     for record in [
         "base@amd64",
@@ -245,6 +256,12 @@ fn a_two_platform_set_publishes_one_index_per_image_and_reuses_per_platform() {
         engine::layers(&format!("{}/{}/app:latest-arm64", r.host, ns.0)),
     );
     assert_eq!(&child[..parent.len()], &parent[..]);
+    // Files copied from a parent named literally come from its platform's image.
+    let lit_arm = format!("{}/{}/lit:latest-arm64", r.host, ns.0);
+    assert_eq!(
+        engine::run_in(&lit_arm, &["cat", "/base-uname"]).trim(),
+        "aarch64"
+    );
     // A fresh worker: every record is up to date by its content tag.
     ns.clear();
     let _ = Command::new("docker").args(["rmi", &pinned]).output();
