@@ -80,6 +80,8 @@ pub struct IndexPart {
     pub image: String,
     pub platform: String,
     pub refs: Vec<String>,
+    /// Every platform of the image (its index names them all).
+    pub all: Vec<String>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -449,6 +451,7 @@ pub fn requests(
                 image: of.clone(),
                 platform: image.spec.platform.clone().unwrap_or_default(),
                 refs,
+                all: image.spec.platforms.clone(),
             });
             item.extra_tags.clear();
         } else if let Some(written) = &image.reference {

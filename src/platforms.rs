@@ -7,7 +7,8 @@
 //! has its own fingerprint, plan row, content tag, parents of the same
 //! platform (`image_ref` resolves within the platform), engine, tests and
 //! summary row. `publish` then writes each image's release tags as one
-//! index of its platforms. A set of one platform is left as it is.
+//! index of its platforms. A set of one platform is left as it is;
+//! `--platform` naming some of a set's platforms builds only their records.
 
 use crate::config::{Config, Tree};
 use crate::discover::Image;
@@ -39,6 +40,31 @@ pub fn of(config: &Config) -> Vec<String> {
     }
 }
 
+/// `--platform` (`build.platform`) over a set whose `platforms:` lists
+/// more: the platforms this run builds, each one of the set's; None when
+/// it names no narrower list. A run so narrowed builds and tags those
+/// records and writes no index (an index names every platform of its image).
+pub fn narrowed(config: &Config) -> Result<Option<Vec<String>>> {
+    if config.platforms.is_empty() || config.build.platform.trim().is_empty() {
+        return Ok(None);
+    }
+    let mut asked: Vec<String> = Vec::new();
+    for p in config.build.platform.split(',').map(str::trim) {
+        if p.is_empty() || asked.iter().any(|a| a == p) {
+            continue;
+        }
+        if !config.platforms.iter().any(|s| s == p) {
+            return Err(Error::input(format!(
+                "--platform `{p}` is not one of the set's platforms ({})",
+                config.platforms.join(", ")
+            ))
+            .help("give platforms listed under `platforms:` in strata.yaml, or add it there"));
+        }
+        asked.push(p.to_string());
+    }
+    Ok((asked.len() < of(config).len()).then_some(asked))
+}
+
 /// The part of a record's name after `@`: `arm64`, `arm-v7`, `windows-amd64`.
 pub fn suffix(platform: &str) -> String {
     let mut parts: Vec<&str> = platform.split('/').collect();
@@ -59,6 +85,7 @@ pub fn expand(tree: &mut Tree, images: Vec<Image>) -> Result<Vec<Image>> {
     if platforms.is_empty() {
         return Ok(images);
     }
+    let only = narrowed(&tree.config)?.unwrap_or_else(|| platforms.clone());
     // The records carry their platform; the set's is no single one.
     tree.config.build.platform.clear();
     let config = &tree.config;
@@ -79,10 +106,17 @@ pub fn expand(tree: &mut Tree, images: Vec<Image>) -> Result<Vec<Image>> {
         }
         let reference = image.reference(config);
         let (repository, tag) = split_tag(&reference);
-        for p in platforms.iter().filter(|p| own.contains(p)) {
+        let own: Vec<String> = platforms
+            .iter()
+            .filter(|p| own.contains(p))
+            .cloned()
+            .collect();
+        for p in own.iter().filter(|p| only.contains(p)) {
             let mut record = image.clone();
             record.name = record_name(&image.name, p);
             record.spec.platform = Some(p.clone());
+            // Every platform of the image: the index names them all.
+            record.spec.platforms = own.clone();
             // The release tags are the image's: one index over its platforms.
             record.spec.platform_of = Some(image.name.clone());
             record.spec.release_reference = Some(reference.clone());
@@ -180,5 +214,25 @@ mod tests {
         assert_eq!(of(&c), ["linux/amd64", "linux/arm64"]);
         c.platforms = vec!["linux/arm64".into(), "linux/arm64".into()];
         assert!(of(&c).is_empty());
+    }
+
+    #[test]
+    fn platform_narrows_a_set_to_platforms_of_its_own() {
+        let mut c = Config {
+            platforms: vec!["linux/amd64".into(), "linux/arm64".into()],
+            ..Config::default()
+        };
+        assert_eq!(narrowed(&c).unwrap(), None);
+        c.build.platform = "linux/arm64".into();
+        assert_eq!(narrowed(&c).unwrap(), Some(vec!["linux/arm64".to_string()]));
+        c.build.platform = "linux/arm64,linux/amd64".into();
+        assert_eq!(narrowed(&c).unwrap(), None, "the whole set");
+        c.build.platform = "linux/s390x".into();
+        let e = narrowed(&c).unwrap_err();
+        assert!(
+            e.message.contains("`linux/s390x` is not one of the set's"),
+            "{}",
+            e.message
+        );
     }
 }

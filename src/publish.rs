@@ -209,6 +209,15 @@ pub async fn indexes(
             kept: Vec::new(),
             error: None,
         };
+        let all = members.first().and_then(|&i| part(i)).map(|p| &p.all);
+        if all.is_some_and(|all| all.len() > done.platforms.len()) {
+            eprintln!(
+                "strata: no index written for `{image}`: this run has {} of its platforms ({}); a run over all of them writes it",
+                done.platforms.join(", "),
+                all.map(|a| a.join(", ")).unwrap_or_default()
+            );
+            continue;
+        }
         if let Some(&i) = members.iter().find(|&&i| !published[i]) {
             done.error = Some(format!(
                 "`{}` is not published: no index was written",

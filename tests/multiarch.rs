@@ -276,6 +276,26 @@ fn a_two_platform_set_publishes_one_index_per_image_and_reuses_per_platform() {
         String::from_utf8_lossy(&again.stderr)
     );
     assert!(built(&t, "again.json").is_empty());
+    // `--platform` narrows the set to its records of that platform; a push
+    // then moves their own tags and writes no index of one platform.
+    let app_index = platforms(&r, &format!("{}/app:latest", ns.0));
+    let arm = strata(&["plan", "--json", "--platform", "linux/arm64"]);
+    let arm: serde_json::Value = serde_json::from_slice(&arm.stdout).unwrap();
+    let names: BTreeSet<&str> = arm
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        BTreeSet::from(["app@arm64", "base@arm64", "lit@arm64"])
+    );
+    let pushed = strata(&["build", "--push", "--platform", "linux/arm64"]);
+    let err = String::from_utf8_lossy(&pushed.stderr);
+    assert_eq!(pushed.status.code(), Some(0), "{err}");
+    assert!(err.contains("no index written for `app`"), "{err}");
+    assert_eq!(platforms(&r, &format!("{}/app:latest", ns.0)), app_index);
     // An arm64-only value rebuilds the arm64 records only.
     let yaml = t.read("strata.yaml").replace(
         &format!("base_image: '{ARM64_BASE}'"),
