@@ -6,11 +6,13 @@
 //!    requests (each record's content-tag manifest, then its config blob;
 //!    64 records at once, as strata asks) made by a minimal client with one
 //!    connection pool. Then the same through the htpasswd registry (one
-//!    bcrypt check per request). Medians of 5.
-//! 2. The sample set for both platforms on a pool of two engines (both
-//!    listed for both platforms; arm64 emulated) against two one-platform
-//!    runs back to back on the same pool, `--force --no-cache --no-tests`,
-//!    medians of 3 rounds.
+//!    bcrypt check per request). Then one platform's no-op beside its
+//!    floor. Medians of 5.
+//! 2. The sample set for both platforms on a pool of two engines against
+//!    two one-platform runs back to back on the same pool, `--force
+//!    --no-cache --no-tests`, medians of 3 rounds; arm64 emulated. Twice:
+//!    one engine per platform (bashbrew's shape: each architecture on its
+//!    own builders), then both engines listed for both platforms.
 //!
 //! Needs ci/setup.sh (registries, pool engines, arm64 base, binfmt).
 //! Run: `cargo bench --bench multiarch [-- noop|pool]`.
@@ -136,37 +138,52 @@ fn noop() {
         .output()
         .unwrap();
     let plan: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    let tags: Vec<(String, String)> = plan
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|i| {
-            let name = i["name"].as_str().unwrap();
-            let repo = name.split('@').next().unwrap().to_string();
-            let fp = i["fingerprint"].as_str().unwrap();
-            (repo, format!("fp-{}", &fp[..24]))
-        })
-        .collect();
+    let tags_of = |platform: Option<&str>| -> Vec<(String, String)> {
+        plan.as_array()
+            .unwrap()
+            .iter()
+            .filter(|i| platform.is_none_or(|p| i["platform"] == p))
+            .map(|i| {
+                let name = i["name"].as_str().unwrap();
+                let repo = name.split('@').next().unwrap().to_string();
+                let fp = i["fingerprint"].as_str().unwrap();
+                (repo, format!("fp-{}", &fp[..24]))
+            })
+            .collect()
+    };
+    let tags = tags_of(None);
     assert_eq!(
         tags.len(),
         2 * N,
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let run = |registry: &str| -> Duration {
+    let run = |registry: &str, platform: &str| -> Duration {
         clear_engine(ns);
         let set = format!("registry={registry}");
         strata(
             dir.path(),
             cfg,
-            &["--set", &set, "build", "--progress", "quiet"],
+            &[
+                "--set",
+                &set,
+                "build",
+                "--platform",
+                platform,
+                "--progress",
+                "quiet",
+            ],
         )
     };
-    let open_runs: Vec<Duration> = (0..5).map(|_| run(&open)).collect();
-    let auth_runs: Vec<Duration> = (0..5).map(|_| run(&auth)).collect();
+    let both = "linux/amd64,linux/arm64";
+    let open_runs: Vec<Duration> = (0..5).map(|_| run(&open, both)).collect();
+    let auth_runs: Vec<Duration> = (0..5).map(|_| run(&auth, both)).collect();
+    let one_runs: Vec<Duration> = (0..5).map(|_| run(&open, "linux/amd64")).collect();
+    let floor_one = floor(&open, ns, &tags_of(Some("linux/amd64")));
     let floor = floor(&open, ns, &tags);
     let ms = |d: Duration| d.as_secs_f64() * 1e3;
     let (o, a) = (common::median(open_runs), common::median(auth_runs));
+    let one = common::median(one_runs);
     println!(
         "fresh-worker no-op build, {N} images x 2 platforms = {} records, medians of 5:",
         2 * N
@@ -182,12 +199,20 @@ fn noop() {
         "  strata, htpasswd registry             {:6.0} ms   (2 requests per record)",
         ms(a)
     );
+    println!("the same, one platform (--platform linux/amd64, {N} records):");
+    println!("  strata, open registry                 {:6.0} ms", ms(one));
+    println!(
+        "  the registry's floor (same {} requests) {:6.0} ms   strata / floor {:.2}",
+        2 * N,
+        ms(floor_one),
+        one.as_secs_f64() / floor_one.as_secs_f64()
+    );
     clear_engine(ns);
 }
 
-fn pool() {
-    let engines = common::setting("STRATA_TEST_POOL_ENGINES");
-    let hosts: Vec<&str> = engines.split_whitespace().collect();
+/// The sample set both ways on a pool of two engines whose `engines:`
+/// entries `shape` writes (from the two hosts); medians of 3 rounds.
+fn pool_as(label: &str, hosts: &[&str], shape: &dyn Fn(&str, &str) -> String) {
     let open = common::setting("STRATA_TEST_OPEN_REGISTRY");
     let config = tempfile::tempdir().unwrap();
     std::fs::write(config.path().join("config.json"), "{}").unwrap();
@@ -200,10 +225,8 @@ fn pool() {
         .replace("registry: \"\"", &format!("registry: '{open}'"))
         .replace("namespace: strata", &format!("namespace: {ns}"))
         + &format!(
-            "platform_vars: {{linux/arm64: {{base_image: '{ARM64_BASE}'}}}}\n\
-             engines: [{{host: '{}', jobs: 2, platforms: [linux/amd64, linux/arm64]}}, \
-             {{host: '{}', jobs: 2, platforms: [linux/amd64, linux/arm64]}}]\n",
-            hosts[0], hosts[1]
+            "platform_vars: {{linux/arm64: {{base_image: '{ARM64_BASE}'}}}}\nengines: [{}]\n",
+            shape(hosts[0], hosts[1])
         );
     std::fs::write(&yaml, text).unwrap();
     let cfg = config.path();
@@ -230,7 +253,7 @@ fn pool() {
         apart.push(build("linux/amd64") + build("linux/arm64"));
     }
     let (s, a) = (common::median(set), common::median(apart));
-    println!("sample set (13 images) on 2 engines, --force --no-cache --no-tests, medians of 3:");
+    println!("sample set (13 images) on 2 engines, {label}; --force --no-cache --no-tests, medians of 3:");
     println!(
         "  both platforms in one set          {:6.1} s",
         s.as_secs_f64()
@@ -243,12 +266,29 @@ fn pool() {
         "  set / two runs                     {:6.2}",
         s.as_secs_f64() / a.as_secs_f64()
     );
-    for h in &hosts {
+    for h in hosts {
         let script = format!(
             "docker -H {h} images --format '{{{{.Repository}}}}:{{{{.Tag}}}}' | grep '/{ns}/' | grep -v '<none>' | xargs -r docker -H {h} rmi -f >/dev/null"
         );
         let _ = Command::new("sh").arg("-c").arg(script).status();
     }
+}
+
+fn pool() {
+    let engines = common::setting("STRATA_TEST_POOL_ENGINES");
+    let hosts: Vec<&str> = engines.split_whitespace().collect();
+    pool_as("one engine per platform", &hosts, &|a, b| {
+        format!(
+            "{{host: '{a}', jobs: 2, platforms: [linux/amd64]}}, \
+             {{host: '{b}', jobs: 2, platforms: [linux/arm64]}}"
+        )
+    });
+    pool_as("both listed for both platforms", &hosts, &|a, b| {
+        format!(
+            "{{host: '{a}', jobs: 2, platforms: [linux/amd64, linux/arm64]}}, \
+             {{host: '{b}', jobs: 2, platforms: [linux/amd64, linux/arm64]}}"
+        )
+    });
 }
 
 fn main() {
