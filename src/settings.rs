@@ -21,7 +21,10 @@ pub struct InputFlags {
     /// A build arg for every image (repeatable); overrides `build.args`.
     #[arg(long = "build-arg", value_name = "KEY=VALUE", value_parser = key_value)]
     build_args: Vec<String>,
-    /// The platform to build for, e.g. `linux/amd64` (one); overrides `build.platform`.
+    /// The platform to build for, e.g. `linux/amd64`; several
+    /// (`linux/amd64,linux/arm64`) make a multi-platform set; on a set
+    /// with `platforms:`, those of its platforms only (no index written).
+    /// Overrides `build.platform`.
     #[arg(long, value_name = "OS/ARCH")]
     platform: Option<String>,
     /// The stage to build in the images that have one of that name and no
