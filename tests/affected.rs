@@ -1,7 +1,6 @@
 //! `strata affected PATH...` and `--since REV`: which images a change touches.
 
 use crate::common::TestTree;
-use std::process::Command;
 
 fn affected(t: &TestTree, paths: &[&str]) -> Vec<String> {
     let mut args = vec!["affected", "--json"];
@@ -69,30 +68,10 @@ fn paths_map_to_images_and_their_descendants() {
 fn since_selects_what_changed_in_git() {
     let t = tree();
     t.write("sim.yaml", "default_ms: 1\n");
-    let git = |args: &[&str]| {
-        let out = Command::new("git")
-            .arg("-C")
-            .arg(t.path())
-            .args(args)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "git {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    };
+    let git = |args: &[&str]| crate::common::git(t.path(), args);
     git(&["init", "-q"]);
-    git(&["-c", "user.name=t", "-c", "user.email=t@t", "add", "."]);
-    git(&[
-        "-c",
-        "user.name=t",
-        "-c",
-        "user.email=t@t",
-        "commit",
-        "-qm",
-        "init",
-    ]);
+    git(&["add", "."]);
+    git(&["commit", "-qm", "init"]);
     let plan = |extra: &[&str]| -> Vec<String> {
         let mut args = vec!["plan", "--json", "--engine", "sim:sim.yaml"];
         args.extend(extra);
