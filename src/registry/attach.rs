@@ -115,25 +115,12 @@ impl Registry {
         list.retain(|m| m["digest"] != descriptor["digest"]);
         list.push(descriptor);
         let body = serde_json::to_vec(&index).unwrap_or_default();
-        let moved = async {
-            self.client()
-                .auth(
-                    &index_t.parsed,
-                    &index_t.auth,
-                    oci_client::RegistryOperation::Push,
-                )
-                .await?;
-            self.client()
-                .push_manifest_raw(&index_t.parsed, body, header(OCI_INDEX))
-                .await?;
-            Ok(())
-        };
-        index_t.answer(moved).await?.ok_or_else(|| {
+        self.put_manifest(&index_t, body, OCI_INDEX, || {
             Error::engine(format!(
                 "the registry refused the referrers index `{tag}` of `{repo}`"
             ))
-        })?;
-        Ok(())
+        })
+        .await
     }
 
     /// The referrers API's index of `subject`, None when the registry has

@@ -2,7 +2,7 @@
 //! naming each platform's manifest by digest with its platform, written at
 //! every release reference of the image.
 
-use super::{header, Registry, Target};
+use super::{Registry, Target};
 use crate::error::{Error, Result};
 
 impl Registry {
@@ -38,24 +38,13 @@ impl Registry {
         let digest = format!("sha256:{:x}", <sha2::Sha256 as sha2::Digest>::digest(&body));
         for target in targets {
             let t = Target::of(target)?;
-            let put = async {
-                self.client()
-                    .auth(&t.parsed, &t.auth, oci_client::RegistryOperation::Push)
-                    .await?;
-                self.client()
-                    .push_manifest_raw(
-                        &t.parsed,
-                        body.clone(),
-                        header("application/vnd.oci.image.index.v1+json"),
-                    )
-                    .await?;
-                Ok(())
-            };
-            t.answer(put).await?.ok_or_else(|| {
+            let index_type = "application/vnd.oci.image.index.v1+json";
+            self.put_manifest(&t, body.clone(), index_type, || {
                 Error::engine(format!(
                     "the registry refused the image index for `{target}`"
                 ))
-            })?;
+            })
+            .await?;
         }
         Ok(digest)
     }

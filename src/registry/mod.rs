@@ -292,22 +292,35 @@ impl Registry {
             }
             e
         })?;
-        let moved = async {
-            // Credentials (a push-scoped token where the registry uses
-            // tokens) for the client's manifest put.
-            self.client()
-                .auth(&t.parsed, &t.auth, oci_client::RegistryOperation::Push)
-                .await?;
-            self.client()
-                .push_manifest_raw(&t.parsed, body, header(&kind))
-                .await?;
-            Ok(digest)
-        };
-        t.answer(moved).await?.ok_or_else(|| {
+        self.put_manifest(&t, body, &kind, || {
             Error::engine(format!(
                 "cannot point `{target}` at `{source}`: the registry refused the manifest"
             ))
         })
+        .await?;
+        Ok(digest)
+    }
+
+    /// Put `body` (of media type `kind`) as the manifest `t` names, with
+    /// push-scoped credentials (a token where the registry uses tokens);
+    /// `refused()` is the error when the registry does not take it.
+    async fn put_manifest(
+        &self,
+        t: &Target,
+        body: impl Into<bytes::Bytes>,
+        kind: &str,
+        refused: impl FnOnce() -> Error,
+    ) -> Result<()> {
+        let put = async {
+            self.client()
+                .auth(&t.parsed, &t.auth, oci_client::RegistryOperation::Push)
+                .await?;
+            self.client()
+                .push_manifest_raw(&t.parsed, body, header(kind))
+                .await?;
+            Ok(())
+        };
+        t.answer(put).await?.ok_or_else(refused)
     }
 
     /// Before a `--push` run: every registry among `refs` answers and takes
