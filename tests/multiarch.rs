@@ -116,6 +116,14 @@ fn run(t: &TestTree, config: &tempfile::TempDir, args: &[&str]) -> std::process:
         .unwrap()
 }
 
+/// `strata ARGS` as `run`, which must exit 0; its stderr.
+fn run_ok(t: &TestTree, config: &tempfile::TempDir, args: &[&str]) -> String {
+    let out = run(t, config, args);
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    assert_eq!(out.status.code(), Some(0), "strata {args:?}: {stderr}");
+    stderr
+}
+
 fn built(t: &TestTree, file: &str) -> BTreeSet<String> {
     statuses(t, file)
         .into_iter()
@@ -187,12 +195,10 @@ fn a_two_platform_set_publishes_one_index_per_image_and_reuses_per_platform() {
         "images/base/arch.yaml",
         "schemaVersion: 2.0.0\ncommandTests:\n  - name: machine\n    command: cat\n    args: [/uname]\n    expectedOutput: ['(?m)^(x86_64|aarch64)$']\n",
     );
-    let out = strata(&["build", "--push", "--summary", "s.json", "--junit", "j.xml"]);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    run_ok(
+        &t,
+        &config,
+        &["build", "--push", "--summary", "s.json", "--junit", "j.xml"],
     );
     assert_eq!(built(&t, "s.json").len(), 6);
     let junit = t.read("j.xml");
@@ -268,13 +274,7 @@ fn a_two_platform_set_publishes_one_index_per_image_and_reuses_per_platform() {
     let plan = strata(&["plan"]);
     let plan_out = String::from_utf8_lossy(&plan.stdout).to_string();
     assert!(plan_out.contains("0 to build"), "{plan_out}");
-    let again = strata(&["build", "--push", "--summary", "again.json"]);
-    assert_eq!(
-        again.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&again.stderr)
-    );
+    run_ok(&t, &config, &["build", "--push", "--summary", "again.json"]);
     assert!(built(&t, "again.json").is_empty());
     // `--platform` narrows the set to its records of that platform; a push
     // then moves their own tags and writes no index of one platform.
@@ -291,9 +291,11 @@ fn a_two_platform_set_publishes_one_index_per_image_and_reuses_per_platform() {
         names,
         BTreeSet::from(["app@arm64", "base@arm64", "lit@arm64"])
     );
-    let pushed = strata(&["build", "--push", "--platform", "linux/arm64"]);
-    let err = String::from_utf8_lossy(&pushed.stderr);
-    assert_eq!(pushed.status.code(), Some(0), "{err}");
+    let err = run_ok(
+        &t,
+        &config,
+        &["build", "--push", "--platform", "linux/arm64"],
+    );
     assert!(err.contains("no index written for `app`"), "{err}");
     assert_eq!(platforms(&r, &format!("{}/app:latest", ns.0)), app_index);
     // An arm64-only value rebuilds the arm64 records only.
@@ -302,13 +304,7 @@ fn a_two_platform_set_publishes_one_index_per_image_and_reuses_per_platform() {
         &format!("base_image: '{ARM64_BASE}', greeting: hi"),
     );
     t.write("strata.yaml", &yaml);
-    let arm_only = strata(&["build", "--push", "--summary", "arm.json"]);
-    assert_eq!(
-        arm_only.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&arm_only.stderr)
-    );
+    run_ok(&t, &config, &["build", "--push", "--summary", "arm.json"]);
     assert_eq!(
         built(&t, "arm.json"),
         BTreeSet::from(["app@arm64", "base@arm64", "lit@arm64"].map(String::from))
@@ -316,13 +312,7 @@ fn a_two_platform_set_publishes_one_index_per_image_and_reuses_per_platform() {
     // A leaf edit rebuilds that leaf for every platform, and nothing else.
     let app = t.read("images/app/Dockerfile.j2") + "RUN echo edited > /edited\n";
     t.write("images/app/Dockerfile.j2", &app);
-    let leaf = strata(&["build", "--push", "--summary", "leaf.json"]);
-    assert_eq!(
-        leaf.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&leaf.stderr)
-    );
+    run_ok(&t, &config, &["build", "--push", "--summary", "leaf.json"]);
     assert_eq!(
         built(&t, "leaf.json"),
         BTreeSet::from(["app@amd64", "app@arm64"].map(String::from))
@@ -336,13 +326,7 @@ fn a_platform_failing_for_one_image_moves_no_release_tag() {
     // Published once, whole.
     let t = tree(&r, &ns, "");
     let strata = |args: &[&str]| run(&t, &config, args);
-    let first = strata(&["build", "--push", "--no-tests"]);
-    assert_eq!(
-        first.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&first.stderr)
-    );
+    run_ok(&t, &config, &["build", "--push", "--no-tests"]);
     let before: Vec<Option<serde_json::Value>> = ["base", "app"]
         .iter()
         .map(|i| skopeo_raw(&r, &format!("{}/{i}:latest", ns.0)))
@@ -384,12 +368,10 @@ fn a_platform_failing_for_one_image_moves_no_release_tag() {
         "strata.yaml",
         &yaml.replace(&arm, &format!("{arm}, fail: 'no'")),
     );
-    let fixed = strata(&["build", "--push", "--no-tests", "--summary", "ok.json"]);
-    assert_eq!(
-        fixed.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&fixed.stderr)
+    run_ok(
+        &t,
+        &config,
+        &["build", "--push", "--no-tests", "--summary", "ok.json"],
     );
     assert_eq!(
         built(&t, "ok.json"),
@@ -413,16 +395,7 @@ fn an_older_commit_never_takes_an_index_from_a_newer_one() {
     t.write("images/app/Dockerfile.j2", &app);
     crate::common::git(dir, &["commit", "-q", "-am", "new"]);
     let new = crate::common::git(dir, &["rev-parse", "--short", "HEAD"]);
-    let strata = |args: &[&str]| {
-        let out = run(&t, &config, args);
-        assert_eq!(
-            out.status.code(),
-            Some(0),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stderr).to_string()
-    };
+    let strata = |args: &[&str]| run_ok(&t, &config, args);
     // The newer commit publishes first; then the older one finishes last.
     strata(&["build", "--push"]);
     let index = |image: &str| skopeo_raw(&r, &format!("{}/{image}:latest", ns.0));
