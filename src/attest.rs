@@ -402,7 +402,7 @@ pub fn about(dir: &Path, name: &str, digest: &str) -> bool {
     };
     let statement = read("provenance.json").or_else(|| {
         let envelope = read("provenance.dsse.json")?;
-        let payload = crate::sign::unbase64(envelope["payload"].as_str()?)?;
+        let payload = crate::base64::decode(envelope["payload"].as_str()?)?;
         serde_json::from_slice(&payload).ok()
     });
     statement.is_some_and(|s| {

@@ -8,6 +8,7 @@
 
 mod affected;
 mod attest;
+mod base64;
 mod ci;
 mod cli;
 mod clock;

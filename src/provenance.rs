@@ -91,7 +91,7 @@ pub fn statement(
             let verdict = if t.passed { "passed" } else { "failed" };
             json!({
                 "name": format!("test:{}", t.name),
-                "content": base64(verdict.as_bytes()),
+                "content": crate::base64::encode(verdict.as_bytes()),
                 "annotations": {"passed": t.passed, "file": t.file, "duration_s": t.duration.as_secs_f64()},
             })
         })
@@ -131,33 +131,4 @@ pub fn statement(
             },
         },
     })
-}
-
-/// Standard base64 with padding.
-pub fn base64(data: &[u8]) -> String {
-    const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::with_capacity(data.len().div_ceil(3) * 4);
-    for chunk in data.chunks(3) {
-        let n = chunk
-            .iter()
-            .enumerate()
-            .fold(0u32, |acc, (i, &c)| acc | u32::from(c) << (16 - 8 * i));
-        for i in 0..4 {
-            match i <= chunk.len() {
-                true => out.push(T[(n >> (18 - 6 * i) & 63) as usize] as char),
-                false => out.push('='),
-            }
-        }
-    }
-    out
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn base64_pads() {
-        assert_eq!(super::base64(b"f"), "Zg==");
-        assert_eq!(super::base64(b"fo"), "Zm8=");
-        assert_eq!(super::base64(b"foobar"), "Zm9vYmFy");
-    }
 }

@@ -69,7 +69,7 @@ fn find(dir: &Path, reference: &str) -> Result<Option<serde_json::Value>> {
         let Ok(envelope) = serde_json::from_str::<serde_json::Value>(&text) else {
             continue;
         };
-        let body = envelope["payload"].as_str().and_then(crate::sign::unbase64);
+        let body = envelope["payload"].as_str().and_then(crate::base64::decode);
         let statement: Option<serde_json::Value> =
             body.and_then(|b| serde_json::from_slice(&b).ok());
         if statement.is_some_and(|s| s["subject"][0]["name"] == reference) {

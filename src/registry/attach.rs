@@ -217,7 +217,7 @@ impl Registry {
         let envelope: Value = serde_json::from_slice(&document.body).unwrap_or_default();
         let statement: Value = envelope["payload"]
             .as_str()
-            .and_then(crate::sign::unbase64)
+            .and_then(crate::base64::decode)
             .and_then(|b| serde_json::from_slice(&b).ok())
             .unwrap_or_default();
         Ok(Some(
