@@ -326,6 +326,8 @@ pub struct Settings {
     pub attest: Option<(PathBuf, crate::attest::Format)>,
     /// `--sign-key` (else `build.sign.key`) with --attest-dir, checked loadable.
     pub sign_key: Option<crate::sign::KeyFile>,
+    /// How the run's progress is shown (`--progress`, `--quiet`).
+    pub progress: progress::Mode,
     pub reports: report::Files,
 }
 
@@ -367,8 +369,9 @@ impl Settings {
             engines,
             attest: None,
             sign_key: None,
+            progress: progress::Mode::Auto,
             reports: report::Files {
-                progress: progress::Mode::Auto,
+                quiet: false,
                 logs_dir: None,
                 summary: None,
                 junit: None,
@@ -391,6 +394,7 @@ impl Settings {
         let reports = Settings::files(&flags.reports, progress, files, root)?;
         let mut s = Settings::new(config, &flags.engines)?;
         s.reports = reports;
+        s.progress = progress;
         s.jobs = flags.jobs.map_or(s.jobs, |j| j as usize);
         s.retries = flags.retries.unwrap_or(s.retries);
         s.fail_fast = flags.fail_fast;
@@ -444,6 +448,7 @@ impl Settings {
         let reports = Settings::files(r, r.progress, [&None, &None], root)?;
         let mut s = Settings::new(config, std::slice::from_ref(&flags.engine))?;
         s.reports = reports;
+        s.progress = r.progress;
         s.jobs = flags.jobs.map_or(s.jobs, |j| j as usize);
         s.retries = 0;
         s.pull = false;
@@ -460,7 +465,8 @@ impl Settings {
             PublishMode::Each => Publish::Each,
             PublishMode::All => Publish::Set,
         };
-        s.reports.progress = progress;
+        s.progress = progress;
+        s.reports.quiet = progress == progress::Mode::Quiet;
         Ok(s)
     }
 
@@ -546,7 +552,7 @@ impl Settings {
             Ok(Some(path))
         };
         Ok(report::Files {
-            progress,
+            quiet: progress == progress::Mode::Quiet,
             logs_dir: flags.logs_dir.as_ref().map(|d| root.join(d)),
             summary: file(&flags.summary)?,
             junit: file(&flags.junit)?,

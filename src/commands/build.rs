@@ -46,7 +46,7 @@ pub(crate) fn build(session: &mut Session, settings: &Settings) -> Result<(Code,
     let mut logs = LogFiles::for_run(settings.reports.logs_dir.as_deref())?;
     let plan = session.plan(settings)?;
     let no_deps = settings.ask.no_deps;
-    let mut display = Display::for_plan(&plan, settings.reports.progress, logs.as_mut(), no_deps);
+    let mut display = Display::for_plan(&plan, settings.progress, logs.as_mut(), no_deps);
     let mut run = session.execute(&plan, settings, &mut display);
     drop(display);
     session.publish(&plan, &mut run, settings);
@@ -54,7 +54,7 @@ pub(crate) fn build(session: &mut Session, settings: &Settings) -> Result<(Code,
     let sboms = session.attest(&plan, &run, settings);
     let skipped = settings.tests == Tests::Skip;
     let mut summary = report::summarize(&plan, &run, &session.engine_names, skipped);
-    crate::attest::name_sboms(&mut summary, &sboms);
+    summary.name_sboms(&sboms);
     session.provenance(&plan, &mut summary, settings);
     let moved: Vec<(usize, String)> = (plan.items.iter().zip(&summary.images).enumerate())
         .filter(|(_, (item, image))| image.pushed.contains(&item.reference))

@@ -7,14 +7,14 @@ use super::{finish, LogFiles, LostEngine, Summary};
 use crate::error::{Code, Result};
 use crate::execute::Run;
 use crate::plan::Plan;
-use crate::progress;
 use std::path::{Path, PathBuf};
 
 /// The files a run writes (paths resolved, checked writable before the
-/// run; `-` is standard output), and how its progress is shown.
+/// run; `-` is standard output), and whether the closing words are
+/// printed (not with `--progress quiet`).
 #[derive(Debug, Clone)]
 pub struct Files {
-    pub progress: progress::Mode,
+    pub quiet: bool,
     pub logs_dir: Option<PathBuf>,
     pub summary: Option<PathBuf>,
     pub junit: Option<PathBuf>,
@@ -71,8 +71,7 @@ pub fn close(summary: &Summary, run: &Run, files: &Files, logs: Option<LogFiles>
     }
     let kept = logs.and_then(|mut l| l.close(summary));
     let outputs = [&files.summary, &files.junit, &files.metadata].map(Clone::clone);
-    let quiet = files.progress == progress::Mode::Quiet;
-    let written = finish(summary, &outputs, quiet, kept.as_deref());
+    let written = finish(summary, &outputs, files.quiet, kept.as_deref());
     let drawn = files.timeline.as_ref().is_none_or(|path| {
         match crate::timeline::write(path, &bars(summary)) {
             Ok(()) => true,
