@@ -301,37 +301,37 @@ pub type Signer = crate::sign::Key;
 /// digests, parents, tests), as `<image>.provenance.json`; with a key, as
 /// DSSE envelopes `<image>.provenance.dsse.json`, and the SBOM too, as an
 /// in-toto statement about the same digest, `<image>.sbom.dsse.json`.
-/// Each written file is named in the summary.
+/// `runs` has one entry per plan item, `None` for an image not built here.
+/// Each written provenance file goes into `written` as (item, path).
 pub fn provenance(
     plan: &Plan,
-    summary: &mut crate::report::Summary,
+    runs: &[Option<crate::provenance::Run>],
     dir: &Path,
     format: Format,
     selection: &[String],
-    secret_ids: &dyn Fn(usize) -> Vec<String>,
     key: Option<&Signer>,
+    written: &mut Vec<(usize, String)>,
 ) -> Result<()> {
-    for (i, (item, image)) in plan.items.iter().zip(summary.images.iter_mut()).enumerate() {
-        if image.status != Status::Built {
+    for (i, (item, run)) in plan.items.iter().zip(runs).enumerate() {
+        let Some(run) = run else {
             continue;
-        }
+        };
         let parents = item
             .parents
             .iter()
             .map(|&p| (plan.items[p].name.clone(), plan.items[p].reference.clone()))
             .collect();
-        let statement =
-            crate::provenance::statement(item, image, &parents, selection, &secret_ids(i));
+        let statement = crate::provenance::statement(item, run, &parents, selection);
         let Some(key) = key else {
             let path = dir.join(format!("{}.provenance.json", item.name));
             write_json(&path, &statement)?;
-            image.provenance = Some(path.display().to_string());
+            written.push((i, path.display().to_string()));
             continue;
         };
         let body = serde_json::to_vec(&statement).unwrap_or_default();
         let path = dir.join(format!("{}.provenance.dsse.json", item.name));
         write_json(&path, &crate::sign::envelope(IN_TOTO, &body, key)?)?;
-        image.provenance = Some(path.display().to_string());
+        written.push((i, path.display().to_string()));
         let sbom_file = file(dir, &item.name, format);
         if let Ok(text) = std::fs::read_to_string(&sbom_file) {
             let predicate: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
@@ -410,14 +410,4 @@ pub fn about(dir: &Path, name: &str, digest: &str) -> bool {
             .as_str()
             .is_some_and(|hex| digest.strip_prefix("sha256:") == Some(hex))
     })
-}
-
-/// Name each image's SBOM (`--attest-dir`) in the summary.
-pub fn name_sboms(summary: &mut crate::report::Summary, sboms: &[Option<Attested>]) {
-    for (image, a) in summary.images.iter_mut().zip(sboms) {
-        if let Some(a) = a {
-            image.sbom = Some(a.file.display().to_string());
-            image.sbom_s = Some((a.seconds * 1000.0).round() / 1000.0);
-        }
-    }
 }

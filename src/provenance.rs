@@ -7,10 +7,11 @@
 //! parent and base by digest, the fingerprint, builder and engine, when it
 //! ran and the image tests' verdicts. Knows nothing of engines.
 
+use crate::imagetest::TestResult;
 use crate::plan::Item;
-use crate::report::ImageReport;
 use serde_json::{json, Value};
 use sha2::Digest;
+use std::collections::BTreeMap;
 
 pub const STATEMENT: &str = "https://in-toto.io/Statement/v1";
 pub const PREDICATE: &str = "https://slsa.dev/provenance/v1";
@@ -37,20 +38,30 @@ fn context_digest(item: &Item) -> String {
     format!("{:x}", h.finalize())
 }
 
+/// What a run did to one image, as its provenance records it: the subject
+/// digest, the parents it was built on (name → digest), where and how it
+/// was built, when, and its tests' verdicts.
+pub struct Run<'a> {
+    pub digest: &'a str,
+    pub parents: &'a BTreeMap<String, String>,
+    pub builder: &'a str,
+    pub engine: &'a str,
+    pub started_at: Option<&'a str>,
+    pub finished_at: Option<&'a str>,
+    pub tests: &'a [TestResult],
+    /// The ids of the secrets it was given (never their values).
+    pub secrets: Vec<String>,
+}
+
 /// The statement for `item`, built as `report` says, on `selection`;
 /// `parents` gives each parent's reference by name.
 pub fn statement(
     item: &Item,
-    report: &ImageReport,
-    parents: &std::collections::BTreeMap<String, String>,
+    report: &Run,
+    parents: &BTreeMap<String, String>,
     selection: &[String],
-    secret_ids: &[String],
 ) -> Value {
-    let subject_digest = report
-        .digest
-        .as_deref()
-        .or(report.image_id.as_deref())
-        .unwrap_or_default();
+    let subject_digest = report.digest;
     let labels = &item.request.labels;
     let mut deps = Vec::new();
     if let Some(rev) = labels.get("org.opencontainers.image.revision") {
@@ -65,7 +76,7 @@ pub fn statement(
         deps.push(json!({"uri": uri, "digest": {"gitCommit": rev}}));
     }
     deps.push(json!({"name": "context", "digest": {"sha256": context_digest(item)}}));
-    for (name, digest) in &report.parents {
+    for (name, digest) in report.parents {
         let mut d = json!({"name": format!("parent:{name}"), "digest": digest_set(digest)});
         if let Some(reference) = parents.get(name) {
             d["uri"] = json!(format!(
@@ -111,19 +122,19 @@ pub fn statement(
                     "buildArgs": item.request.args,
                     "platform": item.request.platform,
                     "target": item.request.target,
-                    "secrets": secret_ids,
+                    "secrets": report.secrets,
                 },
                 "internalParameters": {
                     "fingerprint": item.fingerprint.hash,
                     "builder": report.builder,
-                    "engine": crate::url::shown(&report.engine),
+                    "engine": crate::url::shown(report.engine),
                 },
                 "resolvedDependencies": deps,
             },
             "runDetails": {
                 "builder": {"id": format!("https://strata.invalid/strata@{}", env!("CARGO_PKG_VERSION"))},
                 "metadata": {
-                    "invocationId": format!("strata-{}-{}", std::process::id(), report.started_at.clone().unwrap_or_default()),
+                    "invocationId": format!("strata-{}-{}", std::process::id(), report.started_at.unwrap_or_default()),
                     "startedOn": report.started_at,
                     "finishedOn": report.finished_at,
                 },

@@ -277,17 +277,37 @@ impl Session {
             .collect();
         let secret_ids = |i: usize| self.scope.inputs[plan.items[i].id].secrets.clone();
         let key = s.sign_key.as_ref().map(crate::sign::Key::load).transpose();
+        let runs: Vec<Option<crate::provenance::Run>> = (summary.images.iter().enumerate())
+            .map(|(i, image)| {
+                (image.status == crate::execute::Status::Built).then(|| crate::provenance::Run {
+                    digest: (image.digest.as_deref().or(image.image_id.as_deref()))
+                        .unwrap_or_default(),
+                    parents: &image.parents,
+                    builder: &image.builder,
+                    engine: &image.engine,
+                    started_at: image.started_at.as_deref(),
+                    finished_at: image.finished_at.as_deref(),
+                    tests: &image.tests,
+                    secrets: secret_ids(i),
+                })
+            })
+            .collect();
+        let mut named = Vec::new();
         let written = key.and_then(|key| {
             crate::attest::provenance(
                 plan,
-                summary,
+                &runs,
                 dir,
                 *format,
                 &selection,
-                &secret_ids,
                 key.as_ref(),
+                &mut named,
             )
         });
+        drop(runs);
+        for (i, path) in named {
+            summary.images[i].provenance = Some(path);
+        }
         if let Err(e) = written {
             crate::report::note(&format!("strata: provenance not written: {}", e.message));
         }

@@ -86,6 +86,18 @@ pub struct Summary {
     pub indexes: Vec<crate::execute::Indexed>,
 }
 
+impl Summary {
+    /// Name each image's SBOM (`--attest-dir`).
+    pub fn name_sboms(&mut self, sboms: &[Option<crate::attest::Attested>]) {
+        for (image, a) in self.images.iter_mut().zip(sboms) {
+            if let Some(a) = a {
+                image.sbom = Some(a.file.display().to_string());
+                image.sbom_s = Some((a.seconds * 1000.0).round() / 1000.0);
+            }
+        }
+    }
+}
+
 /// An engine lost during a run, and the error that showed it.
 #[derive(Debug, Clone, Serialize)]
 pub struct LostEngine {
