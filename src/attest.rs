@@ -5,10 +5,10 @@
 //! Reads the plan and the run; asks no registry.
 
 use crate::engine::Engine;
-use crate::error::{Error, Result};
 use crate::execute::{Run, Status};
 use crate::plan::{Item, Plan};
 use crate::sbom;
+use crate::util::error::{Error, Result};
 use futures_util::StreamExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -135,7 +135,7 @@ async fn write(
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default()
     });
-    let created = crate::clock::now_rfc3339();
+    let created = crate::util::clock::now_rfc3339();
     let subject = sbom::spdx::Subject {
         reference: &item.reference,
         digest: image,
@@ -250,7 +250,7 @@ async fn registry_packages(
     {
         return Ok(Some(list));
     }
-    let pinned = format!("{}@{digest}", crate::reference::repository(reference));
+    let pinned = format!("{}@{digest}", crate::util::reference::repository(reference));
     let Some(doc) = registry.attached_sbom(&pinned).await? else {
         return Ok(None);
     };
@@ -402,7 +402,7 @@ pub fn about(dir: &Path, name: &str, digest: &str) -> bool {
     };
     let statement = read("provenance.json").or_else(|| {
         let envelope = read("provenance.dsse.json")?;
-        let payload = crate::base64::decode(envelope["payload"].as_str()?)?;
+        let payload = crate::util::base64::decode(envelope["payload"].as_str()?)?;
         serde_json::from_slice(&payload).ok()
     });
     statement.is_some_and(|s| {

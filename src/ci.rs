@@ -9,7 +9,7 @@
 //! script runs each level's images in `parallel`; Zuul: jobs with
 //! `dependencies:` in a project pipeline.
 
-use crate::error::{Error, Result};
+use crate::util::error::{Error, Result};
 use clap::ValueEnum;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;

@@ -1,8 +1,8 @@
 //! Loads `strata.yaml` and applies `--set KEY=VALUE` overrides.
 //! Owns the shape of the tree's configuration; knows nothing of images.
 
-use crate::error::{Error, Result};
-use crate::yaml::parse as parse_yaml;
+use crate::util::error::{Error, Result};
+use crate::util::yaml::parse as parse_yaml;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

@@ -5,7 +5,7 @@
 //! The tar is written while it is sent: it is never held whole in memory.
 
 use crate::dockerignore::Ignore;
-use crate::error::{Error, Result};
+use crate::util::error::{Error, Result};
 use std::io::{self, Write};
 use std::path::{Component, Path, PathBuf};
 

@@ -6,9 +6,9 @@
 //! build's summary over in memory.
 
 use crate::devfile;
-use crate::error::{Code, Error, Result};
 use crate::load::Loaded;
 use crate::report::Summary;
+use crate::util::error::{Code, Error, Result};
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -60,7 +60,7 @@ fn check_registry(loaded: &Loaded, images: &[String]) -> Result<()> {
             let id = loaded.graph.index(name);
             let reference = id.map(|i| loaded.graph.nodes[i].reference.as_str());
             config.registry.is_empty()
-                && reference.is_none_or(|r| crate::reference::registry_of(r).is_none())
+                && reference.is_none_or(|r| crate::util::reference::registry_of(r).is_none())
         })
         .map(String::as_str)
         .collect();
@@ -119,8 +119,8 @@ pub fn pins(loaded: &Loaded, summary: &Summary) -> BTreeMap<String, String> {
         let Some(digest) = &image.digest else {
             continue;
         };
-        let repo = crate::reference::repository(&image.reference);
-        let to = crate::reference::pinned(&image.reference, digest);
+        let repo = crate::util::reference::repository(&image.reference);
+        let to = crate::util::reference::pinned(&image.reference, digest);
         for from in [image.reference.clone(), repo.to_string()] {
             pinned.insert(from, to.clone());
         }

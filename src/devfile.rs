@@ -9,8 +9,8 @@
 
 use crate::config::display_name;
 use crate::discover::{Image, ImageSpec};
-use crate::error::{Error, Result};
-use crate::yaml::parse as parse_yaml;
+use crate::util::error::{Error, Result};
+use crate::util::yaml::parse as parse_yaml;
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

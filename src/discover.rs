@@ -3,8 +3,8 @@
 //! its optional `image.yaml`. Knows nothing of templates or Dockerfile syntax.
 
 use crate::config::{display_name, inside_tree, Tree};
-use crate::error::{Error, Result};
-use crate::yaml::parse as parse_yaml;
+use crate::util::error::{Error, Result};
+use crate::util::yaml::parse as parse_yaml;
 use serde::Deserialize;
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};

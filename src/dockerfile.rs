@@ -4,7 +4,7 @@
 //! Knows nothing of the tree: which references are images of the tree is the
 //! graph's business.
 
-use crate::error::{Error, Result};
+use crate::util::error::{Error, Result};
 use std::collections::{BTreeMap, HashMap};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]

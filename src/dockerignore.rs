@@ -23,7 +23,7 @@ pub struct Ignore {
 
 impl Ignore {
     /// Parse the text of a `.dockerignore`. An invalid pattern is an error naming it.
-    pub fn parse(text: &str) -> crate::error::Result<Ignore> {
+    pub fn parse(text: &str) -> crate::util::error::Result<Ignore> {
         let mut ignore = Ignore::default();
         for line in text.lines() {
             if line.starts_with('#') {
@@ -42,7 +42,7 @@ impl Ignore {
                 cleaned.remove(0);
             }
             let regex = Regex::new(&to_regex(&cleaned)).map_err(|e| {
-                crate::error::Error::input(format!("invalid pattern `{line}`: {e}"))
+                crate::util::error::Error::input(format!("invalid pattern `{line}`: {e}"))
             })?;
             ignore.lines.push(if exclusion {
                 format!("!{cleaned}")

@@ -6,9 +6,9 @@
 //! digests are passed in.
 
 use crate::context::Kind;
-use crate::error::{Error, Result};
 use crate::graph::Graph;
 use crate::inputs::Inputs;
+use crate::util::error::{Error, Result};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -144,7 +144,7 @@ pub fn fingerprints(
         // `FROM {{ namespace }}/…` names it), after the full one.
         for &p in &graph.nodes[id].parents {
             let parent = &graph.nodes[p];
-            let short = Some(crate::reference::short(&parent.reference))
+            let short = Some(crate::util::reference::short(&parent.reference))
                 .filter(|s| *s != parent.reference)
                 .map(str::to_string);
             for form in std::iter::once(parent.reference.clone()).chain(short) {

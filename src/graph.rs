@@ -6,7 +6,7 @@
 use crate::config::Config;
 use crate::discover::{Image, LeftOut};
 use crate::dockerfile::{normalize, Parsed};
-use crate::error::{did_you_mean, Error, Result};
+use crate::util::error::{did_you_mean, Error, Result};
 use petgraph::graph::{DiGraph, NodeIndex};
 use std::collections::{BTreeSet, HashMap};
 
@@ -193,7 +193,7 @@ fn tree_references(
     }
     let mut by_repo: HashMap<String, Vec<String>> = HashMap::new();
     for r in by_ref.keys() {
-        let repo = crate::reference::repository(r).to_string();
+        let repo = crate::util::reference::repository(r).to_string();
         by_repo.entry(repo).or_default().push(r.clone());
     }
     (by_ref, by_repo)
@@ -203,7 +203,7 @@ fn tree_references(
 /// builds (`by_repo`: repository → its references) under a tag none of its
 /// images has: the error, with the tags that exist.
 fn unknown_variant(by_repo: &HashMap<String, Vec<String>>, reference: &str) -> Option<Error> {
-    let wanted = crate::reference::repository(reference);
+    let wanted = crate::util::reference::repository(reference);
     let mut candidates = by_repo.get(wanted)?.clone();
     if candidates.iter().any(|c| c == reference) {
         return None;

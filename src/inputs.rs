@@ -8,8 +8,8 @@
 
 use crate::context::{self, Entry};
 use crate::dockerignore::Ignore;
-use crate::error::{Error, Result};
 use crate::load::Loaded;
+use crate::util::error::{Error, Result};
 use rayon::prelude::*;
 use std::collections::BTreeMap;
 use std::path::Path;

@@ -8,10 +8,8 @@
 
 mod affected;
 mod attest;
-mod base64;
 mod ci;
 mod cli;
-mod clock;
 mod commands;
 mod config;
 mod context;
@@ -21,10 +19,8 @@ mod discover;
 mod dockerfile;
 mod dockerignore;
 mod engine;
-mod error;
 mod execute;
 mod fingerprint;
-mod git;
 mod graph;
 mod history;
 mod imagetest;
@@ -38,7 +34,6 @@ mod prepare;
 mod progress;
 mod provenance;
 mod publish;
-mod reference;
 mod registry;
 mod render;
 mod report;
@@ -54,24 +49,23 @@ mod ssh;
 mod survey;
 mod tags;
 mod timeline;
-mod url;
+mod util;
 mod xml;
-mod yaml;
 
 pub use cli::Cli;
 pub use commands::run;
 pub use context::{entries as context_entries, Kind as EntryKind};
 pub use engine::sim::{Script, SimEngine, Step};
-pub use error::Code;
 pub use execute::{execute, Event, Observer, Options as RunOptions, Order, Status};
 pub use fingerprint::{context_inputs, fingerprints, Fingerprint};
 pub use inputs::collect as collect_inputs;
 pub use load::{load, Loaded, Options};
 pub use plan::{plan, Ask, Item, Known};
+pub use util::error::Code;
 
 /// Print an error for people (file, line, the line itself, what to do) and
 /// return the exit status of a run.
-pub fn exit_status(result: error::Result<Code>) -> i32 {
+pub fn exit_status(result: util::error::Result<Code>) -> i32 {
     match result {
         Ok(code) => code.status(),
         Err(err) => {

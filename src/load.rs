@@ -4,9 +4,9 @@
 use crate::config::{self, Tree};
 use crate::discover::{self, Image};
 use crate::dockerfile::{self, Parsed};
-use crate::error::Result;
 use crate::graph::{self, Graph};
 use crate::render::{Rendered, Renderer};
+use crate::util::error::Result;
 use rayon::prelude::*;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

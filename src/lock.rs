@@ -6,7 +6,7 @@
 //! it ends. It keeps apart runs on one machine; runs on two machines that
 //! share a remote engine are not seen (docs/guarantees.md).
 
-use crate::error::{Error, Result};
+use crate::util::error::{Error, Result};
 use std::fs::{File, OpenOptions, TryLockError};
 use std::io::{Read, Seek, Write};
 

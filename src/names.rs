@@ -7,7 +7,7 @@
 
 use crate::config::{display_name, Tree};
 use crate::discover::{Image, SPEC_FILE};
-use crate::error::{Error, Result};
+use crate::util::error::{Error, Result};
 use regex::Regex;
 use std::path::Path;
 use std::sync::OnceLock;
@@ -104,7 +104,7 @@ pub fn check(tree: &Tree, images: &[Image]) -> Result<()> {
         // Never echoed: it holds credentials.
         return Err(Error::input(format!(
             "`registry:` holds credentials (`…@{}`); strata never reads them from there",
-            crate::url::shown(registry)
+            crate::util::url::shown(registry)
         ))
         .help("give the host alone (`registry: host:port`) and the credentials to `docker login`, which files them in the Docker config strata reads"));
     }
@@ -213,7 +213,7 @@ fn check_image(tree: &Tree, image: &Image) -> Result<()> {
         }
     }
     let reference = image.reference(c);
-    let repository = crate::reference::repository(&reference).to_string();
+    let repository = crate::util::reference::repository(&reference).to_string();
     if repository.len() > 255 {
         return Err(Error::input(format!(
             "{folder}: the repository `{repository}` is {} characters long",

@@ -350,7 +350,7 @@ pub fn keep_selected(
     plan: &mut Plan,
     selected: &[usize],
     graph: &Graph,
-) -> crate::error::Result<()> {
+) -> crate::util::error::Result<()> {
     let selected: BTreeSet<usize> = selected.iter().copied().collect();
     let stale: Vec<&str> = plan
         .items
@@ -359,7 +359,7 @@ pub fn keep_selected(
         .map(|i| i.name.as_str())
         .collect();
     if !stale.is_empty() {
-        return Err(crate::error::Error::input(format!(
+        return Err(crate::util::error::Error::input(format!(
             "not built with their current inputs here, so there is nothing to test: {}",
             stale.join(", ")
         ))
@@ -429,7 +429,7 @@ pub fn requests(
 ) {
     for item in plan.items.iter_mut() {
         let image = &loaded.images[item.id];
-        let (repo, _) = crate::reference::split(&item.reference);
+        let (repo, _) = crate::util::reference::split(&item.reference);
         let mut tags: Vec<&String> = loaded.tree.config.tags.iter().collect();
         tags.extend(&image.spec.tags);
         tags.dedup();
@@ -440,7 +440,7 @@ pub fn requests(
             .collect();
         if let (Some(of), Some(release)) = (&image.spec.platform_of, &image.spec.release_reference)
         {
-            let (repo, _) = crate::reference::split(release);
+            let (repo, _) = crate::util::reference::split(release);
             let refs = std::iter::once(release.clone())
                 .chain(item.extra_tags.iter().map(|t| {
                     let tag = t.rsplit_once(':').map_or(t.as_str(), |(_, tag)| tag);

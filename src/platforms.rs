@@ -12,7 +12,7 @@
 
 use crate::config::{Config, Tree};
 use crate::discover::Image;
-use crate::error::{Error, Result};
+use crate::util::error::{Error, Result};
 
 /// The platforms of the set: `platforms:`, else a `build.platform` that
 /// lists several (`--platform a,b`); empty for a one-platform set.

@@ -3,12 +3,12 @@
 //! registry hold (`prepare`), and the registry a run consults. The session
 //! (`session.rs`) calls these; commands never do.
 
-use crate::error::Result;
 use crate::imagetest;
 use crate::inputs::{self, Inputs};
 use crate::load::{self, Loaded, Options};
 use crate::plan::{self, Ask, Known, Plan};
-use crate::{affected, engine, fingerprint, git, history, registry, select, survey};
+use crate::util::error::Result;
+use crate::{affected, engine, fingerprint, history, registry, select, survey, util::git};
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -54,7 +54,7 @@ pub(crate) fn registry_for(s: &Scope, sim: bool) -> Option<registry::Registry> {
     let named = graph
         .nodes
         .iter()
-        .any(|n| crate::reference::registry_of(&n.reference).is_some());
+        .any(|n| crate::util::reference::registry_of(&n.reference).is_some());
     if (config.registry.is_empty() && !named) || sim {
         return None;
     }
@@ -116,7 +116,7 @@ pub(crate) async fn prepare(
             item.published_digest = item.published.clone().or(h.digest.clone());
         } else if let (Some(_), Some(r)) = (&item.published, registry) {
             // Only in the registry: its config digest is the ID it has once pulled.
-            item.image_id = r.config_of(&crate::reference::content_tag(&item.reference, fp));
+            item.image_id = r.config_of(&crate::util::reference::content_tag(&item.reference, fp));
         }
     }
     Ok(plan)

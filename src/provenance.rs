@@ -81,14 +81,15 @@ pub fn statement(
         if let Some(reference) = parents.get(name) {
             d["uri"] = json!(format!(
                 "docker://{}",
-                crate::reference::repository(reference)
+                crate::util::reference::repository(reference)
             ));
         }
         deps.push(d);
     }
     for (what, value) in &item.fingerprint.manifest.inputs {
         if let Some(base) = what.strip_prefix("base ") {
-            let mut d = json!({"uri": format!("docker://{}", crate::reference::repository(base))});
+            let mut d =
+                json!({"uri": format!("docker://{}", crate::util::reference::repository(base))});
             if value.starts_with("sha256:") {
                 d["digest"] = digest_set(value);
             }
@@ -102,7 +103,7 @@ pub fn statement(
             let verdict = if t.passed { "passed" } else { "failed" };
             json!({
                 "name": format!("test:{}", t.name),
-                "content": crate::base64::encode(verdict.as_bytes()),
+                "content": crate::util::base64::encode(verdict.as_bytes()),
                 "annotations": {"passed": t.passed, "file": t.file, "duration_s": t.duration.as_secs_f64()},
             })
         })
@@ -127,7 +128,7 @@ pub fn statement(
                 "internalParameters": {
                     "fingerprint": item.fingerprint.hash,
                     "builder": report.builder,
-                    "engine": crate::url::shown(report.engine),
+                    "engine": crate::util::url::shown(report.engine),
                 },
                 "resolvedDependencies": deps,
             },

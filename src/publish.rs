@@ -12,8 +12,8 @@
 
 use crate::execute::Indexed;
 use crate::plan::Item;
-use crate::reference::content_tag as content_ref;
 use crate::registry::Registry;
+use crate::util::reference::content_tag as content_ref;
 use futures_util::StreamExt;
 use std::path::Path;
 
@@ -48,7 +48,7 @@ pub enum Race {
 impl Commit<'_> {
     /// The commit checked out in `root`; None outside git (no race check).
     pub fn head(root: &Path, keep_on_unknown: bool) -> Option<Commit<'_>> {
-        let (id, time) = crate::git::commit_and_time(root)?;
+        let (id, time) = crate::util::git::commit_and_time(root)?;
         Some(Commit {
             root,
             id,
@@ -66,7 +66,7 @@ impl Commit<'_> {
             return Race::Move(None);
         }
         let short = published.get(..7).unwrap_or(published);
-        match crate::git::is_ancestor(self.root, published, &self.id) {
+        match crate::util::git::is_ancestor(self.root, published, &self.id) {
             Some(true) => return Race::Move(None),
             Some(false) => {
                 return Race::Keep(format!(

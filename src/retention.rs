@@ -6,8 +6,8 @@
 //! Deciding (`decide`) is pure; the commands ask and tell the registry.
 
 use crate::config::Config;
-use crate::error::{Error, Result};
 use crate::registry::{Registry, TagInfo};
+use crate::util::error::{Error, Result};
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 use std::time::Duration;
@@ -229,7 +229,7 @@ fn registry_for(config: &Config, refs: &[String]) -> Result<Registry> {
 /// (`repo:tag` or `repo@sha256:…`, kept as `keep-sha256-<12 hex>`), or
 /// `IMAGE[:TAG]` for an image of the tree (`images`: the tree's names).
 pub fn keep_refs(config: &Config, images: &[&str], reference: &str) -> Result<(String, String)> {
-    let given = crate::reference::parse(reference)?;
+    let given = crate::util::reference::parse(reference)?;
     let full = if given.repository.contains('/') {
         reference.to_string()
     } else if images.contains(&given.repository) {
@@ -241,7 +241,7 @@ pub fn keep_refs(config: &Config, images: &[&str], reference: &str) -> Result<(S
         ))
         .help("give a whole reference (`REGISTRY/NAMESPACE/NAME:TAG` or `…@sha256:…`), or `IMAGE:TAG` with IMAGE an image of the tree (`strata list`)"));
     };
-    let p = crate::reference::parse(&full)?;
+    let p = crate::util::reference::parse(&full)?;
     let label = match (p.tag, p.digest) {
         (Some(tag), _) => tag.to_string(),
         (None, Some(digest)) => {

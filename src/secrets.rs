@@ -23,7 +23,7 @@ fn key() -> Option<[u8; 32]> {
         return bytes.try_into().ok();
     }
     std::fs::create_dir_all(&dir).ok()?;
-    let key = crate::url::random::<32>()?;
+    let key = crate::util::url::random::<32>()?;
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create_new(true);
     #[cfg(unix)]

@@ -3,8 +3,8 @@
 //! `@PROFILE`. No selector selects every image. Knows nothing of builds.
 
 use crate::config::Config;
-use crate::error::{did_you_mean, Error, Result};
 use crate::graph::Graph;
+use crate::util::error::{did_you_mean, Error, Result};
 use std::collections::BTreeSet;
 
 /// The selected image ids, in build order (parents first).

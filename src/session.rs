@@ -8,13 +8,13 @@
 
 use crate::config::Config;
 use crate::engine::pool::Member;
-use crate::error::{Error, Result};
 use crate::execute::{self, Order, Run, Status};
 use crate::load::Options;
 use crate::plan::{self, Action, Plan};
 use crate::prepare::{self, Scope};
 use crate::settings::{Publish, Settings, Tests};
-use crate::{engine, git, history, lock, progress, publish, registry};
+use crate::util::error::{Error, Result};
+use crate::{engine, history, lock, progress, publish, registry, util::git};
 use std::path::Path;
 
 pub struct Session {
@@ -165,7 +165,7 @@ impl Session {
         if run.interrupted || run.all_lost {
             let holds: Vec<String> = plan
                 .to_build()
-                .map(|i| crate::reference::hold_tag(&i.reference))
+                .map(|i| crate::util::reference::hold_tag(&i.reference))
                 .collect();
             let unhold = futures_util::future::join_all(
                 engines
@@ -340,7 +340,10 @@ impl Session {
                     ));
                     continue;
                 }
-                let subject = format!("{}@{digest}", crate::reference::repository(&item.reference));
+                let subject = format!(
+                    "{}@{digest}",
+                    crate::util::reference::repository(&item.reference)
+                );
                 let mut attached = Vec::new();
                 for (file, (kind, media)) in crate::attest::artifacts(dir, &item.name, *format) {
                     let Ok(bytes) = std::fs::read(&file) else {
@@ -388,7 +391,7 @@ impl Drop for Session {
 /// a record of a multi-platform set its platform too (an emulated arm64
 /// build takes many times its amd64 twin's time).
 fn duration_key(item: &plan::Item) -> String {
-    let repository = crate::reference::repository(&item.reference);
+    let repository = crate::util::reference::repository(&item.reference);
     match &item.index {
         Some(part) => format!("{repository} {}", part.platform),
         None => repository.to_string(),

@@ -7,10 +7,10 @@
 
 use crate::config::{Config, Publish as PublishMode};
 use crate::engine::pool::Spec;
-use crate::error::{Error, Result};
 use crate::plan::Ask;
 use crate::progress;
 use crate::report;
+use crate::util::error::{Error, Result};
 use std::path::{Path, PathBuf};
 
 /// Build inputs given on the command line, as `docker build` and

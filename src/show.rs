@@ -1,11 +1,11 @@
 //! Prints what `list`, `graph` and `render` show: text for people, JSON and
 //! graph languages for programs (shapes of DESIGN.md). Knows nothing of builds.
 
-use crate::error::{Error, Result};
 use crate::graph::Graph;
 use crate::plan::{Action, Plan};
 use crate::render::Rendered;
 use crate::select::Selection;
+use crate::util::error::{Error, Result};
 use serde::Serialize;
 use std::fmt::Write as _;
 use std::path::Path;

@@ -5,7 +5,7 @@
 //! with the public key's PEM. The key never leaves this module: not in
 //! output, logs or files (the envelope names it by a key id only).
 
-use crate::error::{Error, Result};
+use crate::util::error::{Error, Result};
 use ring::signature::{self, KeyPair};
 use serde_json::{json, Value};
 use sha2::Digest;
@@ -25,7 +25,7 @@ fn pem(text: &str, labels: &[&str]) -> Option<(String, Vec<u8>)> {
         if let Some(start) = text.find(&begin) {
             let rest = &text[start + begin.len()..];
             let body: String = rest[..rest.find(&end)?].split_whitespace().collect();
-            return Some((label.to_string(), crate::base64::decode(&body)?));
+            return Some((label.to_string(), crate::util::base64::decode(&body)?));
         }
     }
     None
@@ -125,8 +125,8 @@ pub fn envelope(payload_type: &str, payload: &[u8], key: &Key) -> Result<Value> 
     let sig = key.sign(&pae(payload_type, payload))?;
     Ok(json!({
         "payloadType": payload_type,
-        "payload": crate::base64::encode(payload),
-        "signatures": [{"keyid": key.id(), "sig": crate::base64::encode(&sig)}],
+        "payload": crate::util::base64::encode(payload),
+        "signatures": [{"keyid": key.id(), "sig": crate::util::base64::encode(&sig)}],
     }))
 }
 
@@ -154,7 +154,7 @@ pub fn open(envelope: &Value, public: &Path) -> Result<Vec<u8>> {
         .ok_or_else(|| bad("no payloadType"))?;
     let payload = envelope["payload"]
         .as_str()
-        .and_then(crate::base64::decode)
+        .and_then(crate::util::base64::decode)
         .ok_or_else(|| bad("no payload"))?;
     let message = pae(payload_type, &payload);
     let key = signature::UnparsedPublicKey::new(alg, raw);
@@ -163,7 +163,7 @@ pub fn open(envelope: &Value, public: &Path) -> Result<Vec<u8>> {
         .ok_or_else(|| bad("no signatures"))?;
     let ok = sigs
         .iter()
-        .filter_map(|s| s["sig"].as_str().and_then(crate::base64::decode))
+        .filter_map(|s| s["sig"].as_str().and_then(crate::util::base64::decode))
         .any(|sig| key.verify(&message, &sig).is_ok());
     match ok {
         true => Ok(payload),

@@ -6,7 +6,7 @@
 //! Knows nothing of builds.
 
 use crate::engine::SshAgent;
-use crate::error::{Error, Result};
+use crate::util::error::{Error, Result};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 

@@ -4,9 +4,9 @@
 //! ancestors, inspected 16 at a time). Knows nothing of how the plan decides.
 
 use crate::engine::{self, Engine, ImageInfo};
-use crate::error::{Error, Result};
 use crate::fingerprint;
 use crate::graph::Graph;
+use crate::util::error::{Error, Result};
 use futures_util::StreamExt;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
@@ -51,7 +51,7 @@ pub async fn bases(
 
 /// The digest among `repo_digests` (`repo@sha256:…`) of `reference`'s repository.
 fn pulled_by(reference: &str, repo_digests: &[String]) -> Option<String> {
-    let (repo, _) = crate::reference::split(reference);
+    let (repo, _) = crate::util::reference::split(reference);
     repo_digests.iter().find_map(|d| {
         let (r, digest) = d.split_once('@')?;
         (r == repo).then(|| digest.to_string())
@@ -164,11 +164,12 @@ pub async fn published(
     let ask: Vec<usize> = scope
         .into_iter()
         .filter(|&id| all || existing.get(&graph.nodes[id].reference) != Some(&fps[id].hash))
-        .filter(|&id| crate::reference::registry_of(&graph.nodes[id].reference).is_some())
+        .filter(|&id| crate::util::reference::registry_of(&graph.nodes[id].reference).is_some())
         .collect();
     let found: Vec<(usize, Result<Option<String>>)> = futures_util::stream::iter(ask)
         .map(|id| async move {
-            let content = crate::reference::content_tag(&graph.nodes[id].reference, &fps[id].hash);
+            let content =
+                crate::util::reference::content_tag(&graph.nodes[id].reference, &fps[id].hash);
             (id, registry.published(&content, &fps[id].hash).await)
         })
         .buffer_unordered(LOOKUPS)

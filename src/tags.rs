@@ -7,7 +7,7 @@
 
 use crate::config::Tree;
 use crate::discover::Image;
-use crate::error::{Error, Result};
+use crate::util::error::{Error, Result};
 
 /// Expand every tag template of the tree and its images, in place.
 pub fn expand(tree: &mut Tree, images: &mut [Image]) -> Result<()> {
@@ -57,14 +57,14 @@ struct Context {
 
 impl Context {
     fn of(tree: &Tree) -> Result<Context> {
-        let git = crate::git::head(&tree.root).map(|(commit, short, branch)| {
+        let git = crate::util::git::head(&tree.root).map(|(commit, short, branch)| {
             minijinja::context! { commit, short, branch => as_tag(&branch) }
         });
         let mut env = minijinja::Environment::new();
         env.set_undefined_behavior(minijinja::UndefinedBehavior::Strict);
         Ok(Context {
             env,
-            values: minijinja::context! { git, date => crate::clock::today() },
+            values: minijinja::context! { git, date => crate::util::clock::today() },
         })
     }
 

@@ -5,7 +5,7 @@
 //! bar for its name, status and times (an SVG `<title>`). `.html` wraps the
 //! same SVG in a page. Knows nothing of engines: it reads the summary only.
 
-use crate::error::{Error, Result};
+use crate::util::error::{Error, Result};
 use std::fmt::Write as _;
 use std::path::Path;
 

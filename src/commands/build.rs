@@ -1,12 +1,12 @@
 //! `strata build`: open the session, plan, execute, publish, report.
 //! The shape every run takes (`test` and `deploy` run it too).
 
-use crate::error::{Code, Result};
 use crate::load::Options;
 use crate::progress::Display;
 use crate::report::{self, LogFiles, Summary};
 use crate::session::Session;
 use crate::settings::{BuildFlags, Settings, Tests};
+use crate::util::error::{Code, Result};
 
 pub fn run(mut opts: Options, flags: &BuildFlags) -> Result<Code> {
     opts.sets.extend(flags.inputs.sets());

@@ -5,9 +5,9 @@
 use crate::ci::{self, System};
 use crate::cli::Cli;
 use crate::engine::pool::Spec;
-use crate::error::{Code, Result};
 use crate::session::Session;
 use crate::settings::Settings;
+use crate::util::error::{Code, Result};
 use std::collections::BTreeSet;
 
 pub fn run(cli: &Cli, system: System, selectors: &[String], all: bool) -> Result<Code> {

@@ -2,10 +2,10 @@
 //! default deploy commands (as `build --push`), then print (or write, or
 //! `kubectl apply`) their manifests with every built image pinned by digest.
 
-use crate::error::{Code, Result};
 use crate::load::{self, Options};
 use crate::session::Session;
 use crate::settings::Settings;
+use crate::util::error::{Code, Result};
 use crate::{deploy, prepare, progress, report};
 use std::path::Path;
 

@@ -3,11 +3,11 @@
 //! folder, the SBOMs attached in the registry to each selected image's
 //! release reference.
 
-use crate::error::{Code, Error, Result};
 use crate::load::Options;
 use crate::registry::Registry;
 use crate::report;
 use crate::sbom::version::Query;
+use crate::util::error::{Code, Error, Result};
 use std::path::Path;
 
 /// The images holding a package that one of `packages` (`NAME[@RANGE]`)

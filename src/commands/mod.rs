@@ -16,7 +16,7 @@ mod test;
 mod verify;
 
 use crate::cli::{Cli, Command};
-use crate::error::{Code, Result};
+use crate::util::error::{Code, Result};
 
 /// Run the parsed command line; returns how it ended.
 pub fn run(cli: Cli) -> Result<Code> {

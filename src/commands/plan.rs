@@ -2,11 +2,11 @@
 //! the registry what exists; builds nothing).
 
 use crate::cli::PlanFlags;
-use crate::error::{Code, Result};
 use crate::load::Options;
 use crate::plan::Ask;
 use crate::session::Session;
 use crate::settings::Settings;
+use crate::util::error::{Code, Result};
 use crate::{report, show};
 
 pub fn run(mut opts: Options, flags: &PlanFlags) -> Result<Code> {

@@ -2,9 +2,9 @@
 //! is decided by `retention.rs`; here the tree is loaded, the registry
 //! asked and told, and the table handed to the report.
 
-use crate::error::{Code, Error, Result};
 use crate::load::{self, Options};
 use crate::session::runtime;
+use crate::util::error::{Code, Error, Result};
 use crate::{report, retention, select};
 
 /// The table of what goes and why; deleted unless `dry_run`.

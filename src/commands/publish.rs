@@ -5,11 +5,11 @@
 //! whose tags moved.
 
 use crate::engine::pool::Spec;
-use crate::error::{Code, Result};
 use crate::load::Options;
 use crate::report;
 use crate::session::{self, Session};
 use crate::settings::Settings;
+use crate::util::error::{Code, Result};
 
 pub fn run(
     opts: &Options,

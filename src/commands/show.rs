@@ -2,9 +2,9 @@
 //! `render`, `affected`; and `timeline`, `completions`, `man`.
 
 use crate::cli::{Cli, GraphFormat};
-use crate::error::{Code, Error, Result};
 use crate::load::{self, Loaded, Options};
 use crate::select::Selection;
+use crate::util::error::{Code, Error, Result};
 use crate::{affected as hit, inputs, report, select, show};
 use clap::{CommandFactory, ValueEnum};
 use std::path::{Path, PathBuf};

@@ -1,10 +1,10 @@
 //! `strata test`: run the image tests of the selected images, which must
 //! be built already with their current inputs; nothing is built.
 
-use crate::error::{Code, Result};
 use crate::load::Options;
 use crate::session::Session;
 use crate::settings::{Settings, TestFlags};
+use crate::util::error::{Code, Result};
 
 pub fn run(opts: &Options, flags: &TestFlags) -> Result<Code> {
     let mut session = Session::open(opts, &flags.selectors, None)?;

@@ -5,10 +5,10 @@
 //! digest (parents, bases) against the registry. Exit 1 on any mismatch,
 //! with the reason.
 
-use crate::error::{Code, Error, Result};
 use crate::load::Options;
 use crate::registry::{Lookup, Registry};
 use crate::report;
+use crate::util::error::{Code, Error, Result};
 use std::path::Path;
 
 pub fn run(opts: &Options, reference: &str, key: &Path, dir: &Path) -> Result<Code> {
@@ -69,7 +69,9 @@ fn find(dir: &Path, reference: &str) -> Result<Option<serde_json::Value>> {
         let Ok(envelope) = serde_json::from_str::<serde_json::Value>(&text) else {
             continue;
         };
-        let body = envelope["payload"].as_str().and_then(crate::base64::decode);
+        let body = envelope["payload"]
+            .as_str()
+            .and_then(crate::util::base64::decode);
         let statement: Option<serde_json::Value> =
             body.and_then(|b| serde_json::from_slice(&b).ok());
         if statement.is_some_and(|s| s["subject"][0]["name"] == reference) {

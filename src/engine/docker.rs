@@ -6,7 +6,7 @@
 
 use super::{BuildRequest, Builder, Engine, EngineError, ImageInfo, Lines, Log};
 use crate::context;
-use crate::reference::split as split_tag;
+use crate::util::reference::split as split_tag;
 use bollard::models::BuildInfoAux;
 use bollard::query_parameters::{
     BuildImageOptions, BuilderVersion, CreateImageOptions, PushImageOptions, TagImageOptions,
@@ -196,11 +196,11 @@ impl DockerEngine {
 /// The engine the docker CLI would use, for messages and locks.
 pub fn endpoint() -> String {
     let host = super::endpoint::endpoint().unwrap_or_else(|_| super::endpoint::DEFAULT.into());
-    crate::url::shown(&host)
+    crate::util::url::shown(&host)
 }
 
 fn unreachable(host: &str, e: &dyn std::fmt::Display) -> EngineError {
-    let host = crate::url::shown(host);
+    let host = crate::util::url::shown(host);
     EngineError::Unreachable(format!("cannot reach the Docker engine at `{host}`: {e}"))
 }
 
@@ -537,7 +537,7 @@ fn session_credentials(
 
 /// Registry credentials for bollard (see `credential_for`).
 fn credentials_for(reference: &str) -> Option<bollard::auth::DockerCredentials> {
-    let (server, credential) = crate::reference::credential_for(reference)?;
+    let (server, credential) = crate::util::reference::credential_for(reference)?;
     match credential {
         docker_credential::DockerCredential::UsernamePassword(user, password) => {
             Some(bollard::auth::DockerCredentials {

@@ -323,12 +323,15 @@ fn no_containers() -> EngineError {
 /// Connect to the engine named by `spec`: `docker` (`DOCKER_HOST`, else the
 /// default socket) or `sim:SCRIPT.yaml` (the simulated engine, the script
 /// relative to `root`). Fails with exit 3 when the engine does not answer.
-pub async fn connect(spec: &str, root: &std::path::Path) -> crate::error::Result<Arc<dyn Engine>> {
+pub async fn connect(
+    spec: &str,
+    root: &std::path::Path,
+) -> crate::util::error::Result<Arc<dyn Engine>> {
     if let Some(script) = spec.strip_prefix("sim:") {
         let path = root.join(script);
-        let text =
-            std::fs::read_to_string(&path).map_err(|e| crate::error::Error::read(&path, e))?;
-        let script: sim::Script = crate::yaml::parse(script, &text)?;
+        let text = std::fs::read_to_string(&path)
+            .map_err(|e| crate::util::error::Error::read(&path, e))?;
+        let script: sim::Script = crate::util::yaml::parse(script, &text)?;
         return Ok(Arc::new(sim::SimEngine::new(script)));
     }
     let timeout = answer_timeout()?;
@@ -351,7 +354,7 @@ pub async fn connect(spec: &str, root: &std::path::Path) -> crate::error::Result
 
 /// How long the engine has to answer the first requests of a run:
 /// `STRATA_ENGINE_TIMEOUT` seconds, 30 by default.
-fn answer_timeout() -> crate::error::Result<std::time::Duration> {
+fn answer_timeout() -> crate::util::error::Result<std::time::Duration> {
     seconds("STRATA_ENGINE_TIMEOUT", 30)
 }
 
@@ -359,18 +362,18 @@ fn answer_timeout() -> crate::error::Result<std::time::Duration> {
 /// stream silent) before it fails: `STRATA_REGISTRY_TIMEOUT` seconds, 60 by
 /// default. A registry that accepts the connection and never answers an
 /// upload would otherwise hold the run forever.
-fn push_idle_timeout() -> crate::error::Result<std::time::Duration> {
+fn push_idle_timeout() -> crate::util::error::Result<std::time::Duration> {
     seconds("STRATA_REGISTRY_TIMEOUT", 60)
 }
 
 /// A whole number of seconds above 0 from the environment variable `name`.
-fn seconds(name: &str, default: u64) -> crate::error::Result<std::time::Duration> {
+fn seconds(name: &str, default: u64) -> crate::util::error::Result<std::time::Duration> {
     let Some(v) = std::env::var(name).ok().filter(|v| !v.is_empty()) else {
         return Ok(std::time::Duration::from_secs(default));
     };
     match v.parse::<u64>() {
         Ok(s) if s > 0 => Ok(std::time::Duration::from_secs(s)),
-        _ => Err(crate::error::Error::input(format!(
+        _ => Err(crate::util::error::Error::input(format!(
             "{name} must be a whole number of seconds above 0, not `{v}`"
         ))),
     }
@@ -385,8 +388,8 @@ pub fn identity(spec: &str, root: &std::path::Path) -> String {
 }
 
 /// An engine error met before anything was built, as an error for people.
-pub fn unreachable(e: EngineError) -> crate::error::Error {
-    use crate::error::Error;
+pub fn unreachable(e: EngineError) -> crate::util::error::Error {
+    use crate::util::error::Error;
     match e {
         EngineError::Unreachable(m) => Error::engine(m).help(
             "start the Docker engine, or point strata at one with DOCKER_HOST (e.g. `DOCKER_HOST=unix:///run/user/1000/docker.sock` or `tcp://host:2375`)",

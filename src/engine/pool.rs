@@ -4,7 +4,7 @@
 //! and left out; the run goes on with the others.
 
 use super::{Engine, EngineError};
-use crate::error::{Error, Result};
+use crate::util::error::{Error, Result};
 use std::path::Path;
 use std::sync::Arc;
 
@@ -109,7 +109,7 @@ pub fn name(spec: &Spec, root: &Path) -> String {
     if spec.host == "docker" || spec.is_sim() {
         super::identity(&spec.host, root)
     } else {
-        crate::url::shown(&spec.host)
+        crate::util::url::shown(&spec.host)
     }
 }
 
@@ -202,7 +202,7 @@ async fn connect_one(spec: &Spec, root: &Path) -> Result<Arc<dyn Engine>> {
         .map_err(|_| {
             super::unreachable(EngineError::Unreachable(format!(
                 "the Docker engine at `{}` did not answer a ping within {} s",
-                crate::url::shown(&spec.host),
+                crate::util::url::shown(&spec.host),
                 timeout.as_secs()
             )))
         })?

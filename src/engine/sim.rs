@@ -261,7 +261,7 @@ impl Engine for SimEngine {
             if !fail {
                 // The digest names the image, as a registry's names its manifest.
                 let digest = format!("sha256:{}", &image.id[7..]);
-                let pinned = crate::reference::pinned(reference, &digest);
+                let pinned = crate::util::reference::pinned(reference, &digest);
                 if !image.repo_digests.contains(&pinned) {
                     image.repo_digests.push(pinned.clone());
                 }

@@ -247,7 +247,7 @@ impl<'a> Scheduler<'a> {
         let slot = &mut self.slots[i];
         if let Some(at) = slot.started.take() {
             outcome.started_at = Some(at);
-            outcome.finished_at = Some(crate::clock::now_rfc3339_millis());
+            outcome.finished_at = Some(crate::util::clock::now_rfc3339_millis());
         }
         outcome.tail = std::mem::take(&mut slot.tail);
         outcome.tests = std::mem::take(&mut slot.tested);
@@ -394,7 +394,7 @@ impl<'a> Scheduler<'a> {
             };
             self.place.start(i, e);
             self.set_state(i, State::Running);
-            self.slots[i].started = Some(crate::clock::now_rfc3339_millis());
+            self.slots[i].started = Some(crate::util::clock::now_rfc3339_millis());
             self.observer.event(self.items, Event::Started { item: i });
             if self.place.several() {
                 let text = format!("strata: on engine {}", self.place.name(e));

@@ -34,7 +34,7 @@ pub(super) fn line_sink(i: usize, tx: &mpsc::UnboundedSender<Msg>) -> Log {
 
 /// The immutable tag of an item's inputs: `repo:fp-<first 24 hex>`.
 pub fn content_ref(item: &Item) -> String {
-    crate::reference::content_tag(&item.reference, &item.fingerprint.hash)
+    crate::util::reference::content_tag(&item.reference, &item.fingerprint.hash)
 }
 
 /// An image of the plan to pull by digest (`repo@digest`) before a step.
@@ -109,7 +109,7 @@ async fn attempt(
         Ok(id) => id,
         Err(e) => return (Err(e), false),
     };
-    let hold = crate::reference::hold_tag(&item.reference);
+    let hold = crate::util::reference::hold_tag(&item.reference);
     let held = engine.tag(&id, &hold).await.map_err(|e| vanished(&id, e));
     let built = match held {
         Ok(()) => match still_on(engine, &before).await {
@@ -248,7 +248,7 @@ pub(super) async fn upload(
     // the summary and the provenance name it (also when no tag moves).
     let digest = match &result {
         Ok(()) => engine.inspect(&r).await.ok().flatten().and_then(|info| {
-            let repo = crate::reference::repository(&r);
+            let repo = crate::util::reference::repository(&r);
             info.repo_digests.iter().find_map(|d| {
                 let (name, digest) = d.split_once('@')?;
                 (name == repo).then(|| digest.to_string())
@@ -408,7 +408,7 @@ async fn pull_pinned(
     why: &str,
 ) -> Result<(), EngineError> {
     let item = &image.item;
-    let pinned = crate::reference::pinned(&item.reference, &image.digest);
+    let pinned = crate::util::reference::pinned(&item.reference, &image.digest);
     log(&format!("pulling {pinned}{why}"));
     let result = match engine.pull(&pinned).await {
         Ok(()) => tag_item(engine, &pinned, item).await,
@@ -455,7 +455,7 @@ async fn tag_aliases(engine: &dyn Engine, id: &str, item: &Item) -> Result<(), E
 /// built on this image and not on one pulled from elsewhere.
 async fn tag_here(engine: &dyn Engine, id: &str, reference: &str) -> Result<(), EngineError> {
     engine.tag(id, reference).await?;
-    let short = crate::reference::short(reference);
+    let short = crate::util::reference::short(reference);
     if short != reference {
         engine.tag(id, short).await?;
     }

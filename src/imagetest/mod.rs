@@ -6,8 +6,8 @@
 
 pub mod run;
 
-use crate::error::{Error, Result};
-use crate::yaml::parse as parse_yaml;
+use crate::util::error::{Error, Result};
+use crate::util::yaml::parse as parse_yaml;
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
 

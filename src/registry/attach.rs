@@ -6,7 +6,7 @@
 //! tagged `sha256-<hex of the subject>` lists every artifact about it.
 
 use super::{bounded, header, Registry, Target};
-use crate::error::{Error, Result};
+use crate::util::error::{Error, Result};
 use serde_json::{json, Value};
 use sha2::Digest;
 
@@ -217,7 +217,7 @@ impl Registry {
         let envelope: Value = serde_json::from_slice(&document.body).unwrap_or_default();
         let statement: Value = envelope["payload"]
             .as_str()
-            .and_then(crate::base64::decode)
+            .and_then(crate::util::base64::decode)
             .and_then(|b| serde_json::from_slice(&b).ok())
             .unwrap_or_default();
         Ok(Some(

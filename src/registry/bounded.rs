@@ -5,7 +5,7 @@
 //! 8 MiB. The digest a registry names is checked against what it sent.
 
 use super::{refused, unreachable, Registry, Target, MANIFEST_TYPES};
-use crate::error::{Error, Result};
+use crate::util::error::{Error, Result};
 use oci_client::secrets::RegistryAuth;
 
 /// The most of a manifest read (containerd's limit).

@@ -3,7 +3,7 @@
 //! every release reference of the image.
 
 use super::{Registry, Target};
-use crate::error::{Error, Result};
+use crate::util::error::{Error, Result};
 
 impl Registry {
     /// Write one OCI image index at every reference of `targets`, naming

@@ -7,8 +7,8 @@
 //! can every registry the run pushes to be reached, and does it take our
 //! credentials? If not, the run stops with exit 3 and builds nothing.
 
-use crate::error::{Error, Result};
-use crate::reference::registry_of;
+use crate::util::error::{Error, Result};
+use crate::util::reference::registry_of;
 use oci_client::errors::{OciDistributionError as E, OciErrorCode};
 use oci_client::secrets::RegistryAuth;
 use oci_client::{Client, Reference};
@@ -274,7 +274,7 @@ impl Registry {
             return Ok(None);
         };
         let time = labels
-            .get(crate::git::COMMIT_TIME_LABEL)
+            .get(crate::util::git::COMMIT_TIME_LABEL)
             .and_then(|t| t.parse().ok());
         Ok(labels
             .get("org.opencontainers.image.revision")
@@ -287,7 +287,7 @@ impl Registry {
         let t = Target::of(target)?;
         // Not there: "cannot point … at …: the registry has no manifest …".
         let (body, kind, digest) = self.manifest_of(source).await.map_err(|mut e| {
-            if matches!(e.kind, crate::error::Kind::Input) {
+            if matches!(e.kind, crate::util::error::Kind::Input) {
                 e.message = format!("cannot point `{target}` at `{source}`: {}", e.message);
             }
             e
@@ -453,7 +453,7 @@ fn is_loopback(host: &str) -> bool {
 /// Credentials for the registry of `reference`; anonymous when none.
 fn credentials(reference: &str) -> RegistryAuth {
     use docker_credential::DockerCredential as C;
-    match crate::reference::credential_for(reference) {
+    match crate::util::reference::credential_for(reference) {
         Some((_, C::UsernamePassword(u, p))) => RegistryAuth::Basic(u, p),
         Some((_, C::IdentityToken(t))) => RegistryAuth::Bearer(t),
         None => RegistryAuth::Anonymous,

@@ -11,7 +11,7 @@
 //! - `raise_error(message)`.
 
 use crate::config::Tree;
-use crate::error::{Error, Result};
+use crate::util::error::{Error, Result};
 use indexmap::IndexMap;
 use minijinja::value::{Value, ValueKind};
 use minijinja::{Environment, ErrorKind, State};
@@ -240,7 +240,7 @@ impl Repos {
             let text = std::fs::read_to_string(&path).map_err(|e| {
                 Error::read(&path, e).help("`render.repos_yaml` names Kolla's repository data, `kolla/template/repos.yaml` in a checkout of Kolla")
             })?;
-            crate::yaml::parse(rel, &text)
+            crate::util::yaml::parse(rel, &text)
         };
         let default = read(&r.repos_yaml)?;
         let mut merged = default.clone();

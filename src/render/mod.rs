@@ -11,7 +11,7 @@ mod sources;
 
 use crate::config::{Compat, EnvVars, Tree, Undefined};
 use crate::discover::{Image, LeftOut};
-use crate::error::{did_you_mean, Error, Result};
+use crate::util::error::{did_you_mean, Error, Result};
 use minijinja::{Environment, ErrorKind, UndefinedBehavior, Value};
 use rayon::prelude::*;
 use sources::{load_template, Sources, IMAGE_PREFIX, OVERRIDE_PREFIX};

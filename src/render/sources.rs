@@ -5,7 +5,7 @@
 use super::{Image, Tree};
 use crate::config::display_name;
 use crate::discover::inside;
-use crate::error::{Error, Result};
+use crate::util::error::{Error, Result};
 use minijinja::ErrorKind;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};

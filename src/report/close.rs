@@ -4,9 +4,9 @@
 //! last words are printed. Knows nothing of engines or scheduling.
 
 use super::{finish, LogFiles, LostEngine, Summary};
-use crate::error::{Code, Result};
 use crate::execute::Run;
 use crate::plan::Plan;
+use crate::util::error::{Code, Result};
 use std::path::{Path, PathBuf};
 
 /// The files a run writes (paths resolved, checked writable before the

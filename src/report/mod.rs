@@ -2,9 +2,9 @@
 //! DESIGN.md, JUnit XML for CI, and the final table on the terminal.
 //! Knows nothing of engines or scheduling.
 
-use crate::error::{Error, Result};
 use crate::execute::{Run, Status};
 use crate::plan::Plan;
+use crate::util::error::{Error, Result};
 use serde::Serialize;
 
 mod close;
@@ -203,7 +203,7 @@ impl LogFiles {
                 }
             }
         }
-        let stamp = crate::clock::now_rfc3339().replace(':', "");
+        let stamp = crate::util::clock::now_rfc3339().replace(':', "");
         let dir = runs.join(format!("{stamp}-{}", std::process::id()));
         let mut logs = LogFiles::new(&dir).ok()?;
         logs.failed_only = true;

@@ -8,7 +8,7 @@ use serde_json::{json, Value};
 
 /// A random (version 4) UUID, for the BOM's serial number.
 fn uuid() -> String {
-    let mut b = crate::url::random::<16>().unwrap_or_else(|| {
+    let mut b = crate::util::url::random::<16>().unwrap_or_else(|| {
         let seed = format!("{:?}{}", std::time::SystemTime::now(), std::process::id());
         let mut b = [0u8; 16];
         b.copy_from_slice(&blake3::hash(seed.as_bytes()).as_bytes()[..16]);

@@ -52,9 +52,9 @@ impl Package {
         let mut purl = format!(
             "pkg:{}/{namespace}/{}@{}?arch={}",
             self.kind,
-            crate::url::encode(&self.name),
-            crate::url::encode(version),
-            crate::url::encode(&self.arch)
+            crate::util::url::encode(&self.name),
+            crate::util::url::encode(version),
+            crate::util::url::encode(&self.arch)
         );
         if let Some(epoch) = epoch {
             purl.push_str(&format!("&epoch={epoch}"));
@@ -63,7 +63,7 @@ impl Package {
             purl.push_str(&format!("&distro={id}-{version}"));
         }
         if let Some(source) = &self.source {
-            purl.push_str(&format!("&upstream={}", crate::url::encode(source)));
+            purl.push_str(&format!("&upstream={}", crate::util::url::encode(source)));
         }
         purl
     }

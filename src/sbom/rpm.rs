@@ -91,7 +91,7 @@ fn package(blob: &[u8]) -> Option<Package> {
 /// The packages of an rpmdb.sqlite file (with its write-ahead log, when
 /// the image holds one), in name order.
 pub fn sqlite(db: &[u8], wal: Option<&[u8]>) -> Result<Vec<Package>, String> {
-    let nonce: String = crate::url::random::<8>()
+    let nonce: String = crate::util::url::random::<8>()
         .unwrap_or_default()
         .iter()
         .map(|b| format!("{b:02x}"))

@@ -3,7 +3,7 @@
 //! for the forms they share), and `NAME@RANGE` queries such as
 //! `openssl@<3.0.15` or `bash@>=5.2,<5.3`.
 
-use crate::error::{Error, Result};
+use crate::util::error::{Error, Result};
 use std::cmp::Ordering;
 
 fn order(c: Option<u8>) -> i32 {

@@ -52,7 +52,7 @@ pub async fn build(
     let unreachable = |e: std::io::Error| {
         EngineError::Unreachable(format!(
             "cannot reach the Docker engine at `{}`: {e}",
-            crate::url::shown(&end.host)
+            crate::util::url::shown(&end.host)
         ))
     };
     let _session = session::open(end, api, &id, &key, offer)

@@ -112,7 +112,13 @@ pub async fn refusal(res: hyper::Response<hyper::body::Incoming>) -> String {
 pub fn query(pairs: &[(&str, String)]) -> String {
     pairs
         .iter()
-        .map(|(k, v)| format!("{}={}", crate::url::encode(k), crate::url::encode(v)))
+        .map(|(k, v)| {
+            format!(
+                "{}={}",
+                crate::util::url::encode(k),
+                crate::util::url::encode(v)
+            )
+        })
         .collect::<Vec<_>>()
         .join("&")
 }

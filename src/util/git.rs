@@ -2,7 +2,7 @@
 //! (created, revision, source) and the paths changed since a revision.
 //! Knows nothing of images; a tree outside git simply gets fewer labels.
 
-use crate::error::{Error, Result};
+use crate::util::error::{Error, Result};
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -25,7 +25,7 @@ pub fn oci_labels(root: &Path) -> BTreeMap<String, String> {
     let mut labels = BTreeMap::new();
     labels.insert(
         "org.opencontainers.image.created".to_string(),
-        crate::clock::now_rfc3339(),
+        crate::util::clock::now_rfc3339(),
     );
     if let Some((rev, time)) = commit_and_time(root) {
         labels.insert("org.opencontainers.image.revision".to_string(), rev);
@@ -36,7 +36,7 @@ pub fn oci_labels(root: &Path) -> BTreeMap<String, String> {
     if let Some(url) = git(root, &["remote", "get-url", "origin"]) {
         labels.insert(
             "org.opencontainers.image.source".to_string(),
-            crate::url::public(&url),
+            crate::util::url::public(&url),
         );
     }
     labels

@@ -6,7 +6,7 @@
 //! (ports, digests, the default registry); the text is never split at a
 //! guessed `:`. Knows nothing of the tree, engines or the plan.
 
-use crate::error::{Error, Result};
+use crate::util::error::{Error, Result};
 
 /// A reference taken apart, borrowing the text it came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

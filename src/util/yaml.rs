@@ -3,7 +3,7 @@
 //! serde-saphyr, an error pointing at the file, line and column with what
 //! to do. Knows nothing of what the files mean.
 
-use crate::error::{Error, Result};
+use crate::util::error::{Error, Result};
 use serde::de::DeserializeOwned;
 
 /// Deserialize YAML `text` from the file `name`, mapping errors to a located message.
@@ -49,7 +49,7 @@ fn explain_yaml_error(message: &str) -> (String, String) {
 
 /// Byte offset of the 1-based (line, column) of `text`, columns counted in chars.
 fn char_offset(text: &str, line: usize, column: usize) -> usize {
-    let start = crate::error::line_range(text, line).start;
+    let start = crate::util::error::line_range(text, line).start;
     let rest = &text[start..];
     rest.char_indices()
         .nth(column.saturating_sub(1))
