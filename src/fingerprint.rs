@@ -5,7 +5,7 @@
 //! Context files are hashed in parallel. Knows nothing of engines: base
 //! digests are passed in.
 
-use crate::context::Kind;
+use crate::engine::context::Kind;
 use crate::graph::Graph;
 use crate::inputs::Inputs;
 use crate::util::error::{Error, Result};
@@ -98,7 +98,7 @@ fn hash_file(path: &std::path::Path) -> std::io::Result<String> {
 
 /// The context part of a manifest: every kept file and link, sorted by path.
 pub fn context_inputs(
-    entries: &[crate::context::Entry],
+    entries: &[crate::engine::context::Entry],
 ) -> std::result::Result<Vec<(String, String)>, String> {
     entries
         .par_iter()

@@ -6,8 +6,8 @@
 //! the build request takes its args and labels from it.
 //! Knows nothing of engines, parents' fingerprints or base digests.
 
-use crate::context::{self, Entry};
-use crate::dockerignore::Ignore;
+use crate::engine::context::{self, Entry};
+use crate::engine::dockerignore::Ignore;
 use crate::load::Loaded;
 use crate::util::error::{Error, Result};
 use rayon::prelude::*;

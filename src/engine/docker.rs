@@ -5,7 +5,7 @@
 //! Knows nothing of the graph: it builds, tags, pushes and lists images.
 
 use super::{BuildRequest, Builder, Engine, EngineError, ImageInfo, Lines, Log};
-use crate::context;
+use crate::engine::context;
 use crate::util::reference::split as split_tag;
 use bollard::models::BuildInfoAux;
 use bollard::query_parameters::{

@@ -1,11 +1,19 @@
 //! What runs builds: a Docker-compatible Engine API behind one trait.
 //! `docker` talks to a real engine through bollard; `sim` pretends, with
 //! durations and failures from a script, for scheduler tests and benchmarks.
+//! What an engine is sent lives here too: an image's build context
+//! (`context`: the files under its folder, less what `.dockerignore`
+//! excludes, as docker's own client reads it), which the fingerprint hashes
+//! entry for entry so that what is hashed is what is built.
+//! Takes build requests and contexts; gives image IDs, logs and
+//! verdicts' raw material (containers, files, configs).
 //! Knows nothing of the graph, the plan or progress output.
 
 pub mod buildkit;
 mod containers;
+pub mod context;
 pub mod docker;
+pub mod dockerignore;
 mod endpoint;
 pub mod pool;
 pub mod sim;

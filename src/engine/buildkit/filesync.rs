@@ -10,7 +10,7 @@
 //! packets, an empty one closing each file; FIN ends it. Owners are root
 //! and times zero, as in the classic builder's context tar.
 
-use crate::context::{Entry, Kind};
+use crate::engine::context::{Entry, Kind};
 use bollard::fsutil::types::packet::PacketType;
 use bollard::fsutil::types::{Packet, Stat};
 use bollard::moby::filesync::v1::file_sync_server::FileSync;

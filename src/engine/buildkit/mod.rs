@@ -24,8 +24,8 @@ pub async fn build(
     credentials: std::collections::HashMap<String, (String, String)>,
     log: &Log,
 ) -> Result<String, EngineError> {
-    let mut entries =
-        crate::context::entries(&req.context).map_err(|e| EngineError::Failed(e.message))?;
+    let mut entries = crate::engine::context::entries(&req.context)
+        .map_err(|e| EngineError::Failed(e.message))?;
     entries.retain(|e| !req.leave_out.contains(&e.rel));
     let id = session_id(&req.name);
     // The engine keeps a copy of our folders under this key and asks only

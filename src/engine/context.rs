@@ -4,7 +4,7 @@
 //! followed; a link that points out of the context is an error.
 //! The tar is written while it is sent: it is never held whole in memory.
 
-use crate::dockerignore::Ignore;
+use crate::engine::dockerignore::Ignore;
 use crate::util::error::{Error, Result};
 use std::io::{self, Write};
 use std::path::{Component, Path, PathBuf};
