@@ -5,9 +5,9 @@
 //! command (`commands/deploy.rs`) builds the images first and hands the
 //! build's summary over in memory.
 
-use crate::devfile;
 use crate::load::Loaded;
 use crate::report::Summary;
+use crate::tree::devfile;
 use crate::util::error::{Code, Error, Result};
 use std::collections::BTreeMap;
 use std::io::Write;

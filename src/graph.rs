@@ -3,9 +3,9 @@
 //! is a base. Detects cycles and references that look like a tree image but
 //! are none. Knows nothing of engines, fingerprints or selection.
 
-use crate::config::Config;
-use crate::discover::{Image, LeftOut};
 use crate::dockerfile::{normalize, Parsed};
+use crate::tree::config::Config;
+use crate::tree::discover::{Image, LeftOut};
 use crate::util::error::{did_you_mean, Error, Result};
 use petgraph::graph::{DiGraph, NodeIndex};
 use std::collections::{BTreeSet, HashMap};

@@ -66,7 +66,10 @@ impl Inputs {
 
 /// The image's test files (`build.tests`, then its own `tests:`) that lie
 /// in its build context, relative to the context.
-fn tests_in_context(tree: &crate::config::Tree, image: &crate::discover::Image) -> Vec<String> {
+fn tests_in_context(
+    tree: &crate::tree::config::Tree,
+    image: &crate::tree::discover::Image,
+) -> Vec<String> {
     let files = tree
         .config
         .build

@@ -1,11 +1,11 @@
 //! Runs the stages that need no engine, in order:
 //! config → discover → render → parse → graph. Every later command starts here.
 
-use crate::config::{self, Tree};
-use crate::discover::{self, Image};
 use crate::dockerfile::{self, Parsed};
 use crate::graph::{self, Graph};
 use crate::render::{Rendered, Renderer};
+use crate::tree::config::{self, Tree};
+use crate::tree::discover::{self, Image};
 use crate::util::error::Result;
 use rayon::prelude::*;
 use std::collections::BTreeMap;
@@ -32,7 +32,7 @@ pub struct Options {
 pub struct Loaded {
     pub tree: Tree,
     /// The devfiles read, for `plan` and `deploy`.
-    pub devfiles: Vec<crate::devfile::Devfile>,
+    pub devfiles: Vec<crate::tree::devfile::Devfile>,
     pub images: Vec<Image>,
     pub rendered: Vec<Rendered>,
     pub parsed: Vec<Parsed>,
@@ -59,7 +59,7 @@ pub fn tree(opts: &Options) -> Result<Tree> {
     };
     let no_config = opts.config.is_none() && !dir.join(config::CONFIG_FILE).exists();
     let found_devfile = || {
-        crate::devfile::NAMES
+        crate::tree::devfile::NAMES
             .iter()
             .map(PathBuf::from)
             .find(|n| dir.join(n).is_file())
@@ -78,7 +78,7 @@ pub fn tree(opts: &Options) -> Result<Tree> {
         },
     };
     let var_files: Vec<PathBuf> = opts.var_files.iter().map(|f| dir.join(f)).collect();
-    tree.devfile_vars = crate::devfile::variables(&opts.vars, &var_files)?;
+    tree.devfile_vars = crate::tree::devfile::variables(&opts.vars, &var_files)?;
     tree.config.exclude.extend(opts.exclude.iter().cloned());
     Ok(tree)
 }
@@ -90,19 +90,19 @@ pub fn load(opts: &Options) -> Result<Loaded> {
     for d in &tree.config.devfiles {
         let path = tree.root.join(d);
         config::inside_tree(&tree.root, &path, &format!("devfile `{d}`"))?;
-        let df = crate::devfile::read(&tree.root, &path, &tree.devfile_vars)?;
+        let df = crate::tree::devfile::read(&tree.root, &path, &tree.devfile_vars)?;
         extra.extend(df.images.iter().map(|i| (df.path.clone(), i.clone())));
         devfiles.push(df);
     }
     let mut found = discover::discover(&tree, extra)?;
     crate::tags::expand(&mut tree, &mut found.images)?;
-    crate::names::check(&tree, &found.images)?;
-    found.images = crate::platforms::expand(&mut tree, found.images)?;
+    crate::tree::names::check(&tree, &found.images)?;
+    found.images = crate::tree::platforms::expand(&mut tree, found.images)?;
     let overrides: Vec<PathBuf> = opts.overrides.iter().map(|o| tree.root.join(o)).collect();
     let renderer = Renderer::new(&tree, &found.images, &found.left_out, &overrides)?;
     let mut rendered = renderer.render_all(&found.images)?;
     let texts = rendered.iter_mut().map(|r| &mut r.text);
-    crate::platforms::retarget(&tree.config, &found.images, texts);
+    crate::tree::platforms::retarget(&tree.config, &found.images, texts);
     let parsed: Vec<Result<Parsed>> = found
         .images
         .par_iter()

@@ -146,10 +146,13 @@ fn tests_of(loaded: &Loaded, selected: &[usize]) -> Result<Vec<Option<Arc<imaget
             .collect();
         paths.extend(image.spec.tests.iter().map(|t| image.dir.join(t)));
         for p in &paths {
-            crate::config::inside_tree(
+            crate::tree::config::inside_tree(
                 root,
                 p,
-                &format!("image test file `{}`", crate::config::display_name(p, root)),
+                &format!(
+                    "image test file `{}`",
+                    crate::tree::config::display_name(p, root)
+                ),
             )?;
         }
         suites[id] = reader.suite(root, &paths)?.map(Arc::new);

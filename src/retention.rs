@@ -5,8 +5,8 @@
 //! digest that a kept tag also points at is never deleted.
 //! Deciding (`decide`) is pure; the commands ask and tell the registry.
 
-use crate::config::Config;
 use crate::registry::{Registry, TagInfo};
+use crate::tree::config::Config;
 use crate::util::error::{Error, Result};
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
@@ -288,7 +288,7 @@ mod tests {
             tag("unknown", "sha256:f", None),
         ];
         let cfg = Config {
-            retention: crate::config::Retention {
+            retention: crate::tree::config::Retention {
                 keep: vec!["master".into(), "stable-*".into()],
                 max_age: None,
             },

@@ -2,8 +2,8 @@
 //! `re:REGEX`, `NAME+` (with descendants), `+NAME` (with ancestors),
 //! `@PROFILE`. No selector selects every image. Knows nothing of builds.
 
-use crate::config::Config;
 use crate::graph::Graph;
+use crate::tree::config::Config;
 use crate::util::error::{did_you_mean, Error, Result};
 use std::collections::BTreeSet;
 

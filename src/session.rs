@@ -6,13 +6,13 @@
 //! and never an engine themselves. Knows nothing of clap or of how results
 //! are shown.
 
-use crate::config::Config;
 use crate::engine::pool::Member;
 use crate::execute::{self, Order, Run, Status};
 use crate::load::Options;
 use crate::plan::{self, Action, Plan};
 use crate::prepare::{self, Scope};
 use crate::settings::{Publish, Settings, Tests};
+use crate::tree::config::Config;
 use crate::util::error::{Error, Result};
 use crate::{engine, history, lock, progress, publish, registry, util::git};
 use std::path::Path;

@@ -5,11 +5,11 @@
 //! decided here and nowhere else. Knows nothing of engines' answers, the
 //! plan or the scheduler.
 
-use crate::config::{Config, Publish as PublishMode};
 use crate::engine::pool::Spec;
 use crate::plan::Ask;
 use crate::progress;
 use crate::report;
+use crate::tree::config::{Config, Publish as PublishMode};
 use crate::util::error::{Error, Result};
 use std::path::{Path, PathBuf};
 
@@ -486,7 +486,7 @@ impl Settings {
 /// tree root, readable) and `env` (set). A missing source is exit 2 before
 /// anything builds.
 pub fn secrets(
-    specs: &std::collections::BTreeMap<String, crate::config::SecretSpec>,
+    specs: &std::collections::BTreeMap<String, crate::tree::config::SecretSpec>,
     root: &Path,
 ) -> Result<Vec<crate::engine::Secret>> {
     use crate::engine::{Secret, SecretSource};

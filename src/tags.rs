@@ -5,8 +5,8 @@
 //! so everything after sees plain tags. A branch name becomes a valid tag:
 //! characters Docker refuses become `-` (`feature/x` → `feature-x`).
 
-use crate::config::Tree;
-use crate::discover::Image;
+use crate::tree::config::Tree;
+use crate::tree::discover::Image;
 use crate::util::error::{Error, Result};
 
 /// Expand every tag template of the tree and its images, in place.

@@ -34,7 +34,7 @@ pub fn run(opts: &Options, out: Option<&Path>, apply: bool, mode: progress::Mode
         Some((s, summary)) => deploy::pins(&s.scope.loaded, summary),
         None => Default::default(),
     };
-    let manifests: Vec<&crate::devfile::Manifest> = manifests.iter().collect();
+    let manifests: Vec<&crate::tree::devfile::Manifest> = manifests.iter().collect();
     let files = deploy::manifests(&manifests, &pinned)?;
     let all: String = files.iter().map(|(_, text)| text.as_str()).collect();
     if let Some(dir) = out {

@@ -54,7 +54,7 @@ pub struct CommandTest {
     /// default `DEFAULT_TIMEOUT`. A command still running then fails the
     /// test, and its container is removed.
     #[serde(default)]
-    pub timeout: Option<crate::config::Age>,
+    pub timeout: Option<crate::tree::config::Age>,
 }
 
 /// The most of a failed test's message kept in its verdict (stderr, the
@@ -218,7 +218,7 @@ impl Reader {
 
 /// One test file, read and checked, and its text.
 fn read(root: &Path, path: &Path) -> Result<(TestFile, String)> {
-    let name = crate::config::display_name(path, root);
+    let name = crate::tree::config::display_name(path, root);
     let text = std::fs::read_to_string(path).map_err(|e| {
         if e.kind() == std::io::ErrorKind::NotFound {
             Error::input(format!("image test file `{name}` does not exist"))

@@ -10,7 +10,7 @@
 //!   repository data (`render.repos_yaml`, `render.repos_yaml_override`);
 //! - `raise_error(message)`.
 
-use crate::config::Tree;
+use crate::tree::config::Tree;
 use crate::util::error::{Error, Result};
 use indexmap::IndexMap;
 use minijinja::value::{Value, ValueKind};

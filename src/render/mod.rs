@@ -9,8 +9,8 @@ mod kolla;
 mod python;
 mod sources;
 
-use crate::config::{Compat, EnvVars, Tree, Undefined};
-use crate::discover::{Image, LeftOut};
+use crate::tree::config::{Compat, EnvVars, Tree, Undefined};
+use crate::tree::discover::{Image, LeftOut};
 use crate::util::error::{did_you_mean, Error, Result};
 use minijinja::{Environment, ErrorKind, UndefinedBehavior, Value};
 use rayon::prelude::*;
@@ -133,7 +133,7 @@ fn add_image_ref(
             // In a multi-platform set, the parent of the same platform.
             let own = state
                 .lookup(PLATFORM_KEY)
-                .and_then(|p| p.as_str().map(|p| crate::platforms::record_name(&name, p)))
+                .and_then(|p| p.as_str().map(|p| crate::tree::platforms::record_name(&name, p)))
                 .and_then(|record| refs.get(&record).cloned());
             if let Some(r) = own {
                 return Ok(r);

@@ -3,8 +3,8 @@
 //! (symlinks included) and nowhere else. The loader `render` installs.
 
 use super::{Image, Tree};
-use crate::config::display_name;
-use crate::discover::inside;
+use crate::tree::config::display_name;
+use crate::tree::discover::inside;
 use crate::util::error::{Error, Result};
 use minijinja::ErrorKind;
 use std::collections::HashMap;
@@ -113,7 +113,11 @@ impl Sources {
         for folder in &tree.config.templates {
             let dir = tree.root.join(folder);
             template_dir_names.push(format!("`{folder}`"));
-            crate::config::inside_tree(&tree.root, &dir, &format!("templates folder `{folder}`"))?;
+            crate::tree::config::inside_tree(
+                &tree.root,
+                &dir,
+                &format!("templates folder `{folder}`"),
+            )?;
             if dir.is_dir() {
                 template_dirs.push(canon(&dir)?);
             }

@@ -2,7 +2,7 @@
 //! that holds a `Dockerfile.j2` or `Dockerfile`, named after the folder, with
 //! its optional `image.yaml`. Knows nothing of templates or Dockerfile syntax.
 
-use crate::config::{display_name, inside_tree, Tree};
+use crate::tree::config::{display_name, inside_tree, Tree};
 use crate::util::error::{Error, Result};
 use crate::util::yaml::parse as parse_yaml;
 use serde::Deserialize;
@@ -107,7 +107,7 @@ impl Image {
     /// or a devfile's `imageName` (one without `/` gets the tree's
     /// registry and namespace, as odo's image-registry preference does; one
     /// without a tag gets the tree's `tag`).
-    pub fn reference(&self, config: &crate::config::Config) -> String {
+    pub fn reference(&self, config: &crate::tree::config::Config) -> String {
         let Some(name) = &self.reference else {
             let repository = match &self.spec.repository {
                 Some(r) => {

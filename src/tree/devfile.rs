@@ -7,8 +7,8 @@
 //! an unknown one is reported at its file and line.
 //! Knows nothing of templates, the graph or engines.
 
-use crate::config::display_name;
-use crate::discover::{Image, ImageSpec};
+use crate::tree::config::display_name;
+use crate::tree::discover::{Image, ImageSpec};
 use crate::util::error::{Error, Result};
 use crate::util::yaml::parse as parse_yaml;
 use serde::Deserialize;
@@ -202,7 +202,7 @@ fn component_manifest(
     }
     let p = dir.join(uri);
     let what = format!("component `{cname}`'s manifest `{uri}`");
-    crate::config::inside_tree(root, &p, &what)?;
+    crate::tree::config::inside_tree(root, &p, &what)?;
     let outside = || Path::new(uri).is_absolute() || !p.starts_with(root);
     if !p.exists() && outside() {
         return Err(located(
@@ -392,8 +392,8 @@ fn component_image(
             "`dockerfile.buildContext` is a folder relative to the devfile",
         ));
     }
-    crate::config::inside_tree(root, &dockerfile, &format!("image `{cname}`'s Dockerfile"))?;
-    crate::config::inside_tree(root, &context, &format!("image `{cname}`'s build context"))?;
+    crate::tree::config::inside_tree(root, &dockerfile, &format!("image `{cname}`'s Dockerfile"))?;
+    crate::tree::config::inside_tree(root, &context, &format!("image `{cname}`'s build context"))?;
     let mut spec = ImageSpec::default();
     let args: Vec<String> = docker
         .get("args")

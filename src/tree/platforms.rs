@@ -10,8 +10,8 @@
 //! index of its platforms. A set of one platform is left as it is;
 //! `--platform` naming some of a set's platforms builds only their records.
 
-use crate::config::{Config, Tree};
-use crate::discover::Image;
+use crate::tree::config::{Config, Tree};
+use crate::tree::discover::Image;
 use crate::util::error::{Error, Result};
 
 /// The platforms of the set: `platforms:`, else a `build.platform` that

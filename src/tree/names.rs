@@ -5,8 +5,8 @@
 //! its line when the value is written there) and the rule.
 //! Grammar from the distribution `reference` package. Knows nothing of engines.
 
-use crate::config::{display_name, Tree};
-use crate::discover::{Image, SPEC_FILE};
+use crate::tree::config::{display_name, Tree};
+use crate::tree::discover::{Image, SPEC_FILE};
 use crate::util::error::{Error, Result};
 use regex::Regex;
 use std::path::Path;
