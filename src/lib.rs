@@ -18,7 +18,6 @@ mod execute;
 mod fingerprint;
 mod graph;
 mod history;
-mod imagetest;
 mod inputs;
 mod load;
 mod lock;

@@ -57,7 +57,7 @@ pub struct Item {
     /// What the engine is asked to build (meaningful for `Build` items).
     pub request: BuildRequest,
     /// Its image tests, run after the build and before any tag moves.
-    pub tests: Option<std::sync::Arc<crate::imagetest::Suite>>,
+    pub tests: Option<std::sync::Arc<crate::tree::testfiles::Suite>>,
     /// Other names it gets on the engine only, never pushed: a devfile's
     /// `imageName` as written, which its siblings' `FROM` lines use.
     pub aliases: Vec<String>,
@@ -387,7 +387,7 @@ pub fn keep_selected(
 /// key)`) for its current test files is to be tested, not rebuilt.
 pub fn attach_tests(
     plan: &mut Plan,
-    suites: &[Option<std::sync::Arc<crate::imagetest::Suite>>],
+    suites: &[Option<std::sync::Arc<crate::tree::testfiles::Suite>>],
     passed: impl Fn(&str, &str) -> bool,
 ) {
     for item in &mut plan.items {

@@ -3,10 +3,10 @@
 //! registry hold (`prepare`), and the registry a run consults. The session
 //! (`session.rs`) calls these; commands never do.
 
-use crate::imagetest;
 use crate::inputs::{self, Inputs};
 use crate::load::{self, Loaded, Options};
 use crate::plan::{self, Ask, Known, Plan};
+use crate::tree::testfiles;
 use crate::util::error::Result;
 use crate::{affected, engine, fingerprint, history, registry, select, survey, util::git};
 use std::path::PathBuf;
@@ -19,7 +19,7 @@ pub(crate) struct Scope {
     pub(crate) inputs: Vec<Inputs>,
     pub(crate) selected: Vec<usize>,
     /// Image tests by graph id (selected images and their ancestors).
-    pub(crate) suites: Vec<Option<Arc<imagetest::Suite>>>,
+    pub(crate) suites: Vec<Option<Arc<testfiles::Suite>>>,
 }
 
 pub(crate) fn scope(opts: &Options, selectors: &[String], since: Option<&str>) -> Result<Scope> {
@@ -126,14 +126,14 @@ pub(crate) async fn prepare(
 /// id): the tree's `build.tests`, then the image's own `tests:` (relative to
 /// its folder). Read and checked before the engine is asked anything: a
 /// bad file is exit 2 and nothing is built.
-fn tests_of(loaded: &Loaded, selected: &[usize]) -> Result<Vec<Option<Arc<imagetest::Suite>>>> {
+fn tests_of(loaded: &Loaded, selected: &[usize]) -> Result<Vec<Option<Arc<testfiles::Suite>>>> {
     let root = &loaded.tree.root;
     let mut wanted: std::collections::BTreeSet<usize> = selected.iter().copied().collect();
     for &id in selected {
         wanted.extend(loaded.graph.ancestors(id));
     }
     let mut suites = vec![None; loaded.images.len()];
-    let mut reader = imagetest::Reader::default();
+    let mut reader = testfiles::Reader::default();
     for id in wanted {
         let image = &loaded.images[id];
         let mut paths: Vec<PathBuf> = loaded

@@ -7,7 +7,7 @@
 //! parent and base by digest, the fingerprint, builder and engine, when it
 //! ran and the image tests' verdicts. Knows nothing of engines.
 
-use crate::imagetest::TestResult;
+use crate::execute::imagetest::TestResult;
 use crate::plan::Item;
 use serde_json::{json, Value};
 use sha2::Digest;

@@ -230,7 +230,12 @@ impl Scheduler<'_> {
     /// An item's tests ran: keep the verdicts for its outcome, and
     /// remember a pass of these test files by the image tested (its ID: the
     /// digest of its configuration, the same on every engine that has it).
-    fn tested(&mut self, i: usize, results: Vec<crate::imagetest::TestResult>, image: &str) {
+    fn tested(
+        &mut self,
+        i: usize,
+        results: Vec<crate::execute::imagetest::TestResult>,
+        image: &str,
+    ) {
         let item = &self.items[i];
         if let (Some(suite), true) = (&item.tests, results.iter().all(|r| r.passed)) {
             crate::history::remember_pass(image, &suite.key);

@@ -16,6 +16,7 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 
 mod ends;
+pub mod imagetest;
 mod outcome;
 mod pool;
 mod tasks;
@@ -66,7 +67,7 @@ enum Msg {
     Fetched(usize, Result<(), EngineError>, Duration),
     /// An image's tests ran (before its `Built`).
     /// With the ID of the image tested.
-    Tested(usize, Vec<crate::imagetest::TestResult>, String),
+    Tested(usize, Vec<crate::execute::imagetest::TestResult>, String),
 }
 
 /// The state of one item; see docs/architecture.md.
@@ -131,7 +132,7 @@ struct Slot {
     /// When its step started (RFC 3339).
     started: Option<String>,
     /// Its test verdicts, until it finishes.
-    tested: Vec<crate::imagetest::TestResult>,
+    tested: Vec<crate::execute::imagetest::TestResult>,
     /// Its task, to abort it when its engine goes down.
     handle: Option<tokio::task::AbortHandle>,
     /// The registry digest of its content tag, once known.

@@ -72,7 +72,7 @@ pub struct Outcome {
     pub started_at: Option<String>,
     pub finished_at: Option<String>,
     /// Its image tests' verdicts, when they ran.
-    pub tests: Vec<crate::imagetest::TestResult>,
+    pub tests: Vec<crate::execute::imagetest::TestResult>,
     /// The engine it was built, tested or uploaded on, in a run over several.
     pub engine: Option<String>,
     /// The builder that built it (`buildkit`, `classic`), when it was built.

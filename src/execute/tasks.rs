@@ -166,7 +166,7 @@ async fn test(
         return Ok(());
     };
     log(&format!("strata: running {} image tests", suite.count()));
-    let results = crate::imagetest::suite(engine, image, suite, log).await?;
+    let results = crate::execute::imagetest::suite(engine, image, suite, log).await?;
     let failed: Vec<String> = results
         .iter()
         .filter(|r| !r.passed)

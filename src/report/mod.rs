@@ -64,7 +64,7 @@ pub struct ImageReport {
     /// else the engine's image ID).
     pub parents: std::collections::BTreeMap<String, String>,
     /// Its image tests' verdicts, when they ran in this run.
-    pub tests: Vec<crate::imagetest::TestResult>,
+    pub tests: Vec<crate::execute::imagetest::TestResult>,
     #[serde(skip)]
     pub failed_parent: Option<String>,
     #[serde(skip)]
@@ -327,7 +327,7 @@ pub fn write_junit(path: &Path, summary: &Summary) -> Result<()> {
     let count = |s: Status| summary.images.iter().filter(|i| i.status == s).count();
     let failures = count(Status::Failed);
     let skipped = count(Status::ParentFailed) + count(Status::Cancelled);
-    let tests: Vec<(&str, &crate::imagetest::TestResult)> = summary
+    let tests: Vec<(&str, &crate::execute::imagetest::TestResult)> = summary
         .images
         .iter()
         .flat_map(|i| i.tests.iter().map(move |t| (i.name.as_str(), t)))

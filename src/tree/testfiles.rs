@@ -2,16 +2,14 @@
 //! read and checked here, run against a built image by `run`. A test file
 //! is an input of the verdict, not of the image: the files' contents give a
 //! key, and a verdict is remembered per fingerprint and key.
-//! Knows nothing of the scheduler; the build task calls `run::suite`.
-
-pub mod run;
+//! Read with the tree, so a bad test file is exit 2 before anything
+//! builds; run by `execute::imagetest` once the image is built.
+//! Knows nothing of the scheduler or engines.
 
 use crate::util::error::{Error, Result};
 use crate::util::yaml::parse as parse_yaml;
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
-
-pub use run::{suite, TestResult};
 
 /// `key: value`, as container-structure-test writes environment variables
 /// and labels.

@@ -4,10 +4,13 @@
 //! cleared, `$VAR` in the command replaced from the image's environment),
 //! files read through the engine's archive of a never-started container,
 //! metadata from the image's configuration. Messages are worded as
-//! container-structure-test words them.
+//! container-structure-test words them. The test files were read and
+//! checked with the tree (`tree::testfiles`); the build task calls `suite`.
 
-use super::{CommandTest, FileContentTest, FileExistenceTest, MetadataTest, Pair, Suite};
 use crate::engine::{ContainerRun, Engine, EngineError, ImageConfig, Log};
+use crate::tree::testfiles::{
+    self, CommandTest, FileContentTest, FileExistenceTest, MetadataTest, Pair, Suite,
+};
 use serde::Serialize;
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -66,7 +69,7 @@ pub async fn suite(
             let r = TestResult {
                 name: name.to_string(),
                 passed: errors.is_empty(),
-                message: super::bounded(message),
+                message: testfiles::bounded(message),
                 duration: begun.elapsed(),
                 file: file.path.clone(),
             };
@@ -153,7 +156,7 @@ async fn command_steps(
                 cmd: step.clone(),
                 env: setup_env.clone(),
                 commit: true,
-                timeout: t.timeout.map_or(super::DEFAULT_TIMEOUT, |a| a.0),
+                timeout: t.timeout.map_or(testfiles::DEFAULT_TIMEOUT, |a| a.0),
             })
             .await
             .map_err(|e| match e {
@@ -183,7 +186,7 @@ async fn command_steps(
             cmd,
             env: run_env,
             commit: false,
-            timeout: t.timeout.map_or(super::DEFAULT_TIMEOUT, |a| a.0),
+            timeout: t.timeout.map_or(testfiles::DEFAULT_TIMEOUT, |a| a.0),
         })
         .await?;
     let mut errors = Vec::new();
