@@ -1,7 +1,7 @@
 //! The command line, as clap parses it: the global options, the commands
 //! and their flags. Only parses; `settings.rs` resolves, `commands/` runs.
 
-use crate::load::Options;
+use crate::graph::load::Options;
 use crate::progress;
 use crate::settings::{engine_spec, BuildFlags, InputFlags, TestFlags};
 use clap::{Parser, Subcommand, ValueEnum};

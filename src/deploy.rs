@@ -5,7 +5,7 @@
 //! command (`commands/deploy.rs`) builds the images first and hands the
 //! build's summary over in memory.
 
-use crate::load::Loaded;
+use crate::graph::load::Loaded;
 use crate::report::Summary;
 use crate::tree::devfile;
 use crate::util::error::{Code, Error, Result};

@@ -8,7 +8,7 @@
 
 use crate::engine::context::{self, Entry};
 use crate::engine::dockerignore::Ignore;
-use crate::load::Loaded;
+use crate::graph::load::Loaded;
 use crate::util::error::{Error, Result};
 use rayon::prelude::*;
 use std::collections::BTreeMap;
@@ -123,7 +123,7 @@ pub fn collect(loaded: &Loaded) -> Result<Vec<Inputs>> {
             sources.push(config_file.clone());
             sources.sort();
             sources.dedup();
-            let mut args = crate::load::build_args(tree, image);
+            let mut args = crate::graph::load::build_args(tree, image);
             args.retain(|k, _| loaded.parsed[id].args.contains(k));
             let mut labels = tree.config.build.labels.clone();
             labels.extend(image.spec.labels.clone());

@@ -8,9 +8,9 @@
 
 use crate::engine::BuildRequest;
 use crate::fingerprint::{self, Fingerprint, Manifest};
+use crate::graph::load::Loaded;
 use crate::graph::Graph;
 use crate::inputs::Inputs;
-use crate::load::Loaded;
 use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
@@ -407,7 +407,7 @@ pub fn attach_tests(
 
 /// Where the label step goes when `target` is not the last stage: before
 /// the next stage's `FROM`.
-fn labels_before(parsed: &crate::dockerfile::Parsed, target: &str) -> Option<usize> {
+fn labels_before(parsed: &crate::graph::dockerfile::Parsed, target: &str) -> Option<usize> {
     if target.is_empty() {
         return None;
     }

@@ -3,12 +3,12 @@
 //! registry hold (`prepare`), and the registry a run consults. The session
 //! (`session.rs`) calls these; commands never do.
 
+use crate::graph::load::{self, Loaded, Options};
 use crate::inputs::{self, Inputs};
-use crate::load::{self, Loaded, Options};
 use crate::plan::{self, Ask, Known, Plan};
 use crate::tree::testfiles;
 use crate::util::error::Result;
-use crate::{affected, engine, fingerprint, history, registry, select, survey, util::git};
+use crate::{affected, engine, fingerprint, graph::select, history, registry, survey, util::git};
 use std::path::PathBuf;
 use std::sync::Arc;
 

@@ -8,7 +8,7 @@
 
 use crate::engine::pool::Member;
 use crate::execute::{self, Order, Run, Status};
-use crate::load::Options;
+use crate::graph::load::Options;
 use crate::plan::{self, Action, Plan};
 use crate::prepare::{self, Scope};
 use crate::settings::{Publish, Settings, Tests};

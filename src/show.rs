@@ -1,10 +1,10 @@
 //! Prints what `list`, `graph` and `render` show: text for people, JSON and
 //! graph languages for programs (shapes of DESIGN.md). Knows nothing of builds.
 
+use crate::graph::select::Selection;
 use crate::graph::Graph;
 use crate::plan::{Action, Plan};
 use crate::render::Rendered;
-use crate::select::Selection;
 use crate::util::error::{Error, Result};
 use serde::Serialize;
 use std::fmt::Write as _;
@@ -302,7 +302,7 @@ pub fn no_deps_note(stale: &[String]) -> String {
 
 /// What `plan` adds under its table: images devfiles hold that strata does
 /// not build, and images whose devfile says their build needs root.
-pub fn plan_notes(loaded: &crate::load::Loaded, plan: &crate::plan::Plan) -> String {
+pub fn plan_notes(loaded: &crate::graph::load::Loaded, plan: &crate::plan::Plan) -> String {
     let mut notes = String::new();
     for d in &loaded.devfiles {
         for (name, why) in &d.unbuildable {

@@ -1,7 +1,7 @@
 //! `strata build`: open the session, plan, execute, publish, report.
 //! The shape every run takes (`test` and `deploy` run it too).
 
-use crate::load::Options;
+use crate::graph::load::Options;
 use crate::progress::Display;
 use crate::report::{self, LogFiles, Summary};
 use crate::session::Session;

@@ -2,7 +2,7 @@
 //! default deploy commands (as `build --push`), then print (or write, or
 //! `kubectl apply`) their manifests with every built image pinned by digest.
 
-use crate::load::{self, Options};
+use crate::graph::load::{self, Options};
 use crate::session::Session;
 use crate::settings::Settings;
 use crate::util::error::{Code, Result};

@@ -3,7 +3,7 @@
 //! folder, the SBOMs attached in the registry to each selected image's
 //! release reference.
 
-use crate::load::Options;
+use crate::graph::load::Options;
 use crate::registry::Registry;
 use crate::report;
 use crate::sbom::version::Query;
@@ -22,9 +22,9 @@ pub fn find(
         .iter()
         .map(|p| Query::parse(p))
         .collect::<Result<Vec<_>>>()?;
-    let loaded = crate::load::load(opts)?;
+    let loaded = crate::graph::load::load(opts)?;
     let config = &loaded.tree.config;
-    let sel = crate::select::select(&loaded.graph, config, selectors)?;
+    let sel = crate::graph::select::select(&loaded.graph, config, selectors)?;
     if let Some(dir) = dir {
         let selected = |name: &str| sel.ids.iter().any(|&i| loaded.graph.nodes[i].name == name);
         let mut found = crate::attest::holders(&opts.dir.join(dir), &queries)?;

@@ -2,7 +2,7 @@
 //! the registry what exists; builds nothing).
 
 use crate::cli::PlanFlags;
-use crate::load::Options;
+use crate::graph::load::Options;
 use crate::plan::Ask;
 use crate::session::Session;
 use crate::settings::Settings;

@@ -2,10 +2,10 @@
 //! is decided by `retention.rs`; here the tree is loaded, the registry
 //! asked and told, and the table handed to the report.
 
-use crate::load::{self, Options};
+use crate::graph::load::{self, Options};
 use crate::session::runtime;
 use crate::util::error::{Code, Error, Result};
-use crate::{report, retention, select};
+use crate::{graph::select, report, retention};
 
 /// The table of what goes and why; deleted unless `dry_run`.
 pub fn prune(opts: &Options, selectors: &[String], dry_run: bool, keep: &[String]) -> Result<Code> {

@@ -5,7 +5,7 @@
 //! whose tags moved.
 
 use crate::engine::pool::Spec;
-use crate::load::Options;
+use crate::graph::load::Options;
 use crate::report;
 use crate::session::{self, Session};
 use crate::settings::Settings;

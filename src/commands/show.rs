@@ -2,10 +2,10 @@
 //! `render`, `affected`; and `timeline`, `completions`, `man`.
 
 use crate::cli::{Cli, GraphFormat};
-use crate::load::{self, Loaded, Options};
-use crate::select::Selection;
+use crate::graph::load::{self, Loaded, Options};
+use crate::graph::select::Selection;
 use crate::util::error::{Code, Error, Result};
-use crate::{affected as hit, inputs, report, select, show};
+use crate::{affected as hit, graph::select, inputs, report, show};
 use clap::{CommandFactory, ValueEnum};
 use std::path::{Path, PathBuf};
 

@@ -1,7 +1,7 @@
 //! `strata test`: run the image tests of the selected images, which must
 //! be built already with their current inputs; nothing is built.
 
-use crate::load::Options;
+use crate::graph::load::Options;
 use crate::session::Session;
 use crate::settings::{Settings, TestFlags};
 use crate::util::error::{Code, Result};

@@ -5,7 +5,7 @@
 //! digest (parents, bases) against the registry. Exit 1 on any mismatch,
 //! with the reason.
 
-use crate::load::Options;
+use crate::graph::load::Options;
 use crate::registry::{Lookup, Registry};
 use crate::report;
 use crate::util::error::{Code, Error, Result};

@@ -1,7 +1,7 @@
 //! Runs the stages that need no engine, in order:
 //! config → discover → render → parse → graph. Every later command starts here.
 
-use crate::dockerfile::{self, Parsed};
+use crate::graph::dockerfile::{self, Parsed};
 use crate::graph::{self, Graph};
 use crate::render::{Rendered, Renderer};
 use crate::tree::config::{self, Tree};
@@ -95,7 +95,7 @@ pub fn load(opts: &Options) -> Result<Loaded> {
         devfiles.push(df);
     }
     let mut found = discover::discover(&tree, extra)?;
-    crate::tags::expand(&mut tree, &mut found.images)?;
+    crate::graph::tags::expand(&mut tree, &mut found.images)?;
     crate::tree::names::check(&tree, &found.images)?;
     found.images = crate::tree::platforms::expand(&mut tree, found.images)?;
     let overrides: Vec<PathBuf> = opts.overrides.iter().map(|o| tree.root.join(o)).collect();
