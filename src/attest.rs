@@ -239,7 +239,7 @@ async fn registry_packages(
     let Some(digest) = registry.manifest_digest(reference).await? else {
         return Ok(None);
     };
-    let cached = crate::history::cache_dir().map(|d| {
+    let cached = crate::plan::history::cache_dir().map(|d| {
         d.join("sbom-packages")
             .join(digest.trim_start_matches("sha256:"))
     });

@@ -6,7 +6,6 @@
 //! Modules are private; what the integration tests and benchmarks use is
 //! re-exported below.
 
-mod affected;
 mod attest;
 mod ci;
 mod cli;
@@ -14,10 +13,7 @@ mod commands;
 mod deploy;
 mod engine;
 mod execute;
-mod fingerprint;
 mod graph;
-mod history;
-mod inputs;
 mod lock;
 mod plan;
 mod prepare;
@@ -46,9 +42,9 @@ pub use commands::run;
 pub use engine::context::{entries as context_entries, Kind as EntryKind};
 pub use engine::sim::{Script, SimEngine, Step};
 pub use execute::{execute, Event, Observer, Options as RunOptions, Order, Status};
-pub use fingerprint::{context_inputs, fingerprints, Fingerprint};
 pub use graph::load::{load, Loaded, Options};
-pub use inputs::collect as collect_inputs;
+pub use plan::fingerprint::{context_inputs, fingerprints, Fingerprint};
+pub use plan::inputs::collect as collect_inputs;
 pub use plan::{plan, Ask, Item, Known};
 pub use util::error::Code;
 

@@ -19,7 +19,7 @@ pub struct RunLock {
 /// Take the lock of `engine` + `namespace`. When another run holds it:
 /// wait (saying so on stderr), or with `wait == false` fail with exit 3.
 pub fn acquire(engine: &str, namespace: &str, wait: bool) -> Result<Option<RunLock>> {
-    let Some(dir) = crate::history::cache_dir().map(|d| d.join("locks")) else {
+    let Some(dir) = crate::plan::history::cache_dir().map(|d| d.join("locks")) else {
         return Ok(None);
     };
     std::fs::create_dir_all(&dir).map_err(|e| Error::write(&dir, e))?;

@@ -4,11 +4,14 @@
 //! (`session.rs`) calls these; commands never do.
 
 use crate::graph::load::{self, Loaded, Options};
-use crate::inputs::{self, Inputs};
+use crate::plan::inputs::{self, Inputs};
 use crate::plan::{self, Ask, Known, Plan};
 use crate::tree::testfiles;
 use crate::util::error::Result;
-use crate::{affected, engine, fingerprint, graph::select, history, registry, survey, util::git};
+use crate::{
+    engine, graph::select, plan::affected, plan::fingerprint, plan::history, registry, survey,
+    util::git,
+};
 use std::path::PathBuf;
 use std::sync::Arc;
 

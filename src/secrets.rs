@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 fn dir() -> Option<PathBuf> {
-    crate::history::cache_dir().map(|d| d.join("secrets"))
+    crate::plan::history::cache_dir().map(|d| d.join("secrets"))
 }
 
 /// The cache folder's key, made on first use.

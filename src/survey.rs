@@ -4,8 +4,8 @@
 //! ancestors, inspected 16 at a time). Knows nothing of how the plan decides.
 
 use crate::engine::{self, Engine, ImageInfo};
-use crate::fingerprint;
 use crate::graph::Graph;
+use crate::plan::fingerprint;
 use crate::util::error::{Error, Result};
 use futures_util::StreamExt;
 use std::collections::{BTreeMap, BTreeSet, HashMap};

@@ -5,7 +5,7 @@ use crate::cli::{Cli, GraphFormat};
 use crate::graph::load::{self, Loaded, Options};
 use crate::graph::select::Selection;
 use crate::util::error::{Code, Error, Result};
-use crate::{affected as hit, graph::select, inputs, report, show};
+use crate::{graph::select, plan::affected as hit, plan::inputs, report, show};
 use clap::{CommandFactory, ValueEnum};
 use std::path::{Path, PathBuf};
 

@@ -238,7 +238,7 @@ impl Scheduler<'_> {
     ) {
         let item = &self.items[i];
         if let (Some(suite), true) = (&item.tests, results.iter().all(|r| r.passed)) {
-            crate::history::remember_pass(image, &suite.key);
+            crate::plan::history::remember_pass(image, &suite.key);
         }
         self.slots[i].tested = results;
     }

@@ -177,7 +177,7 @@ impl Registry {
         };
         if image
             .labels
-            .get(crate::fingerprint::LABEL)
+            .get(crate::plan::fingerprint::LABEL)
             .map(String::as_str)
             != Some(fp)
         {

@@ -28,9 +28,8 @@ impl LogFiles {
     pub fn for_run(dir: Option<&Path>) -> Result<Option<LogFiles>> {
         Ok(match dir {
             Some(d) => Some(LogFiles::new(d)?),
-            None => {
-                crate::history::cache_dir().and_then(|c| LogFiles::for_failures(&c.join("logs")))
-            }
+            None => crate::plan::history::cache_dir()
+                .and_then(|c| LogFiles::for_failures(&c.join("logs"))),
         })
     }
 }

@@ -5,12 +5,26 @@
 //! An image is up to date when its reference exists and carries the
 //! fingerprint computed now. Knows nothing of engines or progress: what
 //! exists and the record of past inputs are passed in.
+//!
+//! Stage 4, the plan. Takes `Loaded` (stages 1-3) and what exists (the
+//! engines' and the registry's answers, asked by the session); lists each
+//! image's inputs once (`inputs`), hashes them into its fingerprint and
+//! the explanation of it (`fingerprint`), reads what past runs left
+//! (`history`: fingerprints, durations, verdicts), and answers which
+//! images a change to some paths touches (`affected`). Gives the `Plan`:
+//! one `Item` per image, with its action, reasons and build request, which
+//! execute (stage 5) runs and every later stage reads.
+
+pub mod affected;
+pub mod fingerprint;
+pub mod history;
+pub mod inputs;
 
 use crate::engine::BuildRequest;
-use crate::fingerprint::{self, Fingerprint, Manifest};
 use crate::graph::load::Loaded;
 use crate::graph::Graph;
-use crate::inputs::Inputs;
+use fingerprint::{Fingerprint, Manifest};
+use inputs::Inputs;
 use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 

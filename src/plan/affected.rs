@@ -3,7 +3,7 @@
 //! built on them. Knows nothing of engines or fingerprints.
 
 use crate::graph::Graph;
-use crate::inputs::Inputs;
+use crate::plan::inputs::Inputs;
 use std::collections::BTreeSet;
 
 /// Ids of the images a change to `paths` (relative to the tree root) affects,

@@ -4,7 +4,7 @@
 //! Losing it costs only precision of the reasons (see docs/incremental.md).
 //! Knows nothing of engines or the plan: the plan gets what it recalls as data.
 
-use crate::fingerprint::{Fingerprint, Manifest};
+use crate::plan::fingerprint::{Fingerprint, Manifest};
 use std::collections::HashMap;
 use std::path::PathBuf;
 

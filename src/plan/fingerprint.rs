@@ -7,7 +7,7 @@
 
 use crate::engine::context::Kind;
 use crate::graph::Graph;
-use crate::inputs::Inputs;
+use crate::plan::inputs::Inputs;
 use crate::util::error::{Error, Result};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
