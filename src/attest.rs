@@ -207,7 +207,7 @@ fn hits(packages: Vec<(String, String)>, queries: &[sbom::version::Query]) -> Ve
 /// the cache folder by digest: asking again costs one request per image
 /// (its tag's digest) instead of four.
 pub async fn registry_holders(
-    registry: &crate::registry::Registry,
+    registry: &crate::publish::registry::Registry,
     images: &[(String, String)],
     queries: &[sbom::version::Query],
 ) -> Result<(Vec<(String, Vec<String>)>, Vec<String>)> {
@@ -233,7 +233,7 @@ pub async fn registry_holders(
 /// The packages of the image at `reference` by its attached SBOM (None:
 /// not there), from the cache when its digest was read before.
 async fn registry_packages(
-    registry: &crate::registry::Registry,
+    registry: &crate::publish::registry::Registry,
     reference: &str,
 ) -> Result<Option<Vec<(String, String)>>> {
     let Some(digest) = registry.manifest_digest(reference).await? else {
@@ -373,7 +373,7 @@ pub fn artifacts(
         Format::Spdx => "application/spdx+json",
         Format::Cyclonedx => "application/vnd.cyclonedx+json",
     };
-    use crate::registry::attach::DSSE;
+    use crate::publish::registry::attach::DSSE;
     let signed = dir.join(format!("{name}.provenance.dsse.json"));
     match signed.exists() {
         true => vec![

@@ -18,7 +18,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 pub async fn bases(
     graph: &Graph,
     engine: &dyn Engine,
-    registry: Option<&crate::registry::Registry>,
+    registry: Option<&crate::publish::registry::Registry>,
     pull: bool,
 ) -> Result<BTreeMap<String, String>> {
     let all: BTreeSet<&String> = graph.nodes.iter().flat_map(|n| &n.bases).collect();
@@ -40,7 +40,7 @@ pub async fn bases(
             }
             None => {
                 let Some(r) = registry else { continue };
-                if let Ok(crate::registry::Lookup::Present(digest)) = r.lookup(b).await {
+                if let Ok(crate::publish::registry::Lookup::Present(digest)) = r.lookup(b).await {
                     out.insert(b.clone(), digest);
                 }
             }
@@ -154,7 +154,7 @@ pub async fn published(
     selected: &[usize],
     fps: &[fingerprint::Fingerprint],
     existing: &HashMap<String, String>,
-    registry: &crate::registry::Registry,
+    registry: &crate::publish::registry::Registry,
     all: bool,
 ) -> Result<HashMap<String, (String, String)>> {
     let mut scope = BTreeSet::new();

@@ -4,7 +4,7 @@
 //! release reference.
 
 use crate::graph::load::Options;
-use crate::registry::Registry;
+use crate::publish::registry::Registry;
 use crate::report;
 use crate::sbom::version::Query;
 use crate::util::error::{Code, Error, Result};

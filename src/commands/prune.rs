@@ -5,7 +5,7 @@
 use crate::graph::load::{self, Options};
 use crate::session::runtime;
 use crate::util::error::{Code, Error, Result};
-use crate::{graph::select, report, retention};
+use crate::{graph::select, publish::retention, report};
 
 /// The table of what goes and why; deleted unless `dry_run`.
 pub fn prune(opts: &Options, selectors: &[String], dry_run: bool, keep: &[String]) -> Result<Code> {

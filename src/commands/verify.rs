@@ -6,7 +6,7 @@
 //! with the reason.
 
 use crate::graph::load::Options;
-use crate::registry::{Lookup, Registry};
+use crate::publish::registry::{Lookup, Registry};
 use crate::report;
 use crate::util::error::{Code, Error, Result};
 use std::path::Path;

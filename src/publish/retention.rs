@@ -5,7 +5,7 @@
 //! digest that a kept tag also points at is never deleted.
 //! Deciding (`decide`) is pure; the commands ask and tell the registry.
 
-use crate::registry::{Registry, TagInfo};
+use crate::publish::registry::{Registry, TagInfo};
 use crate::tree::config::Config;
 use crate::util::error::{Error, Result};
 use std::collections::{BTreeMap, BTreeSet};

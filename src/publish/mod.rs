@@ -9,12 +9,21 @@
 //! read; unless it is the commit being published or one of its ancestors,
 //! the tag is kept, so a run for an older commit that finishes last never
 //! takes a tag from a newer one.
+//!
+//! Stage 6, publish. Takes the plan and what execute built and pushed;
+//! talks to the registry through one OCI client (`registry`: manifests,
+//! tags, image indexes, referrers), prunes what the retention rules let
+//! go (`retention`), and attaches the supply chain's attestations
+//! (`supply`). Gives what moved, per release reference, to the report.
+
+pub mod registry;
+pub mod retention;
 
 use crate::execute::Indexed;
 use crate::plan::Item;
-use crate::registry::Registry;
 use crate::util::reference::content_tag as content_ref;
 use futures_util::StreamExt;
+use registry::Registry;
 use std::path::Path;
 
 /// What the step did for one item: the references moved and the digest
