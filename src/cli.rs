@@ -104,7 +104,7 @@ pub enum Command {
         attest_dir: Option<PathBuf>,
         /// The SBOM format the build wrote.
         #[arg(long, value_enum, default_value = "spdx", requires = "attest_dir")]
-        sbom_format: crate::attest::Format,
+        sbom_format: crate::publish::supply::Format,
         #[arg(long, value_name = "ENGINE", default_value = "docker", hide = true, value_parser = engine_spec)]
         engine: crate::engine::pool::Spec,
     },

@@ -6,7 +6,6 @@
 //! Modules are private; what the integration tests and benchmarks use is
 //! re-exported below.
 
-mod attest;
 mod ci;
 mod cli;
 mod commands;
@@ -18,16 +17,13 @@ mod lock;
 mod plan;
 mod prepare;
 mod progress;
-mod provenance;
 mod publish;
 mod render;
 mod report;
-mod sbom;
 mod secrets;
 mod session;
 mod settings;
 mod show;
-mod sign;
 mod ssh;
 mod survey;
 mod timeline;

@@ -244,7 +244,7 @@ impl Session {
         plan: &Plan,
         run: &Run,
         s: &Settings,
-    ) -> Vec<Option<crate::attest::Attested>> {
+    ) -> Vec<Option<crate::publish::supply::Attested>> {
         let Some((dir, format)) = &s.attest else {
             return Vec::new();
         };
@@ -253,7 +253,9 @@ impl Session {
             let member = self.engines.iter().find(|m| Some(m.name.as_str()) == named);
             member.unwrap_or(&self.engines[0]).engine.clone()
         };
-        match self.block_on(crate::attest::sboms(plan, run, &engine_of, dir, *format)) {
+        match self.block_on(crate::publish::supply::sboms(
+            plan, run, &engine_of, dir, *format,
+        )) {
             Ok(done) => done,
             Err(e) => {
                 crate::report::note(&format!("strata: no SBOMs written: {}", e.message));
@@ -276,25 +278,32 @@ impl Session {
             .map(|&i| loaded.graph.nodes[i].name.clone())
             .collect();
         let secret_ids = |i: usize| self.scope.inputs[plan.items[i].id].secrets.clone();
-        let key = s.sign_key.as_ref().map(crate::sign::Key::load).transpose();
-        let runs: Vec<Option<crate::provenance::Run>> = (summary.images.iter().enumerate())
-            .map(|(i, image)| {
-                (image.status == crate::execute::Status::Built).then(|| crate::provenance::Run {
-                    digest: (image.digest.as_deref().or(image.image_id.as_deref()))
-                        .unwrap_or_default(),
-                    parents: &image.parents,
-                    builder: &image.builder,
-                    engine: &image.engine,
-                    started_at: image.started_at.as_deref(),
-                    finished_at: image.finished_at.as_deref(),
-                    tests: &image.tests,
-                    secrets: secret_ids(i),
+        let key = s
+            .sign_key
+            .as_ref()
+            .map(crate::publish::supply::sign::Key::load)
+            .transpose();
+        let runs: Vec<Option<crate::publish::supply::provenance::Run>> =
+            (summary.images.iter().enumerate())
+                .map(|(i, image)| {
+                    (image.status == crate::execute::Status::Built).then(|| {
+                        crate::publish::supply::provenance::Run {
+                            digest: (image.digest.as_deref().or(image.image_id.as_deref()))
+                                .unwrap_or_default(),
+                            parents: &image.parents,
+                            builder: &image.builder,
+                            engine: &image.engine,
+                            started_at: image.started_at.as_deref(),
+                            finished_at: image.finished_at.as_deref(),
+                            tests: &image.tests,
+                            secrets: secret_ids(i),
+                        }
+                    })
                 })
-            })
-            .collect();
+                .collect();
         let mut named = Vec::new();
         let written = key.and_then(|key| {
-            crate::attest::provenance(
+            crate::publish::supply::provenance(
                 plan,
                 &runs,
                 dir,
@@ -333,7 +342,7 @@ impl Session {
                 let item = &plan.items[*i];
                 let note =
                     |why: &str| crate::report::note(&format!("strata: {}: {why}", item.name));
-                if !crate::attest::about(dir, &item.name, digest) {
+                if !crate::publish::supply::about(dir, &item.name, digest) {
                     note(&format!(
                         "nothing attached: no provenance in `{}` is about {digest}",
                         dir.display()
@@ -345,7 +354,9 @@ impl Session {
                     crate::util::reference::repository(&item.reference)
                 );
                 let mut attached = Vec::new();
-                for (file, (kind, media)) in crate::attest::artifacts(dir, &item.name, *format) {
+                for (file, (kind, media)) in
+                    crate::publish::supply::artifacts(dir, &item.name, *format)
+                {
                     let Ok(bytes) = std::fs::read(&file) else {
                         continue;
                     };

@@ -204,7 +204,7 @@ pub struct BuildFlags {
     pub attest_dir: Option<PathBuf>,
     /// The SBOM format: SPDX 2.3 JSON, or CycloneDX 1.6 JSON (DIR/<image>.cdx.json).
     #[arg(long, value_enum, default_value = "spdx", requires = "attest_dir")]
-    pub sbom_format: crate::attest::Format,
+    pub sbom_format: crate::publish::supply::Format,
     /// Rebuild the selected images whose SBOM holds a package matching
     /// NAME[@RANGE] (e.g. `openssl@<3.0.15`), and what is built on them,
     /// as if forced (with --pull, on fresh bases). The SBOMs are read from
@@ -323,9 +323,9 @@ pub struct Settings {
     /// The engines of the run: `--engine`, else `engines:`, else `docker`.
     pub engines: Vec<Spec>,
     /// `--attest-dir`: where SBOMs go, and their format.
-    pub attest: Option<(PathBuf, crate::attest::Format)>,
+    pub attest: Option<(PathBuf, crate::publish::supply::Format)>,
     /// `--sign-key` (else `build.sign.key`) with --attest-dir, checked loadable.
-    pub sign_key: Option<crate::sign::KeyFile>,
+    pub sign_key: Option<crate::publish::supply::sign::KeyFile>,
     /// How the run's progress is shown (`--progress`, `--quiet`).
     pub progress: progress::Mode,
     pub reports: report::Files,
@@ -431,13 +431,13 @@ impl Settings {
         s.sign_key = (flags.sign_key.as_ref())
             .or(sign.key.as_ref())
             .filter(|_| s.attest.is_some())
-            .map(|k| crate::sign::KeyFile {
+            .map(|k| crate::publish::supply::sign::KeyFile {
                 path: root.join(k),
                 passphrase_env: (sign.passphrase_env.clone())
-                    .unwrap_or_else(|| crate::sign::PASSPHRASE_ENV.into()),
+                    .unwrap_or_else(|| crate::publish::supply::sign::PASSPHRASE_ENV.into()),
             });
         if let Some(key) = &s.sign_key {
-            crate::sign::Key::load(key)?;
+            crate::publish::supply::sign::Key::load(key)?;
         }
         Ok(s)
     }

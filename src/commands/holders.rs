@@ -5,8 +5,8 @@
 
 use crate::graph::load::Options;
 use crate::publish::registry::Registry;
+use crate::publish::supply::sbom::version::Query;
 use crate::report;
-use crate::sbom::version::Query;
 use crate::util::error::{Code, Error, Result};
 use std::path::Path;
 
@@ -27,7 +27,7 @@ pub fn find(
     let sel = crate::graph::select::select(&loaded.graph, config, selectors)?;
     if let Some(dir) = dir {
         let selected = |name: &str| sel.ids.iter().any(|&i| loaded.graph.nodes[i].name == name);
-        let mut found = crate::attest::holders(&opts.dir.join(dir), &queries)?;
+        let mut found = crate::publish::supply::holders(&opts.dir.join(dir), &queries)?;
         found.retain(|(image, _)| selected(image));
         return Ok(found);
     }
@@ -50,7 +50,7 @@ pub fn find(
         &config.insecure_registries,
     );
     let rt = crate::session::runtime()?;
-    let (held, missing) = rt.block_on(crate::attest::registry_holders(
+    let (held, missing) = rt.block_on(crate::publish::supply::registry_holders(
         &registry, &images, &queries,
     ))?;
     if !missing.is_empty() {

@@ -16,7 +16,7 @@ pub fn run(
     selectors: &[String],
     engine: &Spec,
     keep_on_unknown: bool,
-    attest: Option<(std::path::PathBuf, crate::attest::Format)>,
+    attest: Option<(std::path::PathBuf, crate::publish::supply::Format)>,
 ) -> Result<Code> {
     let mut session = Session::open(opts, selectors, None)?;
     if session.config().registry.is_empty() || engine.is_sim() {

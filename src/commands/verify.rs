@@ -21,7 +21,7 @@ pub fn run(opts: &Options, reference: &str, key: &Path, dir: &Path) -> Result<Co
         ));
         return Ok(Code::Failed);
     };
-    let payload = match crate::sign::open(&envelope, &key) {
+    let payload = match crate::publish::supply::sign::open(&envelope, &key) {
         Ok(p) => p,
         Err(e) => {
             report::note(&format!("strata: verify `{reference}`: {}", e.message));

@@ -18,6 +18,7 @@
 
 pub mod registry;
 pub mod retention;
+pub mod supply;
 
 use crate::execute::Indexed;
 use crate::plan::Item;

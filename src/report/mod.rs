@@ -88,7 +88,7 @@ pub struct Summary {
 
 impl Summary {
     /// Name each image's SBOM (`--attest-dir`).
-    pub fn name_sboms(&mut self, sboms: &[Option<crate::attest::Attested>]) {
+    pub fn name_sboms(&mut self, sboms: &[Option<crate::publish::supply::Attested>]) {
         for (image, a) in self.images.iter_mut().zip(sboms) {
             if let Some(a) = a {
                 image.sbom = Some(a.file.display().to_string());

@@ -3,11 +3,22 @@
 //! engine (`sbom`), written to `--attest-dir` as `<image>.spdx.json` (or
 //! `.cdx.json`) unless the file there already describes this fingerprint.
 //! Reads the plan and the run; asks no registry.
+//!
+//! The supply chain, the attest step of publishing. Takes the plan, the
+//! run and each image's record; reads packages (`sbom`: dpkg, apk and rpm
+//! databases, written as SPDX 2.3 or CycloneDX), states how each image
+//! was made (`provenance`: SLSA v1 in-toto statements), and signs both
+//! (`sign`: DSSE envelopes, Ed25519/ECDSA keys). Gives the files of
+//! `--attest-dir`; the publish stage attaches them as referrers once the
+//! release tags moved.
+
+pub mod provenance;
+pub mod sbom;
+pub mod sign;
 
 use crate::engine::Engine;
 use crate::execute::{Run, Status};
 use crate::plan::{Item, Plan};
-use crate::sbom;
 use crate::util::error::{Error, Result};
 use futures_util::StreamExt;
 use std::path::{Path, PathBuf};
@@ -295,7 +306,7 @@ pub fn holders(dir: &Path, queries: &[sbom::version::Query]) -> Result<Vec<(Stri
 }
 
 /// `--sign-key`, loaded.
-pub type Signer = crate::sign::Key;
+pub type Signer = crate::publish::supply::sign::Key;
 
 /// The provenance of every image built in this run (needs the summary:
 /// digests, parents, tests), as `<image>.provenance.json`; with a key, as
@@ -305,7 +316,7 @@ pub type Signer = crate::sign::Key;
 /// Each written provenance file goes into `written` as (item, path).
 pub fn provenance(
     plan: &Plan,
-    runs: &[Option<crate::provenance::Run>],
+    runs: &[Option<crate::publish::supply::provenance::Run>],
     dir: &Path,
     format: Format,
     selection: &[String],
@@ -321,7 +332,8 @@ pub fn provenance(
             .iter()
             .map(|&p| (plan.items[p].name.clone(), plan.items[p].reference.clone()))
             .collect();
-        let statement = crate::provenance::statement(item, run, &parents, selection);
+        let statement =
+            crate::publish::supply::provenance::statement(item, run, &parents, selection);
         let Some(key) = key else {
             let path = dir.join(format!("{}.provenance.json", item.name));
             write_json(&path, &statement)?;
@@ -330,7 +342,10 @@ pub fn provenance(
         };
         let body = serde_json::to_vec(&statement).unwrap_or_default();
         let path = dir.join(format!("{}.provenance.dsse.json", item.name));
-        write_json(&path, &crate::sign::envelope(IN_TOTO, &body, key)?)?;
+        write_json(
+            &path,
+            &crate::publish::supply::sign::envelope(IN_TOTO, &body, key)?,
+        )?;
         written.push((i, path.display().to_string()));
         let sbom_file = file(dir, &item.name, format);
         if let Ok(text) = std::fs::read_to_string(&sbom_file) {
@@ -340,14 +355,17 @@ pub fn provenance(
                 Format::Cyclonedx => "https://cyclonedx.org/bom",
             };
             let sbom = serde_json::json!({
-                "_type": crate::provenance::STATEMENT,
+                "_type": crate::publish::supply::provenance::STATEMENT,
                 "subject": statement["subject"],
                 "predicateType": predicate_type,
                 "predicate": predicate,
             });
             let body = serde_json::to_vec(&sbom).unwrap_or_default();
             let path = dir.join(format!("{}.sbom.dsse.json", item.name));
-            write_json(&path, &crate::sign::envelope(IN_TOTO, &body, key)?)?;
+            write_json(
+                &path,
+                &crate::publish::supply::sign::envelope(IN_TOTO, &body, key)?,
+            )?;
         }
     }
     Ok(())
