@@ -2,7 +2,7 @@
 //! and their flags. Only parses; `settings.rs` resolves, `commands/` runs.
 
 use crate::graph::load::Options;
-use crate::progress;
+use crate::report::progress;
 use crate::settings::{engine_spec, BuildFlags, InputFlags, TestFlags};
 use clap::{Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;

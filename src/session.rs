@@ -14,7 +14,7 @@ use crate::prepare::{self, Scope};
 use crate::settings::{Publish, Settings, Tests};
 use crate::tree::config::Config;
 use crate::util::error::{Error, Result};
-use crate::{engine, lock, plan::history, progress, publish, publish::registry, util::git};
+use crate::{engine, lock, plan::history, publish, publish::registry, report::progress, util::git};
 use std::path::Path;
 
 pub struct Session {

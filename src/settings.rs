@@ -7,8 +7,8 @@
 
 use crate::engine::pool::Spec;
 use crate::plan::Ask;
-use crate::progress;
 use crate::report;
+use crate::report::progress;
 use crate::tree::config::{Config, Publish as PublishMode};
 use crate::util::error::{Error, Result};
 use std::path::{Path, PathBuf};
@@ -388,7 +388,7 @@ impl Settings {
             false => flags.reports.progress,
         };
         if let Some(path) = &flags.timeline {
-            crate::timeline::check_path(path)?;
+            crate::report::timeline::check_path(path)?;
         }
         let files = [&flags.metadata_file, &flags.timeline];
         let reports = Settings::files(&flags.reports, progress, files, root)?;

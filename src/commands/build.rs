@@ -2,7 +2,7 @@
 //! The shape every run takes (`test` and `deploy` run it too).
 
 use crate::graph::load::Options;
-use crate::progress::Display;
+use crate::report::progress::Display;
 use crate::report::{self, LogFiles, Summary};
 use crate::session::Session;
 use crate::settings::{BuildFlags, Settings, Tests};

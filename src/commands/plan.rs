@@ -7,7 +7,7 @@ use crate::plan::Ask;
 use crate::session::Session;
 use crate::settings::Settings;
 use crate::util::error::{Code, Result};
-use crate::{report, show};
+use crate::{report, report::show};
 
 pub fn run(mut opts: Options, flags: &PlanFlags) -> Result<Code> {
     opts.sets.extend(flags.inputs.sets());

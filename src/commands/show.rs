@@ -5,7 +5,7 @@ use crate::cli::{Cli, GraphFormat};
 use crate::graph::load::{self, Loaded, Options};
 use crate::graph::select::Selection;
 use crate::util::error::{Code, Error, Result};
-use crate::{graph::select, plan::affected as hit, plan::inputs, report, show};
+use crate::{graph::select, plan::affected as hit, plan::inputs, report, report::show};
 use clap::{CommandFactory, ValueEnum};
 use std::path::{Path, PathBuf};
 
@@ -57,8 +57,8 @@ pub fn affected(opts: &Options, paths: &[String], json: bool) -> Result<Code> {
 
 pub fn timeline(opts: &Options, summary: &Path, out: &PathBuf) -> Result<Code> {
     let root = &opts.dir;
-    let bars = crate::timeline::read(&root.join(summary))?;
-    crate::timeline::write(&root.join(out), &bars)?;
+    let bars = crate::report::timeline::read(&root.join(summary))?;
+    crate::report::timeline::write(&root.join(out), &bars)?;
     Ok(Code::Success)
 }
 

@@ -72,7 +72,7 @@ pub fn close(summary: &Summary, run: &Run, files: &Files, logs: Option<LogFiles>
     let outputs = [&files.summary, &files.junit, &files.metadata].map(Clone::clone);
     let written = finish(summary, &outputs, files.quiet, kept.as_deref());
     let drawn = files.timeline.as_ref().is_none_or(|path| {
-        match crate::timeline::write(path, &bars(summary)) {
+        match crate::report::timeline::write(path, &bars(summary)) {
             Ok(()) => true,
             Err(e) => {
                 eprintln!("strata: {e}");
@@ -97,11 +97,11 @@ pub fn close(summary: &Summary, run: &Run, files: &Files, logs: Option<LogFiles>
 }
 
 /// The timeline's bars: what it needs of each image of the summary.
-fn bars(summary: &Summary) -> Vec<crate::timeline::Bar> {
+fn bars(summary: &Summary) -> Vec<crate::report::timeline::Bar> {
     summary
         .images
         .iter()
-        .map(|i| crate::timeline::Bar {
+        .map(|i| crate::report::timeline::Bar {
             name: i.name.clone(),
             status: i.status.as_str().to_string(),
             started_at: i.started_at.clone(),

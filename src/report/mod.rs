@@ -1,6 +1,13 @@
 //! What a build leaves behind: per-image log files, the summary JSON of
 //! DESIGN.md, JUnit XML for CI, and the final table on the terminal.
 //! Knows nothing of engines or scheduling.
+//!
+//! The last stage, the report: everything a person or a program is shown.
+//! Takes the plan, the run, what was published and attested; gives the
+//! live progress of a run (`progress`: plain lines or a redrawn display),
+//! the summary and its files, the closing table and the exit code
+//! (`close`), the timeline SVG (`timeline`, through `xml`), and what
+//! `list`, `graph`, `render` and `plan` print (`show`).
 
 use crate::execute::{Run, Status};
 use crate::plan::Plan;
@@ -8,6 +15,10 @@ use crate::util::error::{Error, Result};
 use serde::Serialize;
 
 mod close;
+pub mod progress;
+pub mod show;
+pub mod timeline;
+mod xml;
 pub use close::{close, note, out, published, summarize, Files};
 use std::collections::{HashMap, VecDeque};
 use std::fmt::Write as _;
@@ -352,7 +363,7 @@ pub fn write_junit(path: &Path, summary: &Summary) -> Result<()> {
         let _ = write!(
             x,
             "    <testcase classname=\"strata\" name=\"{}\" time=\"{:.3}\"",
-            crate::xml::escape(&i.name),
+            crate::report::xml::escape(&i.name),
             i.duration_s
         );
         match i.status {
@@ -360,7 +371,7 @@ pub fn write_junit(path: &Path, summary: &Summary) -> Result<()> {
                 let _ = writeln!(
                     x,
                     ">\n      <system-out>{} {}</system-out>\n    </testcase>",
-                    crate::xml::escape(&i.reference),
+                    crate::report::xml::escape(&i.reference),
                     i.status.as_str()
                 );
             }
@@ -370,8 +381,8 @@ pub fn write_junit(path: &Path, summary: &Summary) -> Result<()> {
                 let _ = writeln!(
                     x,
                     ">\n      <failure message=\"{}\" type=\"build\">{}</failure>\n    </testcase>",
-                    crate::xml::escape(error),
-                    crate::xml::escape(&tail.join("\n"))
+                    crate::report::xml::escape(error),
+                    crate::report::xml::escape(&tail.join("\n"))
                 );
             }
             Status::ParentFailed => {
@@ -379,7 +390,7 @@ pub fn write_junit(path: &Path, summary: &Summary) -> Result<()> {
                 let _ = writeln!(
                     x,
                     ">\n      <skipped message=\"parent `{}` failed\"/>\n    </testcase>",
-                    crate::xml::escape(parent)
+                    crate::report::xml::escape(parent)
                 );
             }
             Status::Cancelled => {
@@ -401,9 +412,9 @@ pub fn write_junit(path: &Path, summary: &Summary) -> Result<()> {
             let _ = write!(
                 x,
                 "    <testcase classname=\"{}\" name=\"{}\" file=\"{}\" time=\"{:.3}\"",
-                crate::xml::escape(image),
-                crate::xml::escape(&t.name),
-                crate::xml::escape(&t.file),
+                crate::report::xml::escape(image),
+                crate::report::xml::escape(&t.name),
+                crate::report::xml::escape(&t.file),
                 t.duration.as_secs_f64()
             );
             if t.passed {
@@ -412,8 +423,8 @@ pub fn write_junit(path: &Path, summary: &Summary) -> Result<()> {
                 let _ = writeln!(
                     x,
                     ">\n      <failure message=\"{}\" type=\"image test\">{}</failure>\n    </testcase>",
-                    crate::xml::escape(&t.message),
-                    crate::xml::escape(&t.message)
+                    crate::report::xml::escape(&t.message),
+                    crate::report::xml::escape(&t.message)
                 );
             }
         }

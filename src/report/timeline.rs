@@ -132,7 +132,7 @@ pub fn svg(bars: &[Bar]) -> Result<String> {
         let _ = writeln!(
             out,
             "<rect class=\"bar\" data-name=\"{name}\" x=\"{x:.2}\" y=\"{y:.1}\" width=\"{w:.2}\" height=\"{h:.1}\" fill=\"{colour}\"{outline}><title>{name}: {status}, {dur:.2} s (from {s:.2} s to {e:.2} s)</title></rect>",
-            name = crate::xml::escape(&p.bar.name),
+            name = crate::report::xml::escape(&p.bar.name),
             h = ROW - 4.0,
             status = p.bar.status,
             dur = p.end - p.start,
@@ -145,7 +145,7 @@ pub fn svg(bars: &[Bar]) -> Result<String> {
                 "<text x=\"{:.2}\" y=\"{:.1}\" fill=\"#fff\">{}</text>",
                 x + 3.0,
                 y + ROW - 10.0,
-                crate::xml::escape(&p.bar.name)
+                crate::report::xml::escape(&p.bar.name)
             );
         }
     }

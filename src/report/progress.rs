@@ -290,7 +290,7 @@ impl<'a> Display<'a> {
     ) -> Display<'a> {
         let mut progress = choose(mode, plan.to_build().map(|i| i.name.as_str()));
         if no_deps {
-            progress.note(&crate::show::no_deps_note(&plan.stale_outside));
+            progress.note(&crate::report::show::no_deps_note(&plan.stale_outside));
         }
         Display { progress, logs }
     }
