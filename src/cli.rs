@@ -143,7 +143,7 @@ pub enum Command {
     /// waiting for its parents' jobs, then one `strata publish` job. Without
     /// --all, only images the engine and registry lack (asks them).
     Ci {
-        system: crate::ci::System,
+        system: crate::integrations::ci::System,
         selectors: Vec<String>,
         /// A job for every selected image, built or not (asks nothing).
         #[arg(long)]

@@ -6,13 +6,12 @@
 //! Modules are private; what the integration tests and benchmarks use is
 //! re-exported below.
 
-mod ci;
 mod cli;
 mod commands;
-mod deploy;
 mod engine;
 mod execute;
 mod graph;
+mod integrations;
 mod lock;
 mod plan;
 mod prepare;

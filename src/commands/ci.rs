@@ -2,9 +2,9 @@
 //! image to build (each waiting for its parents' jobs) and one publish
 //! job. Without `--all`, only the images the engine and registry lack.
 
-use crate::ci::{self, System};
 use crate::cli::Cli;
 use crate::engine::pool::Spec;
+use crate::integrations::ci::{self, System};
 use crate::session::Session;
 use crate::settings::Settings;
 use crate::util::error::{Code, Result};

@@ -6,7 +6,7 @@ use crate::graph::load::{self, Options};
 use crate::session::Session;
 use crate::settings::Settings;
 use crate::util::error::{Code, Result};
-use crate::{deploy, prepare, report, report::progress};
+use crate::{integrations::deploy, prepare, report, report::progress};
 use std::path::Path;
 
 pub fn run(opts: &Options, out: Option<&Path>, apply: bool, mode: progress::Mode) -> Result<Code> {
