@@ -1,32 +1,26 @@
 //! strata: build whole sets of container images from a tree of Jinja-templated
-//! Dockerfiles. The pipeline of DESIGN.md, one module per stage (see
-//! docs/architecture.md):
-//! config → discover → render → dockerfile (parse) → graph → select →
-//! inputs → fingerprint → survey → plan → execute → report.
+//! Dockerfiles. The pipeline of DESIGN.md, one folder per stage, in order
+//! (see docs/architecture.md):
+//! tree → render → graph → plan → execute → publish (+ supply) → report,
+//! driven by `commands` (the CLI, settings and session), with the engine
+//! behind a trait (`engine`), the hand-offs to other systems
+//! (`integrations`) and the shared helpers (`util`).
 //! Modules are private; what the integration tests and benchmarks use is
 //! re-exported below.
 
-mod cli;
 mod commands;
 mod engine;
 mod execute;
 mod graph;
 mod integrations;
-mod lock;
 mod plan;
-mod prepare;
 mod publish;
 mod render;
 mod report;
-mod secrets;
-mod session;
-mod settings;
-mod ssh;
-mod survey;
 mod tree;
 mod util;
 
-pub use cli::Cli;
+pub use commands::cli::Cli;
 pub use commands::run;
 pub use engine::context::{entries as context_entries, Kind as EntryKind};
 pub use engine::sim::{Script, SimEngine, Step};

@@ -1,11 +1,11 @@
 //! `strata build`: open the session, plan, execute, publish, report.
 //! The shape every run takes (`test` and `deploy` run it too).
 
+use crate::commands::session::Session;
+use crate::commands::settings::{BuildFlags, Settings, Tests};
 use crate::graph::load::Options;
 use crate::report::progress::Display;
 use crate::report::{self, LogFiles, Summary};
-use crate::session::Session;
-use crate::settings::{BuildFlags, Settings, Tests};
 use crate::util::error::{Code, Result};
 
 pub fn run(mut opts: Options, flags: &BuildFlags) -> Result<Code> {

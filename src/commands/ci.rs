@@ -2,11 +2,11 @@
 //! image to build (each waiting for its parents' jobs) and one publish
 //! job. Without `--all`, only the images the engine and registry lack.
 
-use crate::cli::Cli;
+use crate::commands::cli::Cli;
+use crate::commands::session::Session;
+use crate::commands::settings::Settings;
 use crate::engine::pool::Spec;
 use crate::integrations::ci::{self, System};
-use crate::session::Session;
-use crate::settings::Settings;
 use crate::util::error::{Code, Result};
 use std::collections::BTreeSet;
 

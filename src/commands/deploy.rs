@@ -2,11 +2,11 @@
 //! default deploy commands (as `build --push`), then print (or write, or
 //! `kubectl apply`) their manifests with every built image pinned by digest.
 
+use crate::commands::session::Session;
+use crate::commands::settings::Settings;
 use crate::graph::load::{self, Options};
-use crate::session::Session;
-use crate::settings::Settings;
 use crate::util::error::{Code, Result};
-use crate::{integrations::deploy, prepare, report, report::progress};
+use crate::{commands::prepare, integrations::deploy, report, report::progress};
 use std::path::Path;
 
 pub fn run(opts: &Options, out: Option<&Path>, apply: bool, mode: progress::Mode) -> Result<Code> {

@@ -49,7 +49,7 @@ pub fn find(
         images.iter().map(|(_, r)| r.as_str()),
         &config.insecure_registries,
     );
-    let rt = crate::session::runtime()?;
+    let rt = crate::commands::session::runtime()?;
     let (held, missing) = rt.block_on(crate::publish::supply::registry_holders(
         &registry, &images, &queries,
     ))?;

@@ -3,20 +3,35 @@
 //! tree), calls the stages in order and hands what they made to the
 //! report. Commands never call an engine and never print themselves.
 //! See "Settings, session, command" in docs/architecture.md.
+//!
+//! Above the stages: the command line (`cli`), the settings resolved from
+//! it and strata.yaml once (`settings`), and the session that drives the
+//! stages in order (`session`): the front half every command shares
+//! (`prepare`), what the engines and the registry hold (`survey`), the
+//! run locks (`lock`), and the secrets and SSH agents a build is given
+//! (`secrets`, `ssh`). The only place that connects to engines.
 
 mod build;
 mod ci;
+pub mod cli;
 mod deploy;
 mod holders;
+mod lock;
 mod plan;
+mod prepare;
 mod prune;
 mod publish;
+mod secrets;
+mod session;
+mod settings;
 mod show;
+mod ssh;
+mod survey;
 mod test;
 mod verify;
 
-use crate::cli::{Cli, Command};
 use crate::util::error::{Code, Result};
+use cli::{Cli, Command};
 
 /// Run the parsed command line; returns how it ended.
 pub fn run(cli: Cli) -> Result<Code> {

@@ -1,11 +1,11 @@
 //! `strata plan`: what `build` would build, and why (asks the engines and
 //! the registry what exists; builds nothing).
 
-use crate::cli::PlanFlags;
+use crate::commands::cli::PlanFlags;
+use crate::commands::session::Session;
+use crate::commands::settings::Settings;
 use crate::graph::load::Options;
 use crate::plan::Ask;
-use crate::session::Session;
-use crate::settings::Settings;
 use crate::util::error::{Code, Result};
 use crate::{report, report::show};
 

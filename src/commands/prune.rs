@@ -2,8 +2,8 @@
 //! is decided by `retention.rs`; here the tree is loaded, the registry
 //! asked and told, and the table handed to the report.
 
+use crate::commands::session::runtime;
 use crate::graph::load::{self, Options};
-use crate::session::runtime;
 use crate::util::error::{Code, Error, Result};
 use crate::{graph::select, publish::retention, report};
 

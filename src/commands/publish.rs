@@ -4,11 +4,11 @@
 //! --attest-dir, what the build wrote there is attached to each image
 //! whose tags moved.
 
+use crate::commands::session::{self, Session};
+use crate::commands::settings::Settings;
 use crate::engine::pool::Spec;
 use crate::graph::load::Options;
 use crate::report;
-use crate::session::{self, Session};
-use crate::settings::Settings;
 use crate::util::error::{Code, Result};
 
 pub fn run(

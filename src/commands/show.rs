@@ -1,7 +1,7 @@
 //! The commands that only read the tree (no engine): `list`, `graph`,
 //! `render`, `affected`; and `timeline`, `completions`, `man`.
 
-use crate::cli::{Cli, GraphFormat};
+use crate::commands::cli::{Cli, GraphFormat};
 use crate::graph::load::{self, Loaded, Options};
 use crate::graph::select::Selection;
 use crate::util::error::{Code, Error, Result};

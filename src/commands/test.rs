@@ -1,9 +1,9 @@
 //! `strata test`: run the image tests of the selected images, which must
 //! be built already with their current inputs; nothing is built.
 
+use crate::commands::session::Session;
+use crate::commands::settings::{Settings, TestFlags};
 use crate::graph::load::Options;
-use crate::session::Session;
-use crate::settings::{Settings, TestFlags};
 use crate::util::error::{Code, Result};
 
 pub fn run(opts: &Options, flags: &TestFlags) -> Result<Code> {

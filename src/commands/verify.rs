@@ -31,7 +31,7 @@ pub fn run(opts: &Options, reference: &str, key: &Path, dir: &Path) -> Result<Co
     let statement: serde_json::Value = serde_json::from_slice(&payload)
         .map_err(|e| Error::input(format!("the provenance of `{reference}` is not JSON: {e}")))?;
     let config = crate::tree::config::load(&opts.dir, opts.config.as_deref(), &opts.sets)?.config;
-    let rt = crate::session::runtime()?;
+    let rt = crate::commands::session::runtime()?;
     let problems = rt.block_on(check(&statement, reference, &config.insecure_registries))?;
     if problems.is_empty() {
         let deps = statement["predicate"]["buildDefinition"]["resolvedDependencies"]

@@ -1,9 +1,9 @@
 //! The command line, as clap parses it: the global options, the commands
 //! and their flags. Only parses; `settings.rs` resolves, `commands/` runs.
 
+use crate::commands::settings::{engine_spec, BuildFlags, InputFlags, TestFlags};
 use crate::graph::load::Options;
 use crate::report::progress;
-use crate::settings::{engine_spec, BuildFlags, InputFlags, TestFlags};
 use clap::{Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
 

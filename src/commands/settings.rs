@@ -409,7 +409,7 @@ impl Settings {
             s.builder = crate::engine::Builder::BuildKit;
         }
         s.builder = flags.builder.unwrap_or(s.builder);
-        s.ssh = crate::ssh::agents(&flags.ssh)?;
+        s.ssh = crate::commands::ssh::agents(&flags.ssh)?;
         s.pull |= flags.pull;
         s.no_cache = flags.no_cache;
         s.tests = if flags.no_tests {

@@ -9,8 +9,8 @@ use crate::plan::{self, Ask, Known, Plan};
 use crate::tree::testfiles;
 use crate::util::error::Result;
 use crate::{
-    engine, graph::select, plan::affected, plan::fingerprint, plan::history, publish::registry,
-    survey, util::git,
+    commands::survey, engine, graph::select, plan::affected, plan::fingerprint, plan::history,
+    publish::registry, util::git,
 };
 use std::path::PathBuf;
 use std::sync::Arc;

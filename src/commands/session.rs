@@ -6,15 +6,17 @@
 //! and never an engine themselves. Knows nothing of clap or of how results
 //! are shown.
 
+use crate::commands::prepare::{self, Scope};
+use crate::commands::settings::{Publish, Settings, Tests};
 use crate::engine::pool::Member;
 use crate::execute::{self, Order, Run, Status};
 use crate::graph::load::Options;
 use crate::plan::{self, Action, Plan};
-use crate::prepare::{self, Scope};
-use crate::settings::{Publish, Settings, Tests};
 use crate::tree::config::Config;
 use crate::util::error::{Error, Result};
-use crate::{engine, lock, plan::history, publish, publish::registry, report::progress, util::git};
+use crate::{
+    commands::lock, engine, plan::history, publish, publish::registry, report::progress, util::git,
+};
 use std::path::Path;
 
 pub struct Session {
@@ -379,7 +381,11 @@ impl Session {
             if o.status == Status::Built {
                 history::remember(&item.fingerprint);
                 let ids = &self.scope.inputs[item.id].secrets;
-                crate::secrets::remember(&item.fingerprint.hash, ids, &item.request.secrets);
+                crate::commands::secrets::remember(
+                    &item.fingerprint.hash,
+                    ids,
+                    &item.request.secrets,
+                );
                 history::remember_duration(&duration_key(item), o.duration.as_secs_f64());
             }
         }
@@ -509,7 +515,7 @@ fn complete(plan: &mut Plan, scope: &Scope, s: &Settings) -> Result<()> {
 fn secret_notes(plan: &mut Plan, scope: &Scope, s: &Settings) {
     for item in plan.items.iter_mut() {
         let ids = &scope.inputs[item.id].secrets;
-        for id in crate::secrets::changed(&item.fingerprint.hash, ids, &s.secrets) {
+        for id in crate::commands::secrets::changed(&item.fingerprint.hash, ids, &s.secrets) {
             item.reasons.push(match item.action {
                 Action::Build => {
                     item.request.no_cache = true;
