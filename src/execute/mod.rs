@@ -1,3 +1,9 @@
+//! Stage 5, execute, with the test step. Takes the plan and an engine
+//! per record (`pool`: which engine builds what); builds, pushes and
+//! tests (`tasks`, `imagetest`), parents first, and ends each image in
+//! one state (`ends`, `outcome`). Gives the `Run`: one outcome per plan
+//! item, which publish (stage 6) and the report read.
+//!
 //! The scheduler: runs a plan on an engine. Items to skip are up to date at
 //! once; items to build start as soon as their parents are built, at most
 //! `jobs` at once, the one with the longest (weighted) chain of descendants

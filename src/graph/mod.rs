@@ -1,14 +1,14 @@
-//! The dependency graph of a tree: an edge parent → child for every reference
-//! a rendered Dockerfile makes to an image of the tree; every other reference
-//! is a base. Detects cycles and references that look like a tree image but
-//! are none. Knows nothing of engines, fingerprints or selection.
-//!
 //! Stage 3, the graph. Takes the tree (stage 1) and the rendered
 //! Dockerfiles (stage 2); parses each (`dockerfile`: its `FROM`, `COPY
 //! --from` and `ARG` lines, with their places for errors), links them
 //! here, resolves the tags each image gets (`tags`) and the selectors of
 //! a command line (`select`). `load` runs stages 1 to 3 in one call and
 //! gives `Loaded`: what the plan (stage 4) and every command start from.
+//!
+//! The dependency graph of a tree: an edge parent → child for every reference
+//! a rendered Dockerfile makes to an image of the tree; every other reference
+//! is a base. Detects cycles and references that look like a tree image but
+//! are none. Knows nothing of engines, fingerprints or selection.
 
 pub mod dockerfile;
 pub mod load;

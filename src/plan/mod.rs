@@ -1,11 +1,3 @@
-//! The plan: the one record of each image in a run. For each selected image
-//! (and, unless `--no-deps`, each stale ancestor): its fingerprint, build or
-//! skip and why, and the ready-made build request. The scheduler runs it and
-//! the report reads it; nothing is joined back by name.
-//! An image is up to date when its reference exists and carries the
-//! fingerprint computed now. Knows nothing of engines or progress: what
-//! exists and the record of past inputs are passed in.
-//!
 //! Stage 4, the plan. Takes `Loaded` (stages 1-3) and what exists (the
 //! engines' and the registry's answers, asked by the session); lists each
 //! image's inputs once (`inputs`), hashes them into its fingerprint and
@@ -14,6 +6,14 @@
 //! images a change to some paths touches (`affected`). Gives the `Plan`:
 //! one `Item` per image, with its action, reasons and build request, which
 //! execute (stage 5) runs and every later stage reads.
+//!
+//! The plan: the one record of each image in a run. For each selected image
+//! (and, unless `--no-deps`, each stale ancestor): its fingerprint, build or
+//! skip and why, and the ready-made build request. The scheduler runs it and
+//! the report reads it; nothing is joined back by name.
+//! An image is up to date when its reference exists and carries the
+//! fingerprint computed now. Knows nothing of engines or progress: what
+//! exists and the record of past inputs are passed in.
 
 pub mod affected;
 pub mod fingerprint;

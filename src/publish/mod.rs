@@ -1,3 +1,9 @@
+//! Stage 6, publish. Takes the plan and what execute built and pushed;
+//! talks to the registry through one OCI client (`registry`: manifests,
+//! tags, image indexes, referrers), prunes what the retention rules let
+//! go (`retention`), and attaches the supply chain's attestations
+//! (`supply`). Gives what moved, per release reference, to the report.
+//!
 //! Moving release tags in the registry: the last step of a `--push` run
 //! (`build.publish: all`) and the `publish` command. Each release reference
 //! is pointed at the manifest of the image's content tag (a manifest put by
@@ -9,12 +15,6 @@
 //! read; unless it is the commit being published or one of its ancestors,
 //! the tag is kept, so a run for an older commit that finishes last never
 //! takes a tag from a newer one.
-//!
-//! Stage 6, publish. Takes the plan and what execute built and pushed;
-//! talks to the registry through one OCI client (`registry`: manifests,
-//! tags, image indexes, referrers), prunes what the retention rules let
-//! go (`retention`), and attaches the supply chain's attestations
-//! (`supply`). Gives what moved, per release reference, to the report.
 
 pub mod registry;
 pub mod retention;

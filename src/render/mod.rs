@@ -1,3 +1,10 @@
+//! Stage 2, render. Takes the tree (stage 1: config, images, platforms);
+//! gives each image's Dockerfile text, rendered per platform, with the
+//! template sources it read (`sources`), Python-style string methods for
+//! templates written for Jinja2 (`python`), and Kolla's template tree
+//! made to render as kolla-build renders it (`kolla`). The graph (stage
+//! 3) parses what it gives.
+//!
 //! Renders every image's `Dockerfile.j2` with one minijinja environment.
 //!
 //! Templates are compiled once and shared; rendering runs in parallel (rayon).

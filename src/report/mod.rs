@@ -1,13 +1,13 @@
-//! What a build leaves behind: per-image log files, the summary JSON of
-//! DESIGN.md, JUnit XML for CI, and the final table on the terminal.
-//! Knows nothing of engines or scheduling.
-//!
-//! The last stage, the report: everything a person or a program is shown.
+//! Stage 7, the report: everything a person or a program is shown.
 //! Takes the plan, the run, what was published and attested; gives the
 //! live progress of a run (`progress`: plain lines or a redrawn display),
 //! the summary and its files, the closing table and the exit code
 //! (`close`), the timeline SVG (`timeline`, through `xml`), and what
 //! `list`, `graph`, `render` and `plan` print (`show`).
+//!
+//! What a build leaves behind: per-image log files, the summary JSON of
+//! DESIGN.md, JUnit XML for CI, and the final table on the terminal.
+//! Knows nothing of engines or scheduling.
 
 use crate::execute::{Run, Status};
 use crate::plan::Plan;

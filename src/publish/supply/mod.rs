@@ -1,9 +1,3 @@
-//! The SBOM stage, after the run: for every image of the plan that an
-//! engine holds (built now or up to date), its packages read through the
-//! engine (`sbom`), written to `--attest-dir` as `<image>.spdx.json` (or
-//! `.cdx.json`) unless the file there already describes this fingerprint.
-//! Reads the plan and the run; asks no registry.
-//!
 //! The supply chain, the attest step of publishing. Takes the plan, the
 //! run and each image's record; reads packages (`sbom`: dpkg, apk and rpm
 //! databases, written as SPDX 2.3 or CycloneDX), states how each image
@@ -11,6 +5,12 @@
 //! (`sign`: DSSE envelopes, Ed25519/ECDSA keys). Gives the files of
 //! `--attest-dir`; the publish stage attaches them as referrers once the
 //! release tags moved.
+//!
+//! The SBOM stage, after the run: for every image of the plan that an
+//! engine holds (built now or up to date), its packages read through the
+//! engine (`sbom`), written to `--attest-dir` as `<image>.spdx.json` (or
+//! `.cdx.json`) unless the file there already describes this fingerprint.
+//! Reads the plan and the run; only `registry_holders` asks a registry.
 
 pub mod provenance;
 pub mod sbom;
