@@ -1,5 +1,5 @@
 //! The command line, as clap parses it: the global options, the commands
-//! and their flags. Only parses; `settings.rs` resolves, `commands/` runs.
+//! and their flags. Only parses; `settings.rs` resolves, the command files run.
 
 use crate::commands::settings::{engine_spec, BuildFlags, InputFlags, TestFlags};
 use crate::graph::load::Options;

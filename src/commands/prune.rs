@@ -1,5 +1,5 @@
 //! `strata prune` and `strata keep`: retention in the registry. What goes
-//! is decided by `retention.rs`; here the tree is loaded, the registry
+//! is decided by `publish/retention.rs`; here the tree is loaded, the registry
 //! asked and told, and the table handed to the report.
 
 use crate::commands::session::runtime;
