@@ -73,7 +73,7 @@ enum Msg {
     Fetched(usize, Result<(), EngineError>, Duration),
     /// An image's tests ran (before its `Built`).
     /// With the ID of the image tested.
-    Tested(usize, Vec<crate::execute::imagetest::TestResult>, String),
+    Tested(usize, Vec<imagetest::TestResult>, String),
 }
 
 /// The state of one item; see docs/architecture.md.
@@ -138,7 +138,7 @@ struct Slot {
     /// When its step started (RFC 3339).
     started: Option<String>,
     /// Its test verdicts, until it finishes.
-    tested: Vec<crate::execute::imagetest::TestResult>,
+    tested: Vec<imagetest::TestResult>,
     /// Its task, to abort it when its engine goes down.
     handle: Option<tokio::task::AbortHandle>,
     /// The registry digest of its content tag, once known.

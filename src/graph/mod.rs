@@ -15,10 +15,10 @@ pub mod load;
 pub mod select;
 pub mod tags;
 
-use crate::graph::dockerfile::{normalize, Parsed};
 use crate::tree::config::Config;
 use crate::tree::discover::{Image, LeftOut};
 use crate::util::error::{did_you_mean, Error, Result};
+use dockerfile::{normalize, Parsed};
 use petgraph::graph::{DiGraph, NodeIndex};
 use std::collections::{BTreeSet, HashMap};
 

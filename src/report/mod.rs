@@ -363,7 +363,7 @@ pub fn write_junit(path: &Path, summary: &Summary) -> Result<()> {
         let _ = write!(
             x,
             "    <testcase classname=\"strata\" name=\"{}\" time=\"{:.3}\"",
-            crate::report::xml::escape(&i.name),
+            xml::escape(&i.name),
             i.duration_s
         );
         match i.status {
@@ -371,7 +371,7 @@ pub fn write_junit(path: &Path, summary: &Summary) -> Result<()> {
                 let _ = writeln!(
                     x,
                     ">\n      <system-out>{} {}</system-out>\n    </testcase>",
-                    crate::report::xml::escape(&i.reference),
+                    xml::escape(&i.reference),
                     i.status.as_str()
                 );
             }
@@ -381,8 +381,8 @@ pub fn write_junit(path: &Path, summary: &Summary) -> Result<()> {
                 let _ = writeln!(
                     x,
                     ">\n      <failure message=\"{}\" type=\"build\">{}</failure>\n    </testcase>",
-                    crate::report::xml::escape(error),
-                    crate::report::xml::escape(&tail.join("\n"))
+                    xml::escape(error),
+                    xml::escape(&tail.join("\n"))
                 );
             }
             Status::ParentFailed => {
@@ -390,7 +390,7 @@ pub fn write_junit(path: &Path, summary: &Summary) -> Result<()> {
                 let _ = writeln!(
                     x,
                     ">\n      <skipped message=\"parent `{}` failed\"/>\n    </testcase>",
-                    crate::report::xml::escape(parent)
+                    xml::escape(parent)
                 );
             }
             Status::Cancelled => {
@@ -412,9 +412,9 @@ pub fn write_junit(path: &Path, summary: &Summary) -> Result<()> {
             let _ = write!(
                 x,
                 "    <testcase classname=\"{}\" name=\"{}\" file=\"{}\" time=\"{:.3}\"",
-                crate::report::xml::escape(image),
-                crate::report::xml::escape(&t.name),
-                crate::report::xml::escape(&t.file),
+                xml::escape(image),
+                xml::escape(&t.name),
+                xml::escape(&t.file),
                 t.duration.as_secs_f64()
             );
             if t.passed {
@@ -423,8 +423,8 @@ pub fn write_junit(path: &Path, summary: &Summary) -> Result<()> {
                 let _ = writeln!(
                     x,
                     ">\n      <failure message=\"{}\" type=\"image test\">{}</failure>\n    </testcase>",
-                    crate::report::xml::escape(&t.message),
-                    crate::report::xml::escape(&t.message)
+                    xml::escape(&t.message),
+                    xml::escape(&t.message)
                 );
             }
         }

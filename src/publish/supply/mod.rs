@@ -306,7 +306,7 @@ pub fn holders(dir: &Path, queries: &[sbom::version::Query]) -> Result<Vec<(Stri
 }
 
 /// `--sign-key`, loaded.
-pub type Signer = crate::publish::supply::sign::Key;
+pub type Signer = sign::Key;
 
 /// The provenance of every image built in this run (needs the summary:
 /// digests, parents, tests), as `<image>.provenance.json`; with a key, as
@@ -316,7 +316,7 @@ pub type Signer = crate::publish::supply::sign::Key;
 /// Each written provenance file goes into `written` as (item, path).
 pub fn provenance(
     plan: &Plan,
-    runs: &[Option<crate::publish::supply::provenance::Run>],
+    runs: &[Option<provenance::Run>],
     dir: &Path,
     format: Format,
     selection: &[String],
@@ -332,21 +332,21 @@ pub fn provenance(
             .iter()
             .map(|&p| (plan.items[p].name.clone(), plan.items[p].reference.clone()))
             .collect();
-        let statement =
-            crate::publish::supply::provenance::statement(item, run, &parents, selection);
+        let statement = provenance::statement(item, run, &parents, selection);
+        let (name, document) = match key {
+            None => (format!("{}.provenance.json", item.name), statement.clone()),
+            Some(key) => {
+                let body = serde_json::to_vec(&statement).unwrap_or_default();
+                let envelope = sign::envelope(IN_TOTO, &body, key)?;
+                (format!("{}.provenance.dsse.json", item.name), envelope)
+            }
+        };
+        let path = dir.join(name);
+        write_json(&path, &document)?;
+        written.push((i, path.display().to_string()));
         let Some(key) = key else {
-            let path = dir.join(format!("{}.provenance.json", item.name));
-            write_json(&path, &statement)?;
-            written.push((i, path.display().to_string()));
             continue;
         };
-        let body = serde_json::to_vec(&statement).unwrap_or_default();
-        let path = dir.join(format!("{}.provenance.dsse.json", item.name));
-        write_json(
-            &path,
-            &crate::publish::supply::sign::envelope(IN_TOTO, &body, key)?,
-        )?;
-        written.push((i, path.display().to_string()));
         let sbom_file = file(dir, &item.name, format);
         if let Ok(text) = std::fs::read_to_string(&sbom_file) {
             let predicate: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
@@ -355,17 +355,14 @@ pub fn provenance(
                 Format::Cyclonedx => "https://cyclonedx.org/bom",
             };
             let sbom = serde_json::json!({
-                "_type": crate::publish::supply::provenance::STATEMENT,
+                "_type": provenance::STATEMENT,
                 "subject": statement["subject"],
                 "predicateType": predicate_type,
                 "predicate": predicate,
             });
             let body = serde_json::to_vec(&sbom).unwrap_or_default();
             let path = dir.join(format!("{}.sbom.dsse.json", item.name));
-            write_json(
-                &path,
-                &crate::publish::supply::sign::envelope(IN_TOTO, &body, key)?,
-            )?;
+            write_json(&path, &sign::envelope(IN_TOTO, &body, key)?)?;
         }
     }
     Ok(())
