@@ -244,6 +244,19 @@ impl Engine for DockerEngine {
         .boxed()
     }
 
+    /// On this machine (a Unix socket): the kernel's qemu binfmt handlers.
+    fn emulated_platforms(&self) -> BoxFuture<'_, Vec<String>> {
+        async move {
+            if !self.host.starts_with("unix://") {
+                return Vec::new();
+            }
+            let native = self.native_platform().await;
+            let dir = std::path::Path::new(super::emulation::BINFMT_DIR);
+            super::emulation::from_binfmt(dir, native.as_deref())
+        }
+        .boxed()
+    }
+
     fn builder(&self, asked: Builder) -> Builder {
         match asked {
             Builder::Auto if self.buildkit => Builder::BuildKit,

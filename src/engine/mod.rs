@@ -14,6 +14,7 @@ mod containers;
 pub mod context;
 pub mod docker;
 pub mod dockerignore;
+pub mod emulation;
 mod endpoint;
 pub mod pool;
 pub mod sim;
@@ -256,6 +257,12 @@ pub trait Engine: Send + Sync {
     /// The platform the engine runs on (`linux/amd64`), None when unknown.
     fn native_platform(&self) -> BoxFuture<'_, Option<String>> {
         Box::pin(async { None })
+    }
+
+    /// The platforms other than its own that it builds emulated (qemu),
+    /// as far as can be told without a build; empty when unknown.
+    fn emulated_platforms(&self) -> BoxFuture<'_, Vec<String>> {
+        Box::pin(async { Vec::new() })
     }
 
     /// The builder this engine builds with when `asked` is asked for.

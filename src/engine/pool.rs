@@ -74,22 +74,31 @@ pub struct Member {
     pub engine: Arc<dyn Engine>,
     /// Builds at once on it.
     pub jobs: usize,
-    /// The platforms it builds: its spec's, else its own (empty: unknown,
-    /// as the simulated engine's).
+    /// The platforms it builds: its spec's, else its own and those it can
+    /// run emulated (empty: unknown, as the simulated engine's).
     pub platforms: Vec<String>,
+    /// Those of `platforms` it builds emulated (not its own).
+    pub emulated: Vec<String>,
 }
 
 impl Member {
     /// Whether it builds for `platform` (empty: the engine's own, always).
     /// `linux/arm64` and `linux/arm64/v8` are one platform.
     pub fn builds(&self, platform: &str) -> bool {
-        let same = |a: &str, b: &str| {
-            a == b || a.starts_with(&format!("{b}/")) || b.starts_with(&format!("{a}/"))
-        };
         platform.is_empty()
             || self.platforms.is_empty()
-            || self.platforms.iter().any(|p| same(p, platform))
+            || self.platforms.iter().any(|p| same_platform(p, platform))
     }
+
+    /// Whether it builds `platform` emulated rather than natively.
+    pub fn emulates(&self, platform: &str) -> bool {
+        !platform.is_empty() && self.emulated.iter().any(|p| same_platform(p, platform))
+    }
+}
+
+/// `linux/arm64` and `linux/arm64/v8` are one platform.
+fn same_platform(a: &str, b: &str) -> bool {
+    a == b || a.starts_with(&format!("{b}/")) || b.starts_with(&format!("{a}/"))
 }
 
 /// The engines of a run: those on the command line, else `engines:` in
@@ -139,9 +148,11 @@ pub async fn connect(specs: &[Spec], root: &Path, jobs: usize) -> Result<Vec<Mem
     if results.len() == 1 {
         let (spec, engine) = results.remove(0);
         let engine = engine?;
+        let (platforms, emulated) = platforms(spec, engine.as_ref()).await;
         return Ok(vec![Member {
             name: name(spec, root),
-            platforms: platforms(spec, engine.as_ref()).await,
+            platforms,
+            emulated,
             engine,
             jobs: spec.jobs.unwrap_or(jobs),
         }]);
@@ -150,12 +161,16 @@ pub async fn connect(specs: &[Spec], root: &Path, jobs: usize) -> Result<Vec<Mem
     let mut lost = Vec::new();
     for (spec, engine) in results {
         match engine {
-            Ok(engine) => members.push(Member {
-                name: name(spec, root),
-                platforms: platforms(spec, engine.as_ref()).await,
-                engine,
-                jobs: spec.jobs.unwrap_or(jobs),
-            }),
+            Ok(engine) => {
+                let (platforms, emulated) = platforms(spec, engine.as_ref()).await;
+                members.push(Member {
+                    name: name(spec, root),
+                    platforms,
+                    emulated,
+                    engine,
+                    jobs: spec.jobs.unwrap_or(jobs),
+                })
+            }
             Err(e) => {
                 eprintln!(
                     "strata: engine {} left out of this run: {}",
@@ -179,12 +194,26 @@ pub async fn connect(specs: &[Spec], root: &Path, jobs: usize) -> Result<Vec<Mem
     Ok(members)
 }
 
-/// The platforms `spec`'s engine builds: those listed, else its own.
-async fn platforms(spec: &Spec, engine: &dyn Engine) -> Vec<String> {
-    match spec.platforms.is_empty() {
-        false => spec.platforms.clone(),
-        true => engine.native_platform().await.into_iter().collect(),
+/// The platforms `spec`'s engine builds, and which of them emulated:
+/// those listed (an explicit list wins), else its own and every platform
+/// it can run emulated.
+async fn platforms(spec: &Spec, engine: &dyn Engine) -> (Vec<String>, Vec<String>) {
+    let native = engine.native_platform().await;
+    if !spec.platforms.is_empty() {
+        let emulated = (spec.platforms.iter())
+            .filter(|p| native.as_deref().is_some_and(|n| !same_platform(n, p)))
+            .cloned()
+            .collect();
+        return (spec.platforms.clone(), emulated);
     }
+    let Some(native) = native else {
+        return (Vec::new(), Vec::new());
+    };
+    let emulated = engine.emulated_platforms().await;
+    let all = std::iter::once(native)
+        .chain(emulated.iter().cloned())
+        .collect();
+    (all, emulated)
 }
 
 async fn connect_one(spec: &Spec, root: &Path) -> Result<Arc<dyn Engine>> {
@@ -236,6 +265,7 @@ mod tests {
             engine: Arc::new(crate::engine::sim::SimEngine::new(Default::default())),
             jobs: 1,
             platforms: platforms.iter().map(|p| p.to_string()).collect(),
+            emulated: Vec::new(),
         };
         let amd = m(&["linux/amd64"]);
         assert!(amd.builds("linux/amd64") && amd.builds(""));

@@ -21,6 +21,7 @@ impl Pool {
                 engine,
                 jobs,
                 platforms: Vec::new(),
+                emulated: Vec::new(),
             }],
         }
     }

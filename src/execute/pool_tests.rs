@@ -113,6 +113,7 @@ fn member(name: &str, engine: Arc<dyn Engine>, jobs: usize) -> crate::engine::po
         engine,
         jobs,
         platforms: Vec::new(),
+        emulated: Vec::new(),
     }
 }
 
