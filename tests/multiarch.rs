@@ -426,3 +426,80 @@ fn an_older_commit_never_takes_an_index_from_a_newer_one() {
         "{summary}"
     );
 }
+
+/// The engine listing of `tree`, which the tests below leave out or narrow.
+const LISTED: &str = "engines: [{host: docker, platforms: [linux/amd64, linux/arm64]}]\n";
+
+/// `tree` with its `engines:` line replaced by `engines` ("" for none).
+fn tree_engines(r: &crate::push::Registry, ns: &Namespace, engines: &str) -> TestTree {
+    let t = tree(r, ns, "");
+    let yaml = t.read("strata.yaml");
+    assert!(yaml.contains(LISTED), "{yaml}");
+    t.write("strata.yaml", &yaml.replace(LISTED, engines));
+    t
+}
+
+/// With no `engines:`, the engine builds arm64 as `docker build
+/// --platform linux/arm64` does: through the qemu handler ci/setup.sh
+/// registers. It says so once, and the summary names each record's way.
+#[test]
+fn a_two_platform_set_with_no_engine_listing_builds_arm64_emulated() {
+    let Some((r, config)) = ready() else { return };
+    let ns = Namespace::new("multiarch-emulated");
+    let t = tree_engines(&r, &ns, "");
+    let args = [
+        "build",
+        "--push",
+        "--summary",
+        "s.json",
+        "--progress",
+        "plain",
+    ];
+    let stderr = run_ok(&t, &config, &args);
+    assert_eq!(stderr.matches(": emulated (qemu)").count(), 1, "{stderr}");
+    assert!(stderr.contains("strata: linux/arm64 on "), "{stderr}");
+    for name in ["base", "app"] {
+        let mut got: Vec<String> = platforms(&r, &ns.reference(name))
+            .into_iter()
+            .map(|(p, _)| p)
+            .collect();
+        got.sort();
+        assert_eq!(got, ["linux/amd64", "linux/arm64"], "{name}");
+    }
+    let summary: serde_json::Value = serde_json::from_str(&t.read("s.json")).unwrap();
+    let modes: BTreeSet<(String, String)> = (summary["images"].as_array().unwrap().iter())
+        .map(|i| {
+            let name = i["name"].as_str().unwrap().to_string();
+            (name, i["build_mode"].as_str().unwrap_or("-").to_string())
+        })
+        .collect();
+    let want: BTreeSet<(String, String)> = [
+        ("app@amd64", "native"),
+        ("app@arm64", "emulated"),
+        ("base@amd64", "native"),
+        ("base@arm64", "emulated"),
+    ]
+    .iter()
+    .map(|(n, m)| (n.to_string(), m.to_string()))
+    .collect();
+    assert_eq!(modes, want, "{summary}");
+}
+
+/// An engine's explicit `platforms:` still wins over what it could emulate.
+#[test]
+fn an_explicit_engine_listing_still_narrows_its_platforms() {
+    let Some((r, config)) = ready() else { return };
+    let ns = Namespace::new("multiarch-narrowed");
+    let narrowed = "engines: [{host: docker, platforms: [linux/amd64]}]\n";
+    let t = tree_engines(&r, &ns, narrowed);
+    let out = run(&t, &config, &["build"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("no engine of this run builds linux/arm64"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("emulated (qemu)"), "{stderr}");
+    let local = format!("{}/{}", r.host, ns.reference("base"));
+    assert!(engine::inspect(&local).is_none(), "nothing was built");
+}

@@ -55,6 +55,7 @@ pub(crate) fn build(session: &mut Session, settings: &Settings) -> Result<(Code,
     let skipped = settings.tests == Tests::Skip;
     let mut summary = report::summarize(&plan, &run, &session.engine_names, skipped);
     summary.name_sboms(&sboms);
+    session.name_build_modes(&plan, &mut summary);
     session.provenance(&plan, &mut summary, settings);
     let moved: Vec<(usize, String)> = (plan.items.iter().zip(&summary.images).enumerate())
         .filter(|(_, (item, image))| image.pushed.contains(&item.reference))

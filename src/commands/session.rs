@@ -109,6 +109,7 @@ impl Session {
             }
             complete(&mut plan, scope, s)?;
             platforms_fit(&engines, &plan)?;
+            say_emulated(&engines, &plan);
             let mut builders: Vec<&str> = engines
                 .iter()
                 .map(|m| m.engine.builder(s.builder).name())
@@ -123,6 +124,23 @@ impl Session {
         self.engine_names = engines.iter().map(|m| m.name.clone()).collect();
         self.engines = engines;
         Ok(plan)
+    }
+
+    /// Name in the summary how each image built here was built: natively,
+    /// or emulated by the engine that built it.
+    pub fn name_build_modes(&self, plan: &Plan, summary: &mut crate::report::Summary) {
+        for (item, image) in plan.items.iter().zip(summary.images.iter_mut()) {
+            if image.status != execute::Status::Built {
+                continue;
+            }
+            let p = &item.request.platform;
+            let member = (self.engines.iter()).find(|m| m.name == image.engine);
+            let member = member.or(self.engines.first().filter(|_| self.engines.len() == 1));
+            image.build_mode = member.map(|m| match m.emulates(p) {
+                true => "emulated",
+                false => "native",
+            });
+        }
     }
 
     /// Run the plan over the engines `plan` connected, showing progress.
@@ -443,14 +461,35 @@ fn platforms_fit(engines: &[Member], plan: &Plan) -> Result<()> {
         .iter()
         .map(|m| format!("{} ({})", m.name, m.platforms.join(", ")))
         .collect();
+    let handler = engine::emulation::handler(p).map_or(String::new(), |h| {
+        format!(
+            "; no qemu handler for it (`{h}`) is enabled with the F flag in {}",
+            engine::emulation::BINFMT_DIR
+        )
+    });
     Err(Error::input(format!(
-        "no engine of this run builds {p} (for `{}`); the engines build: {}",
+        "no engine of this run builds {p} (for `{}`); the engines build: {}{handler}",
         item.name,
         have.join("; ")
     ))
     .help(format!(
-        "list it under an engine's `platforms:` in strata.yaml (`engines: [{{host: docker, platforms: [linux/amd64, {p}]}}]`; an engine builds other platforms than its own only emulated, with qemu's binfmt handlers), or add an engine of that platform"
+        "register the emulator on the engine's machine: `{}` (it registers qemu's binfmt handlers with the F flag); or list {p} under an engine's `platforms:` in strata.yaml; or add an engine of that platform",
+        engine::emulation::INSTALL
     )))
+}
+
+/// Say once per run which platforms an engine will build emulated.
+fn say_emulated(engines: &[Member], plan: &Plan) {
+    let mut said = std::collections::BTreeSet::new();
+    for item in plan.items.iter().filter(|i| i.action == Action::Build) {
+        let p = &item.request.platform;
+        let natively = engines.iter().any(|m| m.builds(p) && !m.emulates(p));
+        for m in engines.iter().filter(|m| !natively && m.emulates(p)) {
+            if said.insert((m.name.clone(), p.clone())) {
+                crate::report::note(&format!("strata: {p} on {}: emulated (qemu)", m.name));
+            }
+        }
+    }
 }
 
 fn builders_fit(engines: &[Member], s: &Settings) -> Result<()> {

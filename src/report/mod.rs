@@ -57,6 +57,10 @@ pub struct ImageReport {
     /// The builder that built it: `buildkit` or `classic` (empty when it
     /// was not built in this run).
     pub builder: String,
+    /// How its engine built it: `native`, or `emulated` (qemu) for a
+    /// platform other than the engine's own; absent when not built here.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub build_mode: Option<&'static str>,
     /// `--attest-dir`: its SBOM file, and how long reading its package
     /// database took (0 when the file already described it).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -140,6 +144,7 @@ impl Summary {
                 finished_at: o.finished_at.clone(),
                 engine: String::new(),
                 builder: o.builder.unwrap_or_default().to_string(),
+                build_mode: None,
                 sbom: None,
                 sbom_s: None,
                 provenance: None,
