@@ -156,3 +156,41 @@ fn a_tls_context_and_tls_variables_reach_the_engine() {
         ],
     );
 }
+
+/// A remote engine with no `platforms:` builds what BuildKit's worker
+/// list says it can, emulated platforms included: a two-platform set
+/// plans its arm64 records on the TLS engine (its binfmt handlers cannot
+/// be read from here), where an engine of its own platform only would be
+/// exit 2.
+#[test]
+fn a_remote_engine_builds_the_platforms_its_buildkit_workers_list() {
+    let Some((host, certs)) = tls_engine() else {
+        return;
+    };
+    let t = TestTree::new();
+    t.write(
+        "strata.yaml",
+        &format!(
+            "namespace: strata-tls-workers-{}\nplatforms: [linux/amd64, linux/arm64]\n\
+             vars: {{base_image: '{BASE_IMAGE}'}}\n",
+            std::process::id()
+        ),
+    );
+    t.write(
+        "images/base/Dockerfile.j2",
+        "FROM {{ base_image }}\nRUN true\n",
+    );
+    let out = t
+        .command(&["plan"])
+        .env("DOCKER_HOST", &host)
+        .env("DOCKER_TLS_VERIFY", "1")
+        .env("DOCKER_CERT_PATH", &certs)
+        .output()
+        .unwrap();
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(stdout.contains("base@arm64"), "{stdout}");
+}

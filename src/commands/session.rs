@@ -461,7 +461,9 @@ fn platforms_fit(engines: &[Member], plan: &Plan) -> Result<()> {
         .iter()
         .map(|m| format!("{} ({})", m.name, m.platforms.join(", ")))
         .collect();
-    let handler = engine::emulation::handler(p).map_or(String::new(), |h| {
+    let local = engines.iter().any(|m| m.name.starts_with("unix://"));
+    let handler = engine::emulation::handler(p).filter(|_| local);
+    let handler = handler.map_or(String::new(), |h| {
         format!(
             "; no qemu handler for it (`{h}`) is enabled with the F flag in {}",
             engine::emulation::BINFMT_DIR

@@ -244,15 +244,28 @@ impl Engine for DockerEngine {
         .boxed()
     }
 
-    /// On this machine (a Unix socket): the kernel's qemu binfmt handlers.
+    /// On this machine (a Unix socket): the kernel's qemu handlers, read
+    /// now. Elsewhere: BuildKit's worker list, where the engine serves it.
+    /// (The worker list is found once, when the engine starts: a handler
+    /// switched off later is still listed, so it is not asked first.)
     fn emulated_platforms(&self) -> BoxFuture<'_, Vec<String>> {
         async move {
-            if !self.host.starts_with("unix://") {
+            let native = self.native_platform().await;
+            let native = native.as_deref();
+            if self.host.starts_with("unix://") {
+                let dir = std::path::Path::new(super::emulation::BINFMT_DIR);
+                return super::emulation::from_binfmt(dir, native);
+            }
+            if !self.buildkit {
                 return Vec::new();
             }
-            let native = self.native_platform().await;
-            let dir = std::path::Path::new(super::emulation::BINFMT_DIR);
-            super::emulation::from_binfmt(dir, native.as_deref())
+            let api = self.docker.client_version();
+            let api = format!("/v{}.{}", api.major_version, api.minor_version);
+            let ask = super::buildkit::workers::platforms(&self.end, &api);
+            match tokio::time::timeout(Duration::from_secs(10), ask).await {
+                Ok(Ok(list)) => super::emulation::emulated_of(list, native),
+                _ => Vec::new(),
+            }
         }
         .boxed()
     }

@@ -5,6 +5,8 @@
 //! handlers say it: a `qemu-<arch>` entry that is `enabled` and has the
 //! `F` flag (the interpreter is opened when registered, so it works inside
 //! a container's root, as Debian's qemu-user-static registers it).
+//! For an engine elsewhere, BuildKit's worker list says it
+//! (`buildkit::workers`), as `docker buildx inspect` shows it.
 //! Knows nothing of builds or the plan.
 
 use std::path::Path;
@@ -59,6 +61,20 @@ pub fn from_binfmt(dir: &Path, native: Option<&str>) -> Vec<String> {
         .collect()
 }
 
+/// Of the platforms a worker list names, those that need an emulator on
+/// an engine of platform `native`: not its own, and not one its CPU runs
+/// as it is (linux/386 on amd64, 32-bit arm on arm64).
+pub fn emulated_of(listed: Vec<String>, native: Option<&str>) -> Vec<String> {
+    let native = native.unwrap_or_default();
+    let runs_as_is = |p: &str| {
+        p == native
+            || p.starts_with(&format!("{native}/"))
+            || (native == "linux/amd64" && p == "linux/386")
+            || (native.starts_with("linux/arm64") && p.starts_with("linux/arm/"))
+    };
+    listed.into_iter().filter(|p| !runs_as_is(p)).collect()
+}
+
 /// A handler file that says `enabled` and whose `flags:` hold `F`.
 fn usable(file: &Path) -> bool {
     let Ok(text) = std::fs::read_to_string(file) else {
@@ -108,6 +124,18 @@ mod tests {
         assert_eq!(
             from_binfmt(dir.path(), Some("linux/arm64")),
             ["linux/amd64"]
+        );
+    }
+
+    #[test]
+    fn a_worker_list_is_emulated_but_for_what_the_cpu_runs_as_it_is() {
+        let listed = ["linux/amd64", "linux/386", "linux/arm64", "linux/arm/v7"];
+        let listed: Vec<String> = listed.iter().map(|p| p.to_string()).collect();
+        let on_amd = emulated_of(listed.clone(), Some("linux/amd64"));
+        assert_eq!(on_amd, ["linux/arm64", "linux/arm/v7"]);
+        assert_eq!(
+            emulated_of(listed, Some("linux/arm64")),
+            ["linux/amd64", "linux/386"]
         );
     }
 

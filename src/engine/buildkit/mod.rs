@@ -9,6 +9,7 @@
 mod filesync;
 mod session;
 pub(super) mod wire;
+pub mod workers;
 
 use super::endpoint::Endpoint;
 use super::{BuildRequest, EngineError, Log};
