@@ -62,32 +62,14 @@ pub async fn open(
         format!("/{}/CheckAgent", SshServer::<Agents>::NAME),
         format!("/{}/ForwardAgent", SshServer::<Agents>::NAME),
     ];
-    let mut send = wire::connect(end).await?;
     let mut req = wire::request("POST", &format!("{api}/session"))
-        .header(http::header::CONNECTION, "Upgrade")
-        .header(http::header::UPGRADE, "h2c")
         .header("X-Docker-Expose-Session-Uuid", id)
         .header("X-Docker-Expose-Session-Name", "strata")
         .header("X-Docker-Expose-Session-Sharedkey", key);
     for m in &methods {
         req = req.header("X-Docker-Expose-Session-Grpc-Method", m);
     }
-    let req = req
-        .body(http_body_util::Empty::new())
-        .map_err(std::io::Error::other)?;
-    let res = send
-        .send_request(req)
-        .await
-        .map_err(std::io::Error::other)?;
-    if res.status() != http::StatusCode::SWITCHING_PROTOCOLS {
-        return Err(std::io::Error::other(format!(
-            "cannot open a BuildKit session: {}",
-            wire::refusal(res).await
-        )));
-    }
-    let upgraded = hyper::upgrade::on(res)
-        .await
-        .map_err(std::io::Error::other)?;
+    let upgraded = wire::upgrade(end, req, "cannot open a BuildKit session").await?;
     let io = wire::Upgraded(hyper_util::rt::TokioIo::new(upgraded));
     let big = 16 << 20;
     let router = tonic::transport::Server::builder()

@@ -83,6 +83,26 @@ pub async fn connect(
     Ok(send)
 }
 
+/// `req` (an `Upgrade: h2c` request) sent on a new connection to the
+/// engine at `end`, and the connection it upgrades; `what` names the call
+/// in the error when the engine refuses.
+pub async fn upgrade(
+    end: &Endpoint,
+    req: http::request::Builder,
+    what: &str,
+) -> io::Result<hyper::upgrade::Upgraded> {
+    let mut send = connect(end).await?;
+    let req = (req.header(http::header::CONNECTION, "Upgrade"))
+        .header(http::header::UPGRADE, "h2c")
+        .body(Empty::new())
+        .map_err(io::Error::other)?;
+    let res = send.send_request(req).await.map_err(io::Error::other)?;
+    if res.status() != http::StatusCode::SWITCHING_PROTOCOLS {
+        return Err(io::Error::other(format!("{what}: {}", refusal(res).await)));
+    }
+    hyper::upgrade::on(res).await.map_err(io::Error::other)
+}
+
 /// A request to the engine's API at `path` (with its version prefix).
 pub fn request(method: &str, path: &str) -> http::request::Builder {
     hyper::Request::builder()

@@ -33,22 +33,8 @@ impl tower_service::Service<http::Request<tonic::body::Body>> for H2 {
 /// build, or why they could not be asked (no `/grpc`: an engine without
 /// BuildKit, or Podman).
 pub async fn platforms(end: &Endpoint, api: &str) -> std::io::Result<Vec<String>> {
-    let mut send = wire::connect(end).await?;
-    let req = wire::request("POST", &format!("{api}/grpc"))
-        .header(http::header::CONNECTION, "Upgrade")
-        .header(http::header::UPGRADE, "h2c")
-        .body(http_body_util::Empty::new())
-        .map_err(std::io::Error::other)?;
-    let res = send
-        .send_request(req)
-        .await
-        .map_err(std::io::Error::other)?;
-    if res.status() != http::StatusCode::SWITCHING_PROTOCOLS {
-        return Err(std::io::Error::other(wire::refusal(res).await));
-    }
-    let upgraded = hyper::upgrade::on(res)
-        .await
-        .map_err(std::io::Error::other)?;
+    let req = wire::request("POST", &format!("{api}/grpc"));
+    let upgraded = wire::upgrade(end, req, "cannot ask BuildKit's workers").await?;
     let (h2, conn) =
         hyper::client::conn::http2::handshake(hyper_util::rt::TokioExecutor::new(), upgraded)
             .await
