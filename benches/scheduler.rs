@@ -99,6 +99,7 @@ fn makespan(jobs: &[Job], ms: &[u64], order: Order, weights: Option<Vec<f64>>) -
             publish_each: false,
             order,
             weights,
+            stale: None,
         };
         let run = strata::execute(jobs, engine, &opts, &mut Silent, std::future::pending()).await;
         assert!(run

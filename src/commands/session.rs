@@ -154,6 +154,7 @@ impl Session {
             publish_each: s.publish == Publish::Each,
             order: Order::CriticalPath,
             weights: None,
+            stale: None,
         };
         // The critical path weighs each image by its last build time here
         // (one small file each: read only when something is to be built).

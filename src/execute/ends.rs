@@ -243,7 +243,50 @@ impl Scheduler<'_> {
         self.slots[i].tested = results;
     }
 
+    /// Items a newer edit made stale: a build under way is aborted at the
+    /// engine, one waiting never starts, and what waits on either is
+    /// cancelled too. Uploads and tag moves are never cut.
+    pub(super) fn cancel_stale(&mut self, items: &[usize]) {
+        for &i in items {
+            let state = self.slots[i].state;
+            let building = self.items[i].action != Action::Skip;
+            if !matches!(state, State::Waiting | State::Running) || self.slots[i].stale || !building
+            {
+                continue;
+            }
+            if let Some(task) = self.slots[i].handle.take() {
+                task.abort();
+            }
+            self.place.release_slot(i);
+            self.slots[i].stale = true;
+            let mut o = Outcome::new(Status::Cancelled);
+            o.error = Some("cancelled: a newer edit made it stale; nothing was tagged".into());
+            self.finish(i, o);
+            self.cancel_descendants(i);
+        }
+    }
+
+    fn cancel_descendants(&mut self, stale: usize) {
+        let name = self.items[stale].name.clone();
+        let mut todo = self.children[stale].clone();
+        while let Some(c) = todo.pop() {
+            if self.slots[c].state != State::Waiting {
+                continue;
+            }
+            self.slots[c].stale = true;
+            let mut o = Outcome::new(Status::Cancelled);
+            o.error = Some(format!(
+                "cancelled: its parent `{name}` was made stale by a newer edit"
+            ));
+            self.finish(c, o);
+            todo.extend(self.children[c].clone());
+        }
+    }
+
     pub(super) fn handle(&mut self, msg: Msg) {
+        if self.slots[msg.item()].stale {
+            return; // the last words of an aborted task
+        }
         match msg {
             Msg::Line(i, line) => self.line(i, &line),
             Msg::Built(i, result, took, attempts) => self.built(i, result, took, attempts),

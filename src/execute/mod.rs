@@ -58,6 +58,42 @@ pub struct Options {
     pub order: Order,
     /// Expected relative duration of each item (for the critical path); None = 1 each.
     pub weights: Option<Vec<f64>>,
+    /// Items to cancel mid-run, when they are told (`strata watch`: a newer
+    /// edit made them stale); the rest run to their end.
+    pub stale: Option<Arc<Stale>>,
+}
+
+/// Items of a running plan to cancel: what a newer edit made stale. The
+/// run aborts their builds at the engine and cancels what waits on them.
+#[derive(Debug, Default)]
+pub struct Stale {
+    items: std::sync::Mutex<Vec<usize>>,
+    told: tokio::sync::Notify,
+}
+
+impl Stale {
+    /// Cancel these items (plan indexes) of the run, if it still runs them.
+    pub fn cancel(&self, items: impl IntoIterator<Item = usize>) {
+        if let Ok(mut stale) = self.items.lock() {
+            stale.extend(items);
+        }
+        self.told.notify_one();
+    }
+
+    fn take(&self) -> Vec<usize> {
+        self.items
+            .lock()
+            .map(|mut s| std::mem::take(&mut *s))
+            .unwrap_or_default()
+    }
+}
+
+/// Resolves when items are told stale (never without a `Stale`).
+async fn told(stale: Option<&Stale>) {
+    match stale {
+        Some(s) => s.told.notified().await,
+        None => std::future::pending().await,
+    }
 }
 
 enum Msg {
@@ -74,6 +110,20 @@ enum Msg {
     /// An image's tests ran (before its `Built`).
     /// With the ID of the image tested.
     Tested(usize, Vec<imagetest::TestResult>, String),
+}
+
+impl Msg {
+    fn item(&self) -> usize {
+        match *self {
+            Msg::Line(i, ..)
+            | Msg::Built(i, ..)
+            | Msg::Uploaded(i, ..)
+            | Msg::Lost(i, ..)
+            | Msg::Released(i, ..)
+            | Msg::Fetched(i, ..)
+            | Msg::Tested(i, ..) => i,
+        }
+    }
 }
 
 /// The state of one item; see docs/architecture.md.
@@ -143,6 +193,8 @@ struct Slot {
     handle: Option<tokio::task::AbortHandle>,
     /// The registry digest of its content tag, once known.
     digest: Option<String>,
+    /// Cancelled as stale: what its aborted task still sends is dropped.
+    stale: bool,
 }
 
 impl Slot {
@@ -157,6 +209,7 @@ impl Slot {
             tested: Vec::new(),
             handle: None,
             digest: item.published.clone(),
+            stale: false,
         }
     }
 }
@@ -394,6 +447,9 @@ impl<'a> Scheduler<'a> {
         let mut waiting = Vec::new();
         while !self.stopping && self.place.any_free() {
             let Some(i) = self.next_ready() else { break };
+            if self.slots[i].state != State::Waiting {
+                continue; // cancelled as stale while in line
+            }
             let item = &self.items[i];
             let Some(e) = self.place.choose(&item.parents, &item.request.platform) else {
                 waiting.push(i);
@@ -533,6 +589,11 @@ pub async fn execute_on(
             Some(_) = s.releasing.join_next() => None,
             _ = health.tick(), if s.place.several() && !s.stopping => {
                 s.check_engines(&mut checks, &mut asking);
+                None
+            }
+            _ = told(opts.stale.as_deref()), if !s.stopping => {
+                let items = opts.stale.as_deref().map(Stale::take).unwrap_or_default();
+                s.cancel_stale(&items);
                 None
             }
             Some(Ok((e, answered))) = checks.join_next() => {

@@ -31,6 +31,7 @@ pub(super) fn opts(jobs: usize) -> Options {
         publish_each: false,
         order: Order::CriticalPath,
         weights: None,
+        stale: None,
     }
 }
 
@@ -388,4 +389,60 @@ fn runs_always_end_on_a_multithreaded_runtime() {
             assert!(run.outcomes.iter().all(|o| o.status == Status::Built));
         }
     });
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_stale_item_is_cancelled_with_what_waits_on_it_and_the_rest_runs_on() {
+    let jobs = [
+        job("base", &[]),
+        job("edited", &[0]),
+        job("below", &[1]),
+        job("sibling", &[0]),
+    ];
+    let slow = |ms| Step {
+        ms: Some(ms),
+        ..Default::default()
+    };
+    let engine = Arc::new(SimEngine::new(script(&[
+        ("edited", slow(10_000)),
+        ("sibling", slow(3_000)),
+    ])));
+    let stale = Arc::new(Stale::default());
+    let mut o = opts(2);
+    o.stale = Some(stale.clone());
+    let tell = stale.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(1_000)).await;
+        tell.cancel([1]);
+    });
+    let started = Instant::now();
+    let (r, events) = run(&jobs, engine.clone(), &o).await;
+    let st: Vec<Status> = r.outcomes.iter().map(|o| o.status).collect();
+    use Status::*;
+    assert_eq!(st, [Built, Cancelled, Cancelled, Built]);
+    assert!(r.outcomes[2].error.as_deref().unwrap().contains("`edited`"));
+    assert!(!events.contains(&("below".into(), "started")));
+    assert!(!r.interrupted, "a stale item is no interrupt");
+    // The sibling ran to its end; the edited build did not.
+    let took = started.elapsed();
+    assert!(took < Duration::from_millis(10_000), "{took:?}");
+    assert!(took >= Duration::from_millis(3_000), "{took:?}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_stale_item_still_in_line_never_starts() {
+    let jobs = [job("first", &[]), job("queued", &[]), job("other", &[])];
+    let slow = Step {
+        ms: Some(5_000),
+        ..Default::default()
+    };
+    let engine = Arc::new(SimEngine::new(script(&[("first", slow)])));
+    let stale = Arc::new(Stale::default());
+    stale.cancel([1]);
+    let mut o = opts(1);
+    o.stale = Some(stale);
+    let (r, _) = run(&jobs, engine.clone(), &o).await;
+    let st: Vec<Status> = r.outcomes.iter().map(|o| o.status).collect();
+    assert_eq!(st, [Status::Built, Status::Cancelled, Status::Built]);
+    assert_eq!(engine.builds(), ["first", "other"]);
 }
