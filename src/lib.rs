@@ -37,20 +37,7 @@ pub fn exit_status(result: util::error::Result<Code>) -> i32 {
     match result {
         Ok(code) => code.status(),
         Err(err) => {
-            let color = std::env::var_os("NO_COLOR").is_none()
-                && std::io::IsTerminal::is_terminal(&std::io::stderr());
-            let handler = miette::GraphicalReportHandler::new_themed(if color {
-                miette::GraphicalTheme::unicode()
-            } else {
-                miette::GraphicalTheme::unicode_nocolor()
-            })
-            .with_links(false)
-            .with_wrap_lines(false);
-            let mut text = String::new();
-            if handler.render_report(&mut text, &err).is_err() {
-                text = format!("error: {err}");
-            }
-            eprint!("{text}");
+            report::error(&err);
             err.code().status()
         }
     }

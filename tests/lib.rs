@@ -34,3 +34,4 @@ mod structure_oracle;
 mod sweep;
 mod timeline;
 mod tls;
+mod watch;

@@ -4,6 +4,7 @@
 use crate::commands::session::Session;
 use crate::commands::settings::{BuildFlags, Settings, Tests};
 use crate::graph::load::Options;
+use crate::plan::Plan;
 use crate::report::progress::Display;
 use crate::report::{self, LogFiles, Summary};
 use crate::util::error::{Code, Result};
@@ -43,25 +44,34 @@ fn package_holders(opts: &Options, flags: &BuildFlags) -> Result<Vec<String>> {
 /// what happened to every image.
 pub(crate) fn build(session: &mut Session, settings: &Settings) -> Result<(Code, Summary)> {
     session.lock(settings)?;
-    let mut logs = LogFiles::for_run(settings.reports.logs_dir.as_deref())?;
     let plan = session.plan(settings)?;
+    run_plan(session, settings, &plan)
+}
+
+/// Everything after the plan: execute, publish, attest, report.
+pub(crate) fn run_plan(
+    session: &mut Session,
+    settings: &Settings,
+    plan: &Plan,
+) -> Result<(Code, Summary)> {
+    let mut logs = LogFiles::for_run(settings.reports.logs_dir.as_deref())?;
     let no_deps = settings.ask.no_deps;
-    let mut display = Display::for_plan(&plan, settings.progress, logs.as_mut(), no_deps);
-    let mut run = session.execute(&plan, settings, &mut display);
+    let mut display = Display::for_plan(plan, settings.progress, logs.as_mut(), no_deps);
+    let mut run = session.execute(plan, settings, &mut display);
     drop(display);
-    session.publish(&plan, &mut run, settings);
-    session.remember(&plan, &run);
-    let sboms = session.attest(&plan, &run, settings);
+    session.publish(plan, &mut run, settings);
+    session.remember(plan, &run);
+    let sboms = session.attest(plan, &run, settings);
     let skipped = settings.tests == Tests::Skip;
-    let mut summary = report::summarize(&plan, &run, &session.engine_names, skipped);
+    let mut summary = report::summarize(plan, &run, &session.engine_names, skipped);
     summary.name_sboms(&sboms);
-    session.name_build_modes(&plan, &mut summary);
-    session.provenance(&plan, &mut summary, settings);
+    session.name_build_modes(plan, &mut summary);
+    session.provenance(plan, &mut summary, settings);
     let moved: Vec<(usize, String)> = (plan.items.iter().zip(&summary.images).enumerate())
         .filter(|(_, (item, image))| image.pushed.contains(&item.reference))
         .filter_map(|(i, (_, image))| Some((i, image.digest.clone()?)))
         .collect();
-    for (i, attached) in session.attach(&plan, &moved, settings) {
+    for (i, attached) in session.attach(plan, &moved, settings) {
         summary.images[i].attestations = attached;
     }
     let code = report::close(&summary, &run, &settings.reports, logs);

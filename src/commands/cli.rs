@@ -79,6 +79,17 @@ pub enum Command {
     Plan(PlanFlags),
     /// Build images in dependency order, in parallel, on the Docker engine.
     Build(Box<BuildFlags>),
+    /// Build the selection, then rebuild and test what each saved edit affects.
+    ///
+    /// Builds as `build` does, then watches the tree: templates, files under
+    /// an image's folder, image.yaml, strata.yaml, var files, image-test
+    /// files, .dockerignore. Each burst of saves is one re-plan: exactly the
+    /// edited images and those built on them are rebuilt, and exactly the
+    /// tests whose image or file changed run again. An edit made while a
+    /// build runs cancels the builds it makes stale. A bad edit is shown and
+    /// the watch goes on. Never pushes. Ctrl-C stops (exit 130), leaving no
+    /// container and no lock.
+    Watch(Box<WatchFlags>),
     /// Run the image tests of images that are built already.
     ///
     /// The tests (`tests:` in image.yaml, `build.tests`) run again; nothing
@@ -209,6 +220,41 @@ pub enum Command {
     Completions { shell: clap_complete::Shell },
     /// Print the manual page (roff): `strata man > strata.1 && man ./strata.1`.
     Man,
+}
+
+/// `strata watch`'s flags: `build`'s, and how to watch.
+#[derive(clap::Args, Debug, Clone)]
+pub struct WatchFlags {
+    #[command(flatten)]
+    pub build: BuildFlags,
+    /// How long the tree must stay still before a burst of saves counts as
+    /// one change (`200ms`, `1s`, or milliseconds).
+    #[arg(long, value_name = "TIME", default_value = "200ms", value_parser = parse_duration)]
+    pub debounce: std::time::Duration,
+    /// After each rebuild that changed IMAGE (and after the first build),
+    /// start one container of it, its output prefixed `IMAGE | `, stopping
+    /// the one before: the `compose watch` habit.
+    #[arg(long, value_name = "IMAGE")]
+    pub run: Option<String>,
+    /// The command for `--run`'s container, after `--` (default: the
+    /// image's own).
+    #[arg(last = true, value_name = "CMD", requires = "run")]
+    pub cmd: Vec<String>,
+}
+
+/// `250ms`, `2s`, or a number of milliseconds.
+fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
+    let t = text.trim();
+    let (number, unit) = match t.strip_suffix("ms") {
+        Some(n) => (n, 1),
+        None => match t.strip_suffix('s') {
+            Some(n) => (n, 1000),
+            None => (t, 1),
+        },
+    };
+    let n: u64 = (number.trim().parse())
+        .map_err(|_| format!("`{text}` is not a time: give `200ms`, `1s` or milliseconds"))?;
+    Ok(std::time::Duration::from_millis(n * unit))
 }
 
 /// `strata plan`'s flags.

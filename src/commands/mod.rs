@@ -29,6 +29,8 @@ mod ssh;
 mod survey;
 mod test;
 mod verify;
+mod watch;
+mod watcher;
 
 use crate::util::error::{Code, Result};
 use cli::{Cli, Command};
@@ -43,6 +45,7 @@ pub fn run(cli: Cli) -> Result<Code> {
         Command::Plan(flags) => plan::run(opts, flags),
         Command::Build(flags) => build::run(opts, flags),
         Command::Test(flags) => test::run(&opts, flags),
+        Command::Watch(flags) => watch::run(opts, flags),
         Command::Publish {
             selectors,
             keep_on_unknown,

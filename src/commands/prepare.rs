@@ -48,6 +48,17 @@ pub(crate) fn narrow(loaded: Loaded, selectors: &[String], since: Option<&str>) 
     })
 }
 
+/// Each image's fingerprint as the tree alone gives it (bases by name,
+/// not digest), by image name: two of these differ where an edit changed
+/// an image or anything it is built on (`strata watch`).
+pub(crate) fn tree_fingerprints(s: &Scope) -> Result<std::collections::HashMap<String, String>> {
+    let graph = &s.loaded.graph;
+    let dockerfiles: Vec<&str> = s.loaded.rendered.iter().map(|r| r.text.as_str()).collect();
+    let fps = fingerprint::fingerprints(graph, &dockerfiles, &s.inputs, &Default::default())?;
+    let names = graph.nodes.iter().map(|n| n.name.clone());
+    Ok(names.zip(fps.into_iter().map(|f| f.hash)).collect())
+}
+
 /// The registry to consult, when the tree names one (`registry:`, or
 /// images whose references name their registry, as a devfile's fully
 /// qualified `imageName` does); never with the simulated engine.

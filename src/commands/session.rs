@@ -30,6 +30,8 @@ pub struct Session {
     /// The names of the engines of the run, as the summary gives them.
     pub engine_names: Vec<String>,
     locks: Vec<Option<lock::RunLock>>,
+    /// Items a newer edit makes stale mid-run (`strata watch`).
+    stale: Option<std::sync::Arc<execute::Stale>>,
 }
 
 impl Session {
@@ -49,7 +51,20 @@ impl Session {
             engines: Vec::new(),
             engine_names: Vec::new(),
             locks: Vec::new(),
+            stale: None,
         })
+    }
+
+    /// The tree as it is now, loaded again (`strata watch`): the engines,
+    /// locks and runtime stay.
+    pub fn rescope(&mut self, scope: Scope) {
+        self.scope = scope;
+    }
+
+    /// The next `execute` cancels the items `stale` is told of (`strata
+    /// watch`); None: nothing is cancelled but by an interrupt.
+    pub fn cancel_when_stale(&mut self, stale: Option<std::sync::Arc<execute::Stale>>) {
+        self.stale = stale;
     }
 
     pub fn config(&self) -> &Config {
@@ -63,7 +78,11 @@ impl Session {
     /// One run per engine and namespace: the lock of every engine of the
     /// run, taken in one order (so two runs over the same engines never
     /// wait on each other crosswise).
+    /// Taken once per session: a watch keeps its locks from run to run.
     pub fn lock(&mut self, s: &Settings) -> Result<()> {
+        if !self.locks.is_empty() {
+            return Ok(());
+        }
         let config = self.config();
         let scope_key = format!("{}/{}", config.registry, config.namespace);
         let mut names: Vec<String> = s
@@ -126,6 +145,21 @@ impl Session {
         Ok(plan)
     }
 
+    /// `strata watch --run`: a container of `run.image` started on the
+    /// first engine, its output to `log`; stopped by `stop_serving`.
+    pub fn serve(&self, run: engine::ContainerRun, log: engine::Log) -> Result<Served> {
+        let engine = (self.engines.first().map(|m| m.engine.clone()))
+            .ok_or_else(|| Error::engine("no engine is connected"))?;
+        let image = run.image.clone();
+        let id = self.block_on(engine.serve(run, log));
+        let id = id.map_err(|e| Error::engine(format!("--run `{image}`: {e}")))?;
+        Ok(Served { engine, id })
+    }
+
+    pub fn stop_serving(&self, served: Served) {
+        self.block_on(served.engine.stop_serving(&served.id));
+    }
+
     /// Name in the summary how each image built here was built: natively,
     /// or emulated by the engine that built it.
     pub fn name_build_modes(&self, plan: &Plan, summary: &mut crate::report::Summary) {
@@ -154,7 +188,7 @@ impl Session {
             publish_each: s.publish == Publish::Each,
             order: Order::CriticalPath,
             weights: None,
-            stale: None,
+            stale: self.stale.clone(),
         };
         // The critical path weighs each image by its last build time here
         // (one small file each: read only when something is to be built).
@@ -183,10 +217,13 @@ impl Session {
         // go, and so do the hold tags of builds that never got their own.
         let cleanup = futures_util::future::join_all(engines.iter().map(|e| e.remove_containers()));
         self.block_on(cleanup);
-        if run.interrupted || run.all_lost {
-            let holds: Vec<String> = plan
-                .to_build()
-                .map(|i| crate::util::reference::hold_tag(&i.reference))
+        // So do those of builds cancelled as stale.
+        let cancelled = |i: usize| run.outcomes[i].status == Status::Cancelled;
+        let all = run.interrupted || run.all_lost;
+        if all || run.outcomes.iter().any(|o| o.status == Status::Cancelled) {
+            let holds: Vec<String> = (plan.items.iter().enumerate())
+                .filter(|&(i, item)| item.action != Action::Skip && (all || cancelled(i)))
+                .map(|(_, i)| crate::util::reference::hold_tag(&i.reference))
                 .collect();
             let unhold = futures_util::future::join_all(
                 engines
@@ -409,6 +446,12 @@ impl Session {
             }
         }
     }
+}
+
+/// A container `Session::serve` started, and the engine it runs on.
+pub struct Served {
+    engine: std::sync::Arc<dyn engine::Engine>,
+    id: String,
 }
 
 impl Drop for Session {

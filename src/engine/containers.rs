@@ -15,6 +15,30 @@ use bollard::query_parameters::{
 };
 use futures_util::StreamExt;
 
+/// The label of the containers `strata watch --run` starts (its value:
+/// the watch's process ID).
+pub const SERVED: &str = "org.strata.watch";
+
+/// A stream's bytes cut into whole lines.
+#[derive(Default)]
+struct Lines(Vec<u8>);
+
+impl Lines {
+    fn feed(&mut self, bytes: &[u8], log: &super::Log) {
+        self.0.extend_from_slice(bytes);
+        while let Some(end) = self.0.iter().position(|&b| b == b'\n') {
+            let line: Vec<u8> = self.0.drain(..=end).collect();
+            log(String::from_utf8_lossy(&line[..end]).trim_end_matches('\r'));
+        }
+    }
+
+    fn flush(&mut self, log: &super::Log) {
+        if !self.0.is_empty() {
+            log(&String::from_utf8_lossy(&std::mem::take(&mut self.0)));
+        }
+    }
+}
+
 /// The most of a file read for a content test.
 const MAX_CONTENT: usize = 64 << 20;
 
@@ -158,6 +182,65 @@ impl DockerEngine {
             out.committed = Some(image.id);
         }
         Ok(out)
+    }
+
+    /// `strata watch --run`: a container of `run.image` (its entrypoint
+    /// kept, `run.cmd` when given) started and left running, its output
+    /// sent to `log` line by line until it ends or is stopped. Labelled
+    /// `SERVED`, so what a killed watch left is found by label.
+    pub(super) async fn serve_container(
+        &self,
+        run: ContainerRun,
+        log: super::Log,
+    ) -> Result<String, EngineError> {
+        let labels = [(SERVED.to_string(), std::process::id().to_string())];
+        let body = ContainerCreateBody {
+            image: Some(run.image.clone()),
+            cmd: (!run.cmd.is_empty()).then(|| run.cmd.clone()),
+            env: (!run.env.is_empty()).then(|| run.env.clone()),
+            labels: Some(labels.into_iter().collect()),
+            ..Default::default()
+        };
+        let docker = self.docker();
+        let id = docker
+            .create_container(None, body)
+            .await
+            .map_err(|e| failed(&format!("cannot create a container of `{}`", run.image), e))?
+            .id;
+        if let Err(e) = docker.start_container(&id, None).await {
+            self.remove(&id).await;
+            return Err(failed(
+                &format!("cannot start a container of `{}`", run.image),
+                e,
+            ));
+        }
+        let follow = LogsOptions {
+            follow: true,
+            stdout: true,
+            stderr: true,
+            ..Default::default()
+        };
+        let mut logs = docker.logs(&id, Some(follow));
+        tokio::spawn(async move {
+            let (mut out, mut err) = (Lines::default(), Lines::default());
+            while let Some(Ok(chunk)) = logs.next().await {
+                match chunk {
+                    LogOutput::StdErr { message } => err.feed(&message, &log),
+                    LogOutput::StdOut { message } | LogOutput::Console { message } => {
+                        out.feed(&message, &log)
+                    }
+                    LogOutput::StdIn { .. } => {}
+                }
+            }
+            out.flush(&log);
+            err.flush(&log);
+        });
+        Ok(id)
+    }
+
+    /// Stop and remove a container `serve_container` started.
+    pub(super) async fn stop_served(&self, id: &str) {
+        self.remove(id).await;
     }
 
     pub(super) async fn read_image_path(

@@ -452,6 +452,18 @@ impl Engine for DockerEngine {
         self.remove_live().boxed()
     }
 
+    fn serve(
+        &self,
+        run: super::ContainerRun,
+        log: super::Log,
+    ) -> BoxFuture<'_, Result<String, EngineError>> {
+        self.serve_container(run, log).boxed()
+    }
+
+    fn stop_serving<'a>(&'a self, id: &'a str) -> BoxFuture<'a, ()> {
+        self.stop_served(id).boxed()
+    }
+
     fn read_path<'a>(
         &'a self,
         image: &'a str,

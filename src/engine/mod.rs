@@ -315,6 +315,18 @@ pub trait Engine: Send + Sync {
         let _ = image;
         Box::pin(async { Err(no_containers()) })
     }
+    /// Start a container of `run.image` that runs until stopped (`strata
+    /// watch --run`): its entrypoint kept, `run.cmd` when given, its output
+    /// sent to `log` line by line. Gives the container's ID.
+    fn serve(&self, run: ContainerRun, log: Log) -> BoxFuture<'_, Result<String, EngineError>> {
+        let _ = (run, log);
+        Box::pin(async { Err(no_containers()) })
+    }
+    /// Stop and remove a container `serve` started.
+    fn stop_serving<'a>(&'a self, id: &'a str) -> BoxFuture<'a, ()> {
+        let _ = id;
+        Box::pin(async {})
+    }
     /// Remove every container this engine made for image tests that is
     /// still there (a run interrupted while a test ran).
     fn remove_containers(&self) -> BoxFuture<'_, ()> {

@@ -126,6 +126,24 @@ pub fn note(text: &str) {
     eprintln!("{text}");
 }
 
+/// An error for people, on stderr: file, line, the line itself, what to do.
+pub fn error(err: &crate::util::error::Error) {
+    let color = std::env::var_os("NO_COLOR").is_none()
+        && std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let handler = miette::GraphicalReportHandler::new_themed(if color {
+        miette::GraphicalTheme::unicode()
+    } else {
+        miette::GraphicalTheme::unicode_nocolor()
+    })
+    .with_links(false)
+    .with_wrap_lines(false);
+    let mut text = String::new();
+    if handler.render_report(&mut text, err).is_err() {
+        text = format!("error: {err}");
+    }
+    eprint!("{text}");
+}
+
 /// What `strata publish` moved: `name | ref -> digest` per reference on
 /// stdout, each error on stderr; exit 1 when any image's move failed.
 pub fn published(plan: &Plan, done: &[crate::publish::Published]) -> Code {

@@ -19,7 +19,7 @@ pub mod progress;
 pub mod show;
 pub mod timeline;
 mod xml;
-pub use close::{close, note, out, published, summarize, Files};
+pub use close::{close, error, note, out, published, summarize, Files};
 use std::collections::{HashMap, VecDeque};
 use std::fmt::Write as _;
 use std::io::Write;

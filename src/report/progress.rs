@@ -94,7 +94,8 @@ fn describe_step(outcome: &Outcome) -> String {
             "not built: parent `{}` failed",
             outcome.failed_parent.as_deref().unwrap_or("?")
         ),
-        Status::Cancelled => "cancelled".into(),
+        // Why, when it says more than the word (a newer edit, an upload cut).
+        Status::Cancelled => outcome.error.clone().unwrap_or_else(|| "cancelled".into()),
     }
 }
 

@@ -145,25 +145,39 @@ pub struct Running {
 }
 
 impl Running {
-    pub fn spawn(mut cmd: Command) -> Running {
+    pub fn spawn(cmd: Command) -> Running {
+        Running::spawn_reading(cmd, false)
+    }
+
+    /// The same, with stdout's lines read into `seen` too.
+    pub fn spawn_reading(mut cmd: Command, stdout: bool) -> Running {
+        let out = match stdout {
+            true => std::process::Stdio::piped(),
+            false => std::process::Stdio::null(),
+        };
         let mut child = cmd
             .stderr(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::null())
+            .stdout(out)
             .spawn()
             .expect("spawn strata");
-        let stderr = child.stderr.take().expect("stderr");
         let (tx, lines) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            use std::io::BufRead;
-            for line in std::io::BufReader::new(stderr)
-                .lines()
-                .map_while(Result::ok)
-            {
-                if tx.send(line).is_err() {
-                    break;
+        let read = |stream: Box<dyn std::io::Read + Send>, tx: std::sync::mpsc::Sender<String>| {
+            std::thread::spawn(move || {
+                use std::io::BufRead;
+                for line in std::io::BufReader::new(stream)
+                    .lines()
+                    .map_while(Result::ok)
+                {
+                    if tx.send(line).is_err() {
+                        break;
+                    }
                 }
-            }
-        });
+            })
+        };
+        read(Box::new(child.stderr.take().expect("stderr")), tx.clone());
+        if let Some(stdout) = child.stdout.take() {
+            read(Box::new(stdout), tx);
+        }
         Running {
             child,
             lines,
@@ -174,7 +188,12 @@ impl Running {
     /// Read stderr until a line contains `needle` (at most `secs` seconds
     /// without a line); panics, showing what was read, if none does.
     pub fn wait_for(&mut self, needle: &str, secs: u64) {
-        while !self.seen.contains(needle) {
+        self.wait_for_count(needle, 1, secs)
+    }
+
+    /// The same, until `needle` has been seen `n` times in all.
+    pub fn wait_for_count(&mut self, needle: &str, n: usize, secs: u64) {
+        while self.seen.matches(needle).count() < n {
             match self
                 .lines
                 .recv_timeout(std::time::Duration::from_secs(secs))
