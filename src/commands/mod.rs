@@ -10,6 +10,8 @@
 //! (`prepare`), what the engines and the registry hold (`survey`), the
 //! run locks (`lock`), and the secrets and SSH agents a build is given
 //! (`secrets`, `ssh`). The only place that connects to engines.
+//! `watcher` is `strata watch`'s loop: the session planned and run again
+//! after each change to the tree.
 
 mod build;
 mod ci;

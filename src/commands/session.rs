@@ -19,6 +19,8 @@ use crate::{
 };
 use std::path::Path;
 
+mod supply;
+
 pub struct Session {
     pub scope: Scope,
     /// The registry consulted (set by `plan`; none without `registry:` or
@@ -30,6 +32,8 @@ pub struct Session {
     /// The names of the engines of the run, as the summary gives them.
     pub engine_names: Vec<String>,
     locks: Vec<Option<lock::RunLock>>,
+    /// What `engines` were connected as: a watch's next plan keeps them.
+    connected_as: Option<(Vec<engine::pool::Spec>, usize)>,
     /// Items a newer edit makes stale mid-run (`strata watch`).
     stale: Option<std::sync::Arc<execute::Stale>>,
 }
@@ -52,6 +56,7 @@ impl Session {
             engine_names: Vec::new(),
             locks: Vec::new(),
             stale: None,
+            connected_as: None,
         })
     }
 
@@ -114,8 +119,13 @@ impl Session {
         self.registry = prepare::registry_for(&self.scope, s.simulated());
         let (scope, registry) = (&self.scope, self.registry.as_ref());
         let root = scope.loaded.tree.root.clone();
+        let connected = std::mem::take(&mut self.engines);
+        let same = self.connected_as.as_ref() == Some(&(s.engines.clone(), s.jobs));
         let work = async {
-            let engines = engine::pool::connect(&s.engines, &root, s.jobs).await?;
+            let engines = match same && answer(&connected).await {
+                true => connected,
+                false => engine::pool::connect(&s.engines, &root, s.jobs).await?,
+            };
             builders_fit(&engines, s)?;
             let mut plan =
                 prepare::prepare(scope, &engines, registry, s.ask, s.pull, s.upload).await?;
@@ -140,6 +150,7 @@ impl Session {
             Ok::<_, Error>((engines, plan))
         };
         let (engines, plan) = self.block_on(work)?;
+        self.connected_as = Some((s.engines.clone(), s.jobs));
         self.engine_names = engines.iter().map(|m| m.name.clone()).collect();
         self.engines = engines;
         Ok(plan)
@@ -295,141 +306,6 @@ impl Session {
         Ok((done, indexes))
     }
 
-    /// `--attest-dir`: the SBOM of every image an engine holds, each read
-    /// through the engine it is on. One entry per item.
-    pub fn attest(
-        &self,
-        plan: &Plan,
-        run: &Run,
-        s: &Settings,
-    ) -> Vec<Option<crate::publish::supply::Attested>> {
-        let Some((dir, format)) = &s.attest else {
-            return Vec::new();
-        };
-        let engine_of = |i: usize| {
-            let named = run.outcomes[i].engine.as_deref();
-            let member = self.engines.iter().find(|m| Some(m.name.as_str()) == named);
-            member.unwrap_or(&self.engines[0]).engine.clone()
-        };
-        match self.block_on(crate::publish::supply::sboms(
-            plan, run, &engine_of, dir, *format,
-        )) {
-            Ok(done) => done,
-            Err(e) => {
-                crate::report::note(&format!("strata: no SBOMs written: {}", e.message));
-                Vec::new()
-            }
-        }
-    }
-
-    /// `--attest-dir`: the provenance of every image built (signed with
-    /// `--sign-key`), named in the summary.
-    pub fn provenance(&self, plan: &Plan, summary: &mut crate::report::Summary, s: &Settings) {
-        let Some((dir, format)) = &s.attest else {
-            return;
-        };
-        let loaded = &self.scope.loaded;
-        let selection: Vec<String> = self
-            .scope
-            .selected
-            .iter()
-            .map(|&i| loaded.graph.nodes[i].name.clone())
-            .collect();
-        let secret_ids = |i: usize| self.scope.inputs[plan.items[i].id].secrets.clone();
-        let key = s
-            .sign_key
-            .as_ref()
-            .map(crate::publish::supply::sign::Key::load)
-            .transpose();
-        let runs: Vec<Option<crate::publish::supply::provenance::Run>> =
-            (summary.images.iter().enumerate())
-                .map(|(i, image)| {
-                    (image.status == crate::execute::Status::Built).then(|| {
-                        crate::publish::supply::provenance::Run {
-                            digest: (image.digest.as_deref().or(image.image_id.as_deref()))
-                                .unwrap_or_default(),
-                            parents: &image.parents,
-                            builder: &image.builder,
-                            engine: &image.engine,
-                            started_at: image.started_at.as_deref(),
-                            finished_at: image.finished_at.as_deref(),
-                            tests: &image.tests,
-                            secrets: secret_ids(i),
-                        }
-                    })
-                })
-                .collect();
-        let mut named = Vec::new();
-        let written = key.and_then(|key| {
-            crate::publish::supply::provenance(
-                plan,
-                &runs,
-                dir,
-                *format,
-                &selection,
-                key.as_ref(),
-                &mut named,
-            )
-        });
-        drop(runs);
-        for (i, path) in named {
-            summary.images[i].provenance = Some(path);
-        }
-        if let Err(e) = written {
-            crate::report::note(&format!("strata: provenance not written: {}", e.message));
-        }
-    }
-
-    /// `--attest-dir` with `--push` (or `publish`): once an image's
-    /// release tags moved to `digest` (never before, never for a set that
-    /// did not publish), its SBOM and provenance are attached to it in the
-    /// registry, when they are about that digest. The artifacts' digests
-    /// per item of `moved` ((item, digest) pairs).
-    pub fn attach(
-        &self,
-        plan: &Plan,
-        moved: &[(usize, String)],
-        s: &Settings,
-    ) -> Vec<(usize, Vec<String>)> {
-        let (Some((dir, format)), Some(registry)) = (&s.attest, &self.registry) else {
-            return Vec::new();
-        };
-        let work = async {
-            let mut out = Vec::new();
-            for (i, digest) in moved {
-                let item = &plan.items[*i];
-                let note =
-                    |why: &str| crate::report::note(&format!("strata: {}: {why}", item.name));
-                if !crate::publish::supply::about(dir, &item.name, digest) {
-                    note(&format!(
-                        "nothing attached: no provenance in `{}` is about {digest}",
-                        dir.display()
-                    ));
-                    continue;
-                }
-                let subject = format!(
-                    "{}@{digest}",
-                    crate::util::reference::repository(&item.reference)
-                );
-                let mut attached = Vec::new();
-                for (file, (kind, media)) in
-                    crate::publish::supply::artifacts(dir, &item.name, *format)
-                {
-                    let Ok(bytes) = std::fs::read(&file) else {
-                        continue;
-                    };
-                    match registry.attach(&subject, kind, media, &bytes).await {
-                        Ok(d) => attached.push(d),
-                        Err(e) => note(&format!("not attached in the registry: {}", e.message)),
-                    }
-                }
-                out.push((*i, attached));
-            }
-            out
-        };
-        self.block_on(work)
-    }
-
     /// Remember what was built: its inputs (to explain the next plan) and
     /// how long it took (to weigh the next critical path).
     pub fn remember(&self, plan: &Plan, run: &Run) {
@@ -488,6 +364,17 @@ pub fn runtime() -> Result<tokio::runtime::Runtime> {
 pub fn no_registry() -> Error {
     Error::input("`strata publish` moves tags in a registry, and `registry:` is not set")
         .help("set `registry:` in strata.yaml (or --set registry=HOST)")
+}
+
+/// Whether every engine connected before still answers (a watch's next
+/// plan keeps them then; none connected: no).
+async fn answer(engines: &[Member]) -> bool {
+    let pings = engines.iter().map(|m| m.engine.ping());
+    !engines.is_empty()
+        && futures_util::future::join_all(pings)
+            .await
+            .iter()
+            .all(Result::is_ok)
 }
 
 /// BuildKit was asked for, and an engine is Podman (Buildah builds there).
