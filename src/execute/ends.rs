@@ -134,14 +134,24 @@ impl Scheduler<'_> {
     /// Mark every item waiting on `failed` as parent-failed; none of them starts.
     fn fail_descendants(&mut self, failed: usize) {
         let name = self.items[failed].name.clone();
-        let mut todo = self.children[failed].clone();
+        self.end_descendants(failed, |o| {
+            o.status = Status::ParentFailed;
+            o.failed_parent = Some(name.clone());
+            o.error = Some(format!("not built: parent `{name}` failed"));
+        });
+    }
+
+    /// End every item waiting on `i` as `mark` says; none of them starts.
+    fn end_descendants(&mut self, i: usize, mark: impl Fn(&mut Outcome)) {
+        let stale = self.slots[i].stale;
+        let mut todo = self.children[i].clone();
         while let Some(c) = todo.pop() {
             if self.slots[c].state != State::Waiting {
                 continue;
             }
-            let mut o = Outcome::new(Status::ParentFailed);
-            o.failed_parent = Some(name.clone());
-            o.error = Some(format!("not built: parent `{name}` failed"));
+            self.slots[c].stale = stale;
+            let mut o = Outcome::new(Status::Cancelled);
+            mark(&mut o);
             self.finish(c, o);
             todo.extend(self.children[c].clone());
         }
@@ -268,19 +278,11 @@ impl Scheduler<'_> {
 
     fn cancel_descendants(&mut self, stale: usize) {
         let name = self.items[stale].name.clone();
-        let mut todo = self.children[stale].clone();
-        while let Some(c) = todo.pop() {
-            if self.slots[c].state != State::Waiting {
-                continue;
-            }
-            self.slots[c].stale = true;
-            let mut o = Outcome::new(Status::Cancelled);
+        self.end_descendants(stale, |o| {
             o.error = Some(format!(
                 "cancelled: its parent `{name}` was made stale by a newer edit"
             ));
-            self.finish(c, o);
-            todo.extend(self.children[c].clone());
-        }
+        });
     }
 
     pub(super) fn handle(&mut self, msg: Msg) {
