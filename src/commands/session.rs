@@ -122,7 +122,7 @@ impl Session {
         let connected = std::mem::take(&mut self.engines);
         let same = self.connected_as.as_ref() == Some(&(s.engines.clone(), s.jobs));
         let work = async {
-            let engines = match same && answer(&connected).await {
+            let mut engines = match same && answer(&connected).await {
                 true => connected,
                 false => engine::pool::connect(&s.engines, &root, s.jobs).await?,
             };
@@ -137,6 +137,9 @@ impl Session {
                 .await?;
             }
             complete(&mut plan, scope, s)?;
+            for (platform, base) in probes(&plan) {
+                engine::pool::probe(&mut engines, &platform, &base).await;
+            }
             platforms_fit(&engines, &plan)?;
             say_emulated(&engines, &plan);
             let mut builders: Vec<&str> = engines
@@ -394,12 +397,19 @@ fn platforms_fit(engines: &[Member], plan: &Plan) -> Result<()> {
         .collect();
     let local = engines.iter().any(|m| m.name.starts_with("unix://"));
     let handler = engine::emulation::handler(p).filter(|_| local);
-    let handler = handler.map_or(String::new(), |h| {
+    let mut handler = handler.map_or(String::new(), |h| {
         format!(
             "; no qemu handler for it (`{h}`) is enabled with the F flag in {}",
             engine::emulation::BINFMT_DIR
         )
     });
+    let probed: Vec<&str> = (engines.iter())
+        .filter(|m| m.probed.contains(p))
+        .map(|m| m.name.as_str())
+        .collect();
+    if !probed.is_empty() {
+        handler += &format!("; a one-step build for it failed on {}", probed.join(", "));
+    }
     Err(Error::input(format!(
         "no engine of this run builds {p} (for `{}`); the engines build: {}{handler}",
         item.name,
@@ -409,6 +419,25 @@ fn platforms_fit(engines: &[Member], plan: &Plan) -> Result<()> {
         "register the emulator on the engine's machine: `{}` (it registers qemu's binfmt handlers with the F flag); or list {p} under an engine's `platforms:` in strata.yaml; or add an engine of that platform",
         engine::emulation::INSTALL
     )))
+}
+
+/// For each platform of an image to build: a base of the set it is built
+/// from (not one of its images, not `scratch`), which a probe build for
+/// that platform can start from.
+fn probes(plan: &Plan) -> Vec<(String, String)> {
+    let mut wanted: Vec<(String, String)> = Vec::new();
+    for item in plan.items.iter().filter(|i| i.action == Action::Build) {
+        let p = &item.request.platform;
+        if p.is_empty() || wanted.iter().any(|(w, _)| w == p) {
+            continue;
+        }
+        let base = (item.request.from.iter())
+            .find(|f| !item.parent_refs.contains(f) && f.as_str() != "scratch");
+        if let Some(base) = base {
+            wanted.push((p.clone(), base.clone()));
+        }
+    }
+    wanted
 }
 
 /// Say once per run which platforms an engine will build emulated.

@@ -108,8 +108,11 @@ impl DockerEngine {
     /// The classic builder: the context as a tar with the rendered
     /// Dockerfile (and a `.dockerignore` hiding both), labels as one step.
     async fn build_classic(&self, req: BuildRequest, log: Log) -> Result<String, EngineError> {
-        let mut entries =
-            context::entries(&req.context).map_err(|e| EngineError::Failed(e.message))?;
+        // No context folder: a context of the Dockerfile alone.
+        let mut entries = match req.context.as_os_str().is_empty() {
+            true => Vec::new(),
+            false => context::entries(&req.context).map_err(|e| EngineError::Failed(e.message))?,
+        };
         entries.retain(|e| !req.leave_out.contains(&e.rel));
         let (tx, rx) = tokio::sync::mpsc::channel(8);
         // One LABEL step instead of the builder's one step per label option.
@@ -266,6 +269,35 @@ impl Engine for DockerEngine {
                 Ok(Ok(list)) => super::emulation::emulated_of(list, native),
                 _ => Vec::new(),
             }
+        }
+        .boxed()
+    }
+
+    /// With the classic builder, which every engine has; the image it
+    /// leaves is removed. Its platform must be the one asked for: an
+    /// engine that takes a local base of another platform as it is runs
+    /// that base's binaries natively, which proves nothing.
+    fn probe_platform<'a>(&'a self, platform: &'a str, base: &'a str) -> BoxFuture<'a, bool> {
+        async move {
+            let req = BuildRequest {
+                name: "strata-probe".into(),
+                dockerfile: format!("FROM {base}\nRUN true\n"),
+                platform: platform.into(),
+                builder: Builder::Classic,
+                from: vec![base.into()],
+                labels: [("org.strata.probe".to_string(), "1".to_string())].into(),
+                // A step cached from an earlier probe would run nothing.
+                no_cache: true,
+                ..Default::default()
+            };
+            let quiet: Log = std::sync::Arc::new(|_| {});
+            let build = self.build_classic(req, quiet);
+            let Ok(Ok(id)) = tokio::time::timeout(Duration::from_secs(300), build).await else {
+                return false;
+            };
+            let built = self.inspect(&id).await.ok().flatten();
+            let _ = self.remove_image(&id).await;
+            built.is_some_and(|i| super::pool::same_platform(&i.platform, platform))
         }
         .boxed()
     }

@@ -265,6 +265,14 @@ pub trait Engine: Send + Sync {
         Box::pin(async { Vec::new() })
     }
 
+    /// Whether a one-step build for `platform` from `base` (`RUN true`)
+    /// runs here and yields an image of that platform: the last way to
+    /// learn an emulated platform, for an engine that tells of none.
+    fn probe_platform<'a>(&'a self, platform: &'a str, base: &'a str) -> BoxFuture<'a, bool> {
+        let _ = (platform, base);
+        Box::pin(async { false })
+    }
+
     /// The builder this engine builds with when `asked` is asked for.
     fn builder(&self, asked: Builder) -> Builder {
         match asked {

@@ -79,6 +79,10 @@ pub struct Member {
     pub platforms: Vec<String>,
     /// Those of `platforms` it builds emulated (not its own).
     pub emulated: Vec<String>,
+    /// Its platforms are listed in its spec: never probed.
+    pub listed: bool,
+    /// The platforms a probe build was tried for (`probe`), either way.
+    pub probed: Vec<String>,
 }
 
 impl Member {
@@ -97,7 +101,7 @@ impl Member {
 }
 
 /// `linux/arm64` and `linux/arm64/v8` are one platform.
-fn same_platform(a: &str, b: &str) -> bool {
+pub fn same_platform(a: &str, b: &str) -> bool {
     a == b || a.starts_with(&format!("{b}/")) || b.starts_with(&format!("{a}/"))
 }
 
@@ -155,6 +159,8 @@ pub async fn connect(specs: &[Spec], root: &Path, jobs: usize) -> Result<Vec<Mem
             emulated,
             engine,
             jobs: spec.jobs.unwrap_or(jobs),
+            listed: !spec.platforms.is_empty(),
+            probed: Vec::new(),
         }]);
     }
     let mut members = Vec::new();
@@ -169,6 +175,8 @@ pub async fn connect(specs: &[Spec], root: &Path, jobs: usize) -> Result<Vec<Mem
                     emulated,
                     engine,
                     jobs: spec.jobs.unwrap_or(jobs),
+                    listed: !spec.platforms.is_empty(),
+                    probed: Vec::new(),
                 })
             }
             Err(e) => {
@@ -192,6 +200,29 @@ pub async fn connect(specs: &[Spec], root: &Path, jobs: usize) -> Result<Vec<Mem
         ));
     }
     Ok(members)
+}
+
+/// The last way to learn that an engine builds `platform` emulated, when
+/// none of the run's does by what they tell: a one-step build from `base`
+/// (an image of that platform) on each engine whose platforms are not
+/// listed, once per engine, which keeps the verdict (a watch keeps its
+/// engines from run to run). Said on stderr, as it costs a build.
+pub async fn probe(members: &mut [Member], platform: &str, base: &str) {
+    if members.iter().any(|m| m.builds(platform)) {
+        return;
+    }
+    let untried = |m: &&mut Member| !m.listed && !m.probed.iter().any(|p| p == platform);
+    for m in members.iter_mut().filter(untried) {
+        m.probed.push(platform.to_string());
+        crate::report::note(&format!(
+            "strata: {} tells of no {platform} emulation; trying a one-step build from {base}",
+            m.name
+        ));
+        if m.engine.probe_platform(platform, base).await {
+            m.platforms.push(platform.to_string());
+            m.emulated.push(platform.to_string());
+        }
+    }
 }
 
 /// The platforms `spec`'s engine builds, and which of them emulated:
@@ -266,6 +297,8 @@ mod tests {
             jobs: 1,
             platforms: platforms.iter().map(|p| p.to_string()).collect(),
             emulated: Vec::new(),
+            listed: true,
+            probed: Vec::new(),
         };
         let amd = m(&["linux/amd64"]);
         assert!(amd.builds("linux/amd64") && amd.builds(""));

@@ -22,6 +22,8 @@ impl Pool {
                 jobs,
                 platforms: Vec::new(),
                 emulated: Vec::new(),
+                listed: false,
+                probed: Vec::new(),
             }],
         }
     }

@@ -114,6 +114,8 @@ fn member(name: &str, engine: Arc<dyn Engine>, jobs: usize) -> crate::engine::po
         jobs,
         platforms: Vec::new(),
         emulated: Vec::new(),
+        listed: false,
+        probed: Vec::new(),
     }
 }
 
