@@ -64,6 +64,7 @@ pub(crate) fn run_plan(
     let sboms = session.attest(plan, &run, settings);
     let skipped = settings.tests == Tests::Skip;
     let mut summary = report::summarize(plan, &run, &session.engine_names, skipped);
+    summary.commit = crate::util::git::commit_and_time(session.root()).map(|(c, _)| c);
     summary.name_sboms(&sboms);
     session.name_build_modes(plan, &mut summary);
     session.provenance(plan, &mut summary, settings);

@@ -216,10 +216,33 @@ pub enum Command {
         #[arg(short = 'o', long = "out", value_name = "FILE")]
         out: PathBuf,
     },
+    /// The page of a run done elsewhere: `strata report s.json -o run.html`
+    /// (several summaries, e.g. those CI jobs uploaded, are merged).
+    Report(ReportArgs),
     /// Print a shell completion script: `strata completions bash > /etc/bash_completion.d/strata`.
     Completions { shell: clap_complete::Shell },
     /// Print the manual page (roff): `strata man > strata.1 && man ./strata.1`.
     Man,
+}
+
+/// `strata report`'s arguments.
+#[derive(clap::Args, Debug, Clone)]
+pub struct ReportArgs {
+    /// Summaries written by `strata build --summary FILE` (or test, publish).
+    #[arg(required = true, value_name = "SUMMARY.json")]
+    pub summaries: Vec<std::path::PathBuf>,
+    /// The page to write (HTML, one self-contained file).
+    #[arg(short = 'o', long = "out", value_name = "FILE.html")]
+    pub out: std::path::PathBuf,
+    /// The folder of the run's `<image>.log` files (its `--logs-dir`).
+    #[arg(long, value_name = "DIR")]
+    pub logs: Option<std::path::PathBuf>,
+    /// Where the run wrote SBOMs and provenance (its `--attest-dir`).
+    #[arg(long, value_name = "DIR")]
+    pub attest_dir: Option<std::path::PathBuf>,
+    /// The public key (PEM) that checks signed provenance.
+    #[arg(long, value_name = "PUB")]
+    pub key: Option<std::path::PathBuf>,
 }
 
 /// `strata watch`'s flags: `build`'s, and how to watch.

@@ -23,6 +23,7 @@ mod plan;
 mod prepare;
 mod prune;
 mod publish;
+mod report;
 mod secrets;
 mod session;
 mod settings;
@@ -92,6 +93,7 @@ pub fn run(cli: Cli) -> Result<Code> {
             attest_dir,
         } => verify::run(&opts, reference, key, attest_dir),
         Command::Timeline { summary, out } => show::timeline(&opts, summary, out),
+        Command::Report(args) => report::run(&opts, args),
         Command::Completions { shell } => show::completions(*shell),
         Command::Man => show::man(),
     }

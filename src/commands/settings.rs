@@ -128,6 +128,11 @@ pub struct ReportFlags {
     /// `build`, one per image).
     #[arg(long, value_name = "FILE")]
     pub junit: Option<PathBuf>,
+    /// Write the run's page to FILE.html: the set as a graph coloured by
+    /// outcome, each image's panel (why, parents, log, tests, tags, SBOM
+    /// diff, provenance), the timeline. One file, no network.
+    #[arg(long, value_name = "FILE.html")]
+    pub report: Option<PathBuf>,
 }
 
 impl Default for ReportFlags {
@@ -137,6 +142,7 @@ impl Default for ReportFlags {
             logs_dir: None,
             summary: None,
             junit: None,
+            report: None,
         }
     }
 }
@@ -377,6 +383,7 @@ impl Settings {
                 junit: None,
                 metadata: None,
                 timeline: None,
+                page: None,
             },
         })
     }
@@ -558,6 +565,14 @@ impl Settings {
             junit: file(&flags.junit)?,
             metadata: file(metadata)?,
             timeline: file(timeline)?,
+            page: match &flags.report {
+                Some(p) => {
+                    let path = root.join(p);
+                    report::page::check_path(&path)?;
+                    Some(path)
+                }
+                None => None,
+            },
         })
     }
 }

@@ -20,6 +20,8 @@ pub struct Files {
     pub junit: Option<PathBuf>,
     pub metadata: Option<PathBuf>,
     pub timeline: Option<PathBuf>,
+    /// `--report`: the run's page.
+    pub page: Option<PathBuf>,
 }
 
 impl LogFiles {
@@ -61,13 +63,17 @@ pub fn summarize(plan: &Plan, run: &Run, engines: &[String], tests_skipped: bool
 
 /// Say what the run has to say, write every file asked for, print the
 /// closing table, and decide the exit code.
-pub fn close(summary: &Summary, run: &Run, files: &Files, logs: Option<LogFiles>) -> Code {
+pub fn close(summary: &Summary, run: &Run, files: &Files, mut logs: Option<LogFiles>) -> Code {
     for note in &run.notes {
         eprintln!("{note}");
     }
     if summary.tests_skipped {
         eprintln!("strata: --no-tests: no image test ran");
     }
+    let paged = files
+        .page
+        .as_ref()
+        .is_none_or(|path| page(path, summary, logs.as_mut()));
     let kept = logs.and_then(|mut l| l.close(summary));
     let outputs = [&files.summary, &files.junit, &files.metadata].map(Clone::clone);
     let written = finish(summary, &outputs, files.quiet, kept.as_deref());
@@ -80,7 +86,11 @@ pub fn close(summary: &Summary, run: &Run, files: &Files, logs: Option<LogFiles>
             }
         }
     });
-    let code = match (run.interrupted, summary.any_failed(), written && drawn) {
+    let code = match (
+        run.interrupted,
+        summary.any_failed(),
+        written && drawn && paged,
+    ) {
         _ if run.all_lost => {
             eprintln!("strata: every engine was lost; the run could not go on");
             Code::Unreachable
@@ -94,6 +104,29 @@ pub fn close(summary: &Summary, run: &Run, files: &Files, logs: Option<LogFiles>
         eprintln!("strata: interrupted; existing tags were left as they were");
     }
     code
+}
+
+/// Write the run's page, from the logs before only those of failed
+/// images are kept; whether it was written.
+fn page(path: &Path, summary: &Summary, logs: Option<&mut LogFiles>) -> bool {
+    let logs = logs.map(|l| {
+        l.flush();
+        (l.dir.as_path(), !l.failed_only)
+    });
+    let sources = crate::report::page::Sources {
+        summary: serde_json::to_value(summary).ok(),
+        logs,
+        attest: None,
+        missing: Vec::new(),
+        key: None,
+    };
+    match crate::report::page::write(path, sources) {
+        Ok(()) => true,
+        Err(e) => {
+            eprintln!("strata: {e}");
+            false
+        }
+    }
 }
 
 /// The timeline's bars: what it needs of each image of the summary.

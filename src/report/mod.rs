@@ -15,6 +15,7 @@ use crate::util::error::{Error, Result};
 use serde::Serialize;
 
 mod close;
+pub mod page;
 pub mod progress;
 pub mod show;
 pub mod timeline;
@@ -80,8 +81,21 @@ pub struct ImageReport {
     pub parents: std::collections::BTreeMap<String, String>,
     /// Its image tests' verdicts, when they ran in this run.
     pub tests: Vec<crate::execute::imagetest::TestResult>,
-    #[serde(skip)]
+    /// The images of the run it is built on (names), whatever happened.
+    pub needs: Vec<String>,
+    /// Skipped (`parent-failed`): the parent whose failure skipped it.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub failed_parent: Option<String>,
+    /// Up to date in the registry only, and pulled by digest for a build.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub pulled: bool,
+    /// The digest its release reference pointed at before this run, when
+    /// the run moved it (`--push` with `--attest-dir`), and that
+    /// image's SBOM as the registry held it (written beside this one's).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub previous_digest: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sbom_previous: Option<String>,
     #[serde(skip)]
     pub tail: VecDeque<String>,
 }
@@ -99,6 +113,9 @@ pub struct Summary {
     /// the references moved to it); each platform's record is in `images`.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub indexes: Vec<crate::execute::Indexed>,
+    /// The commit of the tree the run built, when it is in git.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub commit: Option<String>,
 }
 
 impl Summary {
@@ -160,7 +177,13 @@ impl Summary {
                     })
                     .collect(),
                 tests: o.tests.clone(),
+                needs: (item.parents.iter())
+                    .map(|&k| plan.items[k].name.clone())
+                    .collect(),
                 failed_parent: o.failed_parent.clone(),
+                pulled: item.fetch,
+                previous_digest: None,
+                sbom_previous: None,
                 tail: o.tail.clone(),
             })
             .collect();
@@ -170,6 +193,7 @@ impl Summary {
             tests_skipped: false,
             engines_lost: Vec::new(),
             indexes: run.indexes.clone(),
+            commit: None,
         }
     }
 
