@@ -123,8 +123,14 @@ fn where_strata_cannot_read_the_handlers_a_probe_build_finds_the_emulation() {
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(0), "{stderr}");
-    assert!(stderr.contains("tells of no linux/arm64 emulation"), "{stderr}");
-    assert!(stderr.contains("linux/arm64 on "), "said emulated: {stderr}");
+    assert!(
+        stderr.contains("tells of no linux/arm64 emulation"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("linux/arm64 on "),
+        "said emulated: {stderr}"
+    );
     assert!(enabled(), "the machine's handler is untouched");
     let arch = common::sh(
         t.path(),
@@ -134,5 +140,10 @@ fn where_strata_cannot_read_the_handlers_a_probe_build_finds_the_emulation() {
     // The probe (labelled so) left no image behind.
     let dangling = common::sh(t.path(), "docker images -aq -f label=org.strata.probe");
     assert!(dangling.is_empty(), "{dangling}");
-    let _ = common::sh(t.path(), &format!("docker rmi -f {ns}/base:latest-arm64 {ns}/base:latest-amd64 >/dev/null 2>&1 || true"));
+    let _ = common::sh(
+        t.path(),
+        &format!(
+            "docker rmi -f {ns}/base:latest-arm64 {ns}/base:latest-amd64 >/dev/null 2>&1 || true"
+        ),
+    );
 }

@@ -27,6 +27,7 @@ mod podman;
 mod pool;
 mod push;
 mod registry;
+mod report;
 mod retention;
 mod sbom;
 mod security_update;
