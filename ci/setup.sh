@@ -15,6 +15,7 @@
 #  12. spdx-tools and cyclonedx-python-lib, the SBOM oracles, in a virtual environment,
 #      and Debian's rpm for the RPM database test.
 #  13. arm64 emulated (qemu-user-static, binfmt_misc) and an arm64 busybox base.
+#  14. Debian's chromium and chromium-driver, the real browser the run's page is checked in.
 # Writes the registry's address and credentials to target/ci/registry.env for the tests.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -365,3 +366,8 @@ for host in "$POOL1" "$POOL2"; do
     docker save "$ARM_BASE" | docker -H "$host" load >/dev/null
 done
 echo "STRATA_TEST_ARM64_BASE=$ARM_BASE" >>"$STATE/registry.env"
+
+# 14. The run's page (`--report run.html`) is checked in a real browser:
+#     Debian's chromium, headless, driven over WebDriver by its chromedriver.
+need chromium chromium
+need chromedriver chromium-driver
