@@ -288,3 +288,89 @@ fn a_200_image_page_stays_small_and_says_where_each_whole_log_is() {
         "it says where the whole log is"
     );
 }
+
+/// On the debootstrapped Debian base: an image published once, then again
+/// with `apt-get install less`: its panel's package diff against the
+/// previous publication is exactly `less` added.
+#[test]
+fn the_panel_shows_the_packages_added_since_the_previous_publication() {
+    const DEBIAN: &str = "strata-ci/debian:bookworm";
+    if !engine::available("report sbom diff") || !browser::available("report sbom diff") {
+        return;
+    }
+    if engine::inspect(DEBIAN).is_none() {
+        let msg = format!("the sbom diff test needs `{DEBIAN}` (run through ci/test.sh)");
+        assert!(std::env::var("CI").map_or(true, |v| v != "true"), "{msg}");
+        eprintln!("SKIPPED {msg}");
+        return;
+    }
+    let Some(r) = crate::push::registry() else {
+        return;
+    };
+    let ns = Namespace::new("report-sbom");
+    let t = TestTree::new();
+    t.write(
+        "strata.yaml",
+        &format!(
+            "registry: '{}'\nnamespace: {}\nvars: {{base_image: '{DEBIAN}'}}\n",
+            r.host, ns.0
+        ),
+    );
+    t.write(
+        "images/base/Dockerfile.j2",
+        "FROM {{ base_image }}\nRUN echo base > /base\n",
+    );
+    let tools = "FROM {{ image_ref('base') }}\nRUN echo tools > /tools\n";
+    t.write("images/tools/Dockerfile.j2", tools);
+    let config = crate::push::docker_config(&r.host, &r.user, &r.password);
+    let build = |extra: &[&str]| {
+        let mut args = vec!["build", "--push", "--no-tests", "--attest-dir", "sboms"];
+        args.extend_from_slice(extra);
+        let out = t
+            .command(&args)
+            .env("DOCKER_CONFIG", config.path())
+            .output()
+            .unwrap();
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    build(&[]);
+    t.write(
+        "images/tools/Dockerfile.j2",
+        &format!("{tools}RUN apt-get update -qq && apt-get install -y -qq --no-install-recommends less >/dev/null && rm -rf /var/lib/apt/lists/*\n"),
+    );
+    build(&["--summary", "s.json", "--report", "run.html"]);
+    let summary: serde_json::Value = serde_json::from_str(&t.read("s.json")).unwrap();
+    let tools = &summary["images"][1];
+    assert_eq!(tools["name"], "tools");
+    assert!(
+        tools["previous_digest"]
+            .as_str()
+            .is_some_and(|d| d.starts_with("sha256:")),
+        "{tools}"
+    );
+
+    let b = Browser::start();
+    b.open(&url(&t.path().join("run.html"), "#image=tools"));
+    let diff = b.script(
+        "const d = document.querySelector('#panel .sbom-diff td'); return d && d.textContent",
+    );
+    let diff = diff
+        .as_str()
+        .unwrap_or_else(|| panic!("no package diff in the panel"));
+    let lines: Vec<&str> = diff.lines().collect();
+    assert_eq!(lines.len(), 1, "{diff}");
+    assert!(lines[0].starts_with("+ less "), "{diff}");
+    std::fs::write(artifacts().join("sbom-diff.png"), b.screenshot()).unwrap();
+    // The base did not change: no diff is shown for it.
+    b.open(&url(&t.path().join("run.html"), "#image=base"));
+    assert_eq!(
+        b.script("return document.querySelectorAll('#panel .sbom-diff').length"),
+        0
+    );
+    std::fs::write(artifacts().join("sbom-diff.png"), b.screenshot()).unwrap();
+}

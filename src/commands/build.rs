@@ -56,6 +56,7 @@ pub(crate) fn run_plan(
 ) -> Result<(Code, Summary)> {
     let mut logs = LogFiles::for_run(settings.reports.logs_dir.as_deref())?;
     let no_deps = settings.ask.no_deps;
+    let before = session.released_before(plan, settings);
     let mut display = Display::for_plan(plan, settings.progress, logs.as_mut(), no_deps);
     let mut run = session.execute(plan, settings, &mut display);
     drop(display);
@@ -66,6 +67,7 @@ pub(crate) fn run_plan(
     let mut summary = report::summarize(plan, &run, &session.engine_names, skipped);
     summary.commit = crate::util::git::commit_and_time(session.root()).map(|(c, _)| c);
     summary.name_sboms(&sboms);
+    session.previous_sboms(plan, &before, &mut summary, settings);
     session.name_build_modes(plan, &mut summary);
     session.provenance(plan, &mut summary, settings);
     let moved: Vec<(usize, String)> = (plan.items.iter().zip(&summary.images).enumerate())

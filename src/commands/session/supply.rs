@@ -93,6 +93,63 @@ impl Session {
         }
     }
 
+    /// `--attest-dir` with `--push`: the digest each item's release
+    /// reference points at before the run (None: not there, or not asked),
+    /// for the package diff against the previous publication.
+    pub fn released_before(&self, plan: &Plan, s: &Settings) -> Vec<Option<String>> {
+        let (Some(_), Some(registry), true) = (&s.attest, &self.registry, s.push) else {
+            return Vec::new();
+        };
+        let asks = (plan.items.iter()).map(|i| registry.manifest_digest(&i.reference));
+        let found = self.block_on(futures_util::future::join_all(asks));
+        found.into_iter().map(|d| d.ok().flatten()).collect()
+    }
+
+    /// The SBOM the registry holds for the image each moved release
+    /// reference pointed at before (`before`, by item), written to
+    /// `DIR/previous/<image>.sbom.json` and named in the summary with
+    /// that digest; the page shows the package diff against it.
+    pub fn previous_sboms(
+        &self,
+        plan: &Plan,
+        before: &[Option<String>],
+        summary: &mut crate::report::Summary,
+        s: &Settings,
+    ) {
+        let (Some((dir, _)), Some(registry)) = (&s.attest, &self.registry) else {
+            return;
+        };
+        let moved = |i: usize| {
+            let image = &summary.images[i];
+            let was = before.get(i)?.as_ref()?;
+            (image.sbom.is_some() && image.digest.as_ref() != Some(was)).then(|| was.clone())
+        };
+        let wanted: Vec<(usize, String)> = (0..plan.items.len())
+            .filter_map(|i| Some((i, moved(i)?)))
+            .collect();
+        let fetch = wanted.iter().map(|(i, was)| {
+            let repo = crate::util::reference::repository(&plan.items[*i].reference);
+            async move { registry.attached_sbom(&format!("{repo}@{was}")).await }
+        });
+        let found = self.block_on(futures_util::future::join_all(fetch));
+        let folder = dir.join("previous");
+        for ((i, was), sbom) in wanted.into_iter().zip(found) {
+            let Ok(Some(bytes)) = sbom else { continue };
+            let path = folder.join(format!("{}.sbom.json", plan.items[i].name));
+            let written =
+                std::fs::create_dir_all(&folder).and_then(|()| std::fs::write(&path, bytes));
+            match written {
+                Ok(()) => {
+                    summary.images[i].previous_digest = Some(was);
+                    summary.images[i].sbom_previous = Some(path.display().to_string());
+                }
+                Err(e) => {
+                    crate::report::note(&format!("strata: cannot write `{}`: {e}", path.display()))
+                }
+            }
+        }
+    }
+
     /// `--attest-dir` with `--push` (or `publish`): once an image's
     /// release tags moved to `digest` (never before, never for a set that
     /// did not publish), its SBOM and provenance are attached to it in the
