@@ -374,3 +374,69 @@ fn the_panel_shows_the_packages_added_since_the_previous_publication() {
     );
     std::fs::write(artifacts().join("sbom-diff.png"), b.screenshot()).unwrap();
 }
+
+/// `publish --report`: the page names every reference the publication
+/// moved, with its digest.
+#[test]
+fn the_page_of_a_publication_names_the_references_it_moved() {
+    if !engine::available("publish report") || !browser::available("publish report") {
+        return;
+    }
+    let Some(r) = crate::push::registry() else {
+        return;
+    };
+    let ns = Namespace::new("report-publish");
+    let t = TestTree::new();
+    t.write(
+        "strata.yaml",
+        &format!("vars: {{base_image: '{}'}}\n", engine::BASE_IMAGE),
+    );
+    t.write(
+        "images/base/Dockerfile.j2",
+        "FROM {{ base_image }}\nRUN echo base > /base\n",
+    );
+    t.write(
+        "images/app/Dockerfile.j2",
+        "FROM {{ image_ref('base') }}\nRUN echo app > /app\n",
+    );
+    let config = crate::push::docker_config(&r.host, &r.user, &r.password);
+    let sets = [
+        "--set".to_string(),
+        ns.set(),
+        "--set".into(),
+        format!("registry={}", r.host),
+    ];
+    let sets: Vec<&str> = sets.iter().map(String::as_str).collect();
+    let run = |args: &[&str]| {
+        let all: Vec<&str> = sets.iter().copied().chain(args.iter().copied()).collect();
+        let out = t
+            .command(&all)
+            .env("DOCKER_CONFIG", config.path())
+            .output()
+            .unwrap();
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    run(&["build", "--push", "--no-publish", "--no-tests"]);
+    run(&["publish", "--report", "pub.html"]);
+    let b = Browser::start();
+    b.open(&url(&t.path().join("pub.html"), ""));
+    let published = b.script("return document.getElementById('published').textContent");
+    let published = published.as_str().unwrap();
+    let images = b.script(
+        "return document.querySelectorAll('#graph .node[data-state=\"up-to-date\"]').length",
+    );
+    assert!(images.as_u64().unwrap() >= 1, "{published}");
+    assert!(
+        published.contains(&format!("{}/{}/", r.host, ns.0)),
+        "{published}"
+    );
+    assert!(
+        published.contains(&format!("Published: {images} references")),
+        "{published}"
+    );
+}

@@ -116,6 +116,10 @@ pub enum Command {
         /// The SBOM format the build wrote.
         #[arg(long, value_enum, default_value = "spdx", requires = "attest_dir")]
         sbom_format: crate::publish::supply::Format,
+        /// Write the publication's page to FILE.html: each image, the
+        /// references moved to its digest, the indexes.
+        #[arg(long, value_name = "FILE.html")]
+        report: Option<PathBuf>,
         #[arg(long, value_name = "ENGINE", default_value = "docker", hide = true, value_parser = engine_spec)]
         engine: crate::engine::pool::Spec,
     },

@@ -54,12 +54,14 @@ pub fn run(cli: Cli) -> Result<Code> {
             keep_on_unknown,
             attest_dir,
             sbom_format,
+            report,
             engine,
         } => {
             let attest = attest_dir
                 .as_ref()
                 .map(|d| (opts.dir.join(d), *sbom_format));
-            publish::run(&opts, selectors, engine, *keep_on_unknown, attest)
+            let page = report.as_ref().map(|p| opts.dir.join(p));
+            publish::run(&opts, selectors, engine, *keep_on_unknown, attest, page)
         }
         Command::Prune {
             selectors,

@@ -41,6 +41,7 @@ pub fn run(opts: &Options, args: &ReportArgs) -> Result<Code> {
         attest: attest.as_deref(),
         missing,
         key: key.as_deref(),
+        beside: out.parent(),
     };
     page::write(&out, sources)?;
     crate::report::note(&format!("strata: wrote {}", out.display()));

@@ -30,6 +30,7 @@ use std::path::Path;
 /// What the step did for one item: the references moved and the digest
 /// they now point at, those kept for a newer commit, or the error that
 /// stopped it.
+#[derive(Debug, Clone, Default)]
 pub struct Published {
     pub moved: Vec<String>,
     pub kept: Vec<String>,

@@ -119,6 +119,7 @@ fn page(path: &Path, summary: &Summary, logs: Option<&mut LogFiles>) -> bool {
         attest: None,
         missing: Vec::new(),
         key: None,
+        beside: path.parent(),
     };
     match crate::report::page::write(path, sources) {
         Ok(()) => true,

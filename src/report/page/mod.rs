@@ -108,6 +108,7 @@ mod tests {
             attest: None,
             missing: Vec::new(),
             key: None,
+            beside: None,
         });
         let missing = data["missing"].as_array().unwrap();
         assert!(missing

@@ -23,6 +23,16 @@ pub struct Sources<'a> {
     pub missing: Vec<String>,
     /// The public key that checks signed provenance, if one was given.
     pub key: Option<&'a Path>,
+    /// The page's folder: the files under it are named relative to it,
+    /// so that the names still hold when the folder is copied whole (a
+    /// CI job's artifacts).
+    pub beside: Option<&'a Path>,
+}
+
+/// `path` as the page names it: relative to `beside` when under it.
+fn shown(path: &Path, beside: Option<&Path>) -> String {
+    let rel = beside.and_then(|b| path.strip_prefix(b).ok());
+    rel.unwrap_or(path).display().to_string()
 }
 
 /// The most log text the page keeps in all (per image: this over the
@@ -195,7 +205,7 @@ fn log_of(name: &str, image: &Value, s: &Sources, max: usize) -> Value {
         "text": text,
         "truncated": start > 0,
         "bytes": bytes.len(),
-        "file": path.display().to_string(),
+        "file": shown(&path, s.beside),
         "failing_line": step,
     })
 }

@@ -128,7 +128,7 @@
 
   // The set as a graph: one column per level, edges from parent to child.
   function graph() {
-    const W = 160, H = 24, GAP = 44;
+    const W = 140, H = 24, GAP = 36;
     const cols = [];
     for (const i of images) (cols[i.level || 0] = cols[i.level || 0] || []).push(i);
     const rows = Math.max(1, ...cols.map((c) => (c ? c.length : 0)));
@@ -154,7 +154,7 @@
       const g = svg("g", { class: "node state-" + state(i), "data-name": i.name, "data-state": state(i), tabindex: 0 });
       g.append(svg("rect", { x, y, width: W, height: H, rx: 4 }));
       const t = svg("text", { x: x + 6, y: y + 16 });
-      t.textContent = i.name.length > 22 ? i.name.slice(0, 21) + "…" : i.name;
+      t.textContent = i.name.length > 19 ? i.name.slice(0, 18) + "…" : i.name;
       const title = svg("title");
       title.textContent = i.name + ": " + (LABELS[state(i)] || state(i));
       g.append(t, title);
