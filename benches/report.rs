@@ -5,6 +5,7 @@
 //! 2. opening it in headless chromium to a drawn screenshot (load, script,
 //!    layout, paint), against the same for an empty page: the difference
 //!    is the page's own cost (budget: under 1 s).
+//!
 //! Needs Debian's chromium (ci/setup.sh). Run: `cargo bench --bench report`.
 
 mod common;
