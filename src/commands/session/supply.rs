@@ -107,8 +107,10 @@ impl Session {
 
     /// The SBOM the registry holds for the image each moved release
     /// reference pointed at before (`before`, by item), written to
-    /// `DIR/previous/<image>.sbom.json` and named in the summary with
-    /// that digest; the page shows the package diff against it.
+    /// `DIR/<image>.previous-sbom.json` (beside the image's files, and
+    /// named so that nothing reading the SBOMs takes it for one of this
+    /// run's) and named in the summary with that digest; the page shows
+    /// the package diff against it.
     pub fn previous_sboms(
         &self,
         plan: &Plan,
@@ -132,12 +134,10 @@ impl Session {
             async move { registry.attached_sbom(&format!("{repo}@{was}")).await }
         });
         let found = self.block_on(futures_util::future::join_all(fetch));
-        let folder = dir.join("previous");
         for ((i, was), sbom) in wanted.into_iter().zip(found) {
             let Ok(Some(bytes)) = sbom else { continue };
-            let path = folder.join(format!("{}.sbom.json", plan.items[i].name));
-            let written =
-                std::fs::create_dir_all(&folder).and_then(|()| std::fs::write(&path, bytes));
+            let path = dir.join(format!("{}.previous-sbom.json", plan.items[i].name));
+            let written = std::fs::write(&path, bytes);
             match written {
                 Ok(()) => {
                     summary.images[i].previous_digest = Some(was);
