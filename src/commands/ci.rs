@@ -2,7 +2,7 @@
 //! image to build (each waiting for its parents' jobs) and one publish
 //! job. Without `--all`, only the images the engine and registry lack.
 
-use crate::commands::cli::Cli;
+use crate::commands::cli::{Cli, WorkerFlags};
 use crate::commands::session::Session;
 use crate::commands::settings::Settings;
 use crate::engine::pool::Spec;
@@ -10,7 +10,24 @@ use crate::integrations::ci::{self, System};
 use crate::util::error::{Code, Result};
 use std::collections::BTreeSet;
 
-pub fn run(cli: &Cli, system: System, selectors: &[String], all: bool) -> Result<Code> {
+pub fn run(
+    cli: &Cli,
+    system: System,
+    selectors: &[String],
+    all: bool,
+    flags: &WorkerFlags,
+) -> Result<Code> {
+    let mut session = Session::open(&cli.options(), selectors, None)?;
+    let worker = ci::Worker {
+        setup: flags.setup.clone(),
+        image: flags.image.clone(),
+        runner: flags.runner.clone(),
+        login_user: flags.login_user.clone(),
+        login_password: flags.login_password.clone(),
+        login_credentials: flags.login_credentials.clone(),
+        artifacts: !flags.no_artifacts,
+        registry: session.config().registry.clone(),
+    };
     // What cannot reach a job safely is refused before anything is asked.
     let given = ci::Given {
         dir: &cli.dir,
@@ -22,9 +39,9 @@ pub fn run(cli: &Cli, system: System, selectors: &[String], all: bool) -> Result
         vars: &cli.vars,
         var_files: &cli.var_files,
         selectors,
+        worker,
     };
     let inv = ci::Invocation::new(&given, system)?;
-    let mut session = Session::open(&cli.options(), selectors, None)?;
     let wanted: BTreeSet<usize> = if all {
         session.scope.selected.iter().copied().collect()
     } else {

@@ -163,6 +163,8 @@ pub enum Command {
         /// A job for every selected image, built or not (asks nothing).
         #[arg(long)]
         all: bool,
+        #[command(flatten)]
+        worker: WorkerFlags,
     },
     /// Run a devfile's deploy: build, push, print manifests pinned by digest.
     ///
@@ -227,6 +229,41 @@ pub enum Command {
     Completions { shell: clap_complete::Shell },
     /// Print the manual page (roff): `strata man > strata.1 && man ./strata.1`.
     Man,
+}
+
+/// What `strata ci`'s jobs need besides strata's command, so that the
+/// file runs as emitted. Names of secrets, never their values.
+#[derive(clap::Args, Debug, Clone, Default)]
+pub struct WorkerFlags {
+    /// A shell command run first in every job, that puts strata on the
+    /// worker: `--setup 'cargo install --locked --git URL strata'`.
+    #[arg(long, value_name = "CMD")]
+    pub setup: Option<String>,
+    /// A container image that has strata and the docker CLI: each job
+    /// runs in it, given the engine's socket (GitHub `container:`, GitLab
+    /// `image:`, a Jenkins docker agent; not on Zuul).
+    #[arg(long, value_name = "IMAGE")]
+    pub image: Option<String>,
+    /// Which runner runs the jobs: GitHub `runs-on` (default
+    /// ubuntu-latest), GitLab `tags`, the Jenkins agent's label, the Zuul
+    /// nodeset.
+    #[arg(long, value_name = "LABEL")]
+    pub runner: Option<String>,
+    /// GitHub and GitLab: the secret (CI/CD variable) holding the
+    /// registry user; the jobs run `docker login` with it.
+    #[arg(long, value_name = "NAME", requires = "login_password")]
+    pub login_user: Option<String>,
+    /// GitHub and GitLab: the secret (CI/CD variable) holding the
+    /// registry password (GitHub passes it through `env:`, never `run:`).
+    #[arg(long, value_name = "NAME", requires = "login_user")]
+    pub login_password: Option<String>,
+    /// Jenkins: the ID of a username-password credential
+    /// (`withCredentials`); Zuul: a secret with `username` and `password`.
+    #[arg(long, value_name = "ID")]
+    pub login_credentials: Option<String>,
+    /// Upload no artifacts (each job's summary and JUnit file).
+    #[arg(long)]
+    pub no_artifacts: bool,
 }
 
 /// `strata report`'s arguments.

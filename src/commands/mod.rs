@@ -74,7 +74,8 @@ pub fn run(cli: Cli) -> Result<Code> {
             system,
             selectors,
             all,
-        } => ci::run(&cli, *system, selectors, *all),
+            worker,
+        } => ci::run(&cli, *system, selectors, *all, worker),
         Command::Deploy {
             out,
             apply,

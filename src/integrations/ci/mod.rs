@@ -12,7 +12,10 @@
 mod github;
 mod gitlab;
 mod jenkins;
+mod worker;
 mod zuul;
+
+pub use worker::Worker;
 
 use crate::util::error::{Error, Result};
 use clap::ValueEnum;
@@ -59,6 +62,8 @@ pub fn jobs(graph: &crate::graph::Graph, wanted: &std::collections::BTreeSet<usi
 pub struct Invocation {
     pub prefix: String,
     pub selectors: Vec<String>,
+    /// What the jobs need besides strata's command.
+    pub worker: Worker,
 }
 
 /// What `strata ci` was given, as the jobs must see it again.
@@ -72,6 +77,7 @@ pub struct Given<'a> {
     pub vars: &'a [String],
     pub var_files: &'a [std::path::PathBuf],
     pub selectors: &'a [String],
+    pub worker: Worker,
 }
 
 impl Invocation {
@@ -114,6 +120,7 @@ impl Invocation {
         Ok(Invocation {
             prefix,
             selectors: given.selectors.to_vec(),
+            worker: given.worker.clone().checked(system)?,
         })
     }
 

@@ -1,5 +1,9 @@
 //! Zuul: jobs with `dependencies:` in a project pipeline, the publish
-//! job depending on all of them.
+//! job depending on all of them. The abstract job carries the worker
+//! options: the runner as its `nodeset`, the setup as `strata_setup`, the
+//! login as the secret `strata_registry` (a Zuul secret with `username`
+//! and `password`) and `strata_registry_host`; the playbook (docs/ci.md)
+//! runs them before `strata_command`.
 
 use super::{ids, y, Invocation, Job, System, HEADER};
 use std::fmt::Write as _;
@@ -10,6 +14,27 @@ pub fn zuul(jobs: &[Job], inv: &Invocation) -> String {
         "# zuul.d/strata.yaml; playbooks/strata-build.yaml runs `strata_command` (docs/ci.md).\n",
     );
     x.push_str("- job:\n    name: strata-build\n    abstract: true\n    run: playbooks/strata-build.yaml\n");
+    let w = &inv.worker;
+    if let Some(runner) = &w.runner {
+        let _ = writeln!(x, "    nodeset: {}", y(runner));
+    }
+    if let Some(id) = &w.login_credentials {
+        let _ = writeln!(
+            x,
+            "    secrets:\n      - name: strata_registry\n        secret: {}",
+            y(id)
+        );
+    }
+    let mut vars = Vec::new();
+    if let Some(setup) = &w.setup {
+        vars.push(format!("      strata_setup: {}", y(setup)));
+    }
+    if w.logs_in() {
+        vars.push(format!("      strata_registry_host: {}", y(&w.registry)));
+    }
+    if !vars.is_empty() {
+        let _ = writeln!(x, "    vars:\n{}", vars.join("\n"));
+    }
     for j in jobs {
         let _ = writeln!(
             x,
