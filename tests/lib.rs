@@ -8,6 +8,7 @@ mod attest;
 mod build;
 mod buildkit;
 mod ci;
+mod ci_act;
 mod concurrency;
 mod defects;
 mod devfile;
