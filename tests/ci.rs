@@ -425,3 +425,125 @@ fn a_multi_platform_set_fans_out_one_job_per_record() {
         "{script}"
     );
 }
+
+/// With the worker options, each file still passes its system's own
+/// checker, carries them where the system reads them, and never puts a
+/// secret's expression into a shell command; bad values are exit 2.
+#[test]
+fn the_worker_options_land_where_each_system_reads_them() {
+    let Some(venv) = ci_venv() else { return };
+    let t = TestTree::sample();
+    let reg = "registry=127.0.0.1:5000";
+    let emit = |system: &str, extra: &[&str]| {
+        let mut args = vec![
+            "--set",
+            reg,
+            "ci",
+            system,
+            "--all",
+            "--setup",
+            "cargo install --locked strata",
+            "--runner",
+            "builders",
+        ];
+        args.extend_from_slice(extra);
+        let run = t.run(&args).expect(0);
+        let file = t.path().join(format!("{system}-worker.yml"));
+        std::fs::write(&file, &run.stdout).unwrap();
+        (file, run.stdout)
+    };
+    let login = ["--login-user", "REG_USER", "--login-password", "REG_PASS"];
+
+    let (file, text) = emit(
+        "github",
+        &[&login[..], &["--image", "ghcr.io/acme/strata:1"]].concat(),
+    );
+    schema_accepts(&venv, "vendor.github-workflows", &file);
+    let doc = yaml(&text);
+    let job = &doc["jobs"]["keystone"];
+    assert_eq!(job["runs-on"], "builders");
+    assert_eq!(job["container"]["image"], "ghcr.io/acme/strata:1");
+    assert_eq!(
+        job["env"]["STRATA_REGISTRY_PASSWORD"],
+        "${{ secrets.REG_PASS }}"
+    );
+    let runs: Vec<&str> = (job["steps"].as_array().unwrap().iter())
+        .filter_map(|s| s["run"].as_str())
+        .collect();
+    assert_eq!(runs[0], "cargo install --locked strata");
+    assert!(
+        runs[1].contains("docker login 127.0.0.1:5000") && runs[1].contains("--password-stdin")
+    );
+    assert!(runs.iter().all(|r| !r.contains("secrets.")), "{runs:?}");
+
+    let (file, text) = emit("gitlab", &login);
+    schema_accepts(&venv, "vendor.gitlab-ci", &file);
+    let doc = yaml(&text);
+    assert_eq!(doc["default"]["tags"][0], "builders");
+    let before: Vec<&str> = (doc["default"]["before_script"].as_array().unwrap().iter())
+        .map(|s| s.as_str().unwrap())
+        .collect();
+    assert_eq!(before[0], "cargo install --locked strata");
+    assert!(before[1].contains("\"$REG_PASS\""), "{before:?}");
+
+    let (file, _) = emit(
+        "jenkins",
+        &["--login-credentials", "registry-creds", "--no-artifacts"],
+    );
+    let out_dir = t.path().join("jjb-worker");
+    let out = Command::new(venv.join("bin/jenkins-jobs"))
+        .args(["test", "-o"])
+        .arg(&out_dir)
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let xml = std::fs::read_to_string(out_dir.join("strata-images")).unwrap();
+    assert!(xml.contains("agent { label 'builders' }"), "{xml}");
+    assert!(
+        xml.contains("usernamePassword(credentialsId: 'registry-creds'"),
+        "{xml}"
+    );
+    assert!(!xml.contains("archiveArtifacts"), "--no-artifacts: {xml}");
+
+    let (_, text) = emit("zuul", &["--login-credentials", "registry-creds"]);
+    let docs: Vec<serde_json::Value> = serde_json::from_value(yaml(&text)).unwrap();
+    let base = docs
+        .iter()
+        .find(|d| d["job"]["name"] == "strata-build")
+        .unwrap();
+    assert_eq!(base["job"]["nodeset"], "builders");
+    assert_eq!(base["job"]["secrets"][0]["secret"], "registry-creds");
+    assert_eq!(
+        base["job"]["vars"]["strata_setup"],
+        "cargo install --locked strata"
+    );
+
+    for (system, bad) in [
+        (
+            "github",
+            vec![
+                "--login-user",
+                "${{ github.token }}",
+                "--login-password",
+                "P",
+            ],
+        ),
+        ("github", vec!["--setup", "echo ${{ secrets.X }}"]),
+        ("github", vec!["--login-credentials", "creds"]),
+        (
+            "jenkins",
+            vec!["--login-user", "U", "--login-password", "P"],
+        ),
+        ("zuul", vec!["--image", "strata:1"]),
+        ("gitlab", vec!["--runner", "a\nb"]),
+    ] {
+        let mut args = vec!["--set", reg, "ci", system, "--all"];
+        args.extend(bad.iter().copied());
+        t.run(&args).expect(2);
+    }
+}
