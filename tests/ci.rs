@@ -13,7 +13,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-fn ci_venv() -> Option<PathBuf> {
+pub(crate) fn ci_venv() -> Option<PathBuf> {
     match std::env::var("STRATA_TEST_CI_VENV")
         .ok()
         .filter(|v| !v.is_empty())
@@ -31,7 +31,7 @@ fn ci_venv() -> Option<PathBuf> {
 }
 
 /// image → its parents, from `strata list --json`.
-fn parents_of(t: &TestTree) -> BTreeMap<String, BTreeSet<String>> {
+pub(crate) fn parents_of(t: &TestTree) -> BTreeMap<String, BTreeSet<String>> {
     let run = t.run(&["list", "--json"]).expect(0);
     let list: Vec<serde_json::Value> = serde_json::from_str(&run.stdout).unwrap();
     list.iter()
@@ -64,7 +64,7 @@ fn schema_accepts(venv: &Path, schema: &str, file: &Path) {
     );
 }
 
-fn yaml(text: &str) -> serde_json::Value {
+pub(crate) fn yaml(text: &str) -> serde_json::Value {
     serde_saphyr::from_str(text).unwrap_or_else(|e| panic!("{e}\n{text}"))
 }
 

@@ -9,6 +9,7 @@ mod build;
 mod buildkit;
 mod ci;
 mod ci_act;
+mod ci_kube;
 mod concurrency;
 mod defects;
 mod devfile;

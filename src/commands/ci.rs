@@ -27,6 +27,16 @@ pub fn run(
         login_credentials: flags.login_credentials.clone(),
         artifacts: !flags.no_artifacts,
         registry: session.config().registry.clone(),
+        engine: flags.engine.clone(),
+        requests: flags.requests.clone(),
+        service_account: flags.service_account.clone(),
+        git_url: flags
+            .git_url
+            .clone()
+            .unwrap_or_else(|| origin(session.root())),
+        git_revision: (flags.git_revision.clone())
+            .or_else(|| crate::util::git::commit_and_time(session.root()).map(|(c, _)| c))
+            .unwrap_or_else(|| "HEAD".into()),
     };
     // What cannot reach a job safely is refused before anything is asked.
     let given = ci::Given {
@@ -55,4 +65,17 @@ pub fn run(
     }
     crate::report::out(&ci::emit(system, &jobs, &inv));
     Ok(Code::Success)
+}
+
+/// The tree's `origin` remote (without credentials), empty when it has none.
+fn origin(root: &std::path::Path) -> String {
+    let out = std::process::Command::new("git")
+        .arg("-C")
+        .arg(root)
+        .args(["remote", "get-url", "origin"])
+        .output();
+    out.ok()
+        .filter(|o| o.status.success())
+        .map(|o| crate::util::url::public(String::from_utf8_lossy(&o.stdout).trim()))
+        .unwrap_or_default()
 }

@@ -264,6 +264,23 @@ pub struct WorkerFlags {
     /// Upload no artifacts (each job's summary and JUnit file).
     #[arg(long)]
     pub no_artifacts: bool,
+    /// Tekton, Argo: the engine the tasks build on (`tcp://HOST:2376`)
+    /// instead of a Docker-in-Docker sidecar in each task's pod.
+    #[arg(long, value_name = "HOST")]
+    pub engine: Option<String>,
+    /// Tekton, Argo: each task's resource requests: `cpu=2,memory=4Gi`.
+    #[arg(long, value_name = "NAME=QTY,...")]
+    pub requests: Option<String>,
+    /// Tekton, Argo: the service account the pods run as.
+    #[arg(long, value_name = "NAME")]
+    pub service_account: Option<String>,
+    /// Tekton, Argo: where each task clones the tree (default: the tree's
+    /// `origin` remote).
+    #[arg(long, value_name = "URL")]
+    pub git_url: Option<String>,
+    /// Tekton, Argo: the revision cloned (default: the tree's HEAD commit).
+    #[arg(long, value_name = "REV")]
+    pub git_revision: Option<String>,
 }
 
 /// `strata report`'s arguments.

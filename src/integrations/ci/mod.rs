@@ -12,6 +12,7 @@
 mod github;
 mod gitlab;
 mod jenkins;
+mod kube;
 mod worker;
 mod zuul;
 
@@ -28,6 +29,10 @@ pub enum System {
     Github,
     Jenkins,
     Zuul,
+    /// A Tekton `Pipeline` and `PipelineRun` (tekton.dev/v1).
+    Tekton,
+    /// An Argo `Workflow` with a DAG template.
+    Argo,
 }
 
 /// One image's job.
@@ -172,6 +177,14 @@ pub fn carried(system: System, flag: &str, value: &str) -> Result<()> {
             "holds `{{` or `{%`, which Ansible would template in the job's variables",
             "put the template in strata.yaml (`tag:`, `tags:` and `vars` are templated there)",
         ),
+        System::Tekton if value.contains("$(") => refuse(
+            "holds `$(`, which Tekton would replace (`$(params.…)`) before any shell runs",
+            "put the value in strata.yaml instead of the command line",
+        ),
+        System::Argo if value.contains("{{") => refuse(
+            "holds `{{`, which Argo would template (`{{inputs.…}}`) before any shell runs",
+            "put the value in strata.yaml instead of the command line",
+        ),
         _ => Ok(()),
     }
 }
@@ -235,6 +248,18 @@ fn ident(name: &str, system: System) -> String {
                 name.to_string()
             }
         }
+        // A Kubernetes name (DNS-1123 label): lowercase letters, digits, `-`.
+        System::Tekton | System::Argo => {
+            let id: String = (name.to_ascii_lowercase().chars())
+                .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+                .collect();
+            let id = id.trim_matches('-');
+            let id = &id[..id.len().min(50)];
+            match id.is_empty() {
+                true => "image".into(),
+                false => id.to_string(),
+            }
+        }
         _ => name.to_string(),
     }
 }
@@ -271,6 +296,8 @@ pub fn emit(system: System, jobs: &[Job], inv: &Invocation) -> String {
         System::Github => github::github(jobs, inv),
         System::Jenkins => jenkins::jenkins(jobs, inv),
         System::Zuul => zuul::zuul(jobs, inv),
+        System::Tekton => kube::tekton(jobs, inv),
+        System::Argo => kube::argo(jobs, inv),
     }
 }
 

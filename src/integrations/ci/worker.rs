@@ -29,6 +29,15 @@ pub struct Worker {
     pub artifacts: bool,
     /// The registry the set is pushed to (from the tree), for the login.
     pub registry: String,
+    /// Tekton and Argo: the engine the tasks use instead of a
+    /// Docker-in-Docker sidecar; resource requests (`cpu=2,memory=4Gi`);
+    /// the service account; where the tree is cloned from, at which
+    /// revision (default: the tree's `origin` and its HEAD commit).
+    pub engine: Option<String>,
+    pub requests: Option<String>,
+    pub service_account: Option<String>,
+    pub git_url: String,
+    pub git_revision: String,
 }
 
 /// Where a login puts the two values for the command that logs in.
@@ -59,9 +68,9 @@ impl Worker {
                 return Err(Error::input("--login-credentials names a Jenkins credential or a Zuul secret")
                     .help("on GitHub and GitLab, name the two secrets (variables): --login-user NAME --login-password NAME"));
             }
-            System::Jenkins | System::Zuul if pair => {
+            System::Jenkins | System::Zuul | System::Tekton | System::Argo if pair => {
                 return Err(Error::input("--login-user and --login-password name GitHub secrets or GitLab variables")
-                    .help("on Jenkins give a username-password credential's ID, on Zuul a secret with `username` and `password`: --login-credentials ID"));
+                    .help("on Jenkins give a username-password credential's ID, on Zuul a secret with `username` and `password`, on Kubernetes a Secret of type dockerconfigjson: --login-credentials NAME"));
             }
             _ => {}
         }
@@ -83,6 +92,50 @@ impl Worker {
                 Error::input("a login was asked for, and the tree names no `registry:`")
                     .help("set `registry:` in strata.yaml (or --set registry=HOST)"),
             );
+        }
+        let kube = matches!(system, System::Tekton | System::Argo);
+        let kube_only = [
+            ("--engine", &self.engine),
+            ("--requests", &self.requests),
+            ("--service-account", &self.service_account),
+        ];
+        for (flag, value) in kube_only {
+            match value {
+                Some(_) if !kube => {
+                    return Err(Error::input(format!(
+                        "{flag} is for `strata ci tekton` and `strata ci argo`"
+                    ))
+                    .help("leave it out for this system"));
+                }
+                Some(v) => carried(system, flag, v)?,
+                None => {}
+            }
+        }
+        if kube {
+            if self.image.is_none() {
+                return Err(Error::input("a Kubernetes task runs in a container image: give --image IMAGE")
+                    .help("an image that has strata, git and the docker CLI, e.g. one built from this repository"));
+            }
+            if self.git_url.is_empty() {
+                return Err(Error::input(
+                    "the tasks clone the tree, and it has no `origin` remote",
+                )
+                .help("give --git-url URL (and --git-revision REV)"));
+            }
+            carried(system, "--git-url", &self.git_url)?;
+            carried(system, "--git-revision", &self.git_revision)?;
+            if let Some(r) = &self.requests {
+                let ok = r.split(',').all(|kv| {
+                    kv.split_once('=')
+                        .is_some_and(|(k, v)| !k.trim().is_empty() && !v.trim().is_empty())
+                });
+                if !ok {
+                    return Err(
+                        Error::input(format!("--requests `{r}`: not NAME=QUANTITY,…"))
+                            .help("e.g. --requests cpu=2,memory=4Gi"),
+                    );
+                }
+            }
         }
         if system == System::Zuul && self.image.is_some() {
             return Err(
