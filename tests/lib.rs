@@ -10,6 +10,7 @@ mod buildkit;
 mod ci;
 mod ci_act;
 mod ci_kube;
+mod ci_kube_run;
 mod concurrency;
 mod defects;
 mod devfile;

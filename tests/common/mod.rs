@@ -4,6 +4,7 @@
 
 pub mod browser;
 pub mod engine;
+pub mod kube;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

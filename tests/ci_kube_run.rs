@@ -1,0 +1,202 @@
+//! The Argo Workflow and the Tekton Pipeline that `strata ci` writes, run
+//! by a local harness standing in for a cluster (no apiserver can run
+//! here). The harness reads only the emitted document: each task's
+//! dependencies, its script and its environment, the parameters
+//! substituted as the controller would. Each task is a pod: a fresh
+//! engine (the second engine of ci/setup.sh, emptied of everything but
+//! the base, standing in for the DinD sidecar), its own empty folder for
+//! the clone, the Docker config "Secret" mounted, strata on PATH (the
+//! image). A task runs when all it depends on succeeded, as both
+//! controllers do, one at a time. Afterwards each release tag points at
+//! the content tag `strata plan` computes; a broken RUN in a mid-tree
+//! image fails its task, skips every task below it and publish, and moves
+//! no release tag. The measured task times give the DAG's critical path:
+//! what a cluster with enough nodes would take (docs/build-farm.md).
+
+use crate::ci::yaml;
+use crate::common::engine::{self, Namespace};
+use crate::common::kube::{argo_tasks, critical_path, fresh_engine, run, tekton_tasks, Pod};
+use crate::common::{git, TestTree};
+use crate::push::{docker_config, manifest_digest, registry, Registry};
+use serde_json::Value;
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+fn release_tags(
+    t: &TestTree,
+    r: &Registry,
+    ns: &Namespace,
+    config: &Path,
+) -> BTreeMap<String, (Option<String>, Option<String>)> {
+    let plan = t
+        .command(&["plan", "--json"])
+        .env("DOCKER_CONFIG", config)
+        .output()
+        .unwrap();
+    assert!(
+        plan.status.success(),
+        "{}",
+        String::from_utf8_lossy(&plan.stderr)
+    );
+    let plan: Value = serde_json::from_slice(&plan.stdout).unwrap();
+    (plan.as_array().unwrap().iter())
+        .map(|i| {
+            let name = i["name"].as_str().unwrap().to_string();
+            let fp = i["fingerprint"].as_str().unwrap();
+            let repo = format!("{}/{name}", ns.0);
+            (
+                name,
+                (
+                    manifest_digest(r, &repo, "latest"),
+                    manifest_digest(r, &repo, &format!("fp-{}", &fp[..24])),
+                ),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn the_emitted_workloads_run_on_a_local_stand_in_for_a_cluster() {
+    let Some(r) = registry() else { return };
+    if !engine::available("ci_kube_run") {
+        return;
+    }
+    let Some((host, certs)) = crate::tls::tls_engine() else {
+        return;
+    };
+    let certs = certs.display().to_string();
+    let _engine = crate::common::second_engine();
+    let config = docker_config(&r.host, &r.user, &r.password);
+    let bin = PathBuf::from(env!("CARGO_BIN_EXE_strata"))
+        .parent()
+        .unwrap()
+        .display()
+        .to_string();
+    let path = format!("{bin}:{}", std::env::var("PATH").unwrap_or_default());
+    let pod = Pod {
+        host: &host,
+        certs: &certs,
+        config: config.path(),
+        path: &path,
+    };
+
+    for system in ["argo", "tekton"] {
+        let ns = Namespace::new(&format!("kube-{system}"));
+        let t = TestTree::sample();
+        let yaml_text = t
+            .read("strata.yaml")
+            .replace("registry: \"\"", &format!("registry: \"{}\"", r.host));
+        t.write(
+            "strata.yaml",
+            &yaml_text.replace("namespace: strata", &format!("namespace: {}", ns.0)),
+        );
+        git(t.path(), &["init", "-q"]);
+        let commit = |msg: &str| {
+            git(t.path(), &["add", "-A"]);
+            git(
+                t.path(),
+                &[
+                    "-c",
+                    "user.email=ci@strata",
+                    "-c",
+                    "user.name=ci",
+                    "commit",
+                    "-qm",
+                    msg,
+                ],
+            );
+        };
+        commit("the sample set");
+        let url = t.path().display().to_string();
+        let emit = || {
+            let out = Command::new(env!("CARGO_BIN_EXE_strata"))
+                .current_dir(t.path())
+                .args([
+                    "ci",
+                    system,
+                    "--all",
+                    "--image",
+                    "strata:local",
+                    "--git-url",
+                    &url,
+                    "--login-credentials",
+                    "registry-config",
+                ])
+                .output()
+                .unwrap();
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            let docs: Vec<Value> = String::from_utf8_lossy(&out.stdout)
+                .split("\n---\n")
+                .skip(1)
+                .map(yaml)
+                .collect();
+            match system {
+                "argo" => argo_tasks(&docs[0]),
+                _ => tekton_tasks(&docs[0]),
+            }
+        };
+        let tasks = emit();
+        let ran = run(&tasks, &pod);
+        assert!(ran.failed.is_empty(), "{system}: failed {:?}", ran.failed);
+        assert_eq!(ran.succeeded.len(), tasks.len(), "{system}: every task ran");
+        let published = release_tags(&t, &r, &ns, config.path());
+        for (name, (release, content)) in &published {
+            assert!(release.is_some(), "{system} {name}: a release tag");
+            assert_eq!(
+                release, content,
+                "{system} {name}: the content tag plan computes"
+            );
+        }
+        let sum: Duration = ran.took.values().sum();
+        eprintln!(
+            "{system}: {} tasks one at a time in {:.1} s; critical path {:.1} s",
+            tasks.len(),
+            sum.as_secs_f64(),
+            critical_path(&tasks, &ran.took).as_secs_f64()
+        );
+
+        // A broken mid-tree image: its task fails, the tasks below it and
+        // publish are skipped, no release tag moves.
+        let nova = t.read("images/nova/nova-base/Dockerfile.j2");
+        t.write(
+            "images/nova/nova-base/Dockerfile.j2",
+            &format!("{nova}\nRUN exit 3\n"),
+        );
+        commit("a broken nova-base");
+        let tasks = emit();
+        let ran = run(&tasks, &pod);
+        assert_eq!(
+            ran.failed,
+            BTreeSet::from(["nova-base".to_string()]),
+            "{system}"
+        );
+        for below in [
+            "nova-api",
+            "nova-compute",
+            "nova-conductor",
+            "strata-publish",
+        ] {
+            assert!(
+                !ran.took.contains_key(below),
+                "{system}: {below} was skipped"
+            );
+        }
+        assert!(
+            ran.succeeded.contains("keystone"),
+            "{system}: the rest still built"
+        );
+        for (name, (release, _)) in release_tags(&t, &r, &ns, config.path()) {
+            assert_eq!(
+                release, published[&name].0,
+                "{system} {name}: its release tag did not move"
+            );
+        }
+    }
+    fresh_engine(&pod);
+}
