@@ -151,12 +151,15 @@ pub enum Command {
         #[arg(value_name = "REF")]
         reference: String,
     },
-    /// Print a pipeline for GitLab, GitHub Actions, Jenkins or Zuul.
+    /// Print a pipeline for GitLab, GitHub Actions, Jenkins or Zuul, or the
+    /// set as a Tekton Pipeline or an Argo Workflow.
     ///
-    /// One job per image to
-    /// build (`strata build NAME --no-deps --push --no-publish`), each
-    /// waiting for its parents' jobs, then one `strata publish` job. Without
-    /// --all, only images the engine and registry lack (asks them).
+    /// One job (task) per image to build (`strata build NAME --no-deps
+    /// --push --no-publish`), each waiting for its parents' jobs, then one
+    /// `strata publish` job. Without --all, only images the engine and
+    /// registry lack (asks them). The worker options make the file run as
+    /// emitted: how strata gets there, the login (by secret names), the
+    /// runner, the artifacts (docs/ci.md).
     Ci {
         system: crate::integrations::ci::System,
         selectors: Vec<String>,

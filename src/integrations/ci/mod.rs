@@ -7,7 +7,9 @@
 //! GitLab: a child pipeline with `needs:`; GitHub Actions: a workflow with
 //! `needs:`; Jenkins: a Jenkins Job Builder pipeline job whose declarative
 //! script runs each level's images in `parallel`; Zuul: jobs with
-//! `dependencies:` in a project pipeline.
+//! `dependencies:` in a project pipeline; Tekton and Argo (`kube`): the
+//! set as a Kubernetes workload. What a job needs besides strata's command
+//! (setup, image, runner, login, artifacts) is `worker`.
 
 mod github;
 mod gitlab;
