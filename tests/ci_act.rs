@@ -86,7 +86,7 @@ fn run_act(act: &str, t: &TestTree, r: &Registry, docker: &Path) -> Ran {
 }
 
 /// Each image's release tag's digest, and its content tag's (by `plan`).
-fn tags(
+pub(crate) fn release_tags(
     t: &TestTree,
     r: &Registry,
     ns: &Namespace,
@@ -114,6 +114,26 @@ fn tags(
         .collect()
 }
 
+/// The sample set pushing to `ns` on the test registry, committed in a
+/// new git repository (the jobs clone or copy it).
+pub(crate) fn sample_in_git(ns: &Namespace, r: &Registry) -> TestTree {
+    let t = TestTree::sample();
+    let config = (t.read("strata.yaml"))
+        .replace("registry: \"\"", &format!("registry: \"{}\"", r.host))
+        .replace("namespace: strata", &format!("namespace: {}", ns.0));
+    t.write("strata.yaml", &config);
+    git(t.path(), &["init", "-q"]);
+    commit(&t, "the sample set");
+    t
+}
+
+/// Commit everything in the tree.
+pub(crate) fn commit(t: &TestTree, msg: &str) {
+    git(t.path(), &["add", "-A"]);
+    let who = ["-c", "user.email=ci@strata", "-c", "user.name=ci"];
+    git(t.path(), &[&who[..], &["commit", "-qm", msg]].concat());
+}
+
 #[test]
 fn act_runs_the_emitted_workflow_as_emitted() {
     if !engine::available("act") {
@@ -123,14 +143,7 @@ fn act_runs_the_emitted_workflow_as_emitted() {
         return;
     };
     let ns = Namespace::new("act");
-    let t = TestTree::sample();
-    let config = t
-        .read("strata.yaml")
-        .replace("registry: \"\"", &format!("registry: \"{}\"", r.host));
-    t.write(
-        "strata.yaml",
-        &config.replace("namespace: strata", &format!("namespace: {}", ns.0)),
-    );
+    let t = sample_in_git(&ns, &r);
     let bin = Path::new(env!("CARGO_BIN_EXE_strata"))
         .parent()
         .unwrap()
@@ -166,23 +179,7 @@ fn act_runs_the_emitted_workflow_as_emitted() {
         );
     };
     emit();
-    git(t.path(), &["init", "-q"]);
-    let commit = |msg: &str| {
-        git(t.path(), &["add", "-A"]);
-        git(
-            t.path(),
-            &[
-                "-c",
-                "user.email=ci@strata",
-                "-c",
-                "user.name=ci",
-                "commit",
-                "-qm",
-                msg,
-            ],
-        );
-    };
-    commit("the sample set");
+    commit(&t, "the workflow");
     let docker = tempfile::tempdir().unwrap();
     let empty_config = docker_config("unused.invalid", "x", "y");
     std::fs::copy(
@@ -192,7 +189,7 @@ fn act_runs_the_emitted_workflow_as_emitted() {
     .unwrap();
 
     let first = run_act(&act, &t, &r, docker.path());
-    let names: Vec<String> = tags(&t, &r, &ns).into_keys().collect();
+    let names: Vec<String> = release_tags(&t, &r, &ns).into_keys().collect();
     assert_eq!(first.code, 0, "{:?}", first.lines);
     for name in &names {
         assert!(first.succeeded(name), "{name}: {:?}", first.of(name));
@@ -229,7 +226,7 @@ fn act_runs_the_emitted_workflow_as_emitted() {
         );
     }
     assert!(first.succeeded("strata-publish"));
-    let published = tags(&t, &r, &ns);
+    let published = release_tags(&t, &r, &ns);
     for (name, (release, content)) in &published {
         assert!(release.is_some(), "{name}: a release tag");
         assert_eq!(
@@ -246,7 +243,7 @@ fn act_runs_the_emitted_workflow_as_emitted() {
         "{:?}",
         second.lines
     );
-    assert_eq!(tags(&t, &r, &ns), published);
+    assert_eq!(release_tags(&t, &r, &ns), published);
 
     // A broken RUN in a mid-tree image: it fails, everything below it and
     // the publish job are skipped, no release tag moves.
@@ -260,7 +257,7 @@ fn act_runs_the_emitted_workflow_as_emitted() {
         &(t.read("images/base/Dockerfile.j2") + "\nRUN echo second > /second\n"),
     );
     emit();
-    commit("a broken nova-base");
+    commit(&t, "a broken nova-base");
     let third = run_act(&act, &t, &r, docker.path());
     assert_ne!(third.code, 0);
     assert!(
@@ -292,7 +289,7 @@ fn act_runs_the_emitted_workflow_as_emitted() {
         "base rebuilt: {:?}",
         third.of("base")
     );
-    for (name, (release, _)) in tags(&t, &r, &ns) {
+    for (name, (release, _)) in release_tags(&t, &r, &ns) {
         assert_eq!(
             release, published[&name].0,
             "{name}: its release tag did not move"

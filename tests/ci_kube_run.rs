@@ -14,48 +14,15 @@
 //! what a cluster with enough nodes would take (docs/build-farm.md).
 
 use crate::ci::yaml;
+use crate::ci_act::{commit, release_tags, sample_in_git};
 use crate::common::engine::{self, Namespace};
 use crate::common::kube::{argo_tasks, critical_path, fresh_engine, run, tekton_tasks, Pod};
-use crate::common::{git, TestTree};
-use crate::push::{docker_config, manifest_digest, registry, Registry};
+use crate::push::{docker_config, registry};
 use serde_json::Value;
-use std::collections::{BTreeMap, BTreeSet};
-use std::path::{Path, PathBuf};
+use std::collections::BTreeSet;
+use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
-
-fn release_tags(
-    t: &TestTree,
-    r: &Registry,
-    ns: &Namespace,
-    config: &Path,
-) -> BTreeMap<String, (Option<String>, Option<String>)> {
-    let plan = t
-        .command(&["plan", "--json"])
-        .env("DOCKER_CONFIG", config)
-        .output()
-        .unwrap();
-    assert!(
-        plan.status.success(),
-        "{}",
-        String::from_utf8_lossy(&plan.stderr)
-    );
-    let plan: Value = serde_json::from_slice(&plan.stdout).unwrap();
-    (plan.as_array().unwrap().iter())
-        .map(|i| {
-            let name = i["name"].as_str().unwrap().to_string();
-            let fp = i["fingerprint"].as_str().unwrap();
-            let repo = format!("{}/{name}", ns.0);
-            (
-                name,
-                (
-                    manifest_digest(r, &repo, "latest"),
-                    manifest_digest(r, &repo, &format!("fp-{}", &fp[..24])),
-                ),
-            )
-        })
-        .collect()
-}
 
 #[test]
 fn the_emitted_workloads_run_on_a_local_stand_in_for_a_cluster() {
@@ -84,31 +51,7 @@ fn the_emitted_workloads_run_on_a_local_stand_in_for_a_cluster() {
 
     for system in ["argo", "tekton"] {
         let ns = Namespace::new(&format!("kube-{system}"));
-        let t = TestTree::sample();
-        let yaml_text = t
-            .read("strata.yaml")
-            .replace("registry: \"\"", &format!("registry: \"{}\"", r.host));
-        t.write(
-            "strata.yaml",
-            &yaml_text.replace("namespace: strata", &format!("namespace: {}", ns.0)),
-        );
-        git(t.path(), &["init", "-q"]);
-        let commit = |msg: &str| {
-            git(t.path(), &["add", "-A"]);
-            git(
-                t.path(),
-                &[
-                    "-c",
-                    "user.email=ci@strata",
-                    "-c",
-                    "user.name=ci",
-                    "commit",
-                    "-qm",
-                    msg,
-                ],
-            );
-        };
-        commit("the sample set");
+        let t = sample_in_git(&ns, &r);
         let url = t.path().display().to_string();
         let emit = || {
             let out = Command::new(env!("CARGO_BIN_EXE_strata"))
@@ -145,7 +88,7 @@ fn the_emitted_workloads_run_on_a_local_stand_in_for_a_cluster() {
         let ran = run(&tasks, &pod);
         assert!(ran.failed.is_empty(), "{system}: failed {:?}", ran.failed);
         assert_eq!(ran.succeeded.len(), tasks.len(), "{system}: every task ran");
-        let published = release_tags(&t, &r, &ns, config.path());
+        let published = release_tags(&t, &r, &ns);
         for (name, (release, content)) in &published {
             assert!(release.is_some(), "{system} {name}: a release tag");
             assert_eq!(
@@ -168,7 +111,7 @@ fn the_emitted_workloads_run_on_a_local_stand_in_for_a_cluster() {
             "images/nova/nova-base/Dockerfile.j2",
             &format!("{nova}\nRUN exit 3\n"),
         );
-        commit("a broken nova-base");
+        commit(&t, "a broken nova-base");
         let tasks = emit();
         let ran = run(&tasks, &pod);
         assert_eq!(
@@ -191,7 +134,7 @@ fn the_emitted_workloads_run_on_a_local_stand_in_for_a_cluster() {
             ran.succeeded.contains("keystone"),
             "{system}: the rest still built"
         );
-        for (name, (release, _)) in release_tags(&t, &r, &ns, config.path()) {
+        for (name, (release, _)) in release_tags(&t, &r, &ns) {
             assert_eq!(
                 release, published[&name].0,
                 "{system} {name}: its release tag did not move"
