@@ -93,6 +93,20 @@ impl Worker {
                     .help("set `registry:` in strata.yaml (or --set registry=HOST)"),
             );
         }
+        self.kube_checks(system)?;
+        if system == System::Zuul && self.image.is_some() {
+            return Err(
+                Error::input("--image: Zuul runs jobs on nodes, not in a container image")
+                    .help("use --runner NODESET (a nodeset whose image has strata) or --setup CMD"),
+            );
+        }
+        carried(system, "the registry", &self.registry)?;
+        Ok(self)
+    }
+
+    /// The Kubernetes options: only for Tekton and Argo, which need an
+    /// image and a place to clone from.
+    fn kube_checks(&self, system: System) -> Result<()> {
         let kube = matches!(system, System::Tekton | System::Argo);
         let kube_only = [
             ("--engine", &self.engine),
@@ -137,14 +151,7 @@ impl Worker {
                 }
             }
         }
-        if system == System::Zuul && self.image.is_some() {
-            return Err(
-                Error::input("--image: Zuul runs jobs on nodes, not in a container image")
-                    .help("use --runner NODESET (a nodeset whose image has strata) or --setup CMD"),
-            );
-        }
-        carried(system, "the registry", &self.registry)?;
-        Ok(self)
+        Ok(())
     }
 
     /// Whether the jobs log in.
