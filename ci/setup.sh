@@ -204,6 +204,14 @@ if [ ! -x "$ARGO_VENV/bin/python" ] || ! "$ARGO_VENV/bin/python" -c 'import argo
   "$ARGO_VENV/bin/pip" install -q "argo-workflows==6.7.18"
 fi
 echo "STRATA_TEST_ARGO_VENV=$ARGO_VENV" >>"$STATE/registry.env"
+# ... and Zuul (PyPI zuul), whose configuration schemas check the emitted zuul.d file.
+ZUUL_VENV="$PWD/$STATE/zuul-venv"
+if [ ! -x "$ZUUL_VENV/bin/python" ] || ! "$ZUUL_VENV/bin/python" -c 'import zuul.configloader' 2>/dev/null; then
+  log "installing Zuul into $STATE/zuul-venv"
+  python3 -m venv "$ZUUL_VENV"
+  "$ZUUL_VENV/bin/pip" install -q "zuul==14.3.0"
+fi
+echo "STRATA_TEST_ZUUL_VENV=$ZUUL_VENV" >>"$STATE/registry.env"
 
 # 8. A second Docker engine that speaks TLS only (tcp://127.0.0.1:$TLS_PORT,
 #    client certificates from a CA made here), for the docker-context TLS

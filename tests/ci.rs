@@ -547,3 +547,53 @@ fn the_worker_options_land_where_each_system_reads_them() {
         t.run(&args).expect(2);
     }
 }
+
+/// Zuul's own configuration schemas (PyPI zuul: the voluptuous schemas its
+/// loader applies to each job and project) accept the emitted file, plain
+/// and with the worker options, and refuse a misspelt key.
+#[test]
+fn zuul_s_own_schemas_accept_the_emitted_jobs() {
+    let Some(v) = crate::common::settings(&["STRATA_TEST_ZUUL_VENV"], "the Zuul schema check")
+    else {
+        return;
+    };
+    let python = PathBuf::from(&v[0]).join("bin/python");
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/zuul_check.py");
+    let t = TestTree::sample();
+    let check = |file: &Path| {
+        Command::new(&python)
+            .arg(&script)
+            .arg(file)
+            .output()
+            .unwrap()
+    };
+    let worker = [
+        "--setup",
+        "pip install strata",
+        "--runner",
+        "builders",
+        "--login-credentials",
+        "registry-creds",
+    ];
+    for extra in [&[][..], &worker[..]] {
+        let mut args = vec![
+            "--set",
+            "registry=registry.example:5000",
+            "ci",
+            "zuul",
+            "--all",
+        ];
+        args.extend_from_slice(extra);
+        let text = t.run(&args).expect(0).stdout;
+        let file = t.path().join("zuul.yaml");
+        std::fs::write(&file, &text).unwrap();
+        let out = check(&file);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        std::fs::write(&file, text.replacen("dependencies:", "dependencis:", 1)).unwrap();
+        assert!(!check(&file).status.success(), "a misspelt key passed");
+    }
+}
