@@ -300,3 +300,36 @@ fn a_kubernetes_workload_refuses_what_it_cannot_carry() {
         t.run(&bad).expect(2);
     }
 }
+
+/// A record whose platform no `kubernetes.io/arch` names gets no node
+/// selector, and the run says so, naming it; `arm/v7` goes to `arm` nodes.
+#[test]
+fn a_platform_without_a_node_selector_is_a_warning_naming_it() {
+    let t = TestTree::new();
+    t.write(
+        "strata.yaml",
+        "registry: 'registry.example:5000'\nplatforms: [linux/arm/v7, windows/amd64]\nvars: {base_image: 'debian:bookworm'}\n",
+    );
+    t.write("images/base/Dockerfile.j2", "FROM {{ base_image }}\n");
+    let run = t
+        .run(&[
+            "ci",
+            "argo",
+            "--all",
+            "--image",
+            "s:1",
+            "--git-url",
+            "https://g/x.git",
+        ])
+        .expect(0);
+    assert!(
+        run.stderr.contains("warning: base@windows-amd64"),
+        "{}",
+        run.stderr
+    );
+    assert!(!run.stderr.contains("base@arm-v7"), "{}", run.stderr);
+    let doc = &documents(&run.stdout)[0];
+    let arm = (doc["spec"]["templates"].as_array().unwrap().iter())
+        .find(|t| t["nodeSelector"]["kubernetes.io/arch"] == "arm");
+    assert!(arm.is_some(), "{doc}");
+}

@@ -63,6 +63,13 @@ pub fn run(
     for job in &jobs {
         ci::carried(system, "the image name", &job.name)?;
     }
+    if matches!(system, System::Tekton | System::Argo) {
+        for record in ci::unplaced(&jobs) {
+            crate::report::note(&format!(
+                "strata: warning: {record}: no kubernetes.io/arch names its platform, so its task has no node selector and may run on any node"
+            ));
+        }
+    }
     crate::report::out(&ci::emit(system, &jobs, &inv));
     Ok(Code::Success)
 }

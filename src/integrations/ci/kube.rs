@@ -18,9 +18,28 @@ const SRC: &str = "/workspace/src";
 const DOCKER_CONFIG: &str = "/strata/docker";
 const DIND: &str = "docker:dind";
 
-/// The architecture of a record (`base@arm64` → `arm64`).
+/// The architectures Kubernetes labels Linux nodes with.
+const ARCHES: [&str; 8] = [
+    "amd64", "arm64", "arm", "386", "ppc64le", "s390x", "riscv64", "mips64le",
+];
+
+/// The node architecture of a record (`base@arm64` → `arm64`, `base@arm-v7`
+/// → `arm`); None for an image of one platform, or a record whose
+/// platform no `kubernetes.io/arch` names (`unplaced`).
 fn arch(name: &str) -> Option<&str> {
-    name.rsplit_once('@').map(|(_, a)| a)
+    let (_, suffix) = name.rsplit_once('@')?;
+    let first = suffix.split('-').next()?;
+    ARCHES.contains(&first).then_some(first)
+}
+
+/// The records that get no node selector: their platform is not a Linux
+/// architecture Kubernetes labels nodes with (`windows-amd64`). Their
+/// pods may land on a node of any architecture.
+pub fn unplaced(jobs: &[Job]) -> Vec<&str> {
+    (jobs.iter())
+        .filter(|j| j.name.contains('@') && arch(&j.name).is_none())
+        .map(|j| j.name.as_str())
+        .collect()
 }
 
 /// The task's container environment: the engine and the Docker config.

@@ -18,6 +18,7 @@ mod kube;
 mod worker;
 mod zuul;
 
+pub use kube::unplaced;
 pub use worker::Worker;
 
 use crate::util::error::{Error, Result};
