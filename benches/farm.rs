@@ -9,9 +9,10 @@
 //!    machine's engine (`-P ubuntu-latest=-self-hosted`, as many jobs at
 //!    once as there are cores);
 //! 3. the Argo Workflow `strata ci argo` writes, on the local stand-in
-//!    for a cluster (tests/common/kube.rs: one task at a time, each on an
-//!    emptied engine); with the critical path of its measured task times,
-//!    what a cluster with enough nodes would take.
+//!    for a cluster (tests/common/kube.rs: each task a container of the
+//!    emitted image, one at a time, on an emptied engine); with the
+//!    critical path of its measured task times, what a cluster with enough
+//!    nodes would take.
 //!
 //! Needs ci/setup.sh. Run: `cargo bench --bench farm`.
 
@@ -91,7 +92,7 @@ fn main() {
     );
     let config = common::docker_config(&host, &user, &password);
     let bin_dir = PathBuf::from(BIN).parent().unwrap().display().to_string();
-    let path = format!("{bin_dir}:{}", std::env::var("PATH").unwrap_or_default());
+    kube::build_task_image(Path::new(BIN));
     let (mut pooled, mut acted, mut harnessed, mut bound) =
         (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for round in 0..runs {
@@ -188,7 +189,7 @@ fn main() {
                 "argo",
                 "--all",
                 "--image",
-                "strata:local",
+                kube::TASK_IMAGE,
                 "--git-url",
                 &url,
                 "--login-credentials",
@@ -202,7 +203,7 @@ fn main() {
             host: &tls,
             certs: &certs,
             config: config.path(),
-            path: &path,
+            tree: t.path(),
         };
         let start = Instant::now();
         let ran = kube::run(&tasks, &pod);

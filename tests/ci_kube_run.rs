@@ -2,11 +2,12 @@
 //! by a local harness standing in for a cluster (no apiserver can run
 //! here). The harness reads only the emitted document: each task's
 //! dependencies, its script and its environment, the parameters
-//! substituted as the controller would. Each task is a pod: a fresh
-//! engine (the second engine of ci/setup.sh, emptied of everything but
-//! the base, standing in for the DinD sidecar), its own empty folder for
-//! the clone, the Docker config "Secret" mounted, strata on PATH (the
-//! image). A task runs when all it depends on succeeded, as both
+//! substituted as the controller would. Each task's step runs as a
+//! container of the emitted image (the Debian base with git and this
+//! strata, built first), the Docker config "Secret" mounted where the
+//! document mounts it, and a fresh engine (the second engine of
+//! ci/setup.sh, emptied of everything but the base) standing in for the
+//! DinD sidecar. A task runs when all it depends on succeeded, as both
 //! controllers do, one at a time. Afterwards each release tag points at
 //! the content tag `strata plan` computes; a broken RUN in a mid-tree
 //! image fails its task, skips every task below it and publish, and moves
@@ -16,11 +17,11 @@
 use crate::ci::yaml;
 use crate::ci_act::{commit, release_tags, sample_in_git};
 use crate::common::engine::{self, Namespace};
-use crate::common::kube::{argo_tasks, critical_path, fresh_engine, run, tekton_tasks, Pod};
+use crate::common::kube::{self, argo_tasks, critical_path, fresh_engine, run, tekton_tasks, Pod};
 use crate::push::{docker_config, registry};
 use serde_json::Value;
 use std::collections::BTreeSet;
-use std::path::PathBuf;
+use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
@@ -36,23 +37,18 @@ fn the_emitted_workloads_run_on_a_local_stand_in_for_a_cluster() {
     let certs = certs.display().to_string();
     let _engine = crate::common::second_engine();
     let config = docker_config(&r.host, &r.user, &r.password);
-    let bin = PathBuf::from(env!("CARGO_BIN_EXE_strata"))
-        .parent()
-        .unwrap()
-        .display()
-        .to_string();
-    let path = format!("{bin}:{}", std::env::var("PATH").unwrap_or_default());
-    let pod = Pod {
-        host: &host,
-        certs: &certs,
-        config: config.path(),
-        path: &path,
-    };
+    kube::build_task_image(Path::new(env!("CARGO_BIN_EXE_strata")));
 
     for system in ["argo", "tekton"] {
         let ns = Namespace::new(&format!("kube-{system}"));
         let t = sample_in_git(&ns, &r);
         let url = t.path().display().to_string();
+        let pod = Pod {
+            host: &host,
+            certs: &certs,
+            config: config.path(),
+            tree: t.path(),
+        };
         let emit = || {
             let out = Command::new(env!("CARGO_BIN_EXE_strata"))
                 .current_dir(t.path())
@@ -61,7 +57,7 @@ fn the_emitted_workloads_run_on_a_local_stand_in_for_a_cluster() {
                     system,
                     "--all",
                     "--image",
-                    "strata:local",
+                    kube::TASK_IMAGE,
                     "--git-url",
                     &url,
                     "--login-credentials",
@@ -140,6 +136,6 @@ fn the_emitted_workloads_run_on_a_local_stand_in_for_a_cluster() {
                 "{system} {name}: its release tag did not move"
             );
         }
+        fresh_engine(&pod);
     }
-    fresh_engine(&pod);
 }

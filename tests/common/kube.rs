@@ -1,12 +1,14 @@
-//! A local stand-in for a cluster: runs the tasks of an emitted Argo
-//! Workflow or Tekton Pipeline, reading only the document (each task's
-//! dependencies, script and environment, parameters substituted as the
-//! controller would). Each task is a pod: a fresh engine (the second
-//! engine of ci/setup.sh, emptied of every image but the base, standing in
-//! for the DinD sidecar), an empty folder for the clone, the Docker config
-//! "Secret", strata on PATH (the image). A task runs when everything it
-//! depends on succeeded, as both controllers do; one at a time. Shared by
-//! tests/ci_kube_run.rs and benches/farm.rs.
+//! A stand-in for a cluster, labelled so: it tests our documents'
+//! commands, not Kubernetes. It runs the tasks of an emitted Argo Workflow
+//! or Tekton Pipeline reading only the document (each task's dependencies,
+//! image, script and environment, parameters substituted as the controller
+//! would): each task's step is a container of the emitted image on the
+//! machine's engine, with the Docker config "Secret" mounted where the
+//! document mounts it. The Docker-in-Docker sidecar is stood in for by the
+//! second engine of ci/setup.sh, emptied of every image but the base before
+//! each task (a fresh sidecar is empty too). A task runs when everything
+//! it depends on succeeded, as both controllers do; one at a time. Shared
+//! by tests/ci_kube_run.rs and benches/farm.rs.
 
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
@@ -21,8 +23,12 @@ const BASE_IMAGE: &str = "strata-ci/busybox:latest";
 pub struct Task {
     pub name: String,
     pub after: Vec<String>,
+    /// The step's container image, its shell script and environment.
+    image: String,
     script: String,
     env: Vec<(String, String)>,
+    /// Where the document mounts the Docker config Secret.
+    secret_at: Option<String>,
 }
 
 /// Argo: the DAG's tasks, each template's container script with the
@@ -69,8 +75,10 @@ pub fn argo_tasks(doc: &Value) -> Vec<Task> {
             Task {
                 name: t["name"].as_str().unwrap().into(),
                 after: names(&t["dependencies"]),
+                image: c["image"].as_str().unwrap().into(),
                 script,
                 env,
+                secret_at: c["volumeMounts"][0]["mountPath"].as_str().map(String::from),
             }
         })
         .collect()
@@ -103,8 +111,12 @@ pub fn tekton_tasks(pipeline: &Value) -> Vec<Task> {
             Task {
                 name: t["name"].as_str().unwrap().into(),
                 after: names(&t["runAfter"]),
+                image: step["image"].as_str().unwrap().into(),
                 script: step["script"].as_str().unwrap().to_string(),
                 env,
+                secret_at: step["volumeMounts"][0]["mountPath"]
+                    .as_str()
+                    .map(String::from),
             }
         })
         .collect()
@@ -123,12 +135,13 @@ pub struct Ran {
     pub took: BTreeMap<String, Duration>,
 }
 
-/// The pod's world: the fresh engine, the clone's folder, the Secret.
+/// The pod's world: the stand-in engine, the Secret's contents, the tree.
 pub struct Pod<'a> {
     pub host: &'a str,
     pub certs: &'a str,
     pub config: &'a Path,
-    pub path: &'a str,
+    /// The tree's git repository, which the tasks clone.
+    pub tree: &'a Path,
 }
 
 pub fn run(tasks: &[Task], pod: &Pod) -> Ran {
@@ -148,27 +161,8 @@ pub fn run(tasks: &[Task], pod: &Pod) -> Ran {
             continue; // skipped: something it depends on did not succeed
         }
         fresh_engine(pod);
-        let src = tempfile::tempdir().unwrap();
-        let script = next.script.replace(
-            "/workspace/src",
-            &src.path().join("src").display().to_string(),
-        );
         let start = Instant::now();
-        let mut cmd = Command::new("sh");
-        cmd.args(["-c", &script]);
-        for (k, v) in &next.env {
-            cmd.env(k, v);
-        }
-        // The Secret's mount and the engine's TLS, where the pod has them.
-        let out = cmd
-            .env("DOCKER_CONFIG", pod.config)
-            .env("DOCKER_HOST", pod.host)
-            .env("DOCKER_TLS_VERIFY", "1")
-            .env("DOCKER_CERT_PATH", pod.certs)
-            .env("PATH", pod.path)
-            .env("NO_COLOR", "1")
-            .output()
-            .unwrap();
+        let out = pod_run(next, pod);
         ran.took.insert(next.name.clone(), start.elapsed());
         match out.status.success() {
             true => ran.succeeded.insert(next.name.clone()),
@@ -176,6 +170,68 @@ pub fn run(tasks: &[Task], pod: &Pod) -> Ran {
         };
     }
     ran
+}
+
+/// The task's step as a container of its image, on the machine's engine:
+/// its script, its environment, the Secret's mount; the DinD sidecar's
+/// address replaced by the stand-in engine (with its TLS material); the
+/// tree's repository mounted where the clone URL names it.
+fn pod_run(task: &Task, pod: &Pod) -> std::process::Output {
+    let mut cmd = Command::new("docker");
+    cmd.args(["run", "--rm", "--network", "host"]);
+    for (k, v) in &task.env {
+        let v = match k.as_str() {
+            "DOCKER_HOST" => pod.host,
+            _ => v,
+        };
+        cmd.args(["-e", &format!("{k}={v}")]);
+    }
+    cmd.args([
+        "-e",
+        "DOCKER_TLS_VERIFY=1",
+        "-e",
+        "DOCKER_CERT_PATH=/stand-in/certs",
+        "-e",
+        "NO_COLOR=1",
+    ]);
+    cmd.args(["-v", &format!("{}:/stand-in/certs:ro", pod.certs)]);
+    cmd.args([
+        "-v",
+        &format!("{}:{}:ro", pod.tree.display(), pod.tree.display()),
+    ]);
+    if let Some(at) = &task.secret_at {
+        cmd.args(["-v", &format!("{}:{at}:ro", pod.config.display())]);
+    }
+    cmd.arg(&task.image).args(["sh", "-c", &task.script]);
+    cmd.output().unwrap()
+}
+
+/// The image the tasks run in, as `--image` names it: the debootstrapped
+/// Debian base with git, and this strata binary.
+pub const TASK_IMAGE: &str = "strata-ci/strata-task:latest";
+
+/// Build `TASK_IMAGE` on the machine's engine (the apt layer is cached).
+pub fn build_task_image(strata: &Path) {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::copy(strata, dir.path().join("strata")).unwrap();
+    std::fs::write(
+        dir.path().join("Dockerfile"),
+        "FROM strata-ci/debian:bookworm\n\
+         RUN apt-get update -qq && apt-get install -y -qq --no-install-recommends git ca-certificates >/dev/null && rm -rf /var/lib/apt/lists/*\n\
+         COPY strata /usr/local/bin/strata\n",
+    )
+    .unwrap();
+    let out = Command::new("docker")
+        .args(["build", "-q", "-t", TASK_IMAGE])
+        .arg(dir.path())
+        .env("DOCKER_BUILDKIT", "0")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "the task image: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 /// The second engine, emptied of every image but the base.
