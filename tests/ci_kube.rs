@@ -220,7 +220,7 @@ fn the_argo_workflow_passes_the_upstream_schema_and_the_sdk_models() {
         valid(
             &venv,
             t.path(),
-            "argo-workflows-v4.1.2.schema.json",
+            "argo-workflows-v4.1.2-workflow-v1alpha1.schema.json",
             workflow,
             "workflow",
         );
