@@ -227,7 +227,7 @@ fn main() {
         s(acted)
     );
     println!(
-        "  Argo Workflow on the local stand-in (one task at a time, each on an emptied engine): {:.1} s; its critical path of measured task times: {:.1} s",
+        "  Argo Workflow on the local stand-in (each task a container of the emitted image, one at a time, on an emptied engine): {:.1} s; its critical path of measured task times: {:.1} s",
         s(harnessed),
         s(bound)
     );
