@@ -10,6 +10,7 @@
 //! Knows nothing of the graph, the plan or progress output.
 
 pub mod buildkit;
+mod classic;
 mod containers;
 pub mod context;
 pub mod docker;
